@@ -1,0 +1,16 @@
+import { catalogCodes } from "./codes/catalog.js";
+import { configCodes } from "./codes/config.js";
+import { generalCodes } from "./codes/general.js";
+import { queueCodes } from "./codes/queue.js";
+import type { ErrorSpec } from "./define.js";
+
+// Each area keeps its codes in codes/<area>.ts; add the new area's table here and document it in
+// docs/errors.md (a test fails otherwise).
+export const errorCatalogue = {
+  ...generalCodes,
+  ...configCodes,
+  ...catalogCodes,
+  ...queueCodes,
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorCatalogue;

@@ -1,0 +1,17 @@
+import { defaultServerConditions } from "vite";
+import { defineConfig } from "vitest/config";
+
+// One run for the whole workspace. Workspace packages resolve to their TypeScript
+// sources through the "source" export condition, so tests need no build step.
+export default defineConfig({
+  resolve: { conditions: ["source", ...defaultServerConditions] },
+  ssr: { resolve: { conditions: ["source", ...defaultServerConditions] } },
+  test: {
+    include: ["{apps,packages,test}/**/*.test.ts"],
+    exclude: ["**/node_modules/**", "**/dist/**", "apps/web/**/e2e/**"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    pool: "forks",
+    reporters: ["default"],
+  },
+});
