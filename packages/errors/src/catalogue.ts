@@ -2,6 +2,7 @@ import { catalogCodes } from "./codes/catalog.js";
 import { configCodes } from "./codes/config.js";
 import { generalCodes } from "./codes/general.js";
 import { queueCodes } from "./codes/queue.js";
+import { retentionCodes } from "./codes/retention.js";
 import type { ErrorSpec } from "./define.js";
 
 // Each area keeps its codes in codes/<area>.ts; add the new area's table here and document it in
@@ -11,6 +12,7 @@ export const errorCatalogue = {
   ...configCodes,
   ...catalogCodes,
   ...queueCodes,
+  ...retentionCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
