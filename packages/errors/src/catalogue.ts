@@ -1,6 +1,7 @@
 import { catalogCodes } from "./codes/catalog.js";
 import { configCodes } from "./codes/config.js";
 import { generalCodes } from "./codes/general.js";
+import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
 import { retentionCodes } from "./codes/retention.js";
 import type { ErrorSpec } from "./define.js";
@@ -13,6 +14,7 @@ export const errorCatalogue = {
   ...catalogCodes,
   ...queueCodes,
   ...retentionCodes,
+  ...protoCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

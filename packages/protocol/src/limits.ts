@@ -1,0 +1,73 @@
+// Sizes and counts of the protocol (docs/protocol.md §5). Servers enforce them; agents stay below.
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Length of every chunk ID: the keyed hash output (HMAC-SHA256 or keyed BLAKE3, both 32 bytes). */
+export const CHUNK_ID_BYTES = 32;
+
+/** Smallest chunk size a session may use; smaller chunks would make indexes larger than the data saves. */
+export const MIN_CHUNK_SIZE = 4 * KiB;
+
+/** Largest chunk size; the repository is expected to pick 64 KiB – 1 MiB by measurement. */
+export const MAX_CHUNK_SIZE = 4 * MiB;
+
+/**
+ * Default payload per UploadChunks batch: whole chunks up to 4 MiB (64 × 64 KiB, 16 × 256 KiB,
+ * 4 × 1 MiB). Per-message overhead and one ack per batch are negligible at this size, and a cut
+ * connection leaves at most a few MiB per stream to re-query.
+ */
+export const DEFAULT_UPLOAD_BATCH_BYTES = 4 * MiB;
+
+/** Most payload the server accepts in one batch (announced as max_batch_bytes in BeginSession). */
+export const MAX_UPLOAD_BATCH_BYTES = 8 * MiB;
+
+/**
+ * Framing allowance on top of a batch: tags, 32-byte IDs, offsets and sizes of up to 2 048
+ * chunks (8 MiB of 4 KiB chunks) stay well below 64 KiB.
+ */
+export const MESSAGE_FRAMING_ALLOWANCE_BYTES = 64 * KiB;
+
+/**
+ * Largest message either side accepts. grpc-js buffers a whole message before decoding it, so this
+ * is also the per-stream memory bound. Anything larger is refused with RESOURCE_EXHAUSTED.
+ */
+export const MAX_MESSAGE_BYTES = MAX_UPLOAD_BATCH_BYTES + MESSAGE_FRAMING_ALLOWANCE_BYTES;
+
+/** IDs per QueryMissing (≈ 290 KiB request); at 256 KiB chunks one call covers 2 GiB of volume. */
+export const MAX_QUERY_IDS = 8192;
+
+/** IDs per commit IndexPart: 4 MiB of IDs, half the message limit (a 1 TB index takes ~128 parts at 64 KiB chunks). */
+export const MAX_INDEX_PART_IDS = 131_072;
+
+/** Offsets listed with one uploaded chunk; informational, the index is authoritative. */
+export const MAX_OFFSETS_PER_CHUNK = 64;
+
+/** Largest volume: offsets must stay exact in a JavaScript number (2^53 bytes = 8 PiB). */
+export const MAX_VOLUME_BYTES = Number.MAX_SAFE_INTEGER;
+
+/** Parallel UploadChunks streams per session: one grpc-js stream is CPU-bound well below the pipeline. */
+export const DEFAULT_UPLOAD_STREAMS = 4;
+
+/** Chunks a restoring agent keeps requested but not written (16 MiB at 256 KiB chunks). */
+export const DEFAULT_RESTORE_WINDOW_CHUNKS = 64;
+
+/** A backup session with no call for this long expires. */
+export const DEFAULT_SESSION_IDLE_TIMEOUT_S = 3600;
+
+/** A power of two within [MIN_CHUNK_SIZE, MAX_CHUNK_SIZE]. */
+export function isValidChunkSize(size: number): boolean {
+  return (
+    Number.isInteger(size) && size >= MIN_CHUNK_SIZE && size <= MAX_CHUNK_SIZE && (size & (size - 1)) === 0
+  );
+}
+
+/** Number of chunks of a volume: ceil(size / chunkSize). */
+export function chunkCount(sizeBytes: number, chunkSize: number): number {
+  return Math.ceil(sizeBytes / chunkSize);
+}
+
+/** Plaintext length of chunk `index`: chunkSize except for a short last chunk. */
+export function chunkLength(sizeBytes: number, chunkSize: number, index: number): number {
+  return Math.max(0, Math.min(chunkSize, sizeBytes - index * chunkSize));
+}
