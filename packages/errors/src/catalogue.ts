@@ -1,5 +1,7 @@
+import { agentCodes } from "./codes/agent.js";
 import { catalogCodes } from "./codes/catalog.js";
 import { configCodes } from "./codes/config.js";
+import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
 import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
@@ -15,6 +17,8 @@ export const errorCatalogue = {
   ...queueCodes,
   ...retentionCodes,
   ...protoCodes,
+  ...fsCodes,
+  ...agentCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -1,0 +1,38 @@
+import { defineCodes } from "../define.js";
+
+// Raised by @bulwark/filesystems. Images come from endpoints and may be damaged or hostile, so every
+// structural check fails with one of these rather than a RangeError or a hang.
+export const fsCodes = defineCodes("FS", {
+  BULWARK_FS_CORRUPT: {
+    http: 422,
+    grpc: "DATA_LOSS",
+    summary:
+      "A partition table or filesystem structure is damaged or inconsistent; the message names the field.",
+  },
+  BULWARK_FS_CHECKSUM_MISMATCH: {
+    http: 422,
+    grpc: "DATA_LOSS",
+    summary: "A checksummed structure (GPT header or entry array) does not match its checksum.",
+  },
+  BULWARK_FS_OUT_OF_RANGE: {
+    http: 422,
+    grpc: "OUT_OF_RANGE",
+    summary: "A structure points outside the volume or image it belongs to.",
+  },
+  BULWARK_FS_UNSUPPORTED: {
+    http: 422,
+    grpc: "UNIMPLEMENTED",
+    summary:
+      "The filesystem uses a feature this reader does not handle; callers fall back to reading everything.",
+  },
+  BULWARK_FS_NOT_RECOGNISED: {
+    http: 422,
+    grpc: "FAILED_PRECONDITION",
+    summary: "No known partition table or filesystem signature was found.",
+  },
+  BULWARK_FS_READ_FAILED: {
+    http: 503,
+    grpc: "UNAVAILABLE",
+    summary: "The underlying byte source (device, image or restore point) failed or returned a short read.",
+  },
+});
