@@ -5,6 +5,7 @@ import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
 import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
+import { repoCodes } from "./codes/repo.js";
 import { retentionCodes } from "./codes/retention.js";
 import type { ErrorSpec } from "./define.js";
 
@@ -19,6 +20,7 @@ export const errorCatalogue = {
   ...protoCodes,
   ...fsCodes,
   ...agentCodes,
+  ...repoCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
