@@ -5,9 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** Real tools build the real images; these helpers only run them. */
-export function run(cmd: string, args: string[], input?: string): string {
+export function run(cmd: string, args: string[], input?: string, encoding: BufferEncoding = "utf8"): string {
   return execFileSync(cmd, args, {
-    encoding: "utf8",
+    encoding,
+    maxBuffer: 256 * 1024 * 1024,
     input,
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, LC_ALL: "C", E2FSPROGS_FAKE_TIME: "1700000000" },
