@@ -104,3 +104,15 @@ export function isServiceError(value: unknown): value is ServiceError {
     value instanceof Error && typeof (value as Partial<ServiceError>).code === "number" && "metadata" in value
   );
 }
+
+/**
+ * Server side, streaming handlers: ends the call with the error's status and trailers. (grpc-js
+ * turns an 'error' event on a server stream into the final status; unary and client-streaming
+ * handlers pass `toServiceError(e)` to their callback instead.)
+ */
+export function failStream(
+  call: { emit(event: "error", error: ServiceError): boolean },
+  error: unknown,
+): void {
+  call.emit("error", toServiceError(error));
+}

@@ -10,6 +10,7 @@ export * from "./generated/bulwark/v1/restore.js";
 export {
   BULWARK_CODE_TRAILER,
   BULWARK_DETAILS_TRAILER,
+  failStream,
   fromServiceError,
   isServiceError,
   MAX_DETAILS_BYTES,
