@@ -1,0 +1,57 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { formatBytes, renderMarkdownTable, resultTables } from "./format.js";
+import type { BenchResults } from "./results.js";
+
+export const BEGIN = "<!-- bench:results:begin (written by `pnpm bench`; edits inside are overwritten) -->";
+export const END = "<!-- bench:results:end -->";
+
+/** The "latest results" section: facts first, then the tables, then the exact commands. */
+export function renderResults(results: BenchResults): string {
+  const { machine, image } = results;
+  const kinds = Object.entries(image.byKind)
+    .map(([kind, k]) => `${kind} ${formatBytes(k.bytes)} in ${k.files} files`)
+    .join(", ");
+  const lines = [
+    `Measured ${results.date} with \`${results.command}\`.`,
+    "",
+    `- Machine: ${machine.cpuModel}, **${machine.cores} cores**, ${formatBytes(machine.memoryBytes)} RAM, ` +
+      `Linux ${machine.kernel}, Node ${machine.node}; work directory on ${machine.filesystem}; warm page cache.`,
+    `- Tools: ${results.tools.map((t) => `${t.tool}: ${t.version.split("\n")[0]}`).join("; ")}.`,
+    `- Image: **${formatBytes(image.sizeBytes)}** sparse ext4 (seed \`${image.seed}\`), ${image.files} files, ` +
+      `${formatBytes(image.dataBytes)} of data (${kinds}); the rest free space. SHA-256 \`${image.sha256.slice(0, 16)}…\`.`,
+    `- Incremental: ${results.writes.count} random 4 KiB blocks overwritten with random bytes ` +
+      `(${formatBytes(results.writes.changedBytes)} changed), then each tool backs up the same file again.`,
+    "",
+  ];
+  for (const table of resultTables(results))
+    lines.push(`### ${table.title}`, "", renderMarkdownTable(table), "");
+  lines.push(
+    "### Exact commands",
+    "",
+    "`$WORK` is the run's work directory; the image is `$WORK/image.img`.",
+    "",
+  );
+  lines.push("```sh", `E2FSPROGS_FAKE_TIME=1700000000 ${image.mkfsCommand}`);
+  for (const t of results.tools) {
+    lines.push(
+      `# ${t.tool}`,
+      t.commands.init,
+      t.commands.backup,
+      "# (scattered writes)",
+      t.commands.incremental,
+      t.commands.restore,
+    );
+  }
+  lines.push("```");
+  return lines.join("\n");
+}
+
+/** Replaces the section between the markers in `path`; the text around it is left alone. */
+export async function writeResultsSection(path: string, results: BenchResults): Promise<void> {
+  const current = await readFile(path, "utf8");
+  const begin = current.indexOf(BEGIN);
+  const end = current.indexOf(END);
+  if (begin < 0 || end < begin) throw new Error(`${path} lacks the markers ${BEGIN} … ${END}`);
+  const next = `${current.slice(0, begin + BEGIN.length)}\n\n${renderResults(results)}\n\n${current.slice(end)}`;
+  await writeFile(path, next);
+}

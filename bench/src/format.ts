@@ -1,0 +1,150 @@
+import { BASELINE, evaluateTargets, growthFactor, ratiosAgainst, throughput } from "./metrics.js";
+import type { BenchResults, ToolRun } from "./results.js";
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const GIB = 1024 * MIB;
+
+export function formatBytes(bytes: number): string {
+  if (Math.abs(bytes) >= GIB) return `${(bytes / GIB).toFixed(2)} GiB`;
+  if (Math.abs(bytes) >= MIB) return `${(bytes / MIB).toFixed(1)} MiB`;
+  if (Math.abs(bytes) >= KIB) return `${(bytes / KIB).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}
+
+export function formatRate(bytesPerSecond: number): string {
+  return `${(bytesPerSecond / MIB).toFixed(1)} MiB/s`;
+}
+
+export function formatRatio(ratio: number): string {
+  return Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : "–";
+}
+
+export function formatSeconds(seconds: number): string {
+  return `${seconds.toFixed(2)} s`;
+}
+
+/** A table as rows of cells; rendered as Markdown (the docs) or aligned text (the terminal). */
+export interface Table {
+  title: string;
+  header: string[];
+  rows: string[][];
+}
+
+export function resultTables(results: BenchResults): Table[] {
+  const base = results.tools.find((t) => t.tool === BASELINE);
+  const size = results.image.sizeBytes;
+  const changed = results.writes.changedBytes;
+  const ratio = (run: ToolRun, pick: (r: ReturnType<typeof ratiosAgainst>) => number) =>
+    base ? formatRatio(pick(ratiosAgainst(base, run, changed))) : "–";
+  const cpu = (m: { userSeconds: number; systemSeconds: number }) =>
+    formatSeconds(m.userSeconds + m.systemSeconds);
+  return [
+    {
+      title: `a. Full ingest of the ${formatBytes(size)} image`,
+      header: [
+        "tool",
+        "command",
+        "wall",
+        "throughput",
+        "speed vs restic",
+        "repository",
+        "size vs restic",
+        "peak RSS",
+        "RSS vs restic",
+        "CPU (user+sys)",
+      ],
+      rows: results.tools.map((t) => [
+        t.tool,
+        `\`${t.backupLabel}\``,
+        formatSeconds(t.ingest.wallSeconds),
+        formatRate(throughput(size, t.ingest.wallSeconds)),
+        ratio(t, (r) => r.ingestSpeed),
+        formatBytes(t.ingest.repoBytes),
+        ratio(t, (r) => r.repoSize),
+        formatBytes(t.ingest.maxRssBytes),
+        ratio(t, (r) => r.ingestRss),
+        cpu(t.ingest),
+      ]),
+    },
+    {
+      title: `b. Incremental after ${results.writes.count} scattered 4 KiB writes (${formatBytes(changed)} changed)`,
+      header: [
+        "tool",
+        "wall",
+        "speed vs restic",
+        "stored growth",
+        "growth ÷ changed",
+        "growth vs restic",
+        "peak RSS",
+      ],
+      rows: results.tools.map((t) => [
+        t.tool,
+        formatSeconds(t.incremental.wallSeconds),
+        ratio(t, (r) => r.incrementalSpeed),
+        formatBytes(t.incremental.repoBytes - t.ingest.repoBytes),
+        `${growthFactor(t, changed).toFixed(1)}×`,
+        ratio(t, (r) => r.growth),
+        formatBytes(t.incremental.maxRssBytes),
+      ]),
+    },
+    {
+      title: "c. Restore of the incremental backup to a file",
+      header: [
+        "tool",
+        "command",
+        "wall",
+        "throughput",
+        "speed vs restic",
+        "peak RSS",
+        "RSS vs restic",
+        "bytes match image",
+      ],
+      rows: results.tools.map((t) => [
+        t.tool,
+        `\`${t.restoreLabel}\``,
+        formatSeconds(t.restore.wallSeconds),
+        formatRate(throughput(size, t.restore.wallSeconds)),
+        ratio(t, (r) => r.restoreSpeed),
+        formatBytes(t.restore.maxRssBytes),
+        ratio(t, (r) => r.restoreRss),
+        t.restore.verified ? "yes (SHA-256)" : "**NO**",
+      ]),
+    },
+    {
+      title: "Targets (issue 3)",
+      header: ["target", "measured", "verdict"],
+      rows: evaluateTargets(results).map((o) => [
+        o.target.description,
+        o.value === undefined ? "not measured" : `${o.value.toFixed(2)}${o.target.unit}`,
+        o.verdict,
+      ]),
+    },
+  ];
+}
+
+export function renderMarkdownTable(table: Table): string {
+  const cellText = (cell: string) => cell.replace(/\|/g, "\\|");
+  return [
+    `| ${table.header.map(cellText).join(" | ")} |`,
+    `| ${table.header.map(() => "---").join(" | ")} |`,
+    ...table.rows.map((row) => `| ${row.map(cellText).join(" | ")} |`),
+  ].join("\n");
+}
+
+export function renderTextTable(table: Table): string {
+  const strip = (cell: string) => cell.replace(/`|\*\*/g, "");
+  const rows = [table.header, ...table.rows].map((row) => row.map(strip));
+  const widths = table.header.map((_, i) => Math.max(...rows.map((row) => [...(row[i] ?? "")].length)));
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
+  return [
+    table.title,
+    line(rows[0]!),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...rows.slice(1).map(line),
+  ].join("\n");
+}

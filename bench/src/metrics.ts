@@ -1,0 +1,118 @@
+import type { BenchResults, ToolRun } from "./results.js";
+
+/** Bytes per second for `bytes` in `seconds`. */
+export function throughput(bytes: number, seconds: number): number {
+  if (!(seconds > 0)) throw new Error(`throughput needs a positive duration, got ${seconds}`);
+  return bytes / seconds;
+}
+
+/** Stored growth of the incremental divided by the bytes the writes changed (1 = perfect). */
+export function growthFactor(run: ToolRun, changedBytes: number): number {
+  if (!(changedBytes > 0)) throw new Error("growth factor needs changed bytes > 0");
+  return (run.incremental.repoBytes - run.ingest.repoBytes) / changedBytes;
+}
+
+/**
+ * Every tool compared to the baseline (restic) on the same data. Speed ratios are
+ * baseline time ÷ tool time (2 = twice restic's throughput); size and memory ratios are tool ÷
+ * baseline (0.5 = half of restic's). Ratios cancel most of a noisy machine's drift.
+ */
+export interface Ratios {
+  ingestSpeed: number;
+  repoSize: number;
+  ingestRss: number;
+  incrementalSpeed: number;
+  growth: number;
+  restoreSpeed: number;
+  restoreRss: number;
+}
+
+export function ratiosAgainst(baseline: ToolRun, run: ToolRun, changedBytes: number): Ratios {
+  const baseGrowth = growthFactor(baseline, changedBytes);
+  return {
+    ingestSpeed: baseline.ingest.wallSeconds / run.ingest.wallSeconds,
+    repoSize: run.ingest.repoBytes / baseline.ingest.repoBytes,
+    ingestRss: run.ingest.maxRssBytes / baseline.ingest.maxRssBytes,
+    incrementalSpeed: baseline.incremental.wallSeconds / run.incremental.wallSeconds,
+    growth: baseGrowth === 0 ? Number.NaN : growthFactor(run, changedBytes) / baseGrowth,
+    restoreSpeed: baseline.restore.wallSeconds / run.restore.wallSeconds,
+    restoreRss: run.restore.maxRssBytes / baseline.restore.maxRssBytes,
+  };
+}
+
+export interface Target {
+  id: string;
+  description: string;
+  /** The measured value the target is checked against, or undefined when not measured. */
+  value: (results: BenchResults) => number | undefined;
+  op: ">=" | "<=";
+  threshold: number;
+  unit: string;
+}
+
+export const BASELINE = "restic";
+export const SUBJECT = "bulwark";
+
+function pair(results: BenchResults): { base?: ToolRun; subject?: ToolRun } {
+  return {
+    base: results.tools.find((t) => t.tool === BASELINE),
+    subject: results.tools.find((t) => t.tool === SUBJECT),
+  };
+}
+
+/** The issue's targets for Bulwark (issue 3). */
+export const TARGETS: Target[] = [
+  {
+    id: "ingest",
+    description: "ingest throughput ≥ 3× restic",
+    value: (r) => {
+      const { base, subject } = pair(r);
+      return base && subject ? base.ingest.wallSeconds / subject.ingest.wallSeconds : undefined;
+    },
+    op: ">=",
+    threshold: 3,
+    unit: "×",
+  },
+  {
+    id: "growth",
+    description: "incremental stored growth ≤ 8× changed bytes",
+    value: (r) => {
+      const { subject } = pair(r);
+      return subject ? growthFactor(subject, r.writes.changedBytes) : undefined;
+    },
+    op: "<=",
+    threshold: 8,
+    unit: "× changed",
+  },
+  {
+    id: "restore",
+    description: "restore throughput ≥ 3× restic",
+    value: (r) => {
+      const { base, subject } = pair(r);
+      if (!base || !subject) return undefined;
+      // A restore that returned wrong bytes is worth nothing, however fast.
+      if (!subject.restore.verified) return 0;
+      return base.restore.wallSeconds / subject.restore.wallSeconds;
+    },
+    op: ">=",
+    threshold: 3,
+    unit: "×",
+  },
+];
+
+export type Verdict = "PASS" | "MISS" | "n/a";
+
+export interface TargetOutcome {
+  target: Target;
+  value: number | undefined;
+  verdict: Verdict;
+}
+
+export function evaluateTargets(results: BenchResults, targets: Target[] = TARGETS): TargetOutcome[] {
+  return targets.map((target) => {
+    const value = target.value(results);
+    if (value === undefined || Number.isNaN(value)) return { target, value, verdict: "n/a" as const };
+    const pass = target.op === ">=" ? value >= target.threshold : value <= target.threshold;
+    return { target, value, verdict: pass ? "PASS" : "MISS" };
+  });
+}

@@ -1,0 +1,50 @@
+/** Everything one bench run measured; the report and the docs are derived from this alone. */
+
+export interface StepMeasurement {
+  /** Wall time the harness measured around the command, seconds. */
+  wallSeconds: number;
+  userSeconds: number;
+  systemSeconds: number;
+  maxRssBytes: number;
+}
+
+export interface ToolRun {
+  tool: string;
+  version: string;
+  backupLabel: string;
+  restoreLabel: string;
+  ingest: StepMeasurement & { repoBytes: number };
+  incremental: StepMeasurement & { repoBytes: number };
+  restore: StepMeasurement & { verified: boolean; restoredSha256: string };
+  /** The exact commands, work directory shown as $WORK. */
+  commands: { init: string; backup: string; incremental: string; restore: string };
+}
+
+export interface MachineFacts {
+  cpuModel: string;
+  cores: number;
+  memoryBytes: number;
+  kernel: string;
+  node: string;
+  filesystem: string;
+}
+
+export interface ImageFacts {
+  sizeBytes: number;
+  fill: number;
+  seed: string;
+  files: number;
+  dataBytes: number;
+  byKind: Record<string, { files: number; bytes: number }>;
+  sha256: string;
+  mkfsCommand: string;
+}
+
+export interface BenchResults {
+  date: string;
+  command: string;
+  machine: MachineFacts;
+  image: ImageFacts;
+  writes: { count: number; changedBytes: number; sha256After: string };
+  tools: ToolRun[];
+}

@@ -1,0 +1,48 @@
+import type { CommandSpec } from "../exec.js";
+import type { Requirement } from "../prereqs.js";
+
+/** What every adapter gets: a private directory and the passphrase all tools share. */
+export interface ToolContext {
+  /** Empty directory for this tool only (repository, caches, key files). */
+  dir: string;
+  /** File holding the repository passphrase (same for every tool). */
+  passphraseFile: string;
+  passphrase: string;
+}
+
+/** Where a restore command leaves the image, so the harness can hash it. */
+export interface RestoreSpec {
+  command: CommandSpec;
+  restoredPath: string;
+}
+
+/**
+ * One backup system under test, reduced to what the scenarios need: back up an image file, name
+ * the result, restore it to a file. The harness measures the commands an adapter returns and owns
+ * everything else (timing, sizes, hashing), so adding a system (e.g. the agent → gRPC → server path)
+ * means writing one of these and nothing more.
+ */
+export interface BackupTool {
+  /** Short id used in `--tools` and in the report. */
+  readonly id: string;
+  /** What the report calls the ingest and restore commands, e.g. "restic backup". */
+  readonly backupLabel: string;
+  readonly restoreLabel: string;
+  /** Debian packages the tool needs (installed by the harness when running as root). */
+  readonly requirements: Requirement[];
+  /** Unmeasured one-time work before anything else (build a binary, start a server). */
+  prepare?(): Promise<void>;
+  version(): Promise<string>;
+  /** The command that creates an empty repository (run once, unmeasured). */
+  init(): CommandSpec;
+  /** The measured backup of `image` under the name `name`. */
+  backup(image: string, name: string): CommandSpec;
+  /** Resolves what `restore` needs to find the backup just made (unmeasured). */
+  snapshotRef(name: string, backupStdout: string): Promise<string>;
+  /** The measured restore of `ref` (a backup of `image`) into the empty directory `outDir`. */
+  restore(ref: string, image: string, outDir: string): RestoreSpec;
+  /** Directories whose total size is the repository's size (caches and temp files excluded). */
+  repositoryDirs(): string[];
+  /** Unmeasured teardown (stop a server); the harness deletes `dir` itself. */
+  stop?(): Promise<void>;
+}

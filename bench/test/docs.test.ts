@@ -1,0 +1,91 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { BEGIN, END, renderResults, writeResultsSection } from "../src/docs.js";
+import { renderMarkdownTable } from "../src/format.js";
+import type { BenchResults, ToolRun } from "../src/results.js";
+
+const MIB = 1024 * 1024;
+const step = (wall: number) => ({
+  wallSeconds: wall,
+  userSeconds: 1,
+  systemSeconds: 1,
+  maxRssBytes: 50 * MIB,
+});
+const run = (tool: string, ingest: number, restore: number, growth: number): ToolRun => ({
+  tool,
+  version: `${tool} 1.0`,
+  backupLabel: `${tool} backup`,
+  restoreLabel: `${tool} restore`,
+  ingest: { ...step(ingest), repoBytes: 100 * MIB },
+  incremental: { ...step(1), repoBytes: 100 * MIB + growth },
+  restore: { ...step(restore), verified: true, restoredSha256: "x" },
+  commands: {
+    init: `${tool} init`,
+    backup: `${tool} backup $WORK/image.img`,
+    incremental: "i",
+    restore: "r",
+  },
+});
+
+const results: BenchResults = {
+  date: "2026-11-22T07:00:00Z",
+  command: "pnpm bench --quick",
+  machine: {
+    cpuModel: "Xeon",
+    cores: 2,
+    memoryBytes: 24 * 1024 * MIB,
+    kernel: "6.1",
+    node: "v20.20.2",
+    filesystem: "ext2/ext3",
+  },
+  image: {
+    sizeBytes: 256 * MIB,
+    fill: 0.6,
+    seed: "1",
+    files: 3,
+    dataBytes: 150 * MIB,
+    byKind: { text: { files: 3, bytes: 150 * MIB } },
+    sha256: "ab".repeat(32),
+    mkfsCommand: "mke2fs -d $WORK/tree $WORK/image.img",
+  },
+  writes: { count: 1000, changedBytes: 4096000, sha256After: "y" },
+  tools: [run("restic", 8, 6, 100 * MIB), run("bulwark", 2, 3, 16 * MIB)],
+};
+
+describe("docs rendering", () => {
+  it("renders facts, ratios, verdicts and commands", () => {
+    const md = renderResults(results);
+    expect(md).toContain("**2 cores**");
+    expect(md).toContain("**256.0 MiB**");
+    expect(md).toContain("pnpm bench --quick");
+    expect(md).toMatch(/\| bulwark \| `bulwark backup` \| 2\.00 s \| 128\.0 MiB\/s \| 4\.00× \|/);
+    expect(md).toMatch(/\| ingest throughput ≥ 3× restic \| 4\.00× \| PASS \|/);
+    expect(md).toMatch(/\| restore throughput ≥ 3× restic \| 2\.00× \| MISS \|/);
+    expect(md).toMatch(/\| incremental stored growth ≤ 8× changed bytes \| 4\.10× changed \| PASS \|/);
+    expect(md).toContain("bulwark backup $WORK/image.img");
+  });
+
+  it("escapes pipes in cells", () => {
+    expect(renderMarkdownTable({ title: "t", header: ["a"], rows: [["x|y"]] })).toContain("x\\|y");
+  });
+
+  it("replaces only the text between the markers", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "bench-docs-"));
+    try {
+      const path = join(dir, "b.md");
+      await writeFile(path, `# Title\n\nmethod\n\n${BEGIN}\nold numbers\n${END}\n\ntrailer\n`);
+      await writeResultsSection(path, results);
+      const text = await readFile(path, "utf8");
+      expect(text.startsWith("# Title\n\nmethod\n\n")).toBe(true);
+      expect(text.endsWith(`${END}\n\ntrailer\n`)).toBe(true);
+      expect(text).not.toContain("old numbers");
+      expect(text).toContain("PASS");
+      await writeFile(path, "no markers");
+      await expect(writeResultsSection(path, results)).rejects.toThrow(/markers/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
