@@ -9,6 +9,7 @@ export default defineConfig({
   test: {
     include: ["{apps,packages,test}/**/*.test.ts"],
     exclude: ["**/node_modules/**", "**/dist/**", "apps/web/**/e2e/**"],
+    globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
