@@ -149,10 +149,10 @@ function indexBytes(nonZero: boolean[]): number {
   let total = 0;
   for (;;) {
     const parents: boolean[] = [];
-    for (let i = 0; i < level.length; i += NODE_ENTRIES) parents.push(level.slice(i, i + NODE_ENTRIES).some(Boolean));
+    for (let i = 0; i < level.length; i += NODE_ENTRIES)
+      parents.push(level.slice(i, i + NODE_ENTRIES).some(Boolean));
     total += parents.filter(Boolean).length * NODE_BYTES;
     if (parents.length <= 1) return total;
     level = parents;
   }
 }
-

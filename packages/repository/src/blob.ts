@@ -1,0 +1,151 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+import { BulwarkError } from "@bulwark/errors";
+import { compress, decompress } from "zstd-napi";
+import { DEFAULT_ZSTD_LEVEL, MAX_BLOB_PLAINTEXT } from "./constants.js";
+import type { ChunkId } from "./ids.js";
+
+/**
+ * The blob container (spec, "Blobs"): header, 24-byte nonce, AES-256-GCM ciphertext of the
+ * (optionally zstd-compressed) plaintext, tag. Pure and synchronous so worker threads can run it.
+ */
+export const BLOB_MAGIC = Buffer.from("BWKB", "ascii");
+export const BLOB_VERSION = 1;
+export const BLOB_HEADER_BYTES = 16;
+export const BLOB_NONCE_BYTES = 24;
+export const BLOB_TAG_BYTES = 16;
+export const BLOB_OVERHEAD = BLOB_HEADER_BYTES + BLOB_NONCE_BYTES + BLOB_TAG_BYTES;
+const FLAG_ZSTD = 0x01;
+const KNOWN_FLAGS = FLAG_ZSTD;
+
+export enum BlobKind {
+  Data = 1,
+  IndexNode = 2,
+  RestorePoint = 3,
+  Session = 4,
+}
+
+const SUBKEY_LABEL = Buffer.from("bulwark blob subkey v1", "utf8");
+
+function subkey(dataKey: Buffer, nonce: Buffer): Buffer {
+  return createHmac("sha256", dataKey).update(SUBKEY_LABEL).update(nonce.subarray(0, 12)).digest();
+}
+
+/** Chunk ID: HMAC-SHA256(idKey, plaintext). */
+export function chunkIdOf(idKey: Buffer, data: Uint8Array): ChunkId {
+  return createHmac("sha256", idKey).update(data).digest();
+}
+
+export function encodeBlob(
+  kind: BlobKind,
+  name: Buffer,
+  plaintext: Uint8Array,
+  dataKey: Buffer,
+  opts: { level?: number } = {},
+): Buffer {
+  if (plaintext.length > MAX_BLOB_PLAINTEXT) {
+    throw new BulwarkError(
+      "BULWARK_REPO_INVALID_ARGUMENT",
+      `blob plaintext over ${MAX_BLOB_PLAINTEXT} bytes`,
+    );
+  }
+  let payload: Uint8Array = plaintext;
+  let flags = 0;
+  if (plaintext.length > 0) {
+    const packed = compress(plaintext, { compressionLevel: opts.level ?? DEFAULT_ZSTD_LEVEL });
+    if (packed.length < plaintext.length) {
+      payload = packed;
+      flags |= FLAG_ZSTD;
+    }
+  }
+  const header = Buffer.alloc(BLOB_HEADER_BYTES);
+  BLOB_MAGIC.copy(header, 0);
+  header[4] = BLOB_VERSION;
+  header[5] = kind;
+  header[6] = flags;
+  header.writeUInt32LE(plaintext.length, 8);
+  header.writeUInt32LE(payload.length, 12);
+  const nonce = randomBytes(BLOB_NONCE_BYTES);
+  const cipher = createCipheriv("aes-256-gcm", subkey(dataKey, nonce), nonce.subarray(12));
+  cipher.setAAD(Buffer.concat([header, name]));
+  const out = Buffer.allocUnsafe(BLOB_OVERHEAD + payload.length);
+  header.copy(out, 0);
+  nonce.copy(out, BLOB_HEADER_BYTES);
+  const body = cipher.update(payload);
+  body.copy(out, BLOB_HEADER_BYTES + BLOB_NONCE_BYTES);
+  const tail = cipher.final();
+  if (tail.length) tail.copy(out, BLOB_HEADER_BYTES + BLOB_NONCE_BYTES + body.length);
+  cipher.getAuthTag().copy(out, out.length - BLOB_TAG_BYTES);
+  return out;
+}
+
+function corrupt(what: string, why: string): BulwarkError {
+  return new BulwarkError("BULWARK_REPO_CORRUPT", `${what}: ${why}`, {
+    details: { object: what, reason: why },
+  });
+}
+
+/**
+ * Authenticates and opens a blob. Throws BULWARK_REPO_CORRUPT / _UNSUPPORTED_VERSION on any defect;
+ * never returns unauthenticated bytes.
+ */
+export function decodeBlob(
+  expectedKind: BlobKind,
+  name: Buffer,
+  blob: Uint8Array,
+  dataKey: Buffer,
+  what: string,
+): Buffer {
+  const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  if (buf.length < BLOB_OVERHEAD) throw corrupt(what, `blob is ${buf.length} bytes, shorter than its header`);
+  if (!buf.subarray(0, 4).equals(BLOB_MAGIC)) throw corrupt(what, "bad blob magic");
+  if (buf[4] !== BLOB_VERSION) {
+    throw new BulwarkError(
+      "BULWARK_REPO_UNSUPPORTED_VERSION",
+      `${what}: blob format version ${buf[4]} is unknown`,
+      {
+        details: { object: what, version: buf[4] },
+      },
+    );
+  }
+  const flags = buf[6]!;
+  if ((flags & ~KNOWN_FLAGS) !== 0) {
+    throw new BulwarkError(
+      "BULWARK_REPO_UNSUPPORTED_VERSION",
+      `${what}: unknown blob flags 0x${flags.toString(16)}`,
+      {
+        details: { object: what, flags },
+      },
+    );
+  }
+  if (buf[5] !== expectedKind) throw corrupt(what, `blob kind ${buf[5]}, expected ${expectedKind}`);
+  if (buf[7] !== 0) throw corrupt(what, "reserved header byte is not zero");
+  const plainLen = buf.readUInt32LE(8);
+  const cipherLen = buf.readUInt32LE(12);
+  if (plainLen > MAX_BLOB_PLAINTEXT) throw corrupt(what, "plaintext length over the limit");
+  if (cipherLen !== buf.length - BLOB_OVERHEAD)
+    throw corrupt(what, "length field disagrees with the blob size");
+  if ((flags & FLAG_ZSTD) === 0 && cipherLen !== plainLen)
+    throw corrupt(what, "uncompressed length mismatch");
+  const nonce = buf.subarray(BLOB_HEADER_BYTES, BLOB_HEADER_BYTES + BLOB_NONCE_BYTES);
+  const decipher = createDecipheriv("aes-256-gcm", subkey(dataKey, nonce), nonce.subarray(12));
+  decipher.setAAD(Buffer.concat([buf.subarray(0, BLOB_HEADER_BYTES), name]));
+  decipher.setAuthTag(buf.subarray(buf.length - BLOB_TAG_BYTES));
+  let payload: Buffer;
+  try {
+    payload = Buffer.concat([
+      decipher.update(buf.subarray(BLOB_HEADER_BYTES + BLOB_NONCE_BYTES, buf.length - BLOB_TAG_BYTES)),
+      decipher.final(),
+    ]);
+  } catch {
+    throw corrupt(what, "authentication failed (bytes changed, or the blob belongs to another name or key)");
+  }
+  if ((flags & FLAG_ZSTD) === 0) return payload;
+  let plain: Buffer;
+  try {
+    plain = decompress(payload);
+  } catch (cause) {
+    throw new BulwarkError("BULWARK_REPO_CORRUPT", `${what}: zstd payload does not decompress`, { cause });
+  }
+  if (plain.length !== plainLen) throw corrupt(what, "decompressed length mismatch");
+  return plain;
+}

@@ -1,0 +1,170 @@
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { BulwarkError, type ErrorCode } from "@bulwark/errors";
+import type { BlobKind } from "./blob.js";
+import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
+import { DEFAULT_ZSTD_LEVEL } from "./constants.js";
+import type { MasterKey } from "./keys.js";
+
+/**
+ * Worker threads that hash, compress+encrypt and decrypt+verify chunks, so ingest and restore use
+ * every core while the main thread does I/O. Any number of calls may be outstanding at once; each
+ * hashed batch stays in its worker until `encode` (or `release`) names it.
+ */
+export interface HashTicket {
+  worker: number;
+  job: number;
+  ids: Buffer[];
+}
+
+interface Slot {
+  worker: Worker;
+  outstanding: number;
+}
+
+export class CodecPool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<
+    number,
+    { slot: Slot; resolve: (r: CodecResponse) => void; reject: (e: Error) => void }
+  >();
+  private nextJob = 1;
+  private closed = false;
+
+  constructor(keys: MasterKey, opts: { threads?: number; level?: number } = {}) {
+    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const data: WorkerKeys = {
+      idKey: keys.idKey,
+      nodeIdKey: keys.nodeIdKey,
+      dataKey: keys.dataKey,
+      level: opts.level ?? DEFAULT_ZSTD_LEVEL,
+    };
+    for (let i = 0; i < threads; i++) {
+      const worker = spawnWorker(data);
+      const slot: Slot = { worker, outstanding: 0 };
+      worker.unref();
+      worker.on("message", (res: CodecResponse) => this.settle(slot, res));
+      worker.on("error", (err) => this.failSlot(slot, err));
+      worker.on("exit", (code) => {
+        if (!this.closed) this.failSlot(slot, new Error(`codec worker exited with code ${code}`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  get threads(): number {
+    return this.slots.length;
+  }
+
+  private settle(slot: Slot, res: CodecResponse): void {
+    const p = this.pending.get(res.job);
+    if (!p) return;
+    this.pending.delete(res.job);
+    if (--slot.outstanding === 0) slot.worker.unref();
+    if (res.error) {
+      const code = res.error.code as ErrorCode | undefined;
+      p.reject(
+        code
+          ? new BulwarkError(
+              code,
+              res.error.message,
+              res.error.details ? { details: res.error.details } : undefined,
+            )
+          : new BulwarkError("BULWARK_GENERAL_INTERNAL", `codec worker: ${res.error.message}`),
+      );
+    } else p.resolve(res);
+  }
+
+  private failSlot(slot: Slot, err: Error): void {
+    for (const [job, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(job);
+      p.reject(
+        new BulwarkError("BULWARK_GENERAL_INTERNAL", `codec worker failed: ${err.message}`, { cause: err }),
+      );
+    }
+    slot.outstanding = 0;
+  }
+
+  private send(slot: Slot, req: CodecRequest, transfer: ArrayBuffer[] = []): Promise<CodecResponse> {
+    if (this.closed)
+      return Promise.reject(new BulwarkError("BULWARK_GENERAL_INTERNAL", "codec pool is closed"));
+    return new Promise((resolve, reject) => {
+      this.pending.set(req.job, { slot, resolve, reject });
+      if (slot.outstanding++ === 0) slot.worker.ref();
+      slot.worker.postMessage(req, transfer);
+    });
+  }
+
+  private leastBusy(): number {
+    let best = 0;
+    for (let i = 1; i < this.slots.length; i++) {
+      if (this.slots[i]!.outstanding < this.slots[best]!.outstanding) best = i;
+    }
+    return best;
+  }
+
+  /** Hashes chunks (copied into one transferred buffer); they stay in the worker for `encode`. */
+  async hash(chunks: Uint8Array[]): Promise<HashTicket> {
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    const buffer = new ArrayBuffer(total);
+    const view = new Uint8Array(buffer);
+    const parts: { buffer: ArrayBuffer; offset: number; length: number }[] = [];
+    let off = 0;
+    for (const c of chunks) {
+      view.set(c, off);
+      parts.push({ buffer, offset: off, length: c.length });
+      off += c.length;
+    }
+    const worker = this.leastBusy();
+    const job = this.nextJob++;
+    const res = await this.send(this.slots[worker]!, { op: "hash", job, chunks: parts }, [buffer]);
+    return { worker, job, ids: res.ids!.map((id) => Buffer.from(id.buffer, id.byteOffset, id.byteLength)) };
+  }
+
+  /** Encodes the chunks of a hashed batch at the given positions; releases the batch. */
+  async encode(ticket: HashTicket, which: number[]): Promise<Buffer[]> {
+    const job = this.nextJob++;
+    const res = await this.send(this.slots[ticket.worker]!, {
+      op: "encode",
+      job,
+      batch: ticket.job,
+      ids: ticket.ids,
+      which,
+    });
+    return res.blobs!.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  }
+
+  /** Decrypts, decompresses and re-checks the IDs of blobs. */
+  async decode(items: { kind: BlobKind; id: Buffer; blob: Buffer; what: string }[]): Promise<Buffer[]> {
+    const job = this.nextJob++;
+    const res = await this.send(this.slots[this.leastBusy()]!, { op: "decode", job, items });
+    return res.plains!.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [job, p] of this.pending) {
+      this.pending.delete(job);
+      p.reject(new BulwarkError("BULWARK_GENERAL_INTERNAL", "codec pool closed"));
+    }
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
+
+/**
+ * Compiled (dist/*.js) the worker is a plain module; run from TypeScript sources (tests, tsx) it is
+ * loaded through tsx's loader, registered inside the worker before the import.
+ */
+function spawnWorker(data: WorkerKeys): Worker {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const entry = new URL(fromSource ? "./codec-worker.ts" : "./codec-worker.js", import.meta.url);
+  if (!fromSource) return new Worker(entry, { workerData: data });
+  const require = createRequire(import.meta.url);
+  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(code, { eval: true, workerData: data });
+}

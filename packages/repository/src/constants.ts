@@ -1,0 +1,38 @@
+/** Named limits and defaults of the repository format (docs/repository-format.md); each says why. */
+
+/** Default chunk size: measured (spec, "Chunk size"): 3.55x stored growth per scattered 4 KiB write. */
+export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+/** Chunk sizes a reader accepts: power of two, 4 KiB (filesystem block) to 16 MiB (blob limit). */
+export const MIN_CHUNK_SIZE = 4 * 1024;
+export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+/** Index fan-out: 256 IDs = 8 KiB leaves, so a scattered write rewrites little index. */
+export const DEFAULT_FANOUT = 256;
+export const MIN_FANOUT = 2;
+export const MAX_FANOUT = 16384;
+/** A blob's plaintext never exceeds this; larger length fields are corruption, not allocation requests. */
+export const MAX_BLOB_PLAINTEXT = 16 * 1024 * 1024;
+/** Largest volume a point may describe (2^53 bytes keeps offsets exact in JS numbers). */
+export const MAX_VOLUME_SIZE = Number.MAX_SAFE_INTEGER;
+/** zstd level 1: ~400 MB/s per core here; higher levels cost throughput for a few percent. */
+export const DEFAULT_ZSTD_LEVEL = 1;
+/** scrypt defaults (32 MiB, ~100 ms) and the ceiling a hostile key file may ask for. */
+export const SCRYPT_DEFAULTS = { N: 2 ** 15, r: 8, p: 1 } as const;
+export const SCRYPT_MAX = { N: 2 ** 20, r: 16, p: 4 } as const;
+/** Ingest sessions rewrite their heartbeat this often ... */
+export const SESSION_HEARTBEAT_MS = 30_000;
+/** ... and are dead (crashed) after this long without one: 120 missed heartbeats. */
+export const SESSION_STALE_AFTER_MS = 60 * 60 * 1000;
+/** GC subtracts this from its cutoff: filesystem timestamps can lag the clock by a tick. */
+export const MTIME_SKEW_MARGIN_MS = 2_000;
+/** GC's default grace period for unreferenced chunks. */
+export const DEFAULT_GC_GRACE_MS = 24 * 60 * 60 * 1000;
+/** Temp files of crashed writers are removed by GC after this. */
+export const TEMP_STALE_AFTER_MS = 60 * 60 * 1000;
+/** Chunks handed to a worker per message: big enough to amortise messaging, small enough to stream. */
+export const CODEC_BATCH_BYTES = 1024 * 1024;
+/** Bytes of chunk data in flight in an ingest (read, hashed, encoded, being written): bounds memory. */
+export const INGEST_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+/** Reader cache: decoded chunks kept for random access (NBD / file-level restore read small ranges). */
+export const READER_CACHE_CHUNKS = 64;
+/** Streaming reads keep this many chunks being fetched and decoded ahead of the consumer. */
+export const READ_AHEAD_CHUNKS = 16;

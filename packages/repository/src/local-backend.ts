@@ -1,0 +1,297 @@
+import { randomBytes } from "node:crypto";
+import { constants as fsc } from "node:fs";
+import {
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  utimes,
+} from "node:fs/promises";
+import { dirname, join, relative, sep } from "node:path";
+import { BulwarkError } from "@bulwark/errors";
+import type { Backend, ObjectStat } from "./backend.js";
+
+const TEMP_PREFIX = ".tmp-";
+
+/**
+ * Local filesystem backend. Writes: temp file in the target directory, fsync, link(2) to the final
+ * name (fails if it exists, so the first writer wins and nobody is clobbered), fsync of the
+ * directory, unlink of the temp name. Directory fsyncs of concurrent writers are coalesced.
+ * All methods may run concurrently.
+ */
+export class LocalBackend implements Backend {
+  readonly root: string;
+  private readonly dirSyncs = new Map<
+    string,
+    { running: Promise<void> | null; queued: Promise<void> | null }
+  >();
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  private path(key: string): string {
+    if (
+      key.length === 0 ||
+      key.startsWith("/") ||
+      key.split("/").some((p) => p === "" || p === "." || p === "..")
+    ) {
+      throw new BulwarkError("BULWARK_REPO_INVALID_ARGUMENT", `invalid object key ${JSON.stringify(key)}`);
+    }
+    return join(this.root, ...key.split("/"));
+  }
+
+  async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    const target = this.path(key);
+    const tmp = await this.writeTemp(target, bytes);
+    try {
+      await link(tmp, target);
+    } catch (err) {
+      if (code(err) === "EEXIST") return false;
+      throw ioError(err, `link ${key}`);
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
+    await this.syncDir(dirname(target));
+    return true;
+  }
+
+  async replace(key: string, bytes: Uint8Array): Promise<void> {
+    const target = this.path(key);
+    const tmp = await this.writeTemp(target, bytes);
+    try {
+      await rename(tmp, target);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw ioError(err, `rename ${key}`);
+    }
+    await this.syncDir(dirname(target));
+  }
+
+  private async writeTemp(target: string, bytes: Uint8Array): Promise<string> {
+    const dir = dirname(target);
+    const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
+    let fh: FileHandle | undefined;
+    try {
+      try {
+        fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      } catch (err) {
+        if (code(err) !== "ENOENT") throw err;
+        await mkdir(dir, { recursive: true });
+        await this.syncDir(dirname(dir)); // the new directory's entry must be durable too
+        fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      }
+      let off = 0;
+      while (off < bytes.length) {
+        const { bytesWritten } = await fh.write(bytes, off, bytes.length - off);
+        off += bytesWritten;
+      }
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      return tmp;
+    } catch (err) {
+      await fh?.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      throw ioError(err, `write ${relative(this.root, target)}`);
+    }
+  }
+
+  /**
+   * fsync a directory. A caller that arrives while a sync runs cannot rely on it (it may have
+   * started before the caller's change), so it joins the one queued behind it; that one covers
+   * every caller that arrived before it starts.
+   */
+  private syncDir(dir: string): Promise<void> {
+    let e = this.dirSyncs.get(dir);
+    if (!e) {
+      e = { running: null, queued: null };
+      this.dirSyncs.set(dir, e);
+    }
+    const entry = e;
+    const start = (): Promise<void> => {
+      const run: Promise<void> = fsyncDir(dir).finally(() => {
+        if (entry.running === run) entry.running = null;
+        if (!entry.running && !entry.queued) this.dirSyncs.delete(dir);
+      });
+      entry.running = run;
+      return run;
+    };
+    if (entry.queued) return entry.queued;
+    if (!entry.running) return start();
+    const queued: Promise<void> = entry.running
+      .catch(() => {})
+      .then(() => {
+        entry.queued = null;
+        return start();
+      });
+    entry.queued = queued;
+    return queued;
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await readFile(this.path(key));
+    } catch (err) {
+      throw code(err) === "ENOENT" ? notFound(key) : ioError(err, `read ${key}`);
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(this.path(key), "r");
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    } catch (err) {
+      throw code(err) === "ENOENT" ? notFound(key) : ioError(err, `read ${key}`);
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  async stat(key: string): Promise<ObjectStat | null> {
+    try {
+      const s = await stat(this.path(key));
+      return { size: s.size, mtimeMs: s.mtimeMs };
+    } catch (err) {
+      if (code(err) === "ENOENT") return null;
+      throw ioError(err, `stat ${key}`);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    const base = prefix.replace(/\/+$/, "");
+    yield* this.walk(base ? this.path(base) : this.root);
+  }
+
+  private async *walk(dir: string): AsyncIterable<string> {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (code(err) === "ENOENT") return;
+      throw ioError(err, `list ${relative(this.root, dir)}`);
+    }
+    for (const e of entries) {
+      if (e.name.startsWith(TEMP_PREFIX)) continue;
+      const full = join(dir, e.name);
+      if (e.isDirectory()) yield* this.walk(full);
+      else if (e.isFile()) yield relative(this.root, full).split(sep).join("/");
+    }
+  }
+
+  async delete(key: string): Promise<boolean> {
+    try {
+      await unlink(this.path(key));
+      return true;
+    } catch (err) {
+      if (code(err) === "ENOENT") return false;
+      throw ioError(err, `delete ${key}`);
+    }
+  }
+
+  async touch(key: string): Promise<boolean> {
+    const now = new Date();
+    try {
+      await utimes(this.path(key), now, now);
+      return true;
+    } catch (err) {
+      if (code(err) === "ENOENT") return false;
+      throw ioError(err, `touch ${key}`);
+    }
+  }
+
+  async rename(from: string, to: string): Promise<boolean> {
+    const target = this.path(to);
+    try {
+      await rename(this.path(from), target);
+    } catch (err) {
+      if (code(err) === "ENOENT") {
+        if ((await this.stat(from)) === null) return false;
+        await mkdir(dirname(target), { recursive: true });
+        return this.rename(from, to);
+      }
+      throw ioError(err, `rename ${from}`);
+    }
+    await this.syncDir(dirname(target));
+    await this.syncDir(dirname(this.path(from)));
+    return true;
+  }
+
+  async removeStaleTemp(olderThanMs: number): Promise<number> {
+    let removed = 0;
+    const visit = async (dir: string): Promise<void> => {
+      let entries: import("node:fs").Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const full = join(dir, e.name);
+        if (e.isDirectory()) await visit(full);
+        else if (e.name.startsWith(TEMP_PREFIX)) {
+          const s = await stat(full).catch(() => null);
+          if (
+            s &&
+            s.mtimeMs < olderThanMs &&
+            (await unlink(full).then(
+              () => true,
+              () => false,
+            ))
+          )
+            removed++;
+        }
+      }
+    };
+    await visit(this.root);
+    return removed;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, "r");
+    await fh.sync();
+  } catch (err) {
+    throw ioError(err, `fsync directory ${dir}`);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+function code(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function notFound(key: string): BulwarkError {
+  return new BulwarkError("BULWARK_REPO_NOT_FOUND", `object ${key} does not exist`, { details: { key } });
+}
+
+export function ioError(err: unknown, what: string): BulwarkError {
+  if (err instanceof BulwarkError) return err;
+  const c = code(err);
+  if (c === "ENOSPC" || c === "EDQUOT") {
+    return new BulwarkError("BULWARK_REPO_NO_SPACE", `${what}: no space left on the repository's disk`, {
+      cause: err,
+      details: { errno: c },
+    });
+  }
+  return new BulwarkError("BULWARK_REPO_IO", `${what}: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+    details: { errno: c },
+  });
+}
