@@ -1,3 +1,4 @@
+import { type BulwarkError, isBulwarkError } from "@bulwark/errors";
 import type { ByteSource } from "./byte-source.js";
 import { readExact, sourceSize } from "./byte-source.js";
 import { unsupported } from "./errors.js";
@@ -44,4 +45,23 @@ export async function usedRanges(source: ByteSource): Promise<UsedRangesResult> 
     default:
       throw unsupported(`no allocation bitmap reader for filesystem "${filesystem}"`, { filesystem });
   }
+}
+
+/** Codes after which a caller should simply read the whole volume (as opposed to an I/O failure). */
+const FALLBACK_CODES = new Set([
+  "BULWARK_FS_CORRUPT",
+  "BULWARK_FS_CHECKSUM_MISMATCH",
+  "BULWARK_FS_OUT_OF_RANGE",
+  "BULWARK_FS_UNSUPPORTED",
+  "BULWARK_FS_NOT_RECOGNISED",
+]);
+
+/** True when usedRanges failed because of the metadata, not the device: reading everything is the answer. */
+export function isUsedRangesFallback(err: unknown): err is BulwarkError {
+  return isBulwarkError(err) && FALLBACK_CODES.has(err.code);
+}
+
+/** True when a reader found no signature at all (no partition table / unknown filesystem). */
+export function isBulwarkFsNotRecognised(err: unknown): err is BulwarkError {
+  return isBulwarkError(err, "BULWARK_FS_NOT_RECOGNISED");
 }

@@ -6,7 +6,14 @@ export {
   SliceByteSource,
   sourceSize,
 } from "./byte-source.js";
-export { detectFilesystem, type FilesystemType, type UsedRangesResult, usedRanges } from "./detect.js";
+export {
+  detectFilesystem,
+  type FilesystemType,
+  isBulwarkFsNotRecognised,
+  isUsedRangesFallback,
+  type UsedRangesResult,
+  usedRanges,
+} from "./detect.js";
 export * as ext4 from "./ext4/index.js";
 export { ext4UsedRanges } from "./ext4/index.js";
 export * as ntfs from "./ntfs/index.js";
