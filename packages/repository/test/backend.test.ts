@@ -1,0 +1,77 @@
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { FaultyBackend, ingestStream, LocalBackend, PointReader, verifyRepository } from "../src/index.js";
+import { backendConformance } from "./backend-conformance.js";
+import { newRepo, randomImage, readAll, tempDir, writesOf } from "./helpers.js";
+
+describe("LocalBackend conformance", () => {
+  backendConformance(async () => new LocalBackend(await tempDir()));
+});
+
+describe("FaultyBackend (disarmed) conformance", () => {
+  backendConformance(async () => new FaultyBackend(new LocalBackend(await tempDir())));
+});
+
+describe("faults", () => {
+  const CHUNK = 4096;
+
+  it("fail once: the operation fails typed, the next attempt succeeds", async () => {
+    const b = new FaultyBackend(new LocalBackend(await tempDir()));
+    b.arm({ kind: "fail", op: "putIfAbsent" });
+    await expect(b.putIfAbsent("x/y", Buffer.from("1"))).rejects.toMatchObject({ code: "BULWARK_REPO_IO" });
+    expect(await b.putIfAbsent("x/y", Buffer.from("1"))).toBe(true);
+  });
+
+  it("disk full during ingest: typed error, no restore point, nothing half-written, later ingest works", async () => {
+    const dir = await tempDir();
+    let faulty!: FaultyBackend;
+    const { repo } = await newRepo({
+      backend: () => {
+        faulty = new FaultyBackend(new LocalBackend(dir));
+        return faulty;
+      },
+    });
+    const image = randomImage(64 * CHUNK);
+    faulty.arm({ kind: "full", keyPrefix: "chunks/", times: 1 });
+    await expect(
+      ingestStream(repo, writesOf(image, 8 * CHUNK), { name: "v", volumeSize: image.length }),
+    ).rejects.toMatchObject({
+      code: "BULWARK_REPO_NO_SPACE",
+    });
+    expect(await repo.listPoints()).toEqual([]);
+    const sessions = await readdir(join(dir, "sessions")).catch(() => []);
+    expect(sessions).toEqual([]);
+    const point = await ingestStream(repo, writesOf(image, 8 * CHUNK), {
+      name: "v",
+      volumeSize: image.length,
+    });
+    expect((await readAll(new PointReader(repo, point).stream())).equals(image)).toBe(true);
+    expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
+  });
+
+  it("bit flip and truncation on read: the reader refuses, a clean re-read succeeds", async () => {
+    const dir = await tempDir();
+    let faulty!: FaultyBackend;
+    const { repo } = await newRepo({
+      backend: () => {
+        faulty = new FaultyBackend(new LocalBackend(dir));
+        return faulty;
+      },
+    });
+    const image = randomImage(16 * CHUNK);
+    const point = await ingestStream(repo, writesOf(image, 8 * CHUNK), {
+      name: "v",
+      volumeSize: image.length,
+    });
+    for (const kind of ["bitflip", "truncate"] as const) {
+      faulty.arm({ kind, keyPrefix: "chunks/", times: 1 });
+      await expect(readAll(new PointReader(repo, point).stream())).rejects.toMatchObject({
+        code: "BULWARK_REPO_CORRUPT",
+      });
+      expect((await readAll(new PointReader(repo, point).stream())).equals(image)).toBe(true);
+    }
+    faulty.arm({ kind: "fail", op: "get", keyPrefix: "chunks/" });
+    await expect(new PointReader(repo, point).read(0, 10)).rejects.toMatchObject({ code: "BULWARK_REPO_IO" });
+  });
+});
