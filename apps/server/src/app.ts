@@ -1,0 +1,66 @@
+// buildApp(opts) assembles the HTTP side of bulwark-server from its dependencies, so that tests
+// drive it with app.inject() against real Postgres and Redis, and main.ts only wires and listens.
+
+import { randomUUID } from "node:crypto";
+import type { Catalog } from "@bulwark/catalog";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { Redis } from "ioredis";
+import { checkHealth } from "./health.js";
+import { registerErrorHandling } from "./http-errors.js";
+import { serverVersion } from "./version.js";
+
+export interface AppOptions {
+  catalog: Catalog;
+  redis: Redis;
+  nodeName: string;
+  /** Fastify's logger options; false in tests. Secrets in headers are always redacted. */
+  logger?: FastifyServerOptions["logger"];
+  healthTimeoutMs?: number;
+  now?: () => Date;
+}
+
+/** Headers that carry credentials; pino replaces their values before anything is written. */
+export const REDACTED_LOG_PATHS = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  "req.headers['x-csrf-token']",
+  'res.headers["set-cookie"]',
+];
+
+export function buildApp(opts: AppOptions): FastifyInstance {
+  const startedAt = (opts.now ?? (() => new Date()))();
+  const app = Fastify({
+    logger: opts.logger === undefined || opts.logger === false ? false : opts.logger,
+    // Honour a caller's request ID (from a proxy) so that one request can be followed across logs.
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
+    },
+    requestIdLogLabel: "requestId",
+    disableRequestLogging: false,
+  });
+  registerErrorHandling(app);
+
+  app.addHook("onSend", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+
+  app.get("/healthz", async (_request, reply) => {
+    const checks = await checkHealth({
+      catalog: opts.catalog,
+      redis: opts.redis,
+      timeoutMs: opts.healthTimeoutMs,
+    });
+    const ok = checks.postgres.status === "up" && checks.redis.status === "up";
+    const now = (opts.now ?? (() => new Date()))();
+    return reply.status(ok ? 200 : 503).send({
+      status: ok ? "ok" : "degraded",
+      version: serverVersion,
+      node: opts.nodeName,
+      uptimeSeconds: Math.round((now.getTime() - startedAt.getTime()) / 1000),
+      checks,
+    });
+  });
+
+  return app;
+}
