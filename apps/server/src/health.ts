@@ -28,7 +28,11 @@ async function probe(run: () => Promise<unknown>, timeoutMs: number): Promise<Pr
     // Only the driver's message: connection strings (with credentials) never reach the response.
     const text = err instanceof Error ? err.message : String(err);
     // Prisma puts the driver's own words ("Can't reach database server at …") on the last line.
-    const message = text.split("\n").findLast((line) => line.trim() !== "")?.trim() ?? "unreachable";
+    const message =
+      text
+        .split("\n")
+        .findLast((line) => line.trim() !== "")
+        ?.trim() ?? "unreachable";
     return { status: "down", latencyMs: Math.round(performance.now() - started), error: message };
   } finally {
     clearTimeout(timer);
