@@ -163,7 +163,12 @@ describe.skipIf(!isRoot)(`device provider on real loop devices (${ROOT_REASON})`
     await expect(
       withSnapshot(ctx, provider, "vol", {}, async () => {
         await new Promise((r) => setTimeout(r, 600));
-        return { value: null, commit: async () => void (committed = true) };
+        return {
+          value: null,
+          commit: async () => {
+            committed = true;
+          },
+        };
       }),
     ).rejects.toMatchObject({ code: "BULWARK_AGENT_SNAPSHOT_INCONSISTENT" });
     expect(committed).toBe(false);

@@ -160,10 +160,8 @@ export function parseLsblk(json: string): Inventory {
       readOnly: bool(d.ro),
       ...(pt ? { partitionTable: pt === "dos" ? "mbr" : pt } : {}),
       partitions,
-      volumes:
-        partitions.length === 0 && (text(d.fstype) || d.children?.length)
-          ? [toVolume(d), ...stacked(d, seen)]
-          : [],
+      // An unpartitioned disk is itself one volume (a filesystem, an LVM PV, or raw data).
+      volumes: partitions.length === 0 ? [toVolume(d), ...stacked(d, seen)] : [],
     });
   }
   return { platform: "linux", disks };

@@ -58,6 +58,12 @@ function partitionStyle(value: string | number | null | undefined): string | und
   return undefined;
 }
 
+/** MSFT_Disk.BusType 7 is USB; [string] gives "USB" or "7" depending on the PowerShell version. */
+function isUsbBus(value: string | number | null | undefined): boolean {
+  const v = String(value ?? "").toUpperCase();
+  return v === "USB" || v === "7";
+}
+
 function letter(value: string | null | undefined): string | undefined {
   const v = (value ?? "").replace(/\0/g, "").trim();
   return /^[A-Za-z]$/.test(v) ? v.toUpperCase() : undefined;
@@ -140,7 +146,7 @@ export function parseWindowsInventory(output: unknown): Inventory {
         size: size(d.Size, `disk ${d.Number}`),
         ...(d.FriendlyName?.trim() ? { model: d.FriendlyName.trim() } : {}),
         ...(d.SerialNumber?.trim() ? { serial: d.SerialNumber.trim() } : {}),
-        removable: String(d.BusType ?? "").toUpperCase() === "USB" || d.BusType === 7,
+        removable: isUsbBus(d.BusType),
         readOnly: Boolean(d.IsReadOnly),
         ...(style ? { partitionTable: style } : {}),
         partitions: parts,

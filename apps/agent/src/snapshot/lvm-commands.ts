@@ -26,12 +26,9 @@ export function dmName(vg: string, lv: string): string {
   return `${vg.replaceAll("-", "--")}-${lv.replaceAll("-", "--")}`;
 }
 
-/** A snapshot name unique per run and sortable by time: prefix + volume + UTC timestamp. */
+/** A snapshot name unique per run and sortable by time: prefix + volume + UTC time to the millisecond. */
 export function snapshotName(prefix: string, volume: string, now = new Date()): string {
-  const stamp = now
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z");
+  const stamp = now.toISOString().replace(/[-:.]/g, "");
   const safe = volume.replace(/[^A-Za-z0-9+_.-]/g, "_").slice(0, 60);
   return `${prefix}${safe}-${stamp}`;
 }
