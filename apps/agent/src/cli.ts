@@ -54,6 +54,9 @@ async function main(argv: string[]): Promise<number> {
           .map((d) =>
             [
               `${d.path} ${d.size} bytes ${d.partitionTable ?? "no table"} ${d.model ?? ""}`.trim(),
+              ...d.volumes.map(
+                (v) => `  ${v.kind} ${v.path} ${v.filesystem ?? "-"} ${v.mountpoints.join(",")}`,
+              ),
               ...d.partitions.flatMap((p) => [
                 `  ${p.path} ${p.size} bytes`,
                 ...p.volumes.map(
