@@ -11,7 +11,7 @@ import type { MasterKey } from "./keys.js";
 /**
  * Worker threads that hash, compress+encrypt and decrypt+verify chunks, so ingest and restore use
  * every core while the main thread does I/O. Any number of calls may be outstanding at once; each
- * hashed batch stays in its worker until `encode` (or `release`) names it.
+ * hashed batch stays in its worker until `encode` names it (with no positions to drop it).
  */
 export interface HashTicket {
   worker: number;
