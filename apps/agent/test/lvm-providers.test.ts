@@ -227,6 +227,9 @@ describe("LVM providers by command construction (no device-mapper on this kernel
     await new Promise((r) => setTimeout(r, 5)); // snapshot names carry the millisecond
     scriptThinPrepare("vg-data", 8);
     runner
+      .on([...LVS.split(" "), "lv_name,vg_name,thin_id", `vg-data/${base}`], {
+        stdout: lvsJson([{ lv_name: base, vg_name: "vg-data", thin_id: "7" }]),
+      })
       .on(["dmsetup", "message", "vg--data-pool0-tpool", "0", "reserve_metadata_snap"])
       .on(isCmd("thin_delta"), { stdout: realThinDelta(dir.path, false) })
       .on(["dmsetup", "message", "vg--data-pool0-tpool", "0", "release_metadata_snap"])
@@ -241,12 +244,13 @@ describe("LVM providers by command construction (no device-mapper on this kernel
     }));
     const next = snapName();
     expect(second.value).toEqual({ baseSnapshot: base, changed: EXPECTED_CHANGED });
-    expect(runner.commandLines.slice(4, 7)).toEqual([
+    expect(runner.commandLines.slice(4, 8)).toEqual([
+      `${LVS} lv_name,vg_name,thin_id vg-data/${base}`,
       "dmsetup message vg--data-pool0-tpool 0 reserve_metadata_snap",
       "thin_delta --metadata-snap --snap1 7 --snap2 8 /dev/mapper/vg--data-pool0_tmeta",
       "dmsetup message vg--data-pool0-tpool 0 release_metadata_snap",
     ]);
-    expect(runner.commandLines.slice(7)).toEqual([
+    expect(runner.commandLines.slice(8)).toEqual([
       `${LVS} lv_name,vg_name vg-data/${base}`,
       `lvremove -y vg-data/${base}`,
       `lvchange -an vg-data/${next}`,
@@ -260,6 +264,9 @@ describe("LVM providers by command construction (no device-mapper on this kernel
     await new Promise((r) => setTimeout(r, 5));
     scriptThinPrepare("vg-data", 9);
     runner
+      .on((c) => c.command === "lvs" && c.args.includes("lv_name,vg_name,thin_id"), {
+        stdout: lvsJson([{ lv_name: next, vg_name: "vg-data", thin_id: "8" }]),
+      })
       .on((c) => c.command === "dmsetup" && c.args[3] === "reserve_metadata_snap")
       .on(isCmd("thin_delta"), { exitCode: 1, stderr: "metadata snapshot not present" })
       .on((c) => c.command === "dmsetup" && c.args[3] === "release_metadata_snap")
@@ -275,6 +282,36 @@ describe("LVM providers by command construction (no device-mapper on this kernel
       `lvremove -y vg-data/${snapName()}`,
     ]);
     expect((await ctx.journal.list()).map((e) => [e.data.lv, e.retained])).toEqual([[next, true]]);
+  });
+
+  it("lvm-thin: a base that disappeared means no CBT (hash everything), not a failed backup", async () => {
+    await ctx.journal.add({
+      provider: "lvm-thin",
+      volumeKey: "home",
+      retained: true,
+      data: { vg: "vg0", lv: "bulwark-thin-home-old", origin: "home", thinId: "3", pool: "pool0" },
+    });
+    scriptThinPrepare("vg0", 4);
+    runner
+      .on((c) => c.command === "lvs" && c.args.at(-1) === "vg0/bulwark-thin-home-old", {
+        stdout: lvsJson([]),
+      })
+      .on((c) => c.command === "lvchange" && c.args[0] === "-an");
+    const result = await withSnapshot(
+      ctx,
+      new LvmThinProvider(ctx, { vg: "vg0", lv: "home" }),
+      "home",
+      {},
+      async (snap) => ({
+        value: await snap.changedRanges(),
+        commit: async () => {},
+      }),
+    );
+    expect(result.value).toBeUndefined();
+    expect(runner.commandLines.some((l) => l.startsWith("thin_delta") || l.startsWith("dmsetup"))).toBe(
+      false,
+    );
+    expect((await ctx.journal.list()).map((e) => [e.data.lv, e.retained])).toEqual([[snapName(), true]]);
   });
 
   it("stale cleanup: journal leftovers and tagged orphans go, retained thin bases stay", async () => {

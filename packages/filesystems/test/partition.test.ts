@@ -141,6 +141,28 @@ describe("partition tables on sfdisk-made disks", () => {
     }
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    "reads a GPT written with 4096-byte logical sectors (root: loop device)",
+    async () => {
+      const image = sparseFile(join(dir.path, "gpt-4k.img"), 64 * MiB);
+      // sfdisk takes the sector size from the device, so the table is written through a 4Kn loop device.
+      const loop = run("losetup", ["-f", "--show", "-b", "4096", image]).trim();
+      let truth: ReturnType<typeof sfdiskJson>;
+      try {
+        run("sfdisk", ["-q", "--no-reread", loop], "label: gpt\nsize=8MiB, type=L\ntype=L\n");
+        truth = sfdiskJson(loop);
+      } finally {
+        run("losetup", ["-d", loop]);
+      }
+      const table = await readPartitionTable(new BufferByteSource(readFileSync(image)));
+      expect(table.sectorSize).toBe(4096);
+      expect(table.partitions.map((p) => [p.offset, p.length])).toEqual(
+        truth.partitions.map((p) => [p.start * 4096, p.size * 4096]),
+      );
+      expect(table.metadataRegions[0]).toEqual({ offset: 0, length: truth.firstlba! * 4096 });
+    },
+  );
+
   it("reports no partition table for a bare filesystem or an empty disk", async () => {
     const ext4 = join(dir.path, "bare-ext4.img");
     makeExt4(ext4, 16 * MiB);

@@ -124,6 +124,7 @@ export class LvmThinSnapshot extends BaseSnapshot {
   private exists = false;
   private committed = false;
   private geometry: ThinGeometry | undefined;
+  private baseGone = false;
 
   constructor(
     ctx: ProviderContext,
@@ -164,6 +165,18 @@ export class LvmThinSnapshot extends BaseSnapshot {
     if (!geometry || !this.base || !Number.isSafeInteger(baseId) || this.base.data.pool !== geometry.pool) {
       return undefined;
     }
+    // The base may have been removed by an admin, or recreated with another thin id: then there is
+    // nothing valid to compare with, and the backup hashes everything instead of failing.
+    const [baseRow] = await lvs(
+      this.ctx.runner,
+      ["lv_name", "vg_name", "thin_id"],
+      [`${this.vg}/${this.base.data.lv}`],
+    ).catch(() => []);
+    if (!baseRow || baseRow.thin_id !== String(baseId)) {
+      await this.ctx.journal.remove(this.base.id);
+      this.baseGone = true;
+      return undefined;
+    }
     const tpool = `${dmName(this.vg, geometry.pool)}-tpool`;
     const tmeta = `/dev/mapper/${dmName(this.vg, geometry.pool)}_tmeta`;
     const runner = this.ctx.runner;
@@ -196,7 +209,7 @@ export class LvmThinSnapshot extends BaseSnapshot {
     if (this.committed) return;
     await this.ctx.journal.update(this.journalId, { retained: true });
     this.committed = true;
-    if (this.base?.data.vg && this.base.data.lv) {
+    if (this.base?.data.vg && this.base.data.lv && !this.baseGone) {
       await removeIfPresent(this.ctx.runner, this.base.data.vg, this.base.data.lv);
       await this.ctx.journal.remove(this.base.id);
     }

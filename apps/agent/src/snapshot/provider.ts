@@ -1,7 +1,7 @@
 import type { ByteRange } from "@bulwark/filesystems";
 import { FileByteSource } from "@bulwark/filesystems";
 import type { CommandRunner } from "../command-runner.js";
-import type { SnapshotJournal } from "./journal.js";
+import type { JournalEntry, SnapshotJournal } from "./journal.js";
 import type { ReleaseRegistry } from "./release-registry.js";
 
 export type ProviderKind = "device" | "file" | "lvm" | "lvm-thin" | "vss";
@@ -49,7 +49,7 @@ export interface SnapshotProvider {
   readonly kind: ProviderKind;
   prepare(volumeKey: string): Promise<Snapshot>;
   /** Removes what a killed run left behind, given its journal entry. */
-  cleanupStale(entry: import("./journal.js").JournalEntry): Promise<void>;
+  cleanupStale(entry: JournalEntry): Promise<void>;
 }
 
 /**

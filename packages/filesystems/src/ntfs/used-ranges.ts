@@ -1,6 +1,6 @@
 import type { ByteSource } from "../byte-source.js";
 import { sourceSize } from "../byte-source.js";
-import { corrupt } from "../errors.js";
+import { corrupt, unsupported } from "../errors.js";
 import { addSetBitRuns, type ByteRange, RangeBuilder } from "../ranges.js";
 import { type NtfsBootSector, readNtfsBootSector } from "./boot-sector.js";
 import {
@@ -27,7 +27,13 @@ export async function ntfsUsedRanges(source: ByteSource): Promise<NtfsUsedRanges
   const mftRuns = await readMftRuns(source, boot);
   const bitmapRecord = await readMftRecord(source, boot, mftRuns, NTFS_RECORD.BITMAP);
   const data = findAttribute(bitmapRecord, NTFS_ATTR.DATA);
-  if (!data) throw corrupt("$Bitmap has no $DATA attribute");
+  if (!data) {
+    // A $Bitmap so fragmented that its runs spill into extension records via $ATTRIBUTE_LIST.
+    if (findAttribute(bitmapRecord, NTFS_ATTR.ATTRIBUTE_LIST)) {
+      throw unsupported("$Bitmap's $DATA lives in an attribute list extension record");
+    }
+    throw corrupt("$Bitmap has no $DATA attribute");
+  }
   const needed = Math.ceil(boot.totalClusters / 8);
   const available = data.resident ? data.value.length : data.initializedSize;
   if (available < needed) throw corrupt(`$Bitmap holds ${available} bytes, ${needed} needed for the volume`);
