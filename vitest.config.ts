@@ -7,7 +7,7 @@ export default defineConfig({
   resolve: { conditions: ["source", ...defaultServerConditions] },
   ssr: { resolve: { conditions: ["source", ...defaultServerConditions] } },
   test: {
-    include: ["{apps,packages,test}/**/*.test.ts"],
+    include: ["{apps,packages,test,bench}/**/*.test.ts"],
     exclude: ["**/node_modules/**", "**/dist/**", "apps/web/**/e2e/**"],
     globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 60_000,
