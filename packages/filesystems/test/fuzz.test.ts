@@ -4,7 +4,9 @@ import { isBulwarkError } from "@bulwark/errors";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  BufferByteSource,
   type ByteSource,
+  ext4,
   ext4UsedRanges,
   ntfsUsedRanges,
   readPartitionTable,
@@ -111,6 +113,39 @@ describe("fuzzing the parsers with mutated metadata of real images", () => {
       ],
       ext4UsedRanges,
     );
+  });
+
+  it("ext4 extent trees: inode i_block and index/leaf nodes", async () => {
+    const image = join(dir.path, "ext4-extents.img");
+    populate(join(dir.path, "frag"), { "big.bin": 3 * MiB });
+    makeExt4(image, 32 * MiB, {
+      dir: join(dir.path, "frag"),
+      blockSize: 1024,
+      features: ["^flex_bg"],
+      extra: ["-g", "256"],
+    });
+    const bytes = readFileSync(image);
+    const clean = new BufferByteSource(bytes);
+    const sb = await ext4.readExt4Superblock(clean);
+    const groups = await ext4.readGroupDescriptors(clean, sb);
+    const ino = 12; // the first file mke2fs -d creates after lost+found (11)
+    const inodeAt = ext4.inodeLocation(sb, groups, ino);
+    const inode = await ext4.readExt4Inode(clean, sb, groups, ino);
+    expect(inode.block.readUInt16LE(6), "extent tree has index nodes").toBeGreaterThan(0);
+    const child = inode.block.readUInt32LE(12 + 4); // first index entry's leaf block
+    const parse = async (s: ByteSource) => {
+      const i = await ext4.readExt4Inode(s, sb, groups, ino);
+      return ext4.readExt4Extents(s, sb, i);
+    };
+    const seen = await fuzz(
+      bytes,
+      [
+        [inodeAt + 0x28, inodeAt + 0x28 + 60],
+        [child * 1024, child * 1024 + 1024],
+      ],
+      parse,
+    );
+    expect([...seen.keys()].some((k) => k !== "ok")).toBe(true);
   });
 
   it("NTFS: boot sector, $MFT and $Bitmap records", async () => {

@@ -1,3 +1,4 @@
+export { type Ext4Extent, readExt4Extents } from "./extents.js";
 export {
   descriptorBlockLocation,
   descriptorsPerBlock,
