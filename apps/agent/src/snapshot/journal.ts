@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { ProviderKind } from "./provider.js";
+import type { ProviderKind } from "./kinds.js";
 
 /**
  * On-disk record of every snapshot the agent has made and not yet removed. An entry is written

@@ -2,9 +2,10 @@ import type { ByteRange } from "@bulwark/filesystems";
 import { FileByteSource } from "@bulwark/filesystems";
 import type { CommandRunner } from "../command-runner.js";
 import type { JournalEntry, SnapshotJournal } from "./journal.js";
+import type { ProviderKind } from "./kinds.js";
 import type { ReleaseRegistry } from "./release-registry.js";
 
-export type ProviderKind = "device" | "file" | "lvm" | "lvm-thin" | "vss";
+export type { ProviderKind } from "./kinds.js";
 
 /** How the image being read is protected from concurrent writes. */
 export type Consistency =
