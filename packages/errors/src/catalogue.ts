@@ -1,5 +1,6 @@
 import { agentCodes } from "./codes/agent.js";
 import { catalogCodes } from "./codes/catalog.js";
+import { cliCodes } from "./codes/cli.js";
 import { configCodes } from "./codes/config.js";
 import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
@@ -17,10 +18,11 @@ export const errorCatalogue = {
   ...catalogCodes,
   ...queueCodes,
   ...retentionCodes,
-  ...protoCodes,
   ...fsCodes,
   ...agentCodes,
+  ...protoCodes,
   ...repoCodes,
+  ...cliCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -29,7 +29,8 @@ export const repoCodes = defineCodes("REPO", {
   BULWARK_REPO_CORRUPT: {
     http: 500,
     grpc: "DATA_LOSS",
-    summary: "A stored object failed its magic, length, checksum or authentication check; no data was returned from it.",
+    summary:
+      "A stored object failed its magic, length, checksum or authentication check; no data was returned from it.",
   },
   BULWARK_REPO_CHUNK_MISSING: {
     http: 500,
@@ -44,7 +45,8 @@ export const repoCodes = defineCodes("REPO", {
   BULWARK_REPO_INVALID_ARGUMENT: {
     http: 400,
     grpc: "INVALID_ARGUMENT",
-    summary: "A repository operation got an invalid argument (offset, size, restore point reference, option).",
+    summary:
+      "A repository operation got an invalid argument (offset, size, restore point reference, option).",
   },
   BULWARK_REPO_BASE_GONE: {
     http: 409,
@@ -69,6 +71,7 @@ export const repoCodes = defineCodes("REPO", {
   BULWARK_REPO_VERIFY_FAILED: {
     http: 500,
     grpc: "DATA_LOSS",
-    summary: "Verify found missing or corrupt objects; its report names them and the restore points they break.",
+    summary:
+      "Verify found missing or corrupt objects; its report names them and the restore points they break.",
   },
 });
