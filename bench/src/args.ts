@@ -4,6 +4,7 @@ export interface BenchOptions {
   size: number;
   fill: number;
   writes: number;
+  runs: number;
   seed: string;
   tools: string[];
   workDir: string;
@@ -28,6 +29,7 @@ against restic. Writes the results to docs/benchmarks.md.
   --quick            a 256M image (unless --size is given): a smoke run in well under a minute
   --fill FRACTION    share of the image filled with files (default 0.6)
   --writes N         scattered 4 KiB writes before the incremental (default 1000)
+  --runs N           repeat the scenarios N times on fresh repositories; report medians (default 1)
   --seed S           seed for the image and the writes (default 1)
   --tools LIST       comma-separated subset of ${ALL_TOOLS.join(",")} (restic is the baseline, always included)
   --work-dir DIR     where the image and repositories go (default bench/work; deleted afterwards)
@@ -60,6 +62,7 @@ export function parseBenchArgs(
       quick: { type: "boolean", default: false },
       fill: { type: "string", default: "0.6" },
       writes: { type: "string", default: "1000" },
+      runs: { type: "string", default: "1" },
       seed: { type: "string", default: "1" },
       tools: { type: "string", default: ALL_TOOLS.join(",") },
       "work-dir": { type: "string", default: defaults.workDir },
@@ -79,6 +82,9 @@ export function parseBenchArgs(
     throw new Error("--fill must be in (0, 0.85]: ext4 metadata needs the rest");
   const writes = Number(values.writes);
   if (!Number.isSafeInteger(writes) || writes < 1) throw new Error("--writes must be a positive integer");
+  const runs = Number(values.runs);
+  if (!Number.isSafeInteger(runs) || runs < 1 || runs > 25)
+    throw new Error("--runs must be an integer from 1 to 25");
   const tools = values.tools
     .split(",")
     .map((t) => t.trim())
@@ -90,6 +96,7 @@ export function parseBenchArgs(
     size,
     fill,
     writes,
+    runs,
     seed: values.seed,
     tools: ALL_TOOLS.filter((t) => tools.includes(t)),
     workDir: values["work-dir"],

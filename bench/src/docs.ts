@@ -12,7 +12,8 @@ export function renderResults(results: BenchResults): string {
     .map(([kind, k]) => `${kind} ${formatBytes(k.bytes)} in ${k.files} files`)
     .join(", ");
   const lines = [
-    `Measured ${results.date} with \`${results.command}\`.`,
+    `Measured ${results.date} with \`${results.command}\`` +
+      (results.runs > 1 ? `; every number is the median of ${results.runs} runs.` : " (one run)."),
     "",
     `- Machine: ${machine.cpuModel}, **${machine.cores} cores**, ${formatBytes(machine.memoryBytes)} RAM, ` +
       `Linux ${machine.kernel}, Node ${machine.node}; work directory on ${machine.filesystem}; warm page cache.`,
@@ -28,10 +29,15 @@ export function renderResults(results: BenchResults): string {
   lines.push(
     "### Exact commands",
     "",
-    "`$WORK` is the run's work directory; the image is `$WORK/image.img`.",
+    "Run from the repository root; `$WORK` is the run's work directory and the image is `$WORK/image.img`.",
     "",
   );
-  lines.push("```sh", `E2FSPROGS_FAKE_TIME=1700000000 ${image.mkfsCommand}`);
+  lines.push(
+    "```sh",
+    "# image: the seeded tree in $WORK/tree, then",
+    `E2FSPROGS_FAKE_TIME=1700000000 ${image.mkfsCommand}`,
+    `TZ=UTC E2FSPROGS_FAKE_TIME=1700000000 ${image.pinCommand}`,
+  );
   for (const t of results.tools) {
     lines.push(
       `# ${t.tool}`,

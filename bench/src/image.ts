@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, open, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, open, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./exec.js";
@@ -8,6 +8,8 @@ import { Prng, RandomBytes } from "./prng.js";
 import { FIXED_MTIME, type TreeSummary, writeTree } from "./tree.js";
 
 export const BLOCK = 4096;
+/** FIXED_MTIME as debugfs wants it (YYYYMMDDhhmmss, read in TZ=UTC). */
+const FIXED_STAMP = new Date(FIXED_MTIME * 1000).toISOString().replace(/[-:T]/g, "").slice(0, 14);
 
 export interface ImageInfo {
   path: string;
@@ -16,6 +18,8 @@ export interface ImageInfo {
   seed: string;
   tree: TreeSummary;
   mkfsArgv: string[];
+  /** What pinInodeTimes runs after mke2fs, for the docs. */
+  pinCommand: string;
 }
 
 /** A UUID derived from the seed, so the filesystem (and its checksums) is the same on every run. */
@@ -37,7 +41,10 @@ export async function buildImage(opts: {
   scratchDir: string;
 }): Promise<ImageInfo> {
   const size = Math.floor(opts.size / BLOCK) * BLOCK;
-  const treeDir = await mkdtemp(join(opts.scratchDir, "tree-"));
+  // A fixed name, so the recorded mke2fs command is the same on every run.
+  const treeDir = join(opts.scratchDir, "tree");
+  await rm(treeDir, { recursive: true, force: true });
+  await mkdir(treeDir, { recursive: true });
   try {
     const tree = await writeTree(treeDir, opts.seed, Math.floor(size * opts.fill));
     await rm(opts.path, { force: true });
@@ -63,19 +70,23 @@ export async function buildImage(opts: {
       opts.path,
     ];
     await run({ argv: mkfsArgv, env: { E2FSPROGS_FAKE_TIME: String(FIXED_MTIME) } });
-    await pinInodeCtimes(opts.path);
-    return { path: opts.path, size, fill: opts.fill, seed: opts.seed, tree, mkfsArgv };
+    const { first, last } = await pinInodeTimes(opts.path);
+    const pinCommand =
+      `debugfs -w -f <(for i in 2 $(seq ${first} ${last}); do ` +
+      `echo "sif <$i> ctime ${FIXED_STAMP}"; echo "sif <$i> atime ${FIXED_STAMP}"; done) ${opts.path}`;
+    return { path: opts.path, size, fill: opts.fill, seed: opts.seed, tree, mkfsArgv, pinCommand };
   } finally {
     await rm(treeDir, { recursive: true, force: true });
   }
 }
 
 /**
- * `mke2fs -d` copies each source file's ctime, which no one can set, so the same seed would give
- * different inode tables. Rewrite the ctime of every populated inode (root, then 11 onwards:
- * mke2fs allocates them in order) with debugfs, which also updates the inode checksums.
+ * `mke2fs -d` copies each source file's ctime, which no one can set, and atime, which reading the
+ * file may bump (relatime), so the same seed would give different inode tables. Rewrite both on
+ * every populated inode (root, then 11 onwards: mke2fs allocates them in order) with debugfs,
+ * which also updates the inode checksums.
  */
-async function pinInodeCtimes(image: string): Promise<void> {
+async function pinInodeTimes(image: string): Promise<{ first: number; last: number }> {
   const { stdout } = await run({ argv: ["dumpe2fs", "-h", image] });
   const field = (name: string) => {
     const m = new RegExp(`^${name}:\\s+(\\d+)$`, "m").exec(stdout);
@@ -83,11 +94,14 @@ async function pinInodeCtimes(image: string): Promise<void> {
     return Number(m[1]);
   };
   const used = field("Inode count") - field("Free inodes");
-  const stamp = new Date(FIXED_MTIME * 1000).toISOString().replace(/[-:T]/g, "").slice(0, 14);
+  const stamp = FIXED_STAMP;
   const inodes = [2];
   for (let ino = field("First inode"); ino <= used; ino++) inodes.push(ino);
   const script = join(tmpdir(), `bulwark-bench-debugfs-${process.pid}.txt`);
-  await writeFile(script, inodes.map((ino) => `sif <${ino}> ctime ${stamp}\n`).join(""));
+  await writeFile(
+    script,
+    inodes.map((ino) => `sif <${ino}> ctime ${stamp}\nsif <${ino}> atime ${stamp}\n`).join(""),
+  );
   try {
     // debugfs reads the stamp as local time (pin TZ) and stamps the superblock's write time (fake it).
     await run({
@@ -97,6 +111,7 @@ async function pinInodeCtimes(image: string): Promise<void> {
   } finally {
     await rm(script, { force: true });
   }
+  return { first: field("First inode"), last: used };
 }
 
 /** `count` distinct 4 KiB-aligned offsets spread uniformly over the image, ascending. */
@@ -123,6 +138,33 @@ export async function applyScatteredWrites(path: string, seed: string, offsets: 
     await handle.close();
   }
   return offsets.length * BLOCK;
+}
+
+/** Reads the blocks at `offsets`, so scattered writes can be undone for the next run. */
+export async function readBlocks(path: string, offsets: number[]): Promise<Buffer[]> {
+  const handle = await open(path, "r");
+  try {
+    const blocks: Buffer[] = [];
+    for (const offset of offsets) {
+      const block = Buffer.alloc(BLOCK);
+      await handle.read(block, 0, BLOCK, offset);
+      blocks.push(block);
+    }
+    return blocks;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes `blocks[i]` back at `offsets[i]`. */
+export async function writeBlocks(path: string, offsets: number[], blocks: Buffer[]): Promise<void> {
+  const handle = await open(path, "r+");
+  try {
+    for (let i = 0; i < offsets.length; i++) await handle.write(blocks[i]!, 0, BLOCK, offsets[i]);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** SHA-256 of a file, streamed; used to prove a restore returned the image it was given. */

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdir, mkdtemp, statfs, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { aggregateRuns } from "./aggregate.js";
 import { type BenchOptions, parseBenchArgs, USAGE } from "./args.js";
 import { writeResultsSection } from "./docs.js";
 import { formatBytes, renderTextTable, resultTables } from "./format.js";
@@ -75,14 +76,12 @@ async function main(): Promise<number> {
     const passphrase = randomBytes(24).toString("hex");
     const passphraseFile = join(runDir, "passphrase");
     await writeFile(passphraseFile, passphrase, { mode: 0o600 });
-    const tools: BackupTool[] = [];
-    for (const id of opts.tools) {
+    const tools = opts.tools.map((id) => {
       const dir = join(runDir, id);
-      await mkdir(dir);
-      tools.push(createTool(id, { dir, passphrase, passphraseFile }, opts));
-    }
-    await ensurePrograms([...BASE_REQUIREMENTS, ...tools.flatMap((t) => t.requirements)], log);
-    for (const tool of tools) await tool.prepare?.();
+      return { dir, tool: createTool(id, { dir, passphrase, passphraseFile }, opts) };
+    });
+    await ensurePrograms([...BASE_REQUIREMENTS, ...tools.flatMap((t) => t.tool.requirements)], log);
+    for (const { tool } of tools) await tool.prepare?.();
 
     log(`building a ${formatBytes(opts.size)} ext4 image (fill ${opts.fill}, seed ${opts.seed})`);
     const imagePath = join(runDir, "image.img");
@@ -99,25 +98,37 @@ async function main(): Promise<number> {
       `image ready: ${image.tree.files} files, ${formatBytes(image.tree.bytes)} of data, sha256 ${imageSha256}`,
     );
 
-    let outcome: Awaited<ReturnType<typeof runScenarios>>;
+    const outcomes: Awaited<ReturnType<typeof runScenarios>>[] = [];
     try {
-      outcome = await runScenarios({
-        tools,
-        image: imagePath,
-        imageSha256,
-        seed: opts.seed,
-        writes: opts.writes,
-        runDir,
-        passphrase,
-        log,
-      });
+      for (let r = 0; r < opts.runs; r++) {
+        if (opts.runs > 1) log(`run ${r + 1} of ${opts.runs}`);
+        // Fresh, empty directories: every run starts from empty repositories and caches.
+        for (const tool of tools) {
+          await rm(tool.dir, { recursive: true, force: true });
+          await mkdir(tool.dir);
+        }
+        outcomes.push(
+          await runScenarios({
+            tools: tools.map((t) => t.tool),
+            image: imagePath,
+            imageSha256,
+            seed: opts.seed,
+            writes: opts.writes,
+            runDir,
+            repoRoot: REPO_ROOT,
+            passphrase,
+            log,
+          }),
+        );
+      }
     } finally {
-      for (const tool of tools) await tool.stop?.();
+      for (const tool of tools) await tool.tool.stop?.();
     }
 
     const results: BenchResults = {
       date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
       command: ["pnpm bench", ...argv].join(" "),
+      runs: opts.runs,
       machine: await machineFacts(runDir),
       image: {
         sizeBytes: image.size,
@@ -128,9 +139,10 @@ async function main(): Promise<number> {
         byKind: image.tree.byKind,
         sha256: imageSha256,
         mkfsCommand: image.mkfsArgv.map((a) => a.split(runDir).join("$WORK")).join(" "),
+        pinCommand: image.pinCommand.split(runDir).join("$WORK"),
       },
-      writes: outcome.writes,
-      tools: outcome.runs,
+      writes: outcomes[0]!.writes,
+      tools: aggregateRuns(outcomes.map((o) => o.runs)),
     };
 
     for (const table of resultTables(results)) console.log(`\n${renderTextTable(table)}`);

@@ -38,11 +38,14 @@ export interface ImageFacts {
   byKind: Record<string, { files: number; bytes: number }>;
   sha256: string;
   mkfsCommand: string;
+  pinCommand: string;
 }
 
 export interface BenchResults {
   date: string;
   command: string;
+  /** How many times the scenarios ran; every measurement is the median over the runs. */
+  runs: number;
   machine: MachineFacts;
   image: ImageFacts;
   writes: { count: number; changedBytes: number; sha256After: string };

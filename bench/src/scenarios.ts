@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type CommandSpec, type Measurement, measure, run } from "./exec.js";
-import { applyScatteredWrites, planScatteredWrites, sha256File } from "./image.js";
+import { applyScatteredWrites, planScatteredWrites, readBlocks, sha256File, writeBlocks } from "./image.js";
 import type { StepMeasurement, ToolRun } from "./results.js";
 import type { BackupTool } from "./tools/tool.js";
 
@@ -14,6 +14,8 @@ export interface ScenarioOptions {
   writes: number;
   /** Run directory; shown as $WORK in the recorded commands. */
   runDir: string;
+  /** Monorepo root; paths under it are shown relative to it. */
+  repoRoot: string;
   /** Passphrase, masked in the recorded commands. */
   passphrase: string;
   log: (line: string) => void;
@@ -35,7 +37,7 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
   const { tools, image, log } = opts;
   const scratch = join(opts.runDir, "scratch");
   await mkdir(scratch, { recursive: true });
-  const show = (spec: CommandSpec) => displayCommand(spec, opts.runDir, opts.passphrase);
+  const show = (spec: CommandSpec) => displayCommand(spec, opts.runDir, opts.passphrase, opts.repoRoot);
 
   const partial = new Map<string, Partial<ToolRun>>();
   for (const tool of tools) {
@@ -61,6 +63,7 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
   }
 
   const offsets = planScatteredWrites(opts.seed, (await stat(image)).size, opts.writes);
+  const original = await readBlocks(image, offsets);
   const changedBytes = await applyScatteredWrites(image, opts.seed, offsets);
   const sha256After = await sha256File(image);
   log(`b. wrote ${opts.writes} random 4 KiB blocks (${changedBytes} bytes) into the image`);
@@ -97,6 +100,11 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     await rm(outDir, { recursive: true, force: true });
   }
 
+  // Put the image back as it was, so a further run starts from the same bytes.
+  await writeBlocks(image, offsets, original);
+  if ((await sha256File(image)) !== opts.imageSha256)
+    throw new Error("the image did not return to its original bytes");
+
   return {
     runs: tools.map((tool) => partial.get(tool.id) as ToolRun),
     writes: { count: opts.writes, changedBytes, sha256After },
@@ -129,8 +137,16 @@ export async function treeBytes(dir: string): Promise<number> {
   return total;
 }
 
-/** A command as the docs show it: work directory as $WORK, passphrase masked, env first. */
-export function displayCommand(spec: CommandSpec, runDir: string, passphrase: string): string {
+/**
+ * A command as the docs show it: work directory as $WORK, passphrase masked, paths in the monorepo
+ * relative to its root (the bench's commands read as if run from there), env first.
+ */
+export function displayCommand(
+  spec: CommandSpec,
+  runDir: string,
+  passphrase: string,
+  repoRoot?: string,
+): string {
   // borg takes the image path without its leading slash: that one reads ${WORK#/} in shell.
   const clean = (text: string) =>
     text
@@ -140,7 +156,9 @@ export function displayCommand(spec: CommandSpec, runDir: string, passphrase: st
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
       .join("${WORK#/}")
       .split(passphrase)
-      .join("<passphrase>");
+      .join("<passphrase>")
+      .split(repoRoot ? `${repoRoot}/` : "\0")
+      .join("");
   const env = Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${clean(v)}`);
   const cd = spec.cwd ? [`(cd ${clean(spec.cwd)} &&`] : [];
   const argv = spec.argv.map(clean);

@@ -32,6 +32,7 @@ const run = (tool: string, ingest: number, restore: number, growth: number): Too
 const results: BenchResults = {
   date: "2026-11-22T07:00:00Z",
   command: "pnpm bench --quick",
+  runs: 3,
   machine: {
     cpuModel: "Xeon",
     cores: 2,
@@ -49,6 +50,7 @@ const results: BenchResults = {
     byKind: { text: { files: 3, bytes: 150 * MIB } },
     sha256: "ab".repeat(32),
     mkfsCommand: "mke2fs -d $WORK/tree $WORK/image.img",
+    pinCommand: "debugfs",
   },
   writes: { count: 1000, changedBytes: 4096000, sha256After: "y" },
   tools: [run("restic", 8, 6, 100 * MIB), run("bulwark", 2, 3, 16 * MIB)],

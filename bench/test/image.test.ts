@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../src/exec.js";
 import { applyScatteredWrites, BLOCK, buildImage, planScatteredWrites, sha256File } from "../src/image.js";
 import { Prng } from "../src/prng.js";
-import { fileContent, planTree } from "../src/tree.js";
+import { FIXED_MTIME, fileContent, planTree } from "../src/tree.js";
 
 const MIB = 1024 * 1024;
 
@@ -107,6 +107,12 @@ describe("buildImage (real mke2fs)", () => {
     const dumped = join(dir, "dumped");
     await run({ argv: ["debugfs", "-R", `dump /${files[0]!.path} ${dumped}`, a.path] });
     expect(await readFile(dumped)).toEqual(Buffer.concat([...fileContent("42", files, 0)]));
+    // Every time field is pinned: nothing from the clock or from reading the tree leaks in.
+    const { stdout } = await run({ argv: ["debugfs", "-R", `stat /${files[0]!.path}`, a.path] });
+    const pinned = FIXED_MTIME.toString(16);
+    for (const field of ["ctime", "atime", "mtime", "crtime"]) {
+      expect(stdout).toMatch(new RegExp(`\\b${field}: 0x${pinned}:`));
+    }
   });
 
   it("applies scattered writes that change exactly the planned blocks", async () => {

@@ -30,6 +30,7 @@ function results(tools: ToolRun[]): BenchResults {
   return {
     date: "2026-01-01T00:00:00Z",
     command: "pnpm bench",
+    runs: 1,
     machine: { cpuModel: "x", cores: 2, memoryBytes: 1, kernel: "k", node: "v20", filesystem: "ext4" },
     image: {
       sizeBytes: 2048 * MIB,
@@ -40,6 +41,7 @@ function results(tools: ToolRun[]): BenchResults {
       byKind: {},
       sha256: "h",
       mkfsCommand: "",
+      pinCommand: "",
     },
     writes: { count: 1000, changedBytes: 4096000, sha256After: "h" },
     tools,

@@ -78,9 +78,7 @@ export function createBulwarkRepo(ctx: ToolContext, opts: { build: boolean }): B
       const fromPut = idFrom(lastJson(backupStdout));
       if (fromPut) return fromPut;
       const listed = lastJson((await run({ argv: cli("ls", "--json") })).stdout);
-      const points = Array.isArray(listed)
-        ? listed
-        : ((listed as { restorePoints?: unknown[] })?.restorePoints ?? []);
+      const points = Array.isArray(listed) ? listed : ((listed as { points?: unknown[] })?.points ?? []);
       for (const point of points) {
         if ((point as { name?: string }).name === name) {
           const id = idFrom(point);

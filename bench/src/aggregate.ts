@@ -1,0 +1,48 @@
+import type { StepMeasurement, ToolRun } from "./results.js";
+
+export function median(values: number[]): number {
+  if (values.length === 0) throw new Error("median of nothing");
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function medianStep(steps: StepMeasurement[]): StepMeasurement {
+  return {
+    wallSeconds: median(steps.map((s) => s.wallSeconds)),
+    userSeconds: median(steps.map((s) => s.userSeconds)),
+    systemSeconds: median(steps.map((s) => s.systemSeconds)),
+    maxRssBytes: median(steps.map((s) => s.maxRssBytes)),
+  };
+}
+
+/**
+ * Folds repeated runs (`runs[r]` lists the tools of run r, same order) into one result per tool:
+ * the median of every measurement. Growth is the median of each run's own growth, so a noisy
+ * repository size in one run cannot skew the growth factor. A restore counts as verified only if
+ * every run's restore returned the image.
+ */
+export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
+  const first = runs[0];
+  if (!first) throw new Error("no runs to aggregate");
+  return first.map((template, t) => {
+    const all = runs.map((run) => {
+      const tool = run[t];
+      if (tool?.tool !== template.tool) throw new Error("runs list different tools");
+      return tool;
+    });
+    const ingestBytes = median(all.map((r) => r.ingest.repoBytes));
+    const growth = median(all.map((r) => r.incremental.repoBytes - r.ingest.repoBytes));
+    const failed = all.find((r) => !r.restore.verified);
+    return {
+      ...template,
+      ingest: { ...medianStep(all.map((r) => r.ingest)), repoBytes: ingestBytes },
+      incremental: { ...medianStep(all.map((r) => r.incremental)), repoBytes: ingestBytes + growth },
+      restore: {
+        ...medianStep(all.map((r) => r.restore)),
+        verified: !failed,
+        restoredSha256: (failed ?? template).restore.restoredSha256,
+      },
+    };
+  });
+}
