@@ -58,7 +58,8 @@ const results: BenchResults = {
 
 describe("docs rendering", () => {
   it("renders facts, ratios, verdicts and commands", () => {
-    const md = renderResults(results);
+    // Cells are padded for alignment; compare with single spaces.
+    const md = renderResults(results).replace(/ {2,}\|/g, " |");
     expect(md).toContain("**2 cores**");
     expect(md).toContain("**256.0 MiB**");
     expect(md).toContain("pnpm bench --quick");
@@ -69,8 +70,10 @@ describe("docs rendering", () => {
     expect(md).toContain("bulwark backup $WORK/image.img");
   });
 
-  it("escapes pipes in cells", () => {
-    expect(renderMarkdownTable({ title: "t", header: ["a"], rows: [["x|y"]] })).toContain("x\\|y");
+  it("escapes pipes in cells and aligns columns", () => {
+    expect(renderMarkdownTable({ title: "t", header: ["a", "b"], rows: [["x|y", "1.00×"]] })).toBe(
+      ["| a    | b     |", "| ---- | ----- |", "| x\\|y | 1.00× |"].join("\n"),
+    );
   });
 
   it("replaces only the text between the markers", async () => {
