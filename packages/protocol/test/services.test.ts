@@ -36,6 +36,7 @@ import {
   type IndexRun,
   JobOutcome,
   MAX_MESSAGE_BYTES,
+  PartitionTableType,
   PROTOCOL_VERSION_STRING,
   protocolMetadata,
   RestoreMode,
@@ -258,7 +259,7 @@ describe("control stream", () => {
             sizeBytes: 1e12,
             logicalSectorSize: 512,
             physicalSectorSize: 4096,
-            partitionTable: 3,
+            partitionTable: PartitionTableType.PARTITION_TABLE_TYPE_GPT,
             partitionTableId: "c0ffee",
             partitions: [
               {
@@ -561,7 +562,13 @@ describe("limits and errors through real calls", () => {
           sessionId: "s",
           batchSeq: 1,
           chunks: [
-            { id: Buffer.alloc(CHUNK_ID_BYTES), offsets: [0], encoding: 1, plainSize: 1, payload: oversized },
+            {
+              id: Buffer.alloc(CHUNK_ID_BYTES),
+              offsets: [0],
+              encoding: ChunkEncoding.CHUNK_ENCODING_RAW,
+              plainSize: 1,
+              payload: oversized,
+            },
           ],
         });
         call.end();
