@@ -23,10 +23,11 @@ export const DEFAULT_UPLOAD_BATCH_BYTES = 4 * MiB;
 export const MAX_UPLOAD_BATCH_BYTES = 8 * MiB;
 
 /**
- * Framing allowance on top of a batch: tags, 32-byte IDs, offsets and sizes of up to 2 048
- * chunks (8 MiB of 4 KiB chunks) stay well below 64 KiB.
+ * Framing allowance on top of a batch. Worst case: 8 MiB of 4 KiB chunks = 2 048 chunks, each
+ * with a 32-byte ID, up to MAX_OFFSETS_PER_CHUNK offsets as 8-byte varints, sizes and tags
+ * (≈ 180 bytes) ≈ 360 KiB; 512 KiB leaves room for the session ID and future fields.
  */
-export const MESSAGE_FRAMING_ALLOWANCE_BYTES = 64 * KiB;
+export const MESSAGE_FRAMING_ALLOWANCE_BYTES = 512 * KiB;
 
 /**
  * Largest message either side accepts. grpc-js buffers a whole message before decoding it, so this
@@ -34,14 +35,17 @@ export const MESSAGE_FRAMING_ALLOWANCE_BYTES = 64 * KiB;
  */
 export const MAX_MESSAGE_BYTES = MAX_UPLOAD_BATCH_BYTES + MESSAGE_FRAMING_ALLOWANCE_BYTES;
 
-/** IDs per QueryMissing (≈ 290 KiB request); at 256 KiB chunks one call covers 2 GiB of volume. */
+/** IDs per QueryMissing (≈ 272 KiB request); at 256 KiB chunks one call covers 2 GiB of volume. */
 export const MAX_QUERY_IDS = 8192;
 
 /** IDs per commit IndexPart: 4 MiB of IDs, half the message limit (a 1 TB index takes ~128 parts at 64 KiB chunks). */
 export const MAX_INDEX_PART_IDS = 131_072;
 
-/** Offsets listed with one uploaded chunk; informational, the index is authoritative. */
-export const MAX_OFFSETS_PER_CHUNK = 64;
+/**
+ * Offsets listed with one uploaded chunk; informational (validation, progress), the index is
+ * authoritative. Bounded so that framing stays within MESSAGE_FRAMING_ALLOWANCE_BYTES.
+ */
+export const MAX_OFFSETS_PER_CHUNK = 16;
 
 /** Largest volume: offsets must stay exact in a JavaScript number (2^53 bytes = 8 PiB). */
 export const MAX_VOLUME_BYTES = Number.MAX_SAFE_INTEGER;

@@ -30,6 +30,7 @@ import {
   indexRunLength,
   isValidChunkSize,
   MAX_INDEX_PART_IDS,
+  MAX_OFFSETS_PER_CHUNK,
   MAX_QUERY_IDS,
   MAX_UPLOAD_BATCH_BYTES,
   negotiateProtocol,
@@ -296,7 +297,12 @@ export class MemoryBackend {
             const { sizeBytes, chunkSize } = session.geometry!;
             // Validate the whole batch before storing any of it: a batch is stored entirely or not acked.
             const accepted = batch.chunks.map((chunk) => {
-              if (chunk.id.length !== CHUNK_ID_BYTES || chunk.encoding !== ChunkEncoding.CHUNK_ENCODING_RAW) {
+              if (
+                chunk.id.length !== CHUNK_ID_BYTES ||
+                chunk.encoding !== ChunkEncoding.CHUNK_ENCODING_RAW ||
+                chunk.offsets.length === 0 ||
+                chunk.offsets.length > MAX_OFFSETS_PER_CHUNK
+              ) {
                 throw new BulwarkError("BULWARK_PROTO_CHUNK_INVALID");
               }
               for (const offset of chunk.offsets) {

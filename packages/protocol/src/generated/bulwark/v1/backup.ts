@@ -117,7 +117,7 @@ export interface Chunk {
   id: Buffer;
   /**
    * Byte offsets in the volume where this content occurs (multiples of chunk_size, below the
-   * volume size), at most 64; informational, the index is authoritative. At least one.
+   * volume size), at most 16; informational, the index is authoritative. At least one.
    */
   offsets: number[];
   /** How payload is encoded. */
