@@ -1,0 +1,296 @@
+import type { ByteSource } from "@bulwark/filesystems";
+import {
+  CHUNK_ID_BYTES,
+  type Chunk,
+  type ChunkEncoding,
+  MAX_OFFSETS_PER_CHUNK,
+  type UploadChunksResponse,
+} from "@bulwark/protocol";
+import type { ChunkRun } from "../plan/chunk-runs.js";
+import type { IndexCacheReader } from "../plan/index-cache.js";
+import { chunkLength, type ReadPlan } from "../plan/read-plan.js";
+import type { IndexSpool } from "./index-spool.js";
+import type { Throttle } from "./token-bucket.js";
+import type { ChunkWorkerPool, EncodedPart } from "./worker-pool.js";
+
+const MiB = 1024 * 1024;
+
+/**
+ * A group is the unit of work: consecutive chunks read with one pread, hashed by one worker call,
+ * queried with one QueryMissing. 4 MiB matches the protocol's default batch, so a group's missing
+ * chunks usually travel as one UploadChunks batch.
+ */
+export const GROUP_BYTES = 4 * MiB;
+
+/**
+ * Groups in flight (read but not finished: hashing, asking, compressing, uploading, waiting for
+ * the ack). This is the memory bound: 8 × 4 MiB of plaintext plus at most as much compressed, so
+ * ≤ 64 MiB whatever the volume size, and enough overlap to keep both cores and 4 streams busy.
+ */
+export const DEFAULT_GROUPS_IN_FLIGHT = 8;
+
+export interface UploadCounters {
+  chunksTotal: number;
+  /** Read and found all-zero, plus unused per the bitmap: recorded as zero runs, never sent. */
+  chunksZero: number;
+  /** Not read: unused per the bitmap, or unchanged per CBT. */
+  chunksSkipped: number;
+  /** Read, hashed and equal to the validated cache of the previous index: not even asked about. */
+  chunksUnchanged: number;
+  /** Asked about with QueryMissing (each time, including re-asks after a reconnect). */
+  chunksQueried: number;
+  /** Uploaded (each send counts, including re-sends after a reconnect). */
+  chunksSent: number;
+  bytesRead: number;
+  bytesHashed: number;
+  /** Payload bytes sent (compressed or raw): what the bandwidth limit applies to. */
+  bytesSent: number;
+  bytesSentPlain: number;
+  batches: number;
+}
+
+export interface Progress {
+  bytesDone: number;
+  bytesTotal: number;
+  counters: Readonly<UploadCounters>;
+}
+
+/** What the pipeline needs from the session (UploadSession implements it). */
+export interface SessionPort {
+  generation: number;
+  readonly idKey: Buffer;
+  readonly sessionId: string;
+  readonly limits: { batchBytes: number; queryIds: number };
+  queryMissing(ids: Buffer[]): Promise<number[]>;
+  nextBatchSeq(): number;
+  stream(): {
+    write(
+      batch: { sessionId: string; batchSeq: number; chunks: Chunk[] },
+      bytes: number,
+    ): Promise<{ acked: Promise<UploadChunksResponse> }>;
+  };
+  retrying<T>(work: () => Promise<T>): Promise<T>;
+}
+
+export interface UploadInput {
+  source: ByteSource;
+  plan: ReadPlan;
+  session: SessionPort;
+  pool: ChunkWorkerPool;
+  spool: IndexSpool;
+  throttle: Throttle;
+  /** The validated cache of the previous committed index, when there is one. */
+  cache?: IndexCacheReader;
+  groupsInFlight?: number;
+  onProgress?: (p: Progress) => void;
+}
+
+/** Candidate for upload within a group: one distinct ID and every position where it occurs. */
+interface Candidate {
+  id: Buffer;
+  positions: number[];
+}
+
+/**
+ * read → hash (workers) → skip zeros and unchanged-vs-cache → QueryMissing → compress (workers) →
+ * UploadChunks (throttled, several streams) → ack. The index of every chunk goes to the spool as
+ * soon as it is hashed. At most `groupsInFlight` groups exist at once; a full window stops the
+ * reader, and a slow server stops the window from draining (acks come only when chunks are durable),
+ * so memory stays bounded and backpressure reaches the disk.
+ */
+export async function uploadVolume(input: UploadInput): Promise<UploadCounters> {
+  const { plan, spool } = input;
+  const counters: UploadCounters = {
+    chunksTotal: plan.chunkCount,
+    chunksZero: 0,
+    chunksSkipped: 0,
+    chunksUnchanged: 0,
+    chunksQueried: 0,
+    chunksSent: 0,
+    bytesRead: 0,
+    bytesHashed: 0,
+    bytesSent: 0,
+    bytesSentPlain: 0,
+    batches: 0,
+  };
+  let bytesDone = 0;
+  const report = () => input.onProgress?.({ bytesDone, bytesTotal: plan.bytesToRead, counters });
+
+  // Unused chunks stay zero in the spool; carried (CBT) chunks take their previous IDs.
+  for (const run of plan.unused) {
+    counters.chunksSkipped += run.count;
+    counters.chunksZero += run.count;
+  }
+  for (const run of plan.carried) {
+    if (!input.cache) throw new Error("a CBT plan carries chunks over but no validated cache was given");
+    counters.chunksSkipped += run.count;
+    await spool.write(run.first, await input.cache.read(run.first, run.count));
+  }
+
+  const limit = Math.max(1, input.groupsInFlight ?? DEFAULT_GROUPS_IN_FLIGHT);
+  const running = new Set<Promise<void>>();
+  let failure: unknown;
+  for (const group of groups(plan)) {
+    if (failure) break;
+    while (running.size >= limit) await Promise.race(running);
+    if (failure) break;
+    // Reads are issued here, in volume order, one at a time: sequential I/O for the device.
+    let buffer: Buffer;
+    try {
+      buffer = await readGroup(input.source, plan, group);
+    } catch (err) {
+      failure ??= err;
+      break;
+    }
+    counters.bytesRead += buffer.length;
+    const task = processGroup(input, group, buffer, counters)
+      .then(() => {
+        bytesDone += buffer.length;
+        report();
+      })
+      .catch((err: unknown) => {
+        failure ??= err;
+      });
+    const tracked = task.finally(() => running.delete(tracked));
+    running.add(tracked);
+  }
+  await Promise.all(running);
+  if (failure) throw failure;
+  report();
+  return counters;
+}
+
+/** The plan's read runs cut into groups of at most GROUP_BYTES (at least one chunk each). */
+export function* groups(plan: ReadPlan): Generator<ChunkRun> {
+  const perGroup = Math.max(1, Math.floor(GROUP_BYTES / plan.chunkSize));
+  for (const run of plan.read) {
+    for (let first = run.first; first < run.first + run.count; first += perGroup) {
+      yield { first, count: Math.min(perGroup, run.first + run.count - first) };
+    }
+  }
+}
+
+async function readGroup(source: ByteSource, plan: ReadPlan, group: ChunkRun): Promise<Buffer> {
+  const offset = group.first * plan.chunkSize;
+  const end = Math.min(plan.volumeSize, (group.first + group.count) * plan.chunkSize);
+  const data = await source.read(offset, end - offset);
+  if (data.length !== end - offset)
+    throw new Error(`short read at ${offset}: ${data.length} of ${end - offset} bytes`);
+  return data;
+}
+
+async function processGroup(
+  input: UploadInput,
+  group: ChunkRun,
+  data: Buffer,
+  counters: UploadCounters,
+): Promise<void> {
+  const { plan, session, pool } = input;
+  const lengths = Array.from({ length: group.count }, (_, i) => chunkLength(plan, group.first + i));
+  const hashed = await pool.hash(data, lengths);
+  let buffer = hashed.buffer;
+  counters.bytesHashed += buffer.length;
+
+  const previous = input.cache ? await input.cache.read(group.first, group.count) : undefined;
+  const indexIds = Buffer.alloc(group.count * CHUNK_ID_BYTES);
+  const byId = new Map<string, Candidate>();
+  hashed.ids.forEach((id, i) => {
+    if (!id) {
+      counters.chunksZero++;
+      return;
+    }
+    id.copy(indexIds, i * CHUNK_ID_BYTES);
+    if (
+      previous &&
+      previous.compare(id, 0, CHUNK_ID_BYTES, i * CHUNK_ID_BYTES, (i + 1) * CHUNK_ID_BYTES) === 0
+    ) {
+      counters.chunksUnchanged++;
+      return;
+    }
+    const key = id.toString("hex");
+    const c = byId.get(key);
+    if (c) c.positions.push(i);
+    else byId.set(key, { id, positions: [i] });
+  });
+  await input.spool.write(group.first, indexIds);
+  const candidates = [...byId.values()];
+  if (candidates.length === 0) return;
+
+  const offsets = chunkOffsets(lengths);
+  const encoded = new Map<Candidate, EncodedPart>();
+  await session.retrying(async () => {
+    // Ask (again, after a reconnect): chunks acked before a cut are not sent twice.
+    const missing: Candidate[] = [];
+    for (let at = 0; at < candidates.length; at += session.limits.queryIds) {
+      const slice = candidates.slice(at, at + session.limits.queryIds);
+      counters.chunksQueried += slice.length;
+      for (const pos of await session.queryMissing(slice.map((c) => c.id))) {
+        const c = slice[pos];
+        if (!c) throw new Error(`QueryMissing answered position ${pos} of ${slice.length}`);
+        missing.push(c);
+      }
+    }
+    const toEncode = missing.filter((c) => !encoded.has(c));
+    if (toEncode.length) {
+      const res = await pool.encode(
+        buffer,
+        toEncode.map((c) => ({ offset: offsets[c.positions[0]!]!, length: lengths[c.positions[0]!]! })),
+      );
+      buffer = res.buffer;
+      for (const [i, c] of toEncode.entries()) encoded.set(c, res.encoded[i]!);
+    }
+    const acks: Promise<UploadChunksResponse>[] = [];
+    for (const batch of packBatches(missing, encoded, session.limits.batchBytes)) {
+      const chunks: Chunk[] = batch.map((c) => {
+        const e = encoded.get(c)!;
+        return {
+          id: c.id,
+          offsets: c.positions.slice(0, MAX_OFFSETS_PER_CHUNK).map((p) => (group.first + p) * plan.chunkSize),
+          encoding: e.encoding as ChunkEncoding,
+          plainSize: lengths[c.positions[0]!]!,
+          payload: e.payload,
+        };
+      });
+      const bytes = chunks.reduce((n, c) => n + c.payload.length, 0);
+      await input.throttle.take(bytes);
+      const { acked } = await session
+        .stream()
+        .write({ sessionId: session.sessionId, batchSeq: session.nextBatchSeq(), chunks }, bytes);
+      counters.batches++;
+      counters.chunksSent += chunks.length;
+      counters.bytesSent += bytes;
+      counters.bytesSentPlain += chunks.reduce((n, c) => n + c.plainSize, 0);
+      acks.push(acked);
+    }
+    await Promise.all(acks);
+  });
+}
+
+function chunkOffsets(lengths: number[]): number[] {
+  const out: number[] = [];
+  let at = 0;
+  for (const l of lengths) {
+    out.push(at);
+    at += l;
+  }
+  return out;
+}
+
+/** Whole chunks in order, each batch's payloads summing to at most `maxBytes` (one chunk always fits). */
+export function packBatches<T>(items: T[], encoded: Map<T, EncodedPart>, maxBytes: number): T[][] {
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = encoded.get(item)!.payload.length;
+    if (current.length && bytes + size > maxBytes) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length) batches.push(current);
+  return batches;
+}

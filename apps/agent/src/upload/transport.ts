@@ -1,0 +1,249 @@
+import { readFile } from "node:fs/promises";
+import { BulwarkError } from "@bulwark/errors";
+import {
+  type AbortRequest,
+  AGENT_CHANNEL_OPTIONS,
+  BackupServiceClient,
+  type BeginSessionRequest,
+  type BeginSessionResponse,
+  type CommitRequest,
+  type CommitResponse,
+  fromServiceError,
+  isServiceError,
+  protocolMetadata,
+  type QueryMissingRequest,
+  type QueryMissingResponse,
+  type UploadChunksRequest,
+  type UploadChunksResponse,
+} from "@bulwark/protocol";
+import { type ChannelCredentials, type ClientDuplexStream, credentials } from "@grpc/grpc-js";
+import { invalidArgument } from "../errors.js";
+
+/**
+ * Unary calls (BeginSession, QueryMissing, Abort) answer in milliseconds; a minute without an
+ * answer means the path is dead, and the session's reconnect logic takes over.
+ */
+export const UNARY_DEADLINE_MS = 60_000;
+
+/** The agent's mTLS material, by path (written by enrollment; until then provided by the operator). */
+export interface TlsFiles {
+  /** The Bulwark CA that signed the server certificate: the only trusted root. */
+  caPath: string;
+  /** This agent's client certificate (subject CN = agent ID) and its private key. */
+  certPath: string;
+  keyPath: string;
+}
+
+export async function mtlsCredentials(files: TlsFiles): Promise<ChannelCredentials> {
+  const [ca, cert, key] = await Promise.all([
+    readFile(files.caPath),
+    readFile(files.certPath),
+    readFile(files.keyPath),
+  ]);
+  return credentials.createSsl(ca, key, cert);
+}
+
+/** `https://host:port` (or bare `host:port`) → the gRPC target `host:port`. */
+export function grpcTarget(serverUrl: string): string {
+  if (!serverUrl.includes("://")) return serverUrl;
+  let url: URL;
+  try {
+    url = new URL(serverUrl);
+  } catch {
+    throw invalidArgument(`server URL ${serverUrl} is not a URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "grpcs:") {
+    throw invalidArgument(`server URL ${serverUrl} must use https (mTLS); there is no plaintext listener`);
+  }
+  const host = url.hostname.includes(":") ? `[${url.hostname}]` : url.hostname;
+  return `${host}:${url.port || "443"}`;
+}
+
+/** Any failure of a call as a BulwarkError (the server's code, or a transport classification). */
+export function asBulwarkError(err: unknown): BulwarkError {
+  if (err instanceof BulwarkError) return err;
+  if (isServiceError(err)) return fromServiceError(err);
+  return new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", (err as Error)?.message ?? String(err), {
+    cause: err,
+  });
+}
+
+/**
+ * One channel to a server's BackupService, with the protocol header on every call and every
+ * failure mapped to a BulwarkError. A new connection is made after a failure (the session layer
+ * decides when), so a half-dead HTTP/2 session is never reused.
+ */
+export class BackupConnection {
+  private readonly client: BackupServiceClient;
+
+  constructor(target: string, creds: ChannelCredentials) {
+    this.client = new BackupServiceClient(target, creds, AGENT_CHANNEL_OPTIONS);
+  }
+
+  private unary<Req, Res>(
+    method: (
+      req: Req,
+      md: ReturnType<typeof protocolMetadata>,
+      opts: { deadline: Date },
+      cb: (e: unknown, r: Res) => void,
+    ) => unknown,
+    req: Req,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      method.call(
+        this.client,
+        req,
+        protocolMetadata(),
+        { deadline: new Date(Date.now() + UNARY_DEADLINE_MS) },
+        (err: unknown, res: Res) => (err ? reject(asBulwarkError(err)) : resolve(res)),
+      );
+    });
+  }
+
+  beginSession(req: BeginSessionRequest): Promise<BeginSessionResponse> {
+    return this.unary(this.client.beginSession as never, req);
+  }
+
+  queryMissing(req: QueryMissingRequest): Promise<QueryMissingResponse> {
+    return this.unary(this.client.queryMissing as never, req);
+  }
+
+  abort(req: AbortRequest): Promise<unknown> {
+    return this.unary(this.client.abort as never, req);
+  }
+
+  openUploadStream(): UploadStream {
+    return new UploadStream(this.client.uploadChunks(protocolMetadata()));
+  }
+
+  /** Streams a commit (header, parts, finish) with the stream's backpressure; resolves with the restore point. */
+  async commit(messages: AsyncIterable<CommitRequest>): Promise<CommitResponse> {
+    let settle!: { resolve: (r: CommitResponse) => void; reject: (e: BulwarkError) => void };
+    const result = new Promise<CommitResponse>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    const call = this.client.commit(protocolMetadata(), (err, res) =>
+      err ? settle.reject(asBulwarkError(err)) : settle.resolve(res),
+    );
+    let failed = false;
+    result.catch(() => {
+      failed = true;
+    });
+    try {
+      for await (const message of messages) {
+        if (failed) break;
+        if (!call.write(message)) await waitDrain(call, result);
+      }
+      call.end();
+    } catch (err) {
+      call.cancel();
+      throw err;
+    }
+    return result;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** Resolves on 'drain', or rejects when the call fails first (so a dead call never hangs us). */
+function waitDrain(call: NodeJS.EventEmitter, failure: Promise<unknown>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      call.off("drain", done);
+      resolve();
+    };
+    call.on("drain", done);
+    failure.then(done, (e) => {
+      call.off("drain", done);
+      reject(e);
+    });
+  });
+}
+
+interface PendingBatch {
+  resolve: (ack: UploadChunksResponse) => void;
+  reject: (err: BulwarkError) => void;
+}
+
+/**
+ * One UploadChunks stream. `write` resolves once the stream can take more (HTTP/2 and grpc-js
+ * backpressure) and hands back a promise of the batch's ack (the batch is durable on the server).
+ * A failed stream fails every unacked batch; the session layer then reconnects and re-queries.
+ */
+export class UploadStream {
+  private readonly pending = new Map<number, PendingBatch>();
+  private failure: BulwarkError | undefined;
+  private readonly failed: Promise<never>;
+  private rejectFailed!: (e: BulwarkError) => void;
+  private pendingBytesTotal = 0;
+  private readonly sizes = new Map<number, number>();
+
+  constructor(private readonly call: ClientDuplexStream<UploadChunksRequest, UploadChunksResponse>) {
+    this.failed = new Promise<never>((_, reject) => {
+      this.rejectFailed = reject;
+    });
+    this.failed.catch(() => {});
+    call.on("data", (ack: UploadChunksResponse) => {
+      const p = this.pending.get(ack.batchSeq);
+      if (!p)
+        return this.fail(
+          new BulwarkError("BULWARK_PROTO_MALFORMED", `ack for unknown batch ${ack.batchSeq}`),
+        );
+      this.pending.delete(ack.batchSeq);
+      this.pendingBytesTotal -= this.sizes.get(ack.batchSeq) ?? 0;
+      this.sizes.delete(ack.batchSeq);
+      p.resolve(ack);
+    });
+    call.on("error", (err) => this.fail(asBulwarkError(err)));
+    call.on("end", () => {
+      if (this.pending.size)
+        this.fail(
+          new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "upload stream ended with unacked batches"),
+        );
+    });
+  }
+
+  /** Payload bytes written but not yet acked: the pipeline sends to the least loaded stream. */
+  get pendingBytes(): number {
+    return this.pendingBytesTotal;
+  }
+
+  get broken(): boolean {
+    return this.failure !== undefined;
+  }
+
+  private fail(err: BulwarkError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.rejectFailed(err);
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.call.cancel();
+  }
+
+  async write(
+    batch: UploadChunksRequest,
+    payloadBytes: number,
+  ): Promise<{ acked: Promise<UploadChunksResponse> }> {
+    if (this.failure) throw this.failure;
+    const acked = new Promise<UploadChunksResponse>((resolve, reject) => {
+      this.pending.set(batch.batchSeq, { resolve, reject });
+    });
+    acked.catch(() => {});
+    this.sizes.set(batch.batchSeq, payloadBytes);
+    this.pendingBytesTotal += payloadBytes;
+    if (!this.call.write(batch)) await waitDrain(this.call, this.failed);
+    return { acked };
+  }
+
+  /** Half-closes after the last batch (the server then ends the stream). */
+  end(): void {
+    if (!this.failure) this.call.end();
+  }
+
+  cancel(): void {
+    this.fail(new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "upload stream cancelled"));
+  }
+}

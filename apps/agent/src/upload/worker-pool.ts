@@ -1,0 +1,168 @@
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { ChunkEncoding } from "@bulwark/protocol";
+import { agentError } from "../errors.js";
+import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
+import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from "./worker-messages.js";
+
+/** A group's plaintext and, per chunk, its ID (null = all zero). */
+export interface HashedGroup {
+  buffer: Buffer;
+  ids: (Buffer | null)[];
+}
+
+/** An encoded chunk (RAW: a copy of the plaintext). */
+export interface EncodedPart {
+  encoding: ChunkEncoding;
+  payload: Buffer;
+}
+
+interface Slot {
+  worker: Worker;
+  outstanding: number;
+}
+
+interface Pending {
+  slot: Slot;
+  resolve: (r: ChunkWorkerResponse) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * Worker threads that hash and compress chunk groups (one per core by default), so hashing and
+ * zstd run on every core while the main thread reads and drives gRPC. Buffers are transferred,
+ * never copied: a group's buffer goes to a worker and comes back with the answer.
+ */
+export class ChunkWorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextJob = 1;
+  private closed = false;
+
+  constructor(idKey: Buffer, opts: { threads?: number; zstdLevel?: number } = {}) {
+    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const data: ChunkWorkerData = {
+      idKey: Uint8Array.from(idKey),
+      zstdLevel: opts.zstdLevel ?? UPLOAD_ZSTD_LEVEL,
+    };
+    for (let i = 0; i < threads; i++) {
+      const slot: Slot = { worker: spawnWorker(data), outstanding: 0 };
+      // Idle workers must not keep the process alive; a busy one is ref'd while it has work.
+      slot.worker.unref();
+      slot.worker.on("message", (res: ChunkWorkerResponse) => this.settle(slot, res));
+      slot.worker.on("error", (err) => this.failSlot(slot, err));
+      slot.worker.on("exit", (code) => {
+        if (!this.closed) this.failSlot(slot, new Error(`chunk worker exited with code ${code}`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  get threads(): number {
+    return this.slots.length;
+  }
+
+  /** Hashes consecutive chunks of the given lengths laid out in `buffer` (which is transferred). */
+  async hash(buffer: Buffer, lengths: number[]): Promise<HashedGroup> {
+    const ab = ownArrayBuffer(buffer);
+    const res = await this.send({ op: "hash", job: this.nextJob++, buffer: ab, lengths });
+    return {
+      buffer: Buffer.from(res.buffer),
+      ids: (res.ids ?? []).map((id) => (id ? Buffer.from(id.buffer, id.byteOffset, id.byteLength) : null)),
+    };
+  }
+
+  /**
+   * Compresses the chunks at `parts` of `buffer`. Resolves with the buffer (transferred back; the
+   * caller must use this one, the argument is detached) and one encoding per part.
+   */
+  async encode(
+    buffer: Buffer,
+    parts: { offset: number; length: number }[],
+  ): Promise<{ buffer: Buffer; encoded: EncodedPart[] }> {
+    const ab = ownArrayBuffer(buffer);
+    const res = await this.send({ op: "encode", job: this.nextJob++, buffer: ab, parts });
+    const back = Buffer.from(res.buffer);
+    const encoded = (res.encoded ?? []).map((e, i) => {
+      const part = parts[i]!;
+      return {
+        encoding: e.encoding as ChunkEncoding,
+        payload: e.payload
+          ? Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)
+          : // Copied: `back` is transferred again if the caller encodes more of this group later.
+            Buffer.from(back.subarray(part.offset, part.offset + part.length)),
+      };
+    });
+    return { buffer: back, encoded };
+  }
+
+  private send(req: ChunkWorkerRequest): Promise<ChunkWorkerResponse> {
+    if (this.closed)
+      return Promise.reject(agentError("BULWARK_GENERAL_INTERNAL", "chunk worker pool is closed"));
+    let slot = this.slots[0]!;
+    for (const s of this.slots) if (s.outstanding < slot.outstanding) slot = s;
+    return new Promise((resolve, reject) => {
+      this.pending.set(req.job, { slot, resolve, reject });
+      if (slot.outstanding++ === 0) slot.worker.ref();
+      slot.worker.postMessage(req, [req.buffer]);
+    });
+  }
+
+  private settle(slot: Slot, res: ChunkWorkerResponse): void {
+    const p = this.pending.get(res.job);
+    if (!p) return;
+    this.pending.delete(res.job);
+    if (--slot.outstanding === 0) slot.worker.unref();
+    if (res.error) p.reject(agentError("BULWARK_GENERAL_INTERNAL", `chunk worker: ${res.error}`));
+    else p.resolve(res);
+  }
+
+  private failSlot(slot: Slot, err: Error): void {
+    for (const [job, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(job);
+      p.reject(agentError("BULWARK_GENERAL_INTERNAL", `chunk worker failed: ${err.message}`, undefined, err));
+    }
+    slot.outstanding = 0;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [job, p] of this.pending) {
+      this.pending.delete(job);
+      p.reject(agentError("BULWARK_GENERAL_INTERNAL", "chunk worker pool closed"));
+    }
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
+
+/** A transferable ArrayBuffer holding exactly the buffer's bytes (copied only if it shares one). */
+function ownArrayBuffer(buffer: Buffer): ArrayBuffer {
+  if (
+    buffer.byteOffset === 0 &&
+    buffer.buffer.byteLength === buffer.length &&
+    buffer.buffer instanceof ArrayBuffer
+  ) {
+    return buffer.buffer;
+  }
+  const copy = new ArrayBuffer(buffer.length);
+  new Uint8Array(copy).set(buffer);
+  return copy;
+}
+
+/**
+ * Compiled (dist/*.js) the worker is a plain module; run from TypeScript sources (tests, tsx) it is
+ * loaded through tsx's loader, registered inside the worker before the import.
+ */
+function spawnWorker(data: ChunkWorkerData): Worker {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const entry = new URL(fromSource ? "./chunk-worker.ts" : "./chunk-worker.js", import.meta.url);
+  if (!fromSource) return new Worker(entry, { workerData: data });
+  const require = createRequire(import.meta.url);
+  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(code, { eval: true, workerData: data });
+}

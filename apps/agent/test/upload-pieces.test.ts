@@ -1,0 +1,232 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ChunkEncoding, IndexDigest, type IndexRun, indexRunLength } from "@bulwark/protocol";
+import { chunkIdOf } from "@bulwark/repository";
+import { afterEach, describe, expect, it } from "vitest";
+import { decompress } from "zstd-napi";
+import { buildReadPlan } from "../src/plan/read-plan.js";
+import { ENCODING_RAW, ENCODING_ZSTD, encodeChunk, hashChunk, isAllZero } from "../src/upload/chunk-codec.js";
+import { IndexSpool, toRuns } from "../src/upload/index-spool.js";
+import { GROUP_BYTES, groups, packBatches } from "../src/upload/pipeline.js";
+import { type LimiterClock, TokenBucket } from "../src/upload/token-bucket.js";
+import { ChunkWorkerPool, type EncodedPart } from "../src/upload/worker-pool.js";
+import { MiB, tempDir } from "./helpers/system.js";
+
+const KiB = 1024;
+
+/** A clock that only moves when the limiter sleeps: the test measures exactly what was charged. */
+class ManualClock implements LimiterClock {
+  t = 0;
+  sleeps: number[] = [];
+  now(): number {
+    return this.t;
+  }
+  async sleep(ms: number): Promise<void> {
+    this.sleeps.push(ms);
+    this.t += ms;
+  }
+}
+
+/** Real data from this machine's own files: compressible text and incompressible random bytes. */
+function realData(length: number): Buffer {
+  const text = readFileSync(new URL("../src/upload/pipeline.ts", import.meta.url));
+  const out = Buffer.alloc(length);
+  for (let at = 0; at < length; at += text.length) text.copy(out, at);
+  return out;
+}
+
+describe("chunk codec", () => {
+  it("names chunks exactly as the repository does and recognises zero chunks", () => {
+    const key = randomBytes(32);
+    const data = realData(64 * KiB);
+    const h = hashChunk(key, data);
+    expect(h.zero).toBe(false);
+    expect(!h.zero && h.id.equals(chunkIdOf(key, data))).toBe(true);
+    expect(hashChunk(key, Buffer.alloc(64 * KiB))).toEqual({ zero: true });
+    const almost = Buffer.alloc(200 * KiB);
+    almost[200 * KiB - 1] = 1;
+    expect(isAllZero(almost)).toBe(false);
+  });
+
+  it("uses the wire encodings of bulwark.v1 and sends incompressible chunks raw", () => {
+    expect(ENCODING_RAW).toBe(ChunkEncoding.CHUNK_ENCODING_RAW);
+    expect(ENCODING_ZSTD).toBe(ChunkEncoding.CHUNK_ENCODING_ZSTD);
+    const text = realData(64 * KiB);
+    const packed = encodeChunk(text);
+    expect(packed.encoding).toBe(ENCODING_ZSTD);
+    expect(packed.payload.length).toBeLessThan(text.length / 2);
+    expect(decompress(packed.payload).equals(text)).toBe(true);
+    const noise = randomBytes(64 * KiB);
+    const raw = encodeChunk(noise);
+    expect(raw.encoding).toBe(ENCODING_RAW);
+    expect(raw.payload.equals(noise)).toBe(true);
+  });
+});
+
+describe("token bucket (injected clock)", () => {
+  it("holds a 1 MiB/s limit over 20 MiB sent in 256 KiB batches, within the one-second burst", async () => {
+    const clock = new ManualClock();
+    const rate = 1 * MiB;
+    const bucket = new TokenBucket(rate, clock);
+    const sent: { t: number; bytes: number }[] = [];
+    for (let i = 0; i < 80; i++) {
+      await bucket.take(256 * KiB);
+      sent.push({ t: clock.t, bytes: 256 * KiB });
+    }
+    const total = sent.reduce((n, s) => n + s.bytes, 0);
+    // 20 MiB at 1 MiB/s with a 1 MiB head start: the last batch goes at 19 s.
+    expect(clock.t / 1000).toBeGreaterThanOrEqual((total - bucket.burst) / rate - 0.01);
+    expect(clock.t / 1000).toBeLessThanOrEqual((total - bucket.burst) / rate + 0.05);
+    // Over every window of 5 s, at most limit × 5 s + burst went out.
+    for (let start = 0; start < clock.t; start += 500) {
+      const inWindow = sent
+        .filter((s) => s.t >= start && s.t < start + 5000)
+        .reduce((n, s) => n + s.bytes, 0);
+      expect(inWindow).toBeLessThanOrEqual(rate * 5 + bucket.burst);
+    }
+  });
+
+  it("lets a batch larger than the burst through and charges its deficit to the next", async () => {
+    const clock = new ManualClock();
+    const bucket = new TokenBucket(100_000, clock, 50_000);
+    await bucket.take(400_000); // waits for a full bucket (already full), goes 350 000 into debt
+    expect(clock.t).toBe(0);
+    await bucket.take(10_000); // must wait until the debt is paid and 10 000 are back: 3.6 s
+    expect(clock.t).toBeGreaterThanOrEqual(3600);
+    expect(clock.t).toBeLessThan(3700);
+  });
+
+  it("serves concurrent callers in order", async () => {
+    const clock = new ManualClock();
+    const bucket = new TokenBucket(1000, clock, 1000);
+    const order: number[] = [];
+    await Promise.all([1, 2, 3].map((n) => bucket.take(1000).then(() => order.push(n))));
+    expect(order).toEqual([1, 2, 3]);
+    expect(clock.t).toBeGreaterThanOrEqual(2000);
+  });
+
+  it("refuses a non-positive limit", () => {
+    expect(() => new TokenBucket(0)).toThrow(RangeError);
+  });
+});
+
+describe("chunk worker pool", () => {
+  let pool: ChunkWorkerPool | undefined;
+  afterEach(async () => {
+    await pool?.close();
+  });
+
+  it("hashes and compresses real data on two threads, returning the buffers intact", async () => {
+    const key = randomBytes(32);
+    pool = new ChunkWorkerPool(key, { threads: 2 });
+    expect(pool.threads).toBe(2);
+    const chunk = 64 * KiB;
+    const groupsData = [realData(16 * chunk), randomBytes(16 * chunk), Buffer.alloc(16 * chunk)];
+    groupsData[2]!.fill(7, 3 * chunk, 4 * chunk); // one non-zero chunk among zeros
+    const copies = groupsData.map((g) => Buffer.from(g));
+    const lengths = Array.from({ length: 16 }, () => chunk);
+    const hashed = await Promise.all(groupsData.map((g) => pool!.hash(g, lengths)));
+    hashed.forEach((h, g) => {
+      expect(h.buffer.equals(copies[g]!)).toBe(true);
+      h.ids.forEach((id, i) => {
+        const plain = copies[g]!.subarray(i * chunk, (i + 1) * chunk);
+        if (isAllZero(plain)) expect(id).toBeNull();
+        else expect(id?.equals(chunkIdOf(key, plain))).toBe(true);
+      });
+    });
+    expect(hashed[2]!.ids.filter((id) => id !== null)).toHaveLength(1);
+    const parts = [0, 5, 15].map((i) => ({ offset: i * chunk, length: chunk }));
+    const text = await pool.encode(hashed[0]!.buffer, parts);
+    const noise = await pool.encode(hashed[1]!.buffer, parts);
+    for (const [res, g] of [
+      [text, 0],
+      [noise, 1],
+    ] as const) {
+      expect(res.buffer.equals(copies[g])).toBe(true);
+      res.encoded.forEach((e, i) => {
+        const plain = copies[g].subarray(parts[i]!.offset, parts[i]!.offset + chunk);
+        const back = e.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD ? decompress(e.payload) : e.payload;
+        expect(back.equals(plain)).toBe(true);
+      });
+    }
+    expect(text.encoded.every((e) => e.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD)).toBe(true);
+    expect(noise.encoded.every((e) => e.encoding === ChunkEncoding.CHUNK_ENCODING_RAW)).toBe(true);
+  });
+});
+
+describe("groups and batches", () => {
+  it("cuts the read plan into whole-chunk groups of at most 4 MiB, skipping unused chunks", () => {
+    const chunkSize = 64 * KiB;
+    const plan = buildReadPlan({
+      volumeSize: 20 * MiB + 1000,
+      chunkSize,
+      used: [
+        { offset: 0, length: 5 * MiB },
+        { offset: 12 * MiB, length: 100 },
+        { offset: 20 * MiB, length: 1000 },
+      ],
+    });
+    const all = [...groups(plan)];
+    expect(all.every((g) => g.count * chunkSize <= GROUP_BYTES)).toBe(true);
+    expect(all.map((g) => [g.first, g.count])).toEqual([
+      [0, 64],
+      [64, 16],
+      [192, 1],
+      [320, 1],
+    ]);
+  });
+
+  it("packs whole chunks into batches under the byte limit, a lone oversized chunk alone", () => {
+    const sizes = [3, 3, 3, 9, 1, 1];
+    const items = sizes.map((_, i) => i);
+    const encoded = new Map<number, EncodedPart>(
+      sizes.map((s, i) => [i, { encoding: ChunkEncoding.CHUNK_ENCODING_RAW, payload: Buffer.alloc(s) }]),
+    );
+    expect(packBatches(items, encoded, 8)).toEqual([[0, 1], [2], [3], [4, 5]]);
+  });
+});
+
+describe("index spool", () => {
+  const dirs: { cleanup(): void }[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) d.cleanup();
+  });
+
+  it("writes IDs out of order, streams parts as runs and digests them like the protocol", async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const n = 300;
+    const spool = await IndexSpool.create(join(dir.path, "s.ids"), n);
+    const ids = Array.from({ length: n }, (_, i) =>
+      i % 7 === 3 || (i >= 100 && i < 150) ? Buffer.alloc(32) : randomBytes(32),
+    );
+    // Written in reverse groups of 32, as a pipeline finishing out of order would.
+    for (let first = Math.floor((n - 1) / 32) * 32; first >= 0; first -= 32) {
+      await spool.write(first, Buffer.concat(ids.slice(first, first + 32)));
+    }
+    const digest = new IndexDigest();
+    const parts: { startIndex: number; runs: IndexRun[] }[] = [];
+    for await (const p of spool.parts(128, digest)) parts.push(p);
+    expect(parts.map((p) => p.startIndex)).toEqual([0, 128, 256]);
+    const expected = new IndexDigest().update(toRuns(Buffer.concat(ids))).digest();
+    expect(digest.digest().equals(expected)).toBe(true);
+    // Chunks 100..150 are zero (150 % 7 === 3): split by the part boundary at 128.
+    expect(parts.map((p) => p.runs.reduce((n, r) => n + indexRunLength(r), 0))).toEqual([128, 128, 44]);
+    expect(parts[1]!.runs[0]).toEqual({ run: { $case: "zero", value: 23 } });
+    await spool.remove();
+  });
+
+  it("toRuns alternates ids and zero runs and covers every chunk", () => {
+    const a = randomBytes(32);
+    const z = Buffer.alloc(32);
+    const runs = toRuns(Buffer.concat([a, a, z, z, z, a]));
+    expect(
+      runs.map((r) => [r.run?.$case, r.run?.$case === "ids" ? r.run.value.length / 32 : r.run?.value]),
+    ).toEqual([
+      ["ids", 2],
+      ["zero", 3],
+      ["ids", 1],
+    ]);
+  });
+});
