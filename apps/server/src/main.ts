@@ -7,7 +7,13 @@ import { loadServerConfig } from "@bulwark/config";
 import { BulwarkError } from "@bulwark/errors";
 import pino from "pino";
 import { buildApp, REDACTED_LOG_PATHS } from "./app.js";
+import { CatalogIdentityResolver } from "./grpc/identity.js";
+import { type AgentListener, startAgentListener } from "./grpc/server.js";
+import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
 import { createRequestRedis } from "./redis.js";
+import { repoCommand } from "./repo-cli.js";
+import { RepositoryRegistry } from "./repositories/registry.js";
+import { loadRepositorySecret } from "./repositories/secret.js";
 import { serverVersion } from "./version.js";
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
@@ -15,6 +21,26 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
   const config = loadServerConfig();
+  const args = process.argv.slice(2);
+  if (args[0] === "repo") {
+    if (config.migrateOnStart) await applyMigrations({ databaseUrl: config.databaseUrl });
+    const catalog = createCatalogClient({ databaseUrl: config.databaseUrl, maxConnections: 2 });
+    try {
+      console.log(await repoCommand(args.slice(1), config, catalog));
+    } finally {
+      await catalog.$disconnect();
+    }
+    return;
+  }
+  if (args.length > 0) {
+    throw new BulwarkError(
+      "BULWARK_GENERAL_VALIDATION",
+      `unknown command ${args[0]}; commands: (none) = serve, repo init`,
+    );
+  }
+  // Read before anything starts: a missing file stops start-up naming its key.
+  const tls = loadAgentListenerTls(config);
+  const repositorySecret = loadRepositorySecret(config);
   const log = pino({ level: config.logLevel, redact: REDACTED_LOG_PATHS, base: { node: config.nodeName } });
   log.info(
     { version: serverVersion, http: `${config.httpHost}:${config.httpPort}` },
@@ -40,6 +66,27 @@ async function main(): Promise<void> {
   await app.listen({ host: config.httpHost, port: config.httpPort });
   log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, "bulwark-server listening");
 
+  const repositories = new RepositoryRegistry({ catalog, secret: repositorySecret });
+  let agents: AgentListener | undefined;
+  if (tls) {
+    agents = await startAgentListener({
+      catalog,
+      repositories,
+      identity: new CatalogIdentityResolver(catalog),
+      credentials: agentListenerCredentials(tls),
+      host: config.grpcHost,
+      port: config.grpcPort,
+      idleTimeoutSeconds: config.sessionIdleTimeoutSeconds,
+      sweepIntervalSeconds: config.sessionSweepIntervalSeconds,
+      log: log.child({ listener: "agent" }),
+    });
+    log.info({ address: `${config.grpcHost}:${agents.port}` }, "agent listener (gRPC, mTLS) listening");
+  } else {
+    log.warn(
+      "no grpcTlsCertFile / grpcTlsKeyFile / agentCaFile configured: the agent listener (backup ingest) is off",
+    );
+  }
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -47,7 +94,8 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down");
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
-    await app.close();
+    await Promise.all([app.close(), agents?.close()]);
+    await repositories.close();
     redis.disconnect();
     await catalog.$disconnect();
     process.exit(0);

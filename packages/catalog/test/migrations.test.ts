@@ -106,12 +106,13 @@ describe("catalog migrations (WASM schema engine, offline)", () => {
       expect((err as Error).message, "engine backtrace is kept out of the message").not.toContain(".rs:");
       // The migration before it stands; the failed one is recorded and blocks further runs until
       // a person resolves it, exactly as with `prisma migrate deploy`.
-      const init = readMigrations().migrationDirectories[0]!.path;
+      // Every real migration (not just the first) runs before the bad one, which sorts last.
+      const applied = readMigrations().migrationDirectories.map((d) => [d.path, true]);
       const rows = await broken.catalog.$queryRawUnsafe<
         { migration_name: string; finished_at: Date | null }[]
       >('SELECT migration_name, finished_at FROM "_prisma_migrations" ORDER BY migration_name');
       expect(rows.map((r) => [r.migration_name, r.finished_at !== null])).toEqual([
-        [init, true],
+        ...applied,
         ["20990101000000_bad", false],
       ]);
       const again = await applyMigrations({ databaseUrl: broken.url, migrationsDir: dir }).catch(

@@ -3,21 +3,71 @@ import { z } from "zod";
 import { boolean, hostname, logLevel, path, port, url } from "./fields.js";
 import { type EnvNames, loadConfig } from "./load.js";
 
-export const serverConfigSchema = z.object({
-  httpHost: hostname.default("127.0.0.1"),
-  httpPort: port.default(8080),
-  grpcHost: hostname.default("127.0.0.1"),
-  grpcPort: port.default(8443),
-  databaseUrl: url(["postgres", "postgresql"]).default("postgresql://postgres@127.0.0.1:5432/bulwark"),
-  redisUrl: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
-  /** Server state: CA material, local repositories by default. */
-  dataDir: path.default(".bulwark/server"),
-  logLevel: logLevel.default("info"),
-  /** Names this node among several sharing one Postgres and Redis; shown in /healthz and job logs. */
-  nodeName: z.string().min(1).max(100).default(`${osHostname()}-${process.pid}`),
-  /** Apply pending catalog migrations at start (takes Postgres' advisory lock; safe with several nodes). */
-  migrateOnStart: boolean.default(true),
-});
+/** A backup session with no call for this long expires (docs/protocol.md §5, DEFAULT_SESSION_IDLE_TIMEOUT_S). */
+const DEFAULT_SESSION_IDLE_TIMEOUT_S = 3600;
+/** How often a node looks for expired sessions: a minute is far below the idle timeout, and cheap. */
+const DEFAULT_SESSION_SWEEP_INTERVAL_S = 60;
+
+/** Keys that configure the agent listener's TLS; all or none (none = gRPC ingest off). */
+export const GRPC_TLS_KEYS = ["grpcTlsCertFile", "grpcTlsKeyFile", "agentCaFile"] as const;
+
+const seconds = (min: number, max: number) =>
+  z.coerce
+    .number({ message: "expected a number of seconds" })
+    .int({ message: "expected a whole number of seconds" })
+    .min(min, { message: `expected at least ${min} seconds` })
+    .max(max, { message: `expected at most ${max} seconds` });
+
+export const serverConfigSchema = z
+  .object({
+    httpHost: hostname.default("127.0.0.1"),
+    httpPort: port.default(8080),
+    grpcHost: hostname.default("127.0.0.1"),
+    grpcPort: port.default(8443),
+    databaseUrl: url(["postgres", "postgresql"]).default("postgresql://postgres@127.0.0.1:5432/bulwark"),
+    redisUrl: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
+    /** Server state: CA material, local repositories by default. */
+    dataDir: path.default(".bulwark/server"),
+    logLevel: logLevel.default("info"),
+    /** Names this node among several sharing one Postgres and Redis; shown in /healthz and job logs. */
+    nodeName: z.string().min(1).max(100).default(`${osHostname()}-${process.pid}`),
+    /** Apply pending catalog migrations at start (takes Postgres' advisory lock; safe with several nodes). */
+    migrateOnStart: boolean.default(true),
+    /**
+     * Agent listener (gRPC, mutual TLS) until enrollment issues certificates from the catalog CA:
+     * the server's certificate chain (PEM), its private key (PEM), and the CA (PEM) that signs
+     * agent certificates. Unset = no gRPC listener.
+     */
+    grpcTlsCertFile: path.optional(),
+    grpcTlsKeyFile: path.optional(),
+    agentCaFile: path.optional(),
+    /** Opens the repositories named in the catalog: a file holding the passphrase, or a key file. */
+    repositoryPassphraseFile: path.optional(),
+    repositoryKeyFile: path.optional(),
+    /** A backup session with no call for this long expires; its chunks stay for reuse. */
+    sessionIdleTimeoutSeconds: seconds(60, 7 * 24 * 3600).default(DEFAULT_SESSION_IDLE_TIMEOUT_S),
+    /** How often this node marks expired sessions and aborts their repository ingest. */
+    sessionSweepIntervalSeconds: seconds(1, 3600).default(DEFAULT_SESSION_SWEEP_INTERVAL_S),
+  })
+  .superRefine((cfg, ctx) => {
+    const set = GRPC_TLS_KEYS.filter((k) => cfg[k] !== undefined);
+    if (set.length > 0 && set.length < GRPC_TLS_KEYS.length) {
+      for (const key of GRPC_TLS_KEYS.filter((k) => cfg[k] === undefined)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `required with ${set.join(", ")}: the agent listener needs a certificate, its key and the agent CA`,
+        });
+      }
+    }
+    if (cfg.repositoryPassphraseFile !== undefined && cfg.repositoryKeyFile !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["repositoryKeyFile"],
+        message: "set either repositoryPassphraseFile or repositoryKeyFile, not both",
+      });
+    }
+  });
 
 export type ServerConfig = z.output<typeof serverConfigSchema>;
 
@@ -32,6 +82,13 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   logLevel: "BULWARK_LOG_LEVEL",
   nodeName: "BULWARK_NODE_NAME",
   migrateOnStart: "BULWARK_MIGRATE_ON_START",
+  grpcTlsCertFile: "BULWARK_GRPC_TLS_CERT_FILE",
+  grpcTlsKeyFile: "BULWARK_GRPC_TLS_KEY_FILE",
+  agentCaFile: "BULWARK_AGENT_CA_FILE",
+  repositoryPassphraseFile: "BULWARK_REPOSITORY_PASSPHRASE_FILE",
+  repositoryKeyFile: "BULWARK_REPOSITORY_KEY_FILE",
+  sessionIdleTimeoutSeconds: "BULWARK_SESSION_IDLE_TIMEOUT_SECONDS",
+  sessionSweepIntervalSeconds: "BULWARK_SESSION_SWEEP_INTERVAL_SECONDS",
 };
 
 export function loadServerConfig(

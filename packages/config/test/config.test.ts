@@ -49,6 +49,41 @@ describe("server configuration", () => {
     expect(err.details?.problems).toHaveLength(2);
   });
 
+  it("takes the agent listener's TLS files all together or not at all", () => {
+    expect(loadServerConfig({ environment: {} }).grpcTlsCertFile).toBeUndefined();
+    const all = loadServerConfig({
+      environment: {
+        BULWARK_GRPC_TLS_CERT_FILE: "/etc/bulwark/server.crt",
+        BULWARK_GRPC_TLS_KEY_FILE: "/etc/bulwark/server.key",
+        BULWARK_AGENT_CA_FILE: "/etc/bulwark/agent-ca.crt",
+      },
+    });
+    expect(all).toMatchObject({ grpcTlsKeyFile: "/etc/bulwark/server.key", sessionIdleTimeoutSeconds: 3600 });
+    const err = configError(() =>
+      loadServerConfig({ environment: { BULWARK_GRPC_TLS_CERT_FILE: "/etc/bulwark/server.crt" } }),
+    );
+    expect(err.message).toContain(
+      "BULWARK_GRPC_TLS_KEY_FILE / grpcTlsKeyFile: required with grpcTlsCertFile",
+    );
+    expect(err.message).toContain("BULWARK_AGENT_CA_FILE / agentCaFile: required with grpcTlsCertFile");
+  });
+
+  it("takes one repository secret and bounded session timings", () => {
+    const err = configError(() =>
+      loadServerConfig({
+        environment: {
+          BULWARK_REPOSITORY_PASSPHRASE_FILE: "/a",
+          BULWARK_REPOSITORY_KEY_FILE: "/b",
+          BULWARK_SESSION_IDLE_TIMEOUT_SECONDS: "5",
+        },
+      }),
+    );
+    expect(err.message).toContain(
+      "repositoryKeyFile: set either repositoryPassphraseFile or repositoryKeyFile",
+    );
+    expect(err.message).toContain("sessionIdleTimeoutSeconds: expected at least 60 seconds");
+  });
+
   it("rejects out-of-range ports and bad booleans", () => {
     expect(
       configError(() => loadServerConfig({ environment: { BULWARK_GRPC_PORT: "70000" } })).message,

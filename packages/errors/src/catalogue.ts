@@ -4,6 +4,7 @@ import { cliCodes } from "./codes/cli.js";
 import { configCodes } from "./codes/config.js";
 import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
+import { ingestCodes } from "./codes/ingest.js";
 import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
 import { repoCodes } from "./codes/repo.js";
@@ -23,6 +24,7 @@ export const errorCatalogue = {
   ...protoCodes,
   ...repoCodes,
   ...cliCodes,
+  ...ingestCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -1,0 +1,173 @@
+import { once } from "node:events";
+import { BulwarkError } from "@bulwark/errors";
+import {
+  type BackupServiceServer,
+  type CallWithAuthContext,
+  type CommitRequest,
+  type CommitResponse,
+  failStream,
+  negotiateProtocol,
+  toServiceError,
+  type UploadChunksRequest,
+} from "@bulwark/protocol";
+import type {
+  Metadata,
+  ServerDuplexStream,
+  ServerReadableStream,
+  ServerUnaryCall,
+  sendUnaryData,
+} from "@grpc/grpc-js";
+import { beginSession } from "../ingest/begin.js";
+import { CommitStream } from "../ingest/commit.js";
+import { abortSession, queryMissing } from "../ingest/query.js";
+import type { IngestContext } from "../ingest/sessions.js";
+import { openUploadStream } from "../ingest/upload.js";
+import type { AgentIdentity, AgentIdentityResolver } from "./identity.js";
+
+// The BackupService on the agent listener. Every call first checks the protocol version and the
+// caller's identity (from its client certificate, resolved anew on every call), then hands a
+// typed request to the ingest module. Errors leave as gRPC statuses with the Bulwark code.
+
+/** Oldest protocol minor this server accepts. */
+const MIN_SUPPORTED_MINOR = 0;
+
+async function authorize(
+  identity: AgentIdentityResolver,
+  call: CallWithAuthContext & { metadata: Metadata },
+): Promise<AgentIdentity> {
+  negotiateProtocol(call.metadata, MIN_SUPPORTED_MINOR);
+  return identity.resolve(call);
+}
+
+export function backupService(ctx: IngestContext, identity: AgentIdentityResolver): BackupServiceServer {
+  const logFailure = (rpc: string, err: unknown) => {
+    if (err instanceof BulwarkError)
+      ctx.log.info({ rpc, code: err.code, msg: err.message }, "backup call refused");
+    else ctx.log.error({ rpc, err }, "backup call failed");
+  };
+
+  function unary<Req, Res>(rpc: string, run: (agent: AgentIdentity, req: Req) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      authorize(identity, call)
+        .then((agent) => run(agent, call.request))
+        .then(
+          (res) => callback(null, res),
+          (err: unknown) => {
+            logFailure(rpc, err);
+            callback(toServiceError(err));
+          },
+        );
+    };
+  }
+
+  return {
+    beginSession: unary("BeginSession", (agent, req) => beginSession(ctx, agent, req)),
+    queryMissing: unary("QueryMissing", (agent, req) => queryMissing(ctx, agent, req)),
+    abort: unary("Abort", (agent, req) => abortSession(ctx, agent, req)),
+    uploadChunks: (call) => void uploadChunks(ctx, identity, call, logFailure),
+    commit: (call, callback) => void commit(ctx, identity, call, callback, logFailure),
+  };
+}
+
+/**
+ * Reads one message at a time: the stream is paused while a batch is verified and stored, and
+ * while the ack waits for the agent to read (HTTP/2 flow control then holds the agent back).
+ */
+async function uploadChunks(
+  ctx: IngestContext,
+  identity: AgentIdentityResolver,
+  call: ServerDuplexStream<UploadChunksRequest, unknown>,
+  logFailure: (rpc: string, err: unknown) => void,
+): Promise<void> {
+  let gone = false;
+  call.on("cancelled", () => {
+    gone = true;
+  });
+  try {
+    const agent = await authorize(identity, call);
+    const stream = openUploadStream(ctx, agent);
+    for await (const req of messages<UploadChunksRequest>(call)) {
+      await identity.resolve(call); // revocation takes effect on the next batch
+      const ack = await stream.batch(req);
+      if (gone) return;
+      if (!call.write(ack)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
+    }
+    if (!gone) call.end();
+  } catch (err) {
+    if (gone) return;
+    logFailure("UploadChunks", err);
+    failStream(call, err);
+  }
+}
+
+async function commit(
+  ctx: IngestContext,
+  identity: AgentIdentityResolver,
+  call: ServerReadableStream<CommitRequest, CommitResponse>,
+  callback: sendUnaryData<CommitResponse>,
+  logFailure: (rpc: string, err: unknown) => void,
+): Promise<void> {
+  let stream: CommitStream | undefined;
+  let cut = false;
+  call.on("cancelled", () => {
+    cut = true;
+  });
+  try {
+    const agent = await authorize(identity, call);
+    stream = new CommitStream(ctx, agent);
+    for await (const req of messages<CommitRequest>(call)) await stream.message(req);
+    if (cut) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the commit stream was cut");
+    callback(null, await stream.end());
+  } catch (err) {
+    await stream?.fail();
+    if (cut) return;
+    logFailure("Commit", err);
+    callback(toServiceError(err));
+  }
+}
+
+/**
+ * The messages of a server-side readable call, one at a time, without destroying the call when
+ * the consumer stops early (a plain for-await over the stream would destroy it, and with it the
+ * error status we still want to send). Ends when the client half-closes or the call is cancelled.
+ */
+async function* messages<T>(
+  call: NodeJS.ReadableStream & { on(e: "cancelled", f: () => void): unknown },
+): AsyncGenerator<T> {
+  const queue: T[] = [];
+  let done = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  call.on("data", (m: T) => {
+    queue.push(m);
+    call.pause(); // one message at a time: backpressure reaches the agent through HTTP/2
+    notify();
+  });
+  call.on("end", () => {
+    done = true;
+    notify();
+  });
+  call.on("cancelled", () => {
+    done = true;
+    notify();
+  });
+  call.on("error", () => {
+    done = true;
+    notify();
+  });
+  while (true) {
+    const next = queue.shift();
+    if (next !== undefined) {
+      yield next;
+      if (queue.length === 0 && !done) call.resume();
+      continue;
+    }
+    if (done) return;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+}

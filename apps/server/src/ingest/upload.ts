@@ -1,0 +1,113 @@
+import { BulwarkError } from "@bulwark/errors";
+import {
+  CHUNK_ID_BYTES,
+  type Chunk,
+  chunkLength,
+  MAX_OFFSETS_PER_CHUNK,
+  MAX_UPLOAD_BATCH_BYTES,
+  type UploadChunksRequest,
+  type UploadChunksResponse,
+} from "@bulwark/protocol";
+import type { AgentIdentity } from "../grpc/identity.js";
+import type { OpenRepository } from "../repositories/registry.js";
+import { type PlainChunk, storeChunks } from "./chunk-store.js";
+import { decodePayload } from "./payload.js";
+import {
+  type IngestContext,
+  openSession,
+  recordActivity,
+  type SessionRow,
+  sessionRepository,
+} from "./sessions.js";
+
+// One UploadChunks stream: each batch is checked whole, stored whole, then acked. A bad batch
+// ends the stream with its error and stores nothing of itself; earlier acked batches stay
+// durable and the session stays OPEN for a new stream (docs/protocol.md §8).
+
+export interface UploadStream {
+  /** Handles one batch; resolves to its ack once every chunk is durable. */
+  batch(req: UploadChunksRequest): Promise<UploadChunksResponse>;
+}
+
+function chunkInvalid(message: string, details: Record<string, unknown>): BulwarkError {
+  return new BulwarkError("BULWARK_PROTO_CHUNK_INVALID", message, { details });
+}
+
+/** Checks one chunk against the session's geometry and returns its plaintext. */
+function verifyChunk(session: SessionRow, chunk: Chunk, position: number): PlainChunk {
+  const where = { position };
+  if (chunk.id.length !== CHUNK_ID_BYTES) {
+    throw chunkInvalid(`chunk ${position}: ID is ${chunk.id.length} bytes, not 32`, where);
+  }
+  if (chunk.offsets.length === 0 || chunk.offsets.length > MAX_OFFSETS_PER_CHUNK) {
+    throw new BulwarkError(
+      "BULWARK_PROTO_MALFORMED",
+      `chunk ${position}: lists ${chunk.offsets.length} offsets; 1 to ${MAX_OFFSETS_PER_CHUNK} are allowed`,
+      { details: where },
+    );
+  }
+  const size = Number(session.volumeSize);
+  const chunkSize = session.chunkSize;
+  let length = -1;
+  for (const offset of chunk.offsets) {
+    if (!Number.isSafeInteger(offset) || offset % chunkSize !== 0 || offset >= size) {
+      throw new BulwarkError(
+        "BULWARK_PROTO_OFFSET_OUT_OF_RANGE",
+        `chunk ${position}: offset ${offset} is not a multiple of ${chunkSize} below the volume size ${size}`,
+        { details: { ...where, offset } },
+      );
+    }
+    const here = chunkLength(size, chunkSize, offset / chunkSize);
+    if (length !== -1 && here !== length) {
+      throw chunkInvalid(`chunk ${position}: its offsets have chunks of different lengths`, where);
+    }
+    length = here;
+  }
+  if (chunk.plainSize !== length) {
+    throw chunkInvalid(
+      `chunk ${position}: plain_size ${chunk.plainSize} but the chunk at its offset has ${length} bytes`,
+      {
+        ...where,
+        plainSize: chunk.plainSize,
+        expected: length,
+      },
+    );
+  }
+  return { id: Buffer.from(chunk.id), plain: decodePayload(chunk.encoding, chunk.payload, length, where) };
+}
+
+export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): UploadStream {
+  let bound: { session: SessionRow; repository: OpenRepository } | undefined;
+  return {
+    async batch(req) {
+      if (bound && req.sessionId !== bound.session.id) {
+        throw new BulwarkError(
+          "BULWARK_PROTO_MALFORMED",
+          "every message of an UploadChunks stream names the same session",
+        );
+      }
+      // Checked on every batch: a session aborted or expired meanwhile accepts nothing more.
+      const session = await openSession(ctx, agent, req.sessionId);
+      bound ??= { session, repository: await sessionRepository(ctx, session) };
+      if (req.chunks.length === 0)
+        throw new BulwarkError("BULWARK_PROTO_MALFORMED", "a batch holds at least one chunk");
+      const payloadBytes = req.chunks.reduce((n, c) => n + c.payload.length, 0);
+      if (payloadBytes > MAX_UPLOAD_BATCH_BYTES) {
+        throw chunkInvalid(
+          `batch payload is ${payloadBytes} bytes; at most ${MAX_UPLOAD_BATCH_BYTES} are accepted`,
+          {
+            payloadBytes,
+          },
+        );
+      }
+      const plains = req.chunks.map((chunk, i) => verifyChunk(session, chunk, i));
+      const result = await storeChunks(bound.repository, plains);
+      await recordActivity(ctx, session.id, {
+        chunks: req.chunks.length,
+        bytes: payloadBytes,
+        newBytes: result.newPlainBytes,
+      });
+      return { batchSeq: req.batchSeq, stored: result.stored, alreadyPresent: result.alreadyPresent };
+    },
+  };
+}

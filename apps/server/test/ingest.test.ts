@@ -1,0 +1,126 @@
+import { PointReader } from "@bulwark/repository";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  backup,
+  CHUNK,
+  commitMessages,
+  Harness,
+  type TestAgent,
+  Volume,
+  wireChunk,
+} from "./support/harness.js";
+
+// The backup path through a real agent listener: mTLS, real Postgres, a real repository.
+
+const h = new Harness();
+let agent: TestAgent;
+
+beforeAll(async () => {
+  await h.setUp("server_ingest");
+  await h.start();
+  agent = await h.agent();
+});
+afterAll(async () => h.tearDown());
+
+async function restoreBytes(backupId: string): Promise<Buffer> {
+  const row = await h.db.catalog.backup.findUniqueOrThrow({ where: { id: backupId } });
+  const { repo } = await h.registry!.get(row.repositoryId);
+  const reader = new PointReader(repo, await repo.readPoint(row.indexRef));
+  return reader.read(0, reader.size);
+}
+
+describe("BackupService", () => {
+  it("takes a full backup, then an incremental that sends only the changed chunks", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(40, { zeroEvery: 7, tail: 1000 });
+    const full = await backup(client, agent, "vol-root", volume);
+    const nonZero = full.ids.filter(Boolean).length;
+    expect(full.sent).toBe(nonZero);
+    expect(full.begin.resumed).toBe(false);
+    expect(full.begin.previousIndexValid).toBe(false);
+    expect(full.commit.newBytes).toBe(volume.bytes.length - 6 * CHUNK); // six zero chunks are never sent
+    expect((await restoreBytes(full.commit.restorePointId)).equals(volume.bytes)).toBe(true);
+
+    const session1 = await h.db.catalog.backupSession.findFirstOrThrow({
+      where: { backupId: full.commit.restorePointId },
+    });
+    expect(session1.status).toBe("COMMITTED");
+    expect(session1.chunksReceived).toBe(nonZero);
+    const backup1 = await h.db.catalog.backup.findUniqueOrThrow({
+      where: { id: full.commit.restorePointId },
+    });
+    expect(backup1.jobId).toBe(agent.jobId);
+    expect(Number(backup1.volumeSize)).toBe(volume.size);
+    expect(await h.db.catalog.chunk.count({ where: { repositoryId: h.repositoryId } })).toBe(nonZero);
+
+    // Incremental: three chunks change, one zero chunk gets data.
+    for (const i of [1, 2, 39, 7]) volume.change(i);
+    const next = { ...agent, jobId: await h.job(agent.id) };
+    const incr = await backup(client, next, "vol-root", volume, {
+      previousRestorePointId: full.commit.restorePointId,
+      previousIndexDigest: volume.index(full.ids).digest,
+    });
+    expect(incr.begin.previousIndexValid).toBe(true);
+    expect(incr.sent).toBe(4);
+    expect(incr.commit.newBytes).toBe(4 * CHUNK);
+    const session2 = await h.db.catalog.backupSession.findFirstOrThrow({
+      where: { backupId: incr.commit.restorePointId },
+    });
+    expect(session2.chunksReceived).toBe(4);
+    expect(session2.previousId).toBe(full.commit.restorePointId);
+    expect((await restoreBytes(incr.commit.restorePointId)).equals(volume.bytes)).toBe(true);
+    // The first restore point is unchanged by the second.
+    expect(await h.db.catalog.backup.count({ where: { agentId: agent.id } })).toBe(2);
+    client.close();
+  });
+
+  it("says a stale cache is stale", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(3);
+    const first = await backup(client, { ...agent, jobId: await h.job(agent.id) }, "vol-cache", volume);
+    const begin = await client.begin({
+      jobId: await h.job(agent.id),
+      volumeId: "vol-cache",
+      size: volume.size,
+      previousRestorePointId: first.commit.restorePointId,
+      previousIndexDigest: Buffer.alloc(32, 1),
+    });
+    expect(begin.previousIndexValid).toBe(false);
+    await client.abort(begin.sessionId);
+    client.close();
+  });
+
+  it("refuses a commit that names a chunk the repository lacks, and creates no backup", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(4);
+    const jobId = await h.job(agent.id);
+    const begin = await client.begin({ jobId, volumeId: "vol-unknown", size: volume.size });
+    const ids = volume.ids(begin.chunkIdScheme!);
+    // Upload all but chunk 2, then commit the complete index.
+    await client.upload([
+      {
+        sessionId: begin.sessionId,
+        batchSeq: 1,
+        chunks: [0, 1, 3].map((i) => wireChunk(volume, i, ids[i]!)),
+      },
+    ]);
+    const err = await client.commit(commitMessages(begin.sessionId, volume, ids)).catch((e) => e);
+    expect(err.code).toBe("BULWARK_PROTO_UNKNOWN_CHUNKS");
+    expect(err.details).toMatchObject({ count: 1, ids: [ids[2]!.toString("hex")] });
+    expect(await h.db.catalog.backup.count({ where: { jobId } })).toBe(0);
+    const row = await h.db.catalog.backupSession.findUniqueOrThrow({ where: { id: begin.sessionId } });
+    expect(row.status).toBe("OPEN");
+    // No restore point without its Backup row.
+    const points = await (await h.registry!.get(h.repositoryId)).repo.listPoints();
+    expect(points).toHaveLength(await h.db.catalog.backup.count());
+    // Still usable: upload the missing chunk, commit again, and a retry returns the same point.
+    await client.upload([
+      { sessionId: begin.sessionId, batchSeq: 2, chunks: [wireChunk(volume, 2, ids[2]!)] },
+    ]);
+    const done = await client.commit(commitMessages(begin.sessionId, volume, ids));
+    const again = await client.commit(commitMessages(begin.sessionId, volume, ids));
+    expect(again.restorePointId).toBe(done.restorePointId);
+    expect((await restoreBytes(done.restorePointId)).equals(volume.bytes)).toBe(true);
+    client.close();
+  });
+});
