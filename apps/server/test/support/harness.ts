@@ -160,16 +160,26 @@ export class Harness {
     return job.id;
   }
 
-  client(agent: { tls: KeyPair } | null, port = this.listener!.port): AgentClient {
-    const creds = agent
+  credentialsFor(agent: { tls: KeyPair } | null) {
+    return agent
       ? credentials.createSsl(this.ca.cert, agent.tls.key, agent.tls.cert)
       : credentials.createSsl(this.ca.cert);
-    // The server certificate names localhost (TLS SNI may not carry an IP address).
+  }
+
+  /** The agent's channel options; the server certificate names localhost (SNI carries no IP). */
+  channelOptions(): Record<string, string | number> {
+    return {
+      ...AGENT_CHANNEL_OPTIONS,
+      "grpc.ssl_target_name_override": "localhost",
+      "grpc.default_authority": "localhost",
+    };
+  }
+
+  client(agent: { tls: KeyPair } | null, opts: Record<string, string | number> = {}): AgentClient {
     return new AgentClient(
-      new BackupServiceClient(`127.0.0.1:${port}`, creds, {
-        ...AGENT_CHANNEL_OPTIONS,
-        "grpc.ssl_target_name_override": "localhost",
-        "grpc.default_authority": "localhost",
+      new BackupServiceClient(`127.0.0.1:${this.listener!.port}`, this.credentialsFor(agent), {
+        ...this.channelOptions(),
+        ...opts,
       }),
     );
   }
