@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// The harness's own unit tests. The root config (`pnpm test`) covers apps/, packages/ and test/ only,
-// so the benchmark never runs as part of the test suite; `pnpm --filter @bulwark/bench test` runs these.
+// The harness's own unit tests alone (`pnpm --filter @bulwark/bench test`); the root config runs
+// them too. The benchmark itself is a script (`pnpm bench`) and never runs under vitest.
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],

@@ -6,6 +6,8 @@ import type { BackupTool, ToolContext } from "./tool.js";
 /** The monorepo root, from bench/src/tools/. */
 export const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 const REPO_TOOL_DIR = join(REPO_ROOT, "apps", "repo-tool");
+/** bulwark-repo and the workspace packages it is built from (`pnpm --filter @bulwark/repo-tool...`). */
+const MEASURED_PATHS = ["apps/repo-tool", "packages/repository", "packages/errors", "packages/retention"];
 
 /** The compiled `bulwark-repo` entry point, from the package's `bin` (fallback dist/main.js). */
 export async function repoToolEntry(): Promise<string> {
@@ -60,8 +62,9 @@ export function createBulwarkRepo(ctx: ToolContext, opts: { build: boolean }): B
       const commit = await run({ argv: ["git", "rev-parse", "--short", "HEAD"], cwd: REPO_ROOT })
         .then((r) => r.stdout.trim())
         .catch(() => "unknown");
+      // Only the tool and the workspace packages it is built from say which code was measured.
       const dirty = await run({
-        argv: ["git", "status", "--porcelain", "--", "apps/repo-tool", "packages"],
+        argv: ["git", "status", "--porcelain", "--", ...MEASURED_PATHS],
         cwd: REPO_ROOT,
       })
         .then((r) => (r.stdout.trim() ? "+uncommitted" : ""))
