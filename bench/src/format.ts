@@ -37,8 +37,9 @@ export function resultTables(results: BenchResults): Table[] {
   const changed = results.writes.changedBytes;
   const ratio = (run: ToolRun, pick: (r: ReturnType<typeof ratiosAgainst>) => number) =>
     base ? formatRatio(pick(ratiosAgainst(base, run, changed))) : "–";
-  const cpu = (m: { userSeconds: number; systemSeconds: number }) =>
-    formatSeconds(m.userSeconds + m.systemSeconds);
+  // CPU seconds and, in brackets, how many cores were busy on average (CPU time ÷ wall time).
+  const cpu = (m: { userSeconds: number; systemSeconds: number; wallSeconds: number }) =>
+    `${formatSeconds(m.userSeconds + m.systemSeconds)} (${((m.userSeconds + m.systemSeconds) / m.wallSeconds).toFixed(2)})`;
   return [
     {
       title: `a. Full ingest of the ${formatBytes(size)} image`,
@@ -52,7 +53,7 @@ export function resultTables(results: BenchResults): Table[] {
         "size vs restic",
         "peak RSS",
         "RSS vs restic",
-        "CPU (user+sys)",
+        "CPU (cores busy)",
       ],
       rows: results.tools.map((t) => [
         t.tool,
@@ -77,6 +78,7 @@ export function resultTables(results: BenchResults): Table[] {
         "growth ÷ changed",
         "growth vs restic",
         "peak RSS",
+        "CPU (cores busy)",
       ],
       rows: results.tools.map((t) => [
         t.tool,
@@ -86,6 +88,7 @@ export function resultTables(results: BenchResults): Table[] {
         `${growthFactor(t, changed).toFixed(1)}×`,
         ratio(t, (r) => r.growth),
         formatBytes(t.incremental.maxRssBytes),
+        cpu(t.incremental),
       ]),
     },
     {
@@ -98,6 +101,7 @@ export function resultTables(results: BenchResults): Table[] {
         "speed vs restic",
         "peak RSS",
         "RSS vs restic",
+        "CPU (cores busy)",
         "bytes match image",
       ],
       rows: results.tools.map((t) => [
@@ -108,6 +112,7 @@ export function resultTables(results: BenchResults): Table[] {
         ratio(t, (r) => r.restoreSpeed),
         formatBytes(t.restore.maxRssBytes),
         ratio(t, (r) => r.restoreRss),
+        cpu(t.restore),
         t.restore.verified ? "yes (SHA-256)" : "**NO**",
       ]),
     },

@@ -68,6 +68,8 @@ describe("docs rendering", () => {
     expect(md).toMatch(/\| restore throughput ≥ 3× restic \| 2\.00× \| MISS \|/);
     expect(md).toMatch(/\| incremental stored growth ≤ 8× changed bytes \| 4\.10× changed \| PASS \|/);
     expect(md).toContain("bulwark backup $WORK/image.img");
+    // bulwark's ingest: 1 s user + 1 s system over 2 s of wall time is one busy core.
+    expect(md).toMatch(/\| 1\.00× \| 2\.00 s \(1\.00\) \|\n/);
   });
 
   it("escapes pipes in cells and aligns columns", () => {
