@@ -1,7 +1,9 @@
 #!/usr/bin/env node
+import { stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { isBulwarkError } from "@bulwark/errors";
 import { FileByteSource, totalLength } from "@bulwark/filesystems";
+import { type BackupReport, runBackup } from "./backup.js";
 import { type CommandRunner, ProcessCommandRunner } from "./command-runner.js";
 import { collectInventory } from "./inventory/index.js";
 import { planDiskCapture } from "./plan/disk-plan.js";
@@ -17,13 +19,20 @@ const DEFAULT_STATE_DIR =
     : "/var/lib/bulwark-agent";
 /** 4 MiB: a placeholder until the repository fixes the chunk size; every command takes --chunk-size. */
 const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+/** Progress lines on stderr at most this often: readable, and cheap on a multi-hour backup. */
+const PROGRESS_INTERVAL_MS = 1000;
 
 const USAGE = `usage: bulwark-agent <command> [options]
   inventory                      disks, partitions and volumes of this machine
   plan <device|image>            which chunks a backup would read (--chunk-size BYTES)
   disk-plan <disk|image>         partition table regions and partitions of a whole disk
   cleanup                        remove snapshots a killed run left behind (--state-dir DIR)
-options: --json  --chunk-size BYTES  --state-dir DIR`;
+  backup <device|image>          one-shot backup to a server: --server URL --volume-key KEY
+                                 --ca FILE --cert FILE --key FILE [--bandwidth-limit BYTES/s]
+                                 [--job ID] [--freeze MOUNTPOINT] [--streams N] [--threads N]
+options: --json  --chunk-size BYTES  --state-dir DIR
+backup reads BULWARK_SERVER_URL, BULWARK_AGENT_CA, BULWARK_AGENT_CERT and BULWARK_AGENT_KEY
+when the flags are not given.`;
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
@@ -33,6 +42,16 @@ async function main(argv: string[]): Promise<number> {
       json: { type: "boolean", default: false },
       "chunk-size": { type: "string" },
       "state-dir": { type: "string" },
+      server: { type: "string" },
+      "volume-key": { type: "string" },
+      "bandwidth-limit": { type: "string" },
+      job: { type: "string" },
+      freeze: { type: "string" },
+      streams: { type: "string" },
+      threads: { type: "string" },
+      ca: { type: "string" },
+      cert: { type: "string" },
+      key: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -130,10 +149,88 @@ async function main(argv: string[]): Promise<number> {
       );
       return result.failed.length ? 1 : 0;
     }
+    case "backup": {
+      if (!target) throw new Error("backup needs a device or image path");
+      const report = await backupCommand(target, values);
+      print(report, () =>
+        [
+          `restore point: ${report.restorePointId}`,
+          `session: ${report.sessionId}${report.resumedSession ? " (resumed)" : ""}, job ${report.jobId}`,
+          `provider: ${report.provider} (${report.consistency}), filesystem ${report.filesystem}`,
+          `method: ${report.method} (plan ${report.planMethod}; ${report.cache})`,
+          `read ${report.counters.bytesRead} B, hashed ${report.counters.bytesHashed} B, sent ${report.counters.bytesSent} B (${report.counters.bytesSentPlain} B plain)`,
+          `chunks: ${report.counters.chunksTotal} total, ${report.counters.chunksSent} sent, ${report.counters.chunksUnchanged} unchanged, ${report.counters.chunksZero} zero, ${report.counters.chunksSkipped} skipped`,
+          `new in repository: ${report.newBytes} B; reconnects: ${report.reconnects}; ${report.durationMs} ms`,
+          ...report.warnings.map((w) => `warning: ${w}`),
+        ].join("\n"),
+      );
+      return 0;
+    }
     default:
       process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
       return 2;
   }
+}
+
+/** A positive integer flag, or undefined when absent; anything else is a usage error. */
+function positiveInt(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new Error(`--${name} must be a positive integer, got ${value}`);
+  return n;
+}
+
+function required(name: string, value: string | undefined, env: string): string {
+  const v = value ?? process.env[env];
+  if (!v) throw new Error(`backup needs --${name} (or ${env})`);
+  return v;
+}
+
+async function backupCommand(
+  target: string,
+  values: Record<string, string | boolean | undefined>,
+): Promise<BackupReport> {
+  const str = (k: string) => values[k] as string | undefined;
+  const isDevice = (await stat(target)).isBlockDevice();
+  const freeze = str("freeze");
+  const chunkSize = positiveInt("chunk-size", str("chunk-size"));
+  const bandwidthLimit = positiveInt("bandwidth-limit", str("bandwidth-limit"));
+  const streams = positiveInt("streams", str("streams"));
+  const threads = positiveInt("threads", str("threads"));
+  const json = values.json === true;
+  let lastPrinted = 0;
+  return runBackup({
+    source: isDevice
+      ? { kind: "device", devicePath: target, ...(freeze ? { freeze } : {}) }
+      : { kind: "file", path: target },
+    serverUrl: required("server", str("server"), "BULWARK_SERVER_URL"),
+    tls: {
+      caPath: required("ca", str("ca"), "BULWARK_AGENT_CA"),
+      certPath: required("cert", str("cert"), "BULWARK_AGENT_CERT"),
+      keyPath: required("key", str("key"), "BULWARK_AGENT_KEY"),
+    },
+    volumeKey: required("volume-key", str("volume-key"), "BULWARK_VOLUME_KEY"),
+    stateDir: str("state-dir") ?? DEFAULT_STATE_DIR,
+    ...(str("job") ? { jobId: str("job") } : {}),
+    ...(chunkSize ? { chunkSize } : {}),
+    ...(bandwidthLimit ? { bandwidthLimit } : {}),
+    ...(streams ? { streams } : {}),
+    ...(threads ? { threads } : {}),
+    // Progress goes to stderr (stdout is the report), at most once a second.
+    onProgress: (p) => {
+      const now = Date.now();
+      if (now - lastPrinted < PROGRESS_INTERVAL_MS && p.bytesDone < p.bytesTotal) return;
+      lastPrinted = now;
+      process.stderr.write(
+        json
+          ? `${JSON.stringify({ progress: { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, bytesSent: p.counters.bytesSent } })}\n`
+          : `progress ${p.bytesDone}/${p.bytesTotal} bytes, sent ${p.counters.bytesSent}\n`,
+      );
+    },
+    onReconnect: (attempt, error) =>
+      process.stderr.write(`reconnecting (attempt ${attempt}): ${error.message}\n`),
+  });
 }
 
 async function hasCommand(runner: CommandRunner, command: string): Promise<boolean> {

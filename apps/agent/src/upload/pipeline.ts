@@ -85,9 +85,41 @@ export interface UploadInput {
   onProgress?: (p: Progress) => void;
 }
 
+/**
+ * IDs being uploaded by some group right now → settles when that upload is acked (or fails). Equal
+ * chunks in different in-flight groups (ext4 metadata, repeated data) are then sent once: the
+ * second group waits for the first one's ack instead of sending the same bytes again.
+ */
+type Uploading = Map<string, Promise<void>>;
+
+/**
+ * IDs acked in this run, most recent last. A QueryMissing answer can be computed just before
+ * another group's ack and arrive after it; an ID acked meanwhile is durable, so it is not sent
+ * again. 16 Ki IDs (~1.5 MiB) cover far more than the in-flight window (a few hundred chunks).
+ */
+const RECENTLY_ACKED_IDS = 16_384;
+
+class RecentIds {
+  private readonly ids = new Set<string>();
+  add(key: string): void {
+    this.ids.delete(key);
+    this.ids.add(key);
+    if (this.ids.size > RECENTLY_ACKED_IDS) this.ids.delete(this.ids.values().next().value as string);
+  }
+  has(key: string): boolean {
+    return this.ids.has(key);
+  }
+}
+
+interface Dedup {
+  uploading: Uploading;
+  acked: RecentIds;
+}
+
 /** Candidate for upload within a group: one distinct ID and every position where it occurs. */
 interface Candidate {
   id: Buffer;
+  key: string;
   positions: number[];
 }
 
@@ -128,6 +160,7 @@ export async function uploadVolume(input: UploadInput): Promise<UploadCounters> 
   }
 
   const limit = Math.max(1, input.groupsInFlight ?? DEFAULT_GROUPS_IN_FLIGHT);
+  const dedup: Dedup = { uploading: new Map(), acked: new RecentIds() };
   const running = new Set<Promise<void>>();
   let failure: unknown;
   for (const group of groups(plan)) {
@@ -142,10 +175,12 @@ export async function uploadVolume(input: UploadInput): Promise<UploadCounters> 
       failure ??= err;
       break;
     }
-    counters.bytesRead += buffer.length;
-    const task = processGroup(input, group, buffer, counters)
+    // The buffer is transferred to a worker (detached here), so keep its length now.
+    const length = buffer.length;
+    counters.bytesRead += length;
+    const task = processGroup(input, group, buffer, counters, dedup)
       .then(() => {
-        bytesDone += buffer.length;
+        bytesDone += length;
         report();
       })
       .catch((err: unknown) => {
@@ -184,7 +219,9 @@ async function processGroup(
   group: ChunkRun,
   data: Buffer,
   counters: UploadCounters,
+  dedup: Dedup,
 ): Promise<void> {
+  const { uploading, acked } = dedup;
   const { plan, session, pool } = input;
   const lengths = Array.from({ length: group.count }, (_, i) => chunkLength(plan, group.first + i));
   const hashed = await pool.hash(data, lengths);
@@ -210,7 +247,7 @@ async function processGroup(
     const key = id.toString("hex");
     const c = byId.get(key);
     if (c) c.positions.push(i);
-    else byId.set(key, { id, positions: [i] });
+    else byId.set(key, { id, key, positions: [i] });
   });
   await input.spool.write(group.first, indexIds);
   const candidates = [...byId.values()];
@@ -218,18 +255,7 @@ async function processGroup(
 
   const offsets = chunkOffsets(lengths);
   const encoded = new Map<Candidate, EncodedPart>();
-  await session.retrying(async () => {
-    // Ask (again, after a reconnect): chunks acked before a cut are not sent twice.
-    const missing: Candidate[] = [];
-    for (let at = 0; at < candidates.length; at += session.limits.queryIds) {
-      const slice = candidates.slice(at, at + session.limits.queryIds);
-      counters.chunksQueried += slice.length;
-      for (const pos of await session.queryMissing(slice.map((c) => c.id))) {
-        const c = slice[pos];
-        if (!c) throw new Error(`QueryMissing answered position ${pos} of ${slice.length}`);
-        missing.push(c);
-      }
-    }
+  const sendMissing = async (missing: Candidate[]): Promise<void> => {
     const toEncode = missing.filter((c) => !encoded.has(c));
     if (toEncode.length) {
       const res = await pool.encode(
@@ -263,6 +289,41 @@ async function processGroup(
       acks.push(acked);
     }
     await Promise.all(acks);
+  };
+  await session.retrying(async () => {
+    // Ask (again, after a reconnect): chunks acked before a cut are not sent twice.
+    const missing: Candidate[] = [];
+    const othersUploading: Promise<void>[] = [];
+    for (let at = 0; at < candidates.length; at += session.limits.queryIds) {
+      const slice = candidates.slice(at, at + session.limits.queryIds);
+      counters.chunksQueried += slice.length;
+      for (const pos of await session.queryMissing(slice.map((c) => c.id))) {
+        const c = slice[pos];
+        if (!c) throw new Error(`QueryMissing answered position ${pos} of ${slice.length}`);
+        const other = uploading.get(c.key);
+        if (other) othersUploading.push(other);
+        else if (!acked.has(c.key)) missing.push(c);
+      }
+    }
+    // Claim what this group sends; settled below whatever happens, so no group waits forever.
+    let settle!: (err?: unknown) => void;
+    const mine = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err ? reject(err) : resolve());
+    });
+    mine.catch(() => {});
+    for (const c of missing) uploading.set(c.key, mine);
+    try {
+      await sendMissing(missing);
+      for (const c of missing) acked.add(c.key);
+      settle();
+    } catch (err) {
+      settle(err);
+      throw err;
+    } finally {
+      for (const c of missing) if (uploading.get(c.key) === mine) uploading.delete(c.key);
+    }
+    // A chunk another group was sending: its failure fails us too, and the retry asks again.
+    await Promise.all(othersUploading);
   });
 }
 

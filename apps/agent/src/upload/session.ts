@@ -112,7 +112,10 @@ export class UploadSession {
   }
 
   private get live(): { conn: BackupConnection; state: SessionState } {
-    if (!this.connection || !this.state) throw agentError("BULWARK_GENERAL_INTERNAL", "session not begun");
+    if (!this.state) throw agentError("BULWARK_GENERAL_INTERNAL", "session not begun");
+    // Between connections (a reconnect is running): retryable, the caller waits for the reconnect.
+    if (!this.connection)
+      throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "reconnecting to the server");
     return { conn: this.connection, state: this.state };
   }
 

@@ -17,9 +17,9 @@ export const DEFAULT_BURST_SECONDS = 1;
 
 /**
  * Token bucket on bytes sent: `take(n)` resolves when n bytes may go. Tokens refill at `rate` bytes
- * per second up to `burst`. A request larger than the burst is allowed to drive the balance
- * negative (it waits for its deficit first), so a batch bigger than the bucket still goes, and the
- * long-run rate stays at the limit. Callers are served in order (FIFO), so streams share fairly.
+ * per second up to `burst`. A request is charged first and waits off any debt before it goes, so
+ * even a batch bigger than the bucket respects the limit: over any window of t seconds at most
+ * rate × t + burst bytes leave. Callers are served in order (FIFO), so streams share fairly.
  */
 export class TokenBucket {
   private tokens: number;
@@ -42,17 +42,15 @@ export class TokenBucket {
     this.last = now;
   }
 
-  /** Waits until `bytes` may be sent, then charges them. */
+  /** Waits until `bytes` may be sent, then returns (the bytes are already charged). */
   take(bytes: number): Promise<void> {
     const turn = this.queue.then(async () => {
       this.refill();
-      // Wait until the bucket is full enough, or (for a request over the burst) full.
-      const need = Math.min(bytes, this.burst);
-      while (this.tokens < need) {
-        await this.clock.sleep(Math.ceil(((need - this.tokens) / this.rate) * 1000));
+      this.tokens -= bytes;
+      while (this.tokens < 0) {
+        await this.clock.sleep(Math.ceil((-this.tokens / this.rate) * 1000));
         this.refill();
       }
-      this.tokens -= bytes;
     });
     this.queue = turn.catch(() => {});
     return turn;

@@ -25,6 +25,13 @@ import { invalidArgument } from "../errors.js";
  */
 export const UNARY_DEADLINE_MS = 60_000;
 
+/**
+ * An upload stream whose oldest unacked batch has waited this long is treated as dead: a server
+ * stores a 4 MiB batch in milliseconds, and keepalive PINGs cannot see a stream that is stuck while
+ * its connection is fine. Failing it makes the session reconnect and re-ask.
+ */
+export const DEFAULT_ACK_TIMEOUT_MS = 120_000;
+
 /** The agent's mTLS material, by path (written by enrollment; until then provided by the operator). */
 export interface TlsFiles {
   /** The Bulwark CA that signed the server certificate: the only trusted root. */
@@ -112,8 +119,8 @@ export class BackupConnection {
     return this.unary(this.client.abort as never, req);
   }
 
-  openUploadStream(): UploadStream {
-    return new UploadStream(this.client.uploadChunks(protocolMetadata()));
+  openUploadStream(ackTimeoutMs = DEFAULT_ACK_TIMEOUT_MS): UploadStream {
+    return new UploadStream(this.client.uploadChunks(protocolMetadata()), ackTimeoutMs);
   }
 
   /** Streams a commit (header, parts, finish) with the stream's backpressure; resolves with the restore point. */
@@ -179,8 +186,12 @@ export class UploadStream {
   private rejectFailed!: (e: BulwarkError) => void;
   private pendingBytesTotal = 0;
   private readonly sizes = new Map<number, number>();
+  private watchdog: NodeJS.Timeout | undefined;
 
-  constructor(private readonly call: ClientDuplexStream<UploadChunksRequest, UploadChunksResponse>) {
+  constructor(
+    private readonly call: ClientDuplexStream<UploadChunksRequest, UploadChunksResponse>,
+    private readonly ackTimeoutMs = DEFAULT_ACK_TIMEOUT_MS,
+  ) {
     this.failed = new Promise<never>((_, reject) => {
       this.rejectFailed = reject;
     });
@@ -194,6 +205,7 @@ export class UploadStream {
       this.pending.delete(ack.batchSeq);
       this.pendingBytesTotal -= this.sizes.get(ack.batchSeq) ?? 0;
       this.sizes.delete(ack.batchSeq);
+      this.armWatchdog();
       p.resolve(ack);
     });
     call.on("error", (err) => this.fail(asBulwarkError(err)));
@@ -214,8 +226,24 @@ export class UploadStream {
     return this.failure !== undefined;
   }
 
+  /** (Re)starts the ack timer while batches are pending; stops it when none are. */
+  private armWatchdog(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    if (this.pending.size === 0 || this.failure) return;
+    this.watchdog = setTimeout(
+      () =>
+        this.fail(
+          new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", `no ack within ${this.ackTimeoutMs} ms`),
+        ),
+      this.ackTimeoutMs,
+    );
+    this.watchdog.unref();
+  }
+
   private fail(err: BulwarkError): void {
     if (this.failure) return;
+    if (this.watchdog) clearTimeout(this.watchdog);
     this.failure = err;
     this.rejectFailed(err);
     for (const p of this.pending.values()) p.reject(err);
@@ -234,6 +262,7 @@ export class UploadStream {
     acked.catch(() => {});
     this.sizes.set(batch.batchSeq, payloadBytes);
     this.pendingBytesTotal += payloadBytes;
+    if (this.pending.size === 1) this.armWatchdog();
     if (!this.call.write(batch)) await waitDrain(this.call, this.failed);
     return { acked };
   }
