@@ -210,7 +210,12 @@ describe("runBackup against a strict BackupService peer over mTLS", () => {
     await peer.start();
     const image = makeExt4Image(dir.path, 16, { "n.bin": randomBytes(2 * MiB) });
     let t = 0;
-    const clock: LimiterClock = { now: () => t, sleep: async (ms) => void (t += ms) };
+    const clock: LimiterClock = {
+      now: () => t,
+      sleep: async (ms) => {
+        t += ms;
+      },
+    };
     const report = await runBackup(options(image, { bandwidthLimit: 256 * 1024, limiterClock: clock }));
     const sent = report.counters.bytesSent;
     expect(t / 1000).toBeGreaterThanOrEqual(sent / (256 * 1024) - 1 - 0.01);
