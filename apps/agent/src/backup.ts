@@ -9,6 +9,7 @@ import {
   IndexDigest,
 } from "@bulwark/protocol";
 import { DEFAULT_CHUNK_SIZE } from "@bulwark/repository";
+import type { ChannelCredentials } from "@grpc/grpc-js";
 import type { CommandRunner } from "./command-runner.js";
 import { ProcessCommandRunner } from "./command-runner.js";
 import type { ChunkRun } from "./plan/chunk-runs.js";
@@ -28,7 +29,7 @@ import { IndexSpool } from "./upload/index-spool.js";
 import { type Progress, type UploadCounters, uploadVolume } from "./upload/pipeline.js";
 import { UploadSession } from "./upload/session.js";
 import { type LimiterClock, type Throttle, TokenBucket, unlimited } from "./upload/token-bucket.js";
-import { grpcTarget, mtlsCredentials, type TlsFiles } from "./upload/transport.js";
+import { BackupConnection, grpcTarget, mtlsCredentials, type TlsFiles } from "./upload/transport.js";
 import {
   loadVolumeState,
   repositoryFingerprint,
@@ -147,6 +148,12 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
       const jobId = opts.jobId ?? state.open?.jobId ?? randomUUID();
       const resumeToken =
         state.open && state.open.jobId === jobId ? Buffer.from(state.open.resumeToken, "base64") : undefined;
+      if (state.open && state.open.jobId !== jobId) {
+        // An interrupted session of an older job would hold the volume (one open session per
+        // volume): end it. Its chunks stay in the repository and this session reuses them.
+        await abortLeftover(grpcTarget(opts.serverUrl), credentials, state.open.sessionId, jobId);
+        state.open = undefined;
+      }
       const upload = new UploadSession({
         target: grpcTarget(opts.serverUrl),
         credentials,
@@ -332,4 +339,19 @@ export async function* commitMessages(
   const digest = new IndexDigest();
   for await (const part of spool.parts(maxPartIds, digest)) yield { part: { $case: "index", value: part } };
   yield { part: { $case: "finish", value: { indexDigest: digest.digest(), stats } } };
+}
+
+/** Best effort: a session the server already expired or closed needs no abort. */
+async function abortLeftover(
+  target: string,
+  credentials: ChannelCredentials,
+  sessionId: string,
+  jobId: string,
+): Promise<void> {
+  const conn = new BackupConnection(target, credentials);
+  try {
+    await conn.abort({ sessionId, reason: `superseded by job ${jobId}` }).catch(() => {});
+  } finally {
+    conn.close();
+  }
 }

@@ -170,6 +170,35 @@ describe("runBackup against a strict BackupService peer over mTLS", () => {
     }
   });
 
+  it("a failed run leaves its session to resume; a new job aborts it first and reuses its chunks", async () => {
+    rmSync(join(dir.path, "state"), { recursive: true, force: true });
+    peer = new BackupPeer(pki);
+    peer.maxBatchBytes = 512 * 1024;
+    await peer.start();
+    const image = makeExt4Image(dir.path, 32, { "n.bin": randomBytes(6 * MiB) });
+    // The server goes away for good mid-upload: the run gives up after its reconnect budget.
+    peer.hooks.beforeBatch = (seq) => {
+      if (seq === 4) peer.stop();
+      return seq === 4 ? "cut" : "ok";
+    };
+    const failed = await runBackup(options(image, { jobId: "job-1", reconnectGiveUpMs: 1500 })).catch(
+      (e) => e,
+    );
+    expect(failed.code).toBe("BULWARK_PROTO_TRANSPORT_FAILED");
+    expect(peer.commits).toHaveLength(0);
+    const stored = peer.counts.chunksStored;
+    expect(stored).toBeGreaterThan(0);
+    const oldSession = [...peer.sessions.keys()][0]!;
+    peer.hooks.beforeBatch = undefined;
+    await peer.start(peer.port);
+    const report = await runBackup(options(image, { jobId: "job-2" }));
+    expect(peer.aborted).toEqual([oldSession]);
+    expect(report.resumedSession).toBe(false);
+    expect(report.counters.chunksSent + stored).toBe(peer.counts.chunksStored);
+    expect(peer.counts.chunksAlreadyPresent).toBe(0);
+    expect(peer.image(report.restorePointId, 32 * MiB, CHUNK).equals(readFileSync(image))).toBe(true);
+  });
+
   it("survives a server restart mid-upload (reconnects with backoff on the same port)", async () => {
     rmSync(join(dir.path, "state"), { recursive: true, force: true });
     peer = new BackupPeer(pki);

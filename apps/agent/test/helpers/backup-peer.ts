@@ -32,6 +32,7 @@ export class BackupPeer {
     string,
     { token: string; jobId: string; volumeId: string; chunkSize: number; size: number; committed?: string }
   >();
+  readonly aborted: string[] = [];
   counts = {
     begin: 0,
     resumed: 0,
@@ -194,7 +195,10 @@ export class BackupPeer {
         }
       });
     },
-    abort: (_call, cb) => cb(null, {}),
+    abort: (call, cb) => {
+      this.aborted.push(call.request.sessionId);
+      cb(null, {});
+    },
   };
 
   async start(port = 0): Promise<number> {
