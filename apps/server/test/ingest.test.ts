@@ -1,8 +1,10 @@
+import { protocolMetadata } from "@bulwark/protocol";
 import { PointReader } from "@bulwark/repository";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   backup,
   CHUNK,
+  codeOf,
   commitMessages,
   Harness,
   type TestAgent,
@@ -121,6 +123,43 @@ describe("BackupService", () => {
     const again = await client.commit(commitMessages(begin.sessionId, volume, ids));
     expect(again.restorePointId).toBe(done.restorePointId);
     expect((await restoreBytes(done.restorePointId)).equals(volume.bytes)).toBe(true);
+    client.close();
+  });
+
+  it("runs one commit of a session at a time", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(3);
+    const begin = await client.begin({
+      jobId: await h.job(agent.id),
+      volumeId: "vol-twice",
+      size: volume.size,
+    });
+    const ids = volume.ids(begin.chunkIdScheme!);
+    await client.upload([
+      {
+        sessionId: begin.sessionId,
+        batchSeq: 1,
+        chunks: [0, 1, 2].map((i) => wireChunk(volume, i, ids[i]!)),
+      },
+    ]);
+    const msgs = commitMessages(begin.sessionId, volume, ids);
+    let answer: Promise<unknown> = Promise.resolve();
+    const first = h.client(agent);
+    const call = await new Promise<ReturnType<typeof first.raw.commit>>((resolve) => {
+      answer = new Promise((done, fail) => {
+        const c = first.raw.commit(protocolMetadata(), (err, res) => (err ? fail(err) : done(res)));
+        for (const m of msgs.slice(0, -1)) c.write(m); // everything but the finish
+        resolve(c);
+      });
+    });
+    while (!h.listener!.context.ingests.isCommitting(begin.sessionId))
+      await new Promise((r) => setTimeout(r, 10));
+    expect(await codeOf(client.commit(msgs))).toBe("BULWARK_PROTO_SESSION_BUSY");
+    call.write(msgs.at(-1)!);
+    call.end();
+    expect(await answer).toMatchObject({ restorePointId: expect.any(String) });
+    expect(h.listener!.context.ingests.isCommitting(begin.sessionId)).toBe(false);
+    first.close();
     client.close();
   });
 });

@@ -117,7 +117,9 @@ async function commit(
     stream = new CommitStream(ctx, agent);
     for await (const req of messages<CommitRequest>(call)) await stream.message(req);
     if (cut) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the commit stream was cut");
-    callback(null, await stream.end());
+    const response = await stream.end();
+    stream.release();
+    callback(null, response);
   } catch (err) {
     await stream?.fail();
     if (cut) return;

@@ -70,6 +70,8 @@ export class CommitStream {
   private readonly missing: Buffer[] = [];
   private failure: unknown;
   private finished = false;
+  /** The session this stream holds the commit claim of. */
+  private claimed: string | undefined;
 
   constructor(
     private readonly ctx: IngestContext,
@@ -129,6 +131,13 @@ export class CommitStream {
   async fail(): Promise<void> {
     await Promise.allSettled([...this.pending]);
     if (this.live?.ingest) await this.ctx.ingests.abort(this.live.session.id);
+    this.release();
+  }
+
+  /** Lets the next commit of the session run; called once the stream is answered. */
+  release(): void {
+    if (this.claimed) this.ctx.ingests.endCommit(this.claimed);
+    this.claimed = undefined;
   }
 
   private async start(header: CommitHeader): Promise<Live> {
@@ -145,6 +154,17 @@ export class CommitStream {
       return { session, repository, ingest: null, total, fanout: 0 };
     }
     requireOpen(this.ctx, session);
+    // Two commits of one session would each rebuild the index into the same ingest.
+    if (!this.ctx.ingests.beginCommit(session.id)) {
+      throw new BulwarkError(
+        "BULWARK_PROTO_SESSION_BUSY",
+        `a commit of backup session ${session.id} is already running`,
+        {
+          details: { sessionId: session.id },
+        },
+      );
+    }
+    this.claimed = session.id;
     await recordActivity(this.ctx, session.id);
     const ingest = await this.ctx.ingests.replace(target);
     return { session, repository, ingest, total, fanout: ingest.geometry.fanout };

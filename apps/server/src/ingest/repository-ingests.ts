@@ -18,6 +18,22 @@ export interface IngestTarget {
 
 export class RepositoryIngests {
   private readonly open = new Map<string, Promise<IngestSession>>();
+  private readonly committing = new Set<string>();
+
+  /** Claims the session for one commit at a time on this node; false if one is running. */
+  beginCommit(sessionId: string): boolean {
+    if (this.committing.has(sessionId)) return false;
+    this.committing.add(sessionId);
+    return true;
+  }
+
+  isCommitting(sessionId: string): boolean {
+    return this.committing.has(sessionId);
+  }
+
+  endCommit(sessionId: string): void {
+    this.committing.delete(sessionId);
+  }
 
   /** The session's IngestSession, opened if this node has none. */
   ensure(target: IngestTarget): Promise<IngestSession> {

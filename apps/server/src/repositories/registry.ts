@@ -61,10 +61,21 @@ export class RepositoryRegistry {
       );
     }
     const index = new PostgresChunkIndex(this.opts.catalog, row.id);
-    const repo = await Repository.open(new LocalBackend(row.location), this.opts.secret, {
-      chunkIndex: index,
-      ...(this.opts.threads !== undefined ? { threads: this.opts.threads } : {}),
-    });
+    let repo: Repository;
+    try {
+      repo = await Repository.open(new LocalBackend(row.location), this.opts.secret, {
+        chunkIndex: index,
+        ...(this.opts.threads !== undefined ? { threads: this.opts.threads } : {}),
+      });
+    } catch (cause) {
+      // An agent sees "this server cannot take backups now", not the store's own NOT_FOUND or key errors.
+      const code = cause instanceof BulwarkError ? cause.code : "unexpected error";
+      throw new BulwarkError(
+        "BULWARK_INGEST_NO_REPOSITORY",
+        `repository ${row.name} cannot be opened on this server node (${code})`,
+        { cause, details: { repository: row.name, reason: code } },
+      );
+    }
     if (repo.config.repositoryId !== row.repoUuid) {
       await repo.close();
       throw new BulwarkError(
