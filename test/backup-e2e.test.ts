@@ -241,6 +241,27 @@ describe.skipIf(!isRoot)(`backup end to end through the real server (${ROOT_REAS
     expect((await restore(second.restorePointId)).equals(readFileSync(vol.device))).toBe(true);
   }, 180_000);
 
+  it("the server SIGKILLed mid-upload and restarted: the agent reconnects, resumes and the result verifies", async () => {
+    const vol = makeVolume("srvkill");
+    vol.write({ "big.bin": randomBytes(24 * MiB) });
+    const run = agent(vol.device, await job(), join(dir, "state-srvkill"), [
+      "--bandwidth-limit",
+      String(4 * MiB),
+    ]);
+    const deadline = Date.now() + 60_000;
+    while (!/"bytesSent":\s*[1-9]\d{6,}/.test(run.proc.output())) {
+      if (run.proc.child.exitCode !== null || Date.now() > deadline) throw new Error(run.proc.output());
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    server!.child.kill("SIGKILL");
+    await server!.exited;
+    await startServer(); // same port, database and repository
+    const report = await finish(run);
+    expect(report.reconnects).toBeGreaterThanOrEqual(1);
+    expect(run.proc.output()).toContain("reconnecting");
+    expect((await restore(report.restorePointId)).equals(readFileSync(vol.device))).toBe(true);
+  }, 180_000);
+
   it("a TCP connection cut mid-stream is resumed and the restore point verifies", async () => {
     const vol = makeVolume("cut");
     vol.write({ "big.bin": randomBytes(24 * MiB) });
