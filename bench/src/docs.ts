@@ -16,7 +16,8 @@ export function renderResults(results: BenchResults): string {
       (results.runs > 1 ? `; every number is the median of ${results.runs} runs.` : " (one run)."),
     "",
     `- Machine: ${machine.cpuModel}, **${machine.cores} cores**, ${formatBytes(machine.memoryBytes)} RAM, ` +
-      `Linux ${machine.kernel}, Node ${machine.node}; work directory on ${machine.filesystem}; warm page cache.`,
+      `Linux ${machine.kernel}, Node ${machine.node}; work directory on ${machine.filesystem}; warm page cache; ` +
+      `1-minute load average ${machine.loadAverage.start.toFixed(1)} at the start, ${machine.loadAverage.end.toFixed(1)} at the end.`,
     `- Tools: ${results.tools.map((t) => `${t.tool}: ${t.version.split("\n")[0]}`).join("; ")}.`,
     `- Image: **${formatBytes(image.sizeBytes)}** sparse ext4 (seed \`${image.seed}\`), ${image.files} files, ` +
       `${formatBytes(image.dataBytes)} of data (${kinds}); the rest free space. SHA-256 \`${image.sha256.slice(0, 16)}…\`.`,

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { aggregateRuns } from "./aggregate.js";
 import { type BenchOptions, parseBenchArgs, USAGE } from "./args.js";
@@ -98,6 +99,7 @@ async function main(): Promise<number> {
       `image ready: ${image.tree.files} files, ${formatBytes(image.tree.bytes)} of data, sha256 ${imageSha256}`,
     );
 
+    const loadAtStart = loadavg()[0]!;
     const outcomes: Awaited<ReturnType<typeof runScenarios>>[] = [];
     try {
       for (let r = 0; r < opts.runs; r++) {
@@ -129,7 +131,7 @@ async function main(): Promise<number> {
       date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
       command: ["pnpm bench", ...argv].join(" "),
       runs: opts.runs,
-      machine: await machineFacts(runDir),
+      machine: await machineFacts(runDir, loadAtStart),
       image: {
         sizeBytes: image.size,
         fill: image.fill,

@@ -27,6 +27,8 @@ export interface MachineFacts {
   kernel: string;
   node: string;
   filesystem: string;
+  /** 1-minute load average when the measurements started and ended: how contended the machine was. */
+  loadAverage: { start: number; end: number };
 }
 
 export interface ImageFacts {

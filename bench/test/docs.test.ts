@@ -40,6 +40,7 @@ const results: BenchResults = {
     kernel: "6.1",
     node: "v20.20.2",
     filesystem: "ext2/ext3",
+    loadAverage: { start: 0.5, end: 1.25 },
   },
   image: {
     sizeBytes: 256 * MIB,
@@ -61,6 +62,7 @@ describe("docs rendering", () => {
     // Cells are padded for alignment; compare with single spaces.
     const md = renderResults(results).replace(/ {2,}\|/g, " |");
     expect(md).toContain("**2 cores**");
+    expect(md).toContain("1-minute load average 0.5 at the start, 1.3 at the end");
     expect(md).toContain("**256.0 MiB**");
     expect(md).toContain("pnpm bench --quick");
     expect(md).toMatch(/\| bulwark \| `bulwark backup` \| 2\.00 s \| 128\.0 MiB\/s \| 4\.00× \|/);

@@ -31,7 +31,15 @@ function results(tools: ToolRun[]): BenchResults {
     date: "2026-01-01T00:00:00Z",
     command: "pnpm bench",
     runs: 1,
-    machine: { cpuModel: "x", cores: 2, memoryBytes: 1, kernel: "k", node: "v20", filesystem: "ext4" },
+    machine: {
+      cpuModel: "x",
+      cores: 2,
+      memoryBytes: 1,
+      kernel: "k",
+      node: "v20",
+      filesystem: "ext4",
+      loadAverage: { start: 0, end: 0 },
+    },
     image: {
       sizeBytes: 2048 * MIB,
       fill: 0.6,
