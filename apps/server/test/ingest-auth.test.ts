@@ -141,6 +141,17 @@ describe("agents are confined to their own sessions", () => {
     bClient.close();
   });
 
+  it("refuses a job that already produced its restore point", async () => {
+    const client = h.client(a);
+    const job = { ...a, jobId: await h.job(a.id) };
+    const volume = Volume.random(1);
+    const first = await backup(client, job, "once", volume);
+    const err = await client.begin({ jobId: job.jobId, volumeId: "once", size: volume.size }).catch((e) => e);
+    expect(err.code).toBe("BULWARK_PROTO_JOB_NOT_ASSIGNED");
+    expect(err.details).toMatchObject({ restorePointId: first.commit.restorePointId });
+    client.close();
+  });
+
   it("keeps one open session per volume: another job is busy, the same job supersedes", async () => {
     const client = h.client(a);
     const first = await client.begin({ jobId: a.jobId, volumeId: "busy", size: 65536 });

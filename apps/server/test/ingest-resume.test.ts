@@ -99,7 +99,11 @@ describe("resume", () => {
     const { resent, commit } = await finish(again, begin.sessionId, volume, ids);
     expect(resent).toBeLessThanOrEqual(nonZero.length - 8); // the two acked batches are not sent again
     const row = await h.db.catalog.backupSession.findUniqueOrThrow({ where: { id: begin.sessionId } });
-    expect(row.chunksReceived).toBe(nonZero.length); // every chunk arrived exactly once
+    // Acked batches were never sent again. A batch the server was still storing when the stream
+    // was cut may be reported missing by a query that overtakes it, and re-sent: at most one.
+    expect(row.chunksReceived).toBeGreaterThanOrEqual(nonZero.length);
+    expect(row.chunksReceived).toBeLessThanOrEqual(nonZero.length + 4);
+    expect(await h.db.catalog.chunk.count({ where: { repositoryId: h.repositoryId } })).toBe(nonZero.length);
     expect((await restored(commit.restorePointId)).equals(volume.bytes)).toBe(true);
     again.close();
   });

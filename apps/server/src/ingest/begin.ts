@@ -110,6 +110,17 @@ async function assignedJob(ctx: IngestContext, agent: AgentIdentity, jobId: stri
       },
     );
   }
+  // One restore point per job (Backup.jobId is unique): a job that has one is done.
+  const done = await ctx.catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
+  if (done) {
+    throw new BulwarkError(
+      "BULWARK_PROTO_JOB_NOT_ASSIGNED",
+      `job ${jobId} already produced restore point ${done.id}`,
+      {
+        details: { jobId, restorePointId: done.id },
+      },
+    );
+  }
   return job;
 }
 

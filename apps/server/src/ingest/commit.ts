@@ -211,6 +211,8 @@ export class CommitStream {
     }
     this.next = at;
     if (this.failure) throw this.failure;
+    // A long commit is activity too: the session must not expire while its index streams in.
+    if (live.ingest) await recordActivity(this.ctx, live.session.id);
   }
 
   /**
