@@ -138,6 +138,30 @@ describe("resume", () => {
   });
 });
 
+describe("cut commit", () => {
+  it("leaves the session OPEN and without a restore point when the commit stream is cut", async () => {
+    const volume = Volume.random(6);
+    const jobId = await h.job(agent.id);
+    const client = h.client(agent);
+    const begin = await client.begin({ jobId, volumeId: "vol-cut-commit", size: volume.size });
+    const ids = volume.ids(begin.chunkIdScheme!);
+    await client.upload(batchesOf(begin.sessionId, volume, ids, [0, 1, 2, 3, 4, 5], 3));
+    const msgs = commitMessages(begin.sessionId, volume, ids, 2);
+    const call = client.raw.commit(protocolMetadata(), () => undefined);
+    for (const m of msgs.slice(0, 2)) call.write(m);
+    const ctx = h.listener!.context;
+    while (!ctx.ingests.isCommitting(begin.sessionId)) await new Promise((r) => setTimeout(r, 10));
+    call.cancel();
+    while (ctx.ingests.isCommitting(begin.sessionId)) await new Promise((r) => setTimeout(r, 10));
+    const row = await h.db.catalog.backupSession.findUniqueOrThrow({ where: { id: begin.sessionId } });
+    expect(row.status).toBe("OPEN");
+    expect(await h.db.catalog.backup.count({ where: { jobId } })).toBe(0);
+    const done = await client.commit(msgs);
+    expect((await restored(done.restorePointId)).equals(volume.bytes)).toBe(true);
+    client.close();
+  });
+});
+
 describe("expiry", () => {
   it("expires an idle session, ends its repository ingest, and lets a new session reuse its chunks", async () => {
     const volume = Volume.random(4);
