@@ -218,6 +218,18 @@ describe("runBackup against a strict BackupService peer over mTLS", () => {
     expect(peer.image(report.restorePointId, 32 * MiB, CHUNK).equals(readFileSync(image))).toBe(true);
   });
 
+  it("waits out a commit the server is still finishing (SESSION_BUSY) and commits once", async () => {
+    rmSync(join(dir.path, "state"), { recursive: true, force: true });
+    peer = new BackupPeer(pki);
+    await peer.start();
+    const image = makeExt4Image(dir.path, 16, { "a.txt": textData(1 * MiB, "c") });
+    peer.hooks.commitBusy = 2;
+    const report = await runBackup(options(image));
+    expect(peer.counts.commitCalls).toBe(3);
+    expect(peer.commits).toHaveLength(1);
+    expect(peer.image(report.restorePointId, 16 * MiB, CHUNK).equals(readFileSync(image))).toBe(true);
+  });
+
   it("keeps to the bandwidth limit (payload bytes, real clock)", async () => {
     rmSync(join(dir.path, "state"), { recursive: true, force: true });
     peer = new BackupPeer(pki);

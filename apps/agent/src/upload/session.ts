@@ -227,9 +227,25 @@ export class UploadSession {
     }
   }
 
-  /** Commits (idempotent on the server, so a commit cut mid-way is simply sent again). */
-  commit(messages: () => AsyncIterable<CommitRequest>): Promise<CommitResponse> {
-    return this.retrying(() => this.live.conn.commit(messages()));
+  /**
+   * Commits (idempotent on the server, so a commit cut mid-way is simply sent again). A retry can
+   * find the server still finishing the cut attempt (one commit per session at a time:
+   * SESSION_BUSY); that is waited out with the same backoff.
+   */
+  async commit(messages: () => AsyncIterable<CommitRequest>): Promise<CommitResponse> {
+    const sleep = this.opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+    const giveUp = Date.now() + (this.opts.giveUpMs ?? DEFAULT_RECONNECT_GIVE_UP_MS);
+    let backoff = INITIAL_RECONNECT_BACKOFF_MS / 2;
+    for (;;) {
+      try {
+        return await this.retrying(() => this.live.conn.commit(messages()));
+      } catch (err) {
+        const busy = err instanceof BulwarkError && err.code === "BULWARK_PROTO_SESSION_BUSY";
+        if (!busy || Date.now() + backoff > giveUp) throw err;
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, MAX_RECONNECT_BACKOFF_MS);
+      }
+    }
   }
 
   /** Ends the upload streams of the current connection (after the last ack). */

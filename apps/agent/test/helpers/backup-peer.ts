@@ -42,7 +42,7 @@ export class BackupPeer {
     chunksAlreadyPresent: 0,
     commitCalls: 0,
   };
-  hooks: { beforeBatch?: (seq: number) => "ok" | "cut" } = {};
+  hooks: { beforeBatch?: (seq: number) => "ok" | "cut"; commitBusy?: number } = {};
   maxBatchBytes = 4 * 1024 * 1024;
   private server: Server | undefined;
   port = 0;
@@ -148,6 +148,9 @@ export class BackupPeer {
       call.on("error", () => {});
       call.on("end", () => {
         try {
+          if (this.hooks.commitBusy && this.hooks.commitBusy-- > 0) {
+            throw new BulwarkError("BULWARK_PROTO_SESSION_BUSY", "a commit of this session is in progress");
+          }
           const header = messages[0]?.part?.$case === "header" ? messages[0].part.value : undefined;
           const finish = messages.at(-1)?.part;
           if (!header || finish?.$case !== "finish")
