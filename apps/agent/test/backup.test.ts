@@ -230,6 +230,26 @@ describe("runBackup against a strict BackupService peer over mTLS", () => {
     expect(peer.image(report.restorePointId, 16 * MiB, CHUNK).equals(readFileSync(image))).toBe(true);
   });
 
+  it("bounds memory: with acks held back, reading stops after the groups in flight", async () => {
+    rmSync(join(dir.path, "state"), { recursive: true, force: true });
+    peer = new BackupPeer(pki);
+    await peer.start();
+    // Incompressible: each 4 MiB group travels as exactly one 4 MiB batch.
+    const image = makeExt4Image(dir.path, 64, { "n.bin": randomBytes(32 * MiB) });
+    peer.hooks.holdAcks = true;
+    const groupsInFlight = 3;
+    const running = runBackup(options(image, { groupsInFlight }));
+    const deadline = Date.now() + 30_000;
+    while (peer.counts.batches < groupsInFlight && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 1000)); // time enough to read much more, if it would
+    expect(peer.counts.batches).toBe(groupsInFlight);
+    peer.releaseAcks();
+    const report = await running;
+    expect(report.counters.bytesRead).toBeGreaterThan(32 * MiB);
+    expect(peer.image(report.restorePointId, 64 * MiB, CHUNK).equals(readFileSync(image))).toBe(true);
+  });
+
   it("keeps to the bandwidth limit (payload bytes, real clock)", async () => {
     rmSync(join(dir.path, "state"), { recursive: true, force: true });
     peer = new BackupPeer(pki);

@@ -42,7 +42,14 @@ export class BackupPeer {
     chunksAlreadyPresent: 0,
     commitCalls: 0,
   };
-  hooks: { beforeBatch?: (seq: number) => "ok" | "cut"; commitBusy?: number } = {};
+  hooks: { beforeBatch?: (seq: number) => "ok" | "cut"; commitBusy?: number; holdAcks?: boolean } = {};
+  private readonly heldAcks: (() => void)[] = [];
+
+  /** Sends the acks held back by `hooks.holdAcks` and stops holding. */
+  releaseAcks(): void {
+    this.hooks.holdAcks = false;
+    for (const send of this.heldAcks.splice(0)) send();
+  }
   maxBatchBytes = 4 * 1024 * 1024;
   private server: Server | undefined;
   port = 0;
@@ -133,7 +140,9 @@ export class BackupPeer {
             throw new BulwarkError("BULWARK_PROTO_CHUNK_INVALID", "batch too big");
           this.counts.chunksStored += stored;
           this.counts.chunksAlreadyPresent += present;
-          call.write({ batchSeq: req.batchSeq, stored, alreadyPresent: present });
+          const ack = () => call.write({ batchSeq: req.batchSeq, stored, alreadyPresent: present });
+          if (this.hooks.holdAcks) this.heldAcks.push(ack);
+          else ack();
         } catch (e) {
           failStream(call, e);
         }
