@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   backup,
@@ -48,6 +49,21 @@ describe("agent listener authentication", () => {
     expect(await codeOf(client.begin({ jobId: a.jobId, volumeId: "v", size: 65536 }))).toBe(
       "BULWARK_INGEST_UNAUTHENTICATED",
     );
+    client.close();
+  });
+
+  it("matches a certificate row written in Node's fingerprint notation", async () => {
+    const c = await h.agent();
+    const row = await h.db.catalog.agentCertificate.findFirstOrThrow({ where: { agentId: c.id } });
+    const colons = row.fingerprint.toUpperCase().match(/../g)!.join(":");
+    expect(colons).toBe(new X509Certificate(c.tls.cert).fingerprint256);
+    await h.db.catalog.agentCertificate.update({
+      where: { serial: row.serial },
+      data: { fingerprint: colons },
+    });
+    const client = h.client(c);
+    const begin = await client.begin({ jobId: c.jobId, volumeId: "v", size: 65536 });
+    expect(begin.sessionId).toMatch(/^[0-9a-f-]{36}$/);
     client.close();
   });
 

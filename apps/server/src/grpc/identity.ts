@@ -38,8 +38,11 @@ export class CatalogIdentityResolver implements AgentIdentityResolver {
       );
     }
     const fingerprint = certificateFingerprint(cert.raw);
-    const row = await this.catalog.agentCertificate.findUnique({
-      where: { fingerprint },
+    // Node's own notation (PeerCertificate.fingerprint256, "AB:CD:…") is accepted too, so a row
+    // written from a PeerCertificate or X509Certificate matches without conversion.
+    const nodeNotation = fingerprint.toUpperCase().replace(/(..)(?!$)/g, "$1:");
+    const row = await this.catalog.agentCertificate.findFirst({
+      where: { fingerprint: { in: [fingerprint, nodeNotation] } },
       include: { agent: { select: { id: true, tenantId: true, status: true, revokedAt: true } } },
     });
     if (!row) {
