@@ -1,5 +1,5 @@
 import { protocolMetadata } from "@bulwark/protocol";
-import { PointReader } from "@bulwark/repository";
+import { chunkKey, PointReader } from "@bulwark/repository";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   backup,
@@ -160,6 +160,81 @@ describe("BackupService", () => {
     expect(await answer).toMatchObject({ restorePointId: expect.any(String) });
     expect(h.listener!.context.ingests.isCommitting(begin.sessionId)).toBe(false);
     first.close();
+    client.close();
+  });
+
+  it("trusts chunk files over the index: a row whose file is gone is asked for again", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(3);
+    const first = await backup(client, { ...agent, jobId: await h.job(agent.id) }, "vol-stale", volume);
+    // GC (or a person) removed chunk 1's file; its index row is now stale.
+    const { repo } = await h.registry!.get(h.repositoryId);
+    await repo.backend.delete(chunkKey(first.ids[1]!));
+    const begin = await client.begin({
+      jobId: await h.job(agent.id),
+      volumeId: "vol-stale",
+      size: volume.size,
+    });
+    expect(
+      (
+        await client.query(
+          begin.sessionId,
+          first.ids.map((id) => id!),
+        )
+      ).missing,
+    ).toEqual([]); // the index still says present
+    const err = await client.commit(commitMessages(begin.sessionId, volume, first.ids)).catch((e) => e);
+    expect(err.code).toBe("BULWARK_PROTO_UNKNOWN_CHUNKS");
+    expect(
+      (
+        await client.query(
+          begin.sessionId,
+          first.ids.map((id) => id!),
+        )
+      ).missing,
+    ).toEqual([1]);
+    await client.upload([
+      { sessionId: begin.sessionId, batchSeq: 1, chunks: [wireChunk(volume, 1, first.ids[1]!)] },
+    ]);
+    const done = await client.commit(commitMessages(begin.sessionId, volume, first.ids));
+    expect((await restoreBytes(done.restorePointId)).equals(volume.bytes)).toBe(true);
+    client.close();
+  });
+
+  it("ends a session on Abort, harmlessly twice, and refuses work on it afterwards", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(2);
+    const jobId = await h.job(agent.id);
+    const begin = await client.begin({ jobId, volumeId: "vol-abort", size: volume.size });
+    const ids = volume.ids(begin.chunkIdScheme!);
+    await client.abort(begin.sessionId);
+    await client.abort(begin.sessionId);
+    expect(h.listener!.context.ingests.ids()).not.toContain(begin.sessionId);
+    expect(
+      await codeOf(
+        client.upload([{ sessionId: begin.sessionId, batchSeq: 1, chunks: [wireChunk(volume, 0, ids[0]!)] }]),
+      ),
+    ).toBe("BULWARK_PROTO_SESSION_CLOSED");
+    expect(await codeOf(client.commit(commitMessages(begin.sessionId, volume, ids)))).toBe(
+      "BULWARK_PROTO_SESSION_CLOSED",
+    );
+    expect(
+      await codeOf(
+        client.begin({ jobId, volumeId: "vol-abort", size: volume.size, resumeToken: begin.resumeToken }),
+      ),
+    ).toBe("BULWARK_PROTO_SESSION_CLOSED");
+    // A resumed session keeps its geometry.
+    const other = await client.begin({ jobId, volumeId: "vol-abort", size: volume.size });
+    expect(
+      await codeOf(
+        client.begin({
+          jobId,
+          volumeId: "vol-abort",
+          size: volume.size + CHUNK,
+          resumeToken: other.resumeToken,
+        }),
+      ),
+    ).toBe("BULWARK_PROTO_GEOMETRY_INVALID");
     client.close();
   });
 });
