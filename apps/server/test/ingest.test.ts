@@ -237,4 +237,35 @@ describe("BackupService", () => {
     ).toBe("BULWARK_PROTO_GEOMETRY_INVALID");
     client.close();
   });
+
+  it("takes one session's chunks on parallel streams, the same chunk on two of them at once", async () => {
+    const client = h.client(agent);
+    const volume = Volume.random(64);
+    const begin = await client.begin({
+      jobId: await h.job(agent.id),
+      volumeId: "vol-parallel",
+      size: volume.size,
+    });
+    const ids = volume.ids(begin.chunkIdScheme!);
+    const streams = [0, 1, 2, 3].map((s) =>
+      client.upload(
+        [0, 1, 2, 3].map((b) => ({
+          sessionId: begin.sessionId,
+          batchSeq: s * 10 + b,
+          // Chunk 0 rides in every stream's first batch.
+          chunks: [...new Set([b === 0 ? 0 : -1, ...Array.from({ length: 4 }, (_, k) => s * 16 + b * 4 + k)])]
+            .filter((i) => i >= 0)
+            .map((i) => wireChunk(volume, i, ids[i]!)),
+        })),
+      ),
+    );
+    const acks = (await Promise.all(streams)).flat();
+    expect(acks).toHaveLength(16);
+    expect(acks.reduce((n, a) => n + a.stored, 0)).toBe(64);
+    expect(acks.reduce((n, a) => n + a.alreadyPresent, 0)).toBe(3); // chunk 0, the three extra times
+    const done = await client.commit(commitMessages(begin.sessionId, volume, ids));
+    expect(done.newBytes).toBe(64 * CHUNK);
+    expect((await restoreBytes(done.restorePointId)).equals(volume.bytes)).toBe(true);
+    client.close();
+  });
 });
