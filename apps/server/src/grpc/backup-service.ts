@@ -9,6 +9,7 @@ import {
   negotiateProtocol,
   toServiceError,
   type UploadChunksRequest,
+  type UploadChunksResponse,
 } from "@bulwark/protocol";
 import type {
   Metadata,
@@ -27,6 +28,13 @@ import type { AgentIdentity, AgentIdentityResolver } from "./identity.js";
 // The BackupService on the agent listener. Every call first checks the protocol version and the
 // caller's identity (from its client certificate, resolved anew on every call), then hands a
 // typed request to the ingest module. Errors leave as gRPC statuses with the Bulwark code.
+
+/**
+ * Batches of one UploadChunks stream processed at once: two let the codec workers hash one batch
+ * while the other is written, and bound a stream's memory to two batches (16 MiB) beside the
+ * HTTP/2 window.
+ */
+const UPLOAD_PIPELINE_DEPTH = 2;
 
 /** Oldest protocol minor this server accepts. */
 const MIN_SUPPORTED_MINOR = 0;
@@ -86,12 +94,23 @@ async function uploadChunks(
   try {
     const agent = await authorize(identity, call);
     const stream = openUploadStream(ctx, agent);
-    for await (const req of messages<UploadChunksRequest>(call)) {
-      await identity.resolve(call); // revocation takes effect on the next batch
-      const ack = await stream.batch(req);
+    // Batches in order, acks in order; UPLOAD_PIPELINE_DEPTH of them in progress so that one
+    // batch's hashing overlaps another's writes. Reading stops while the pipeline is full.
+    const inFlight: Promise<UploadChunksResponse>[] = [];
+    const ackOldest = async () => {
+      const ack = await inFlight.shift()!;
       if (gone) return;
       if (!call.write(ack)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
+    };
+    for await (const req of messages<UploadChunksRequest>(call)) {
+      await identity.resolve(call); // revocation takes effect on the next batch
+      const work = stream.batch(req);
+      work.catch(() => undefined); // observed in order by ackOldest
+      inFlight.push(work);
+      if (inFlight.length >= UPLOAD_PIPELINE_DEPTH) await ackOldest();
+      if (gone) return;
     }
+    while (inFlight.length > 0 && !gone) await ackOldest();
     if (!gone) call.end();
   } catch (err) {
     if (gone) return;

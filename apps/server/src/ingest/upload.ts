@@ -77,10 +77,13 @@ function verifyChunk(session: SessionRow, chunk: Chunk, position: number): Plain
 }
 
 export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): UploadStream {
-  let bound: { session: SessionRow; repository: OpenRepository } | undefined;
+  /** Fixed by the first message, synchronously, so that batches handled side by side agree. */
+  let streamSession: string | undefined;
+  let repository: Promise<OpenRepository> | undefined;
   return {
     async batch(req) {
-      if (bound && req.sessionId !== bound.session.id) {
+      streamSession ??= req.sessionId;
+      if (req.sessionId !== streamSession) {
         throw new BulwarkError(
           "BULWARK_PROTO_MALFORMED",
           "every message of an UploadChunks stream names the same session",
@@ -88,7 +91,8 @@ export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): Uplo
       }
       // Checked on every batch: a session aborted or expired meanwhile accepts nothing more.
       const session = await openSession(ctx, agent, req.sessionId);
-      bound ??= { session, repository: await sessionRepository(ctx, session) };
+      repository ??= sessionRepository(ctx, session);
+      const target = await repository;
       if (req.chunks.length === 0)
         throw new BulwarkError("BULWARK_PROTO_MALFORMED", "a batch holds at least one chunk");
       const payloadBytes = req.chunks.reduce((n, c) => n + c.payload.length, 0);
@@ -101,7 +105,7 @@ export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): Uplo
         );
       }
       const plains = req.chunks.map((chunk, i) => verifyChunk(session, chunk, i));
-      const result = await storeChunks(bound.repository, plains);
+      const result = await storeChunks(target, plains);
       await recordActivity(ctx, session.id, {
         chunks: req.chunks.length,
         bytes: payloadBytes,
