@@ -6,7 +6,6 @@ import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import {
   collectGarbage,
   ingestFile,
-  isAllZero,
   type KeySecret,
   LocalBackend,
   PointReader,
@@ -308,16 +307,8 @@ async function writeImage(reader: PointReader, path: string): Promise<void> {
   }
   const fh = await open(path, "w");
   try {
-    let offset = 0;
-    for await (const chunk of reader.stream()) {
-      const buf = chunk as Buffer;
-      if (!isAllZero(buf)) {
-        let done = 0;
-        while (done < buf.length)
-          done += (await fh.write(buf, done, buf.length - done, offset + done)).bytesWritten;
-      }
-      offset += buf.length;
-    }
+    // The codec workers write the chunks straight into the (truncated) file; zero chunks stay holes.
+    await reader.writeInto(fh.fd);
     await fh.truncate(reader.size);
     await fh.sync();
   } finally {

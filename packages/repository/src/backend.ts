@@ -23,6 +23,24 @@ export interface Backend {
   rename(from: string, to: string): Promise<boolean>;
   /** Temp files of writers that crashed, older than the given time (for GC). */
   removeStaleTemp?(olderThanMs: number): Promise<number>;
+  /**
+   * Batched durability (optional; spec, "Write ordering and crash safety"): `stage` writes bytes
+   * for key to a hidden temp object, neither visible nor durable; `publish` makes a batch of staged
+   * objects durable with one barrier, then visible under their keys with `putIfAbsent` semantics
+   * (true if this call created the key), then durable again. A crash before `publish` resolves
+   * leaves at most whole, durable objects under their keys (never torn ones) and hidden temps that
+   * GC removes. Backends without it get `putIfAbsent` per object.
+   */
+  stage?(key: string, bytes: Uint8Array): Promise<StagedObject>;
+  publish?(staged: readonly StagedObject[]): Promise<boolean[]>;
+  /** Drops staged objects that will not be published (best effort). */
+  discard?(staged: readonly StagedObject[]): Promise<void>;
+}
+
+/** A staged, not yet published object (opaque to callers). */
+export interface StagedObject {
+  readonly key: string;
+  readonly bytes: number;
 }
 
 export interface ObjectStat {

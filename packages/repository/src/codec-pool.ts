@@ -137,6 +137,36 @@ export class CodecPool {
     return res.blobs!.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   }
 
+  /**
+   * Encodes the chunks of a hashed batch at the given positions straight into new files (one per
+   * position, created exclusively, not fsynced); returns the blob sizes; releases the batch.
+   */
+  async encodeToFiles(ticket: HashTicket, which: number[], files: string[]): Promise<number[]> {
+    const job = this.nextJob++;
+    const res = await this.send(this.slots[ticket.worker]!, {
+      op: "encode",
+      job,
+      batch: ticket.job,
+      ids: ticket.ids,
+      which,
+      files,
+    });
+    return res.sizes!;
+  }
+
+  /**
+   * Restores chunks into an open file descriptor (shared by the workers): reads each blob from its
+   * file (or takes it), authenticates, decompresses, re-checks the ID and length, and writes the
+   * plaintext at its offset. Resolves when every item is written.
+   */
+  async restoreInto(
+    fd: number,
+    items: { id: Buffer; file?: string; blob?: Buffer; what: string; offset: number; length: number }[],
+  ): Promise<void> {
+    const job = this.nextJob++;
+    await this.send(this.slots[this.leastBusy()]!, { op: "restore", job, fd, items });
+  }
+
   /** Decrypts, decompresses and re-checks the IDs of blobs. */
   async decode(items: { kind: BlobKind; id: Buffer; blob: Buffer; what: string }[]): Promise<Buffer[]> {
     const job = this.nextJob++;

@@ -10,7 +10,20 @@ export interface WorkerKeys {
 
 export type CodecRequest =
   | { op: "hash"; job: number; chunks: { buffer: ArrayBuffer; offset: number; length: number }[] }
-  | { op: "encode"; job: number; batch: number; ids: Uint8Array[]; which: number[] }
+  | { op: "encode"; job: number; batch: number; ids: Uint8Array[]; which: number[]; files?: string[] }
+  | {
+      op: "restore";
+      job: number;
+      fd: number;
+      items: {
+        id: Uint8Array;
+        file?: string;
+        blob?: Uint8Array;
+        what: string;
+        offset: number;
+        length: number;
+      }[];
+    }
   | {
       op: "decode";
       job: number;
@@ -22,5 +35,6 @@ export interface CodecResponse {
   ids?: Uint8Array[];
   blobs?: Uint8Array[];
   plains?: Uint8Array[];
+  sizes?: number[];
   error?: { code: string | undefined; message: string; details: Record<string, unknown> | undefined };
 }

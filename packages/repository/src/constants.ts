@@ -36,3 +36,14 @@ export const INGEST_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 export const READER_CACHE_CHUNKS = 64;
 /** Streaming reads keep this many chunks being fetched and decoded ahead of the consumer. */
 export const READ_AHEAD_CHUNKS = 16;
+/**
+ * Batched durability of ingest (spec, "Write ordering and crash safety"): new chunks are staged
+ * (written, not fsynced) and made durable together by one barrier once this many bytes are
+ * staged, ...
+ */
+export const STAGE_FLUSH_BYTES = 256 * 1024 * 1024;
+/** ... or once the oldest staged chunk is this old (slow uploads; GC removes temps after an hour). */
+export const STAGE_FLUSH_AFTER_MS = 5_000;
+/** Restoring into a file: chunks per worker message, and messages in flight per worker thread. */
+export const RESTORE_BATCH_CHUNKS = 16;
+export const RESTORE_BATCHES_PER_THREAD = 4;

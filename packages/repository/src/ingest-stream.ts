@@ -45,10 +45,12 @@ export async function ingestFile(
     const size = st.isBlockDevice() ? await blockDeviceSize(fh) : st.size;
     const chunkSize = opts.chunkSize ?? repo.config.chunkSize;
     const block = Math.max(chunkSize, Math.floor(READ_BLOCK / chunkSize) * chunkSize);
+    // One read buffer for the whole image: `write` has copied the data when it resolves.
+    const readBuf = Buffer.allocUnsafe(Math.min(block, size));
     async function* reads(): AsyncIterable<{ offset: number; data: Uint8Array }> {
       for (let offset = 0; offset < size; offset += block) {
         const want = Math.min(block, size - offset);
-        const buf = Buffer.allocUnsafe(want);
+        const buf = readBuf.subarray(0, want);
         let got = 0;
         try {
           while (got < want) {

@@ -6,8 +6,10 @@ import type { HashTicket } from "./codec-pool.js";
 import { CODEC_BATCH_BYTES, INGEST_MAX_IN_FLIGHT_BYTES, SESSION_HEARTBEAT_MS } from "./constants.js";
 import { type ChunkId, ID_BYTES, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";
 import { entryCount, type Geometry, geometry, span } from "./index-tree.js";
+import { LocalBackend } from "./local-backend.js";
 import type { RestorePoint, SessionRecord } from "./records.js";
 import { newRecordId, type Repository } from "./repository.js";
+import { StagedWriter } from "./staged-writer.js";
 import { TreeReader } from "./tree-reader.js";
 
 /**
@@ -50,6 +52,8 @@ export class IngestSession {
   private waiters: (() => void)[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private baseTree: TreeReader | null = null;
+  /** New chunks and index nodes: staged, then made durable in batches. */
+  private readonly writer: StagedWriter;
   /** zeroChunks counts zero chunks this session wrote (inherited ones are not re-counted). */
   private readonly stats = { zeroChunks: 0, newChunks: 0, newStoredBytes: 0 };
 
@@ -65,6 +69,7 @@ export class IngestSession {
       opts.fanout ?? repo.config.indexFanout,
     );
     if (base) this.baseTree = new TreeReader(repo, base);
+    this.writer = new StagedWriter(repo.backend);
   }
 
   static async open(repo: Repository, opts: IngestOptions): Promise<IngestSession> {
@@ -213,27 +218,39 @@ export class IngestSession {
 
   private dispatch(batch: { index: number; data: Uint8Array }[], bytes: number): void {
     this.inFlight += bytes;
+    let released = false;
+    // The batch's memory is free once its blobs are staged, long before they are durable.
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.inFlight -= bytes;
+      const w = this.waiters;
+      this.waiters = [];
+      for (const f of w) f();
+    };
     const ticketP = this.repo.pool.hash(batch.map((b) => b.data)); // copies synchronously
-    const task = this.store(batch, ticketP)
+    // Only the indexes travel on: the caller's buffers must not stay referenced until durable.
+    const task = this.store(
+      batch.map((b) => b.index),
+      ticketP,
+      release,
+    )
       .catch((err) => {
         this.failure ??= err;
       })
       .finally(() => {
-        this.inFlight -= bytes;
         this.tasks.delete(task);
-        const w = this.waiters;
-        this.waiters = [];
-        for (const f of w) f();
+        release();
       });
     this.tasks.add(task);
   }
 
-  private async store(batch: { index: number }[], ticketP: Promise<HashTicket>): Promise<void> {
+  private async store(indexes: number[], ticketP: Promise<HashTicket>, release: () => void): Promise<void> {
     const ticket = await ticketP;
     const hexes = ticket.ids.map(idToHex);
     const fresh: number[] = [];
     const seenHere = new Map<string, number>();
-    for (let i = 0; i < batch.length; i++) {
+    for (let i = 0; i < indexes.length; i++) {
       if (this.known.has(hexes[i]!) || seenHere.has(hexes[i]!)) continue;
       seenHere.set(hexes[i]!, i);
       fresh.push(i);
@@ -241,7 +258,7 @@ export class IngestSession {
     const exists = await this.repo.chunkIndex.has(fresh.map((i) => ticket.ids[i]!));
     const claimed = await Promise.all(fresh.map((i, k) => (exists[k] ? this.claim(ticket.ids[i]!) : false)));
     const toEncode = fresh.filter((_, k) => !claimed[k]);
-    const encoded = this.repo.pool.encode(ticket, toEncode);
+    const staging = this.stage(ticket, toEncode);
     let settle!: (err?: unknown) => void;
     const durable = new Promise<void>((resolve, reject) => {
       settle = (err) => (err ? reject(err) : resolve());
@@ -249,14 +266,13 @@ export class IngestSession {
     durable.catch(() => {}); // observed through this.failure
     for (const i of fresh) this.known.set(hexes[i]!, durable);
     try {
-      const blobs = await encoded;
-      const created = await Promise.all(
-        blobs.map((blob, k) => this.repo.backend.putIfAbsent(chunkKey(ticket.ids[toEncode[k]!]!), blob)),
-      );
+      const { sizes, puts } = await staging;
+      release();
+      const created = await Promise.all(puts.map((p) => p.done));
       created.forEach((c, k) => {
         if (c) {
           this.stats.newChunks++;
-          this.stats.newStoredBytes += blobs[k]!.length;
+          this.stats.newStoredBytes += sizes[k]!;
         }
       });
       await this.repo.chunkIndex.added(toEncode.map((i) => ticket.ids[i]!));
@@ -267,7 +283,30 @@ export class IngestSession {
     }
     // Chunks named twice (in this batch or another) are set once their first write is durable.
     await Promise.all(hexes.map((h) => this.known.get(h)));
-    for (let i = 0; i < batch.length; i++) this.setEntry(batch[i]!.index, ticket.ids[i]!);
+    for (let i = 0; i < indexes.length; i++) this.setEntry(indexes[i]!, ticket.ids[i]!);
+  }
+
+  /**
+   * Encodes and stages the chunks at positions toEncode; their bytes are not referenced once this
+   * resolves. On the local backend the codec workers write the temp files themselves.
+   */
+  private async stage(ticket: HashTicket, toEncode: number[]) {
+    const b = this.repo.backend;
+    if (b instanceof LocalBackend) {
+      const keys = toEncode.map((i) => chunkKey(ticket.ids[i]!));
+      const tmps = keys.map((k) => b.tempPathFor(k));
+      const sizes = await this.repo.pool.encodeToFiles(ticket, toEncode, tmps);
+      const puts = await Promise.all(
+        sizes.map((n, k) => this.writer.adopt(b.adoptStaged(keys[k]!, tmps[k]!, n))),
+      );
+      return { sizes, puts };
+    }
+    const blobs = await this.repo.pool.encode(ticket, toEncode);
+    const sizes = blobs.map((b) => b.length);
+    const puts = await Promise.all(
+      blobs.map((blob, k) => this.writer.put(chunkKey(ticket.ids[toEncode[k]!]!), blob)),
+    );
+    return { sizes, puts };
   }
 
   private setEntry(index: number, id: Buffer): void {
@@ -302,7 +341,7 @@ export class IngestSession {
   private storeLeaf(entries: Buffer): Promise<Buffer> {
     const p = (async () => {
       if (isAllZero(entries)) return ZERO_ID;
-      const r = await this.repo.writeNode(0, entries);
+      const r = await this.writeNode(0, entries);
       if (r.created) this.stats.newStoredBytes += r.bytes;
       return r.id;
     })();
@@ -317,6 +356,7 @@ export class IngestSession {
     this.ensureOpen();
     this.state = "committing";
     try {
+      this.writer.drain(); // from here on every staged object is published without waiting
       while (this.tasks.size) await Promise.all(this.tasks);
       if (this.failure) throw this.failure;
       const g = this.geometry;
@@ -379,16 +419,23 @@ export class IngestSession {
     );
     const entries = Buffer.concat(children);
     if (isAllZero(entries)) return ZERO_ID;
-    const r = await this.repo.writeNode(level, entries);
+    const r = await this.writeNode(level, entries);
     if (r.created) this.stats.newStoredBytes += r.bytes;
     return r.id;
+  }
+
+  /** An index node through the session's batched writer: durable when this resolves. */
+  private writeNode(level: number, entries: Buffer) {
+    return this.repo.writeNode(level, entries, async (key, blob) => (await this.writer.put(key, blob)).done);
   }
 
   /** Abandons the session: no restore point; stored chunks stay for dedup until GC. */
   async abort(): Promise<void> {
     if (this.state === "closed") return;
     this.state = "closed";
+    const closing = this.writer.close(); // staged, unpublished chunks are dropped
     await Promise.allSettled([...this.tasks]);
+    await closing.catch(() => {});
     await this.removeRecord().catch(() => {});
   }
 }

@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
 import {
@@ -14,15 +15,28 @@ import {
 } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { BulwarkError } from "@bulwark/errors";
-import type { Backend, ObjectStat } from "./backend.js";
+import type { Backend, ObjectStat, StagedObject } from "./backend.js";
 
 const TEMP_PREFIX = ".tmp-";
+
+interface LocalStaged extends StagedObject {
+  readonly tmp: string;
+  readonly target: string;
+  /** This backend's staged objects carry its identity, so a foreign one is refused. */
+  readonly owner: LocalBackend;
+}
+
+/** Files fsynced at once by the portable barrier (when syncfs(2) is not available). */
+const FSYNC_CONCURRENCY = 32;
 
 /**
  * Local filesystem backend. Writes: temp file in the target directory, fsync, link(2) to the final
  * name (fails if it exists, so the first writer wins and nobody is clobbered), fsync of the
  * directory, unlink of the temp name. Directory fsyncs of concurrent writers are coalesced.
- * All methods may run concurrently.
+ * Batched writes (`stage` + `publish`): temp files written without fsync; one barrier
+ * (syncfs(2) through `sync -f`, or an fsync of every file and directory where that is missing)
+ * makes the whole batch durable; then each is linked to its name; then a second barrier makes the
+ * links durable. All methods may run concurrently.
  */
 export class LocalBackend implements Backend {
   readonly root: string;
@@ -73,7 +87,109 @@ export class LocalBackend implements Backend {
     await this.syncDir(dirname(target));
   }
 
-  private async writeTemp(target: string, bytes: Uint8Array): Promise<string> {
+  async stage(key: string, bytes: Uint8Array): Promise<StagedObject> {
+    const target = this.path(key);
+    const tmp = await this.writeTemp(target, bytes, false);
+    const staged: LocalStaged = { key, bytes: bytes.length, tmp, target, owner: this };
+    return staged;
+  }
+
+  /**
+   * For writers that create the temp file themselves (the codec workers): a fresh temp path in
+   * key's directory, and the staged object for it once written (exclusively created, complete).
+   */
+  /** The file that holds key (readers in worker threads open it themselves). */
+  filePath(key: string): string {
+    return this.path(key);
+  }
+
+  tempPathFor(key: string): string {
+    return join(dirname(this.path(key)), `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
+  }
+
+  adoptStaged(key: string, tmp: string, bytes: number): StagedObject {
+    const target = this.path(key);
+    if (dirname(tmp) !== dirname(target) || !tmp.slice(dirname(tmp).length + 1).startsWith(TEMP_PREFIX)) {
+      throw new BulwarkError("BULWARK_GENERAL_INTERNAL", `${tmp} is not a temp file beside ${key}`);
+    }
+    const staged: LocalStaged = { key, bytes, tmp, target, owner: this };
+    return staged;
+  }
+
+  async publish(staged: readonly StagedObject[]): Promise<boolean[]> {
+    const items = staged.map((s) => {
+      const l = s as LocalStaged;
+      if (l.owner !== this)
+        throw new BulwarkError("BULWARK_GENERAL_INTERNAL", `${s.key} was staged elsewhere`);
+      return l;
+    });
+    if (items.length === 0) return [];
+    const dirs = [...new Set(items.map((i) => dirname(i.target)))];
+    try {
+      // Barrier 1: every temp file's bytes (and new fan-out directories) are durable before any
+      // of them gets its name, so a name never points at a torn file, whatever crashes.
+      await this.barrier(
+        items.map((i) => i.tmp),
+        [...dirs, ...new Set(dirs.map((d) => dirname(d)))],
+      );
+    } catch (err) {
+      await this.discard(items);
+      throw err;
+    }
+    let failure: unknown;
+    const created = await Promise.all(
+      items.map(async (i) => {
+        try {
+          await link(i.tmp, i.target);
+          return true;
+        } catch (err) {
+          if (code(err) !== "EEXIST") failure ??= ioError(err, `link ${i.key}`);
+          return false;
+        } finally {
+          await unlink(i.tmp).catch(() => {});
+        }
+      }),
+    );
+    if (failure) throw failure;
+    // Barrier 2: the new names are durable before the caller lets anything refer to them.
+    await this.barrier([], dirs);
+    return created;
+  }
+
+  async discard(staged: readonly StagedObject[]): Promise<void> {
+    await Promise.all(staged.map((s) => unlink((s as LocalStaged).tmp).catch(() => {})));
+  }
+
+  /** syncfs(2) of the repository's filesystem when available (one flush for any number of files). */
+  private syncfs: boolean = process.platform === "linux";
+
+  /** Makes files and directories durable: syncfs, else fsync of each. */
+  protected async barrier(files: readonly string[], dirs: readonly string[]): Promise<void> {
+    if (this.syncfs) {
+      const r = await syncFilesystem(this.root);
+      if (r === "ok") return;
+      this.syncfs = false; // no `sync -f` here: fall back for good
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const f = files[next++]!;
+        let fh: FileHandle | undefined;
+        try {
+          fh = await open(f, "r");
+          await fh.sync();
+        } catch (err) {
+          throw ioError(err, `fsync ${relative(this.root, f)}`);
+        } finally {
+          await fh?.close().catch(() => {});
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FSYNC_CONCURRENCY, files.length) }, worker));
+    await Promise.all(dirs.map((d) => this.syncDir(d)));
+  }
+
+  private async writeTemp(target: string, bytes: Uint8Array, durable = true): Promise<string> {
     const dir = dirname(target);
     const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
     let fh: FileHandle | undefined;
@@ -83,7 +199,8 @@ export class LocalBackend implements Backend {
       } catch (err) {
         if (code(err) !== "ENOENT") throw err;
         await mkdir(dir, { recursive: true });
-        await this.syncDir(dirname(dir)); // the new directory's entry must be durable too
+        // The new directory's entry must be durable too (a staged write's barrier covers it).
+        if (durable) await this.syncDir(dirname(dir));
         fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
       }
       let off = 0;
@@ -91,7 +208,7 @@ export class LocalBackend implements Backend {
         const { bytesWritten } = await fh.write(bytes, off, bytes.length - off);
         off += bytesWritten;
       }
-      await fh.sync();
+      if (durable) await fh.sync();
       await fh.close();
       fh = undefined;
       return tmp;
@@ -271,6 +388,31 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh?.close().catch(() => {});
   }
+}
+
+/**
+ * syncfs(2) of the filesystem holding dir, through coreutils `sync -f` (Node has no binding):
+ * one flush of every dirty page and inode instead of an fsync per file. "unavailable" when the
+ * tool or the option is missing; a failed flush (EIO, ENOSPC at writeback) is an error.
+ */
+function syncFilesystem(dir: string): Promise<"ok" | "unavailable"> {
+  return new Promise((resolve, reject) => {
+    execFile("sync", ["-f", dir], (err, _stdout, stderr) => {
+      if (!err) return resolve("ok");
+      const c = (err as NodeJS.ErrnoException).code;
+      if (c === "ENOENT" || /invalid option|unrecognized option|usage/i.test(stderr)) {
+        return resolve("unavailable");
+      }
+      const nospc = /no space/i.test(stderr);
+      reject(
+        new BulwarkError(
+          nospc ? "BULWARK_REPO_NO_SPACE" : "BULWARK_REPO_IO",
+          `sync -f ${dir}: ${stderr.trim() || (err as Error).message}`,
+          { cause: err },
+        ),
+      );
+    });
+  });
 }
 
 function code(err: unknown): string | undefined {

@@ -2,8 +2,14 @@ import { Readable } from "node:stream";
 import { BulwarkError } from "@bulwark/errors";
 import { BlobKind } from "./blob.js";
 import { chunkKey } from "./chunk-index.js";
-import { READ_AHEAD_CHUNKS, READER_CACHE_CHUNKS } from "./constants.js";
-import { idToHex, isZeroId } from "./ids.js";
+import {
+  READ_AHEAD_CHUNKS,
+  READER_CACHE_CHUNKS,
+  RESTORE_BATCH_CHUNKS,
+  RESTORE_BATCHES_PER_THREAD,
+} from "./constants.js";
+import { ID_BYTES, idToHex, isZeroId } from "./ids.js";
+import { LocalBackend } from "./local-backend.js";
 import { Lru } from "./lru.js";
 import type { RestorePoint } from "./records.js";
 import type { Repository } from "./repository.js";
@@ -85,6 +91,59 @@ export class PointReader {
     const out = Buffer.concat(chunks);
     const from = offset - first * cs;
     return out.subarray(from, from + (end - offset));
+  }
+
+  /**
+   * Writes the whole image into an open file descriptor at its offsets (restore to a file): the
+   * worker threads read, authenticate, decompress, re-check and write batches of chunks in
+   * parallel (RESTORE_BATCHES_PER_THREAD × RESTORE_BATCH_CHUNKS chunks in flight per thread bound
+   * the memory). Zero chunks are not written: give a new or truncated regular file (they read as
+   * holes), and set its size afterwards. On failure some chunks may have been written.
+   */
+  async writeInto(fd: number): Promise<void> {
+    const g = this.tree.geometry;
+    const cs = g.chunkSize;
+    const local = this.repo.backend instanceof LocalBackend ? this.repo.backend : null;
+    const window = Math.max(1, this.repo.pool.threads * RESTORE_BATCHES_PER_THREAD);
+    const running = new Set<Promise<void>>();
+    let failure: unknown;
+    let batch: Parameters<Repository["pool"]["restoreInto"]>[1] = [];
+    const send = async () => {
+      const items = batch;
+      batch = [];
+      const p: Promise<void> = this.repo.pool
+        .restoreInto(fd, items)
+        .catch((err) => {
+          failure ??= err;
+        })
+        .finally(() => running.delete(p));
+      running.add(p);
+      while (running.size >= window) await Promise.race(running);
+    };
+    const leaves = Math.ceil(g.chunkCount / g.fanout);
+    for (let leaf = 0; leaf < leaves && !failure; leaf++) {
+      const entries = await this.tree.entries(0, leaf);
+      if (!entries) continue; // an all-zero stretch
+      const first = leaf * g.fanout;
+      const n = entries.length / ID_BYTES;
+      for (let j = 0; j < n && !failure; j++) {
+        const id = entries.subarray(j * ID_BYTES, (j + 1) * ID_BYTES);
+        if (isZeroId(id)) continue;
+        const i = first + j;
+        const key = chunkKey(id);
+        batch.push({
+          id: Buffer.from(id),
+          what: key,
+          offset: i * cs,
+          length: this.chunkLength(i),
+          ...(local ? { file: local.filePath(key) } : { blob: await this.repo.getObject(key, "chunk") }),
+        });
+        if (batch.length >= RESTORE_BATCH_CHUNKS) await send();
+      }
+    }
+    if (batch.length && !failure) await send();
+    await Promise.all(running);
+    if (failure) throw failure;
   }
 
   /** The image from `start` (chunk-aligned) to the end, decoded in parallel, in order. */

@@ -217,15 +217,22 @@ export class Repository {
     return decodeNode(plain, level, expectedEntries, key);
   }
 
-  /** Stores an index node durably (deduplicated); returns its ID. */
-  async writeNode(level: number, entries: Buffer): Promise<{ id: Buffer; created: boolean; bytes: number }> {
+  /**
+   * Stores an index node durably (deduplicated); returns its ID. `put` replaces the backend's
+   * `putIfAbsent` (an ingest passes its batched writer); it must be durable when it resolves.
+   */
+  async writeNode(
+    level: number,
+    entries: Buffer,
+    put?: (key: string, blob: Buffer) => Promise<boolean>,
+  ): Promise<{ id: Buffer; created: boolean; bytes: number }> {
     const plain = encodeNode(level, entries);
     const id = nodeIdOf(this.keys.nodeIdKey, plain);
     const key = chunkKey(id);
     // An identical node already stored is reused, but touched so a concurrent GC keeps it.
     if (await this.backend.touch(key)) return { id, created: false, bytes: 0 };
     const blob = encodeBlob(BlobKind.IndexNode, id, plain, this.keys.dataKey);
-    const created = await this.backend.putIfAbsent(key, blob);
+    const created = await (put ? put(key, blob) : this.backend.putIfAbsent(key, blob));
     return { id, created, bytes: created ? blob.length : 0 };
   }
 
