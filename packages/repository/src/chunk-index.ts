@@ -1,5 +1,6 @@
 import type { Backend } from "./backend.js";
 import { type ChunkId, idToHex } from "./ids.js";
+import { LocalBackend } from "./local-backend.js";
 
 /**
  * "Which of these chunk IDs exist?", in batches (spec, "Chunk index"). An index is a filter in
@@ -28,6 +29,12 @@ export class StoreChunkIndex implements ChunkIndex {
   constructor(private readonly backend: Backend) {}
 
   async has(ids: readonly ChunkId[]): Promise<boolean[]> {
+    // Local files: a synchronous stat that reports absence without building an exception (most
+    // lookups of a first backup miss) costs a few microseconds instead of a thread-pool round trip.
+    if (this.backend instanceof LocalBackend) {
+      const b = this.backend;
+      return ids.map((id) => b.existsSync(chunkKey(id)));
+    }
     const out = new Array<boolean>(ids.length).fill(false);
     let next = 0;
     const worker = async () => {

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { constants as fsc } from "node:fs";
+import { constants as fsc, statSync } from "node:fs";
 import {
   type FileHandle,
   link,
@@ -18,6 +18,8 @@ import { BulwarkError } from "@bulwark/errors";
 import type { Backend, ObjectStat, StagedObject } from "./backend.js";
 
 const TEMP_PREFIX = ".tmp-";
+/** The common key shape, resolved without the general checks (it cannot escape the root). */
+const CHUNK_KEY = /^chunks\/[0-9a-f]{2}\/[0-9a-f]{64}$/;
 
 interface LocalStaged extends StagedObject {
   readonly tmp: string;
@@ -45,11 +47,15 @@ export class LocalBackend implements Backend {
     { running: Promise<void> | null; queued: Promise<void> | null }
   >();
 
+  private readonly chunkBase: string;
+
   constructor(root: string) {
     this.root = root;
+    this.chunkBase = join(root, "chunks");
   }
 
   private path(key: string): string {
+    if (CHUNK_KEY.test(key)) return `${this.chunkBase}${sep}${key.slice(7, 9)}${sep}${key.slice(10)}`;
     if (
       key.length === 0 ||
       key.startsWith("/") ||
@@ -104,8 +110,16 @@ export class LocalBackend implements Backend {
   }
 
   tempPathFor(key: string): string {
-    return join(dirname(this.path(key)), `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
+    // A random per-backend prefix and a counter: unique without a random draw per file (the file
+    // is created with O_EXCL anyway).
+    return join(
+      dirname(this.path(key)),
+      `${TEMP_PREFIX}${this.tempPrefix}${(this.tempCounter++).toString(16)}`,
+    );
   }
+
+  private readonly tempPrefix = randomBytes(6).toString("hex");
+  private tempCounter = 0;
 
   adoptStaged(key: string, tmp: string, bytes: number): StagedObject {
     const target = this.path(key);
@@ -275,6 +289,16 @@ export class LocalBackend implements Backend {
       throw code(err) === "ENOENT" ? notFound(key) : ioError(err, `read ${key}`);
     } finally {
       await fh?.close().catch(() => {});
+    }
+  }
+
+  /** Whether key exists (a regular file), synchronously; for batched chunk-index lookups. */
+  existsSync(key: string): boolean {
+    try {
+      const s = statSync(this.path(key), { throwIfNoEntry: false });
+      return s?.isFile() === true;
+    } catch (err) {
+      throw ioError(err, `stat ${key}`);
     }
   }
 
