@@ -132,10 +132,11 @@ export function decodeBlob(
   decipher.setAuthTag(buf.subarray(buf.length - BLOB_TAG_BYTES));
   let payload: Buffer;
   try {
-    payload = Buffer.concat([
-      decipher.update(buf.subarray(BLOB_HEADER_BYTES + BLOB_NONCE_BYTES, buf.length - BLOB_TAG_BYTES)),
-      decipher.final(),
-    ]);
+    const body = decipher.update(
+      buf.subarray(BLOB_HEADER_BYTES + BLOB_NONCE_BYTES, buf.length - BLOB_TAG_BYTES),
+    );
+    const tail = decipher.final(); // GCM: empty; checks the tag
+    payload = tail.length ? Buffer.concat([body, tail]) : body;
   } catch {
     throw corrupt(what, "authentication failed (bytes changed, or the blob belongs to another name or key)");
   }

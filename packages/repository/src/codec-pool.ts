@@ -131,7 +131,7 @@ export class CodecPool {
       op: "encode",
       job,
       batch: ticket.job,
-      ids: ticket.ids,
+      ids: ticket.ids.map(exact),
       which,
     });
     return res.blobs!.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -147,7 +147,7 @@ export class CodecPool {
       op: "encode",
       job,
       batch: ticket.job,
-      ids: ticket.ids,
+      ids: ticket.ids.map(exact),
       which,
       files,
     });
@@ -183,6 +183,14 @@ export class CodecPool {
     }
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
+}
+
+/**
+ * A copy of an ID over its own 32-byte ArrayBuffer: structured cloning a view clones its whole
+ * backing store (for pooled Buffers, 8 KiB per ID).
+ */
+export function exact(id: Uint8Array): Uint8Array {
+  return new Uint8Array(id);
 }
 
 /**

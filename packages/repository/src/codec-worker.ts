@@ -30,7 +30,8 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
     case "hash": {
       const chunks = req.chunks.map((c) => Buffer.from(c.buffer, c.offset, c.length));
       held.set(req.job, chunks);
-      const ids = chunks.map((c) => chunkIdOf(idKey, c));
+      // Own 32-byte buffers: a pooled digest would carry its whole 8 KiB slab through postMessage.
+      const ids = chunks.map((c) => new Uint8Array(chunkIdOf(idKey, c)));
       return { res: { job: req.job, ids }, transfer: [] };
     }
     case "encode": {

@@ -132,7 +132,7 @@ export class PointReader {
         const i = first + j;
         const key = chunkKey(id);
         batch.push({
-          id: Buffer.from(id),
+          id: Buffer.from(new Uint8Array(id).buffer), // its own 32 bytes (cloned to the worker)
           what: key,
           offset: i * cs,
           length: this.chunkLength(i),
