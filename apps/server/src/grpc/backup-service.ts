@@ -95,22 +95,27 @@ async function uploadChunks(
     const agent = await authorize(identity, call);
     const stream = openUploadStream(ctx, agent);
     // Batches in order, acks in order; UPLOAD_PIPELINE_DEPTH of them in progress so that one
-    // batch's hashing overlaps another's writes. Reading stops while the pipeline is full.
-    const inFlight: Promise<UploadChunksResponse>[] = [];
-    const ackOldest = async () => {
-      const ack = await inFlight.shift()!;
-      if (gone) return;
-      if (!call.write(ack)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
-    };
+    // batch's hashing overlaps another's writes. Each batch is acked as soon as it and those
+    // before it are stored, never held until a next batch arrives: an agent waits for its acks
+    // with the stream open. Reading stops only while the pipeline is full.
+    let acked: Promise<void> = Promise.resolve();
+    const pending: Promise<void>[] = [];
     for await (const req of messages<UploadChunksRequest>(call)) {
       await identity.resolve(call); // revocation takes effect on the next batch
       const work = stream.batch(req);
-      work.catch(() => undefined); // observed in order by ackOldest
-      inFlight.push(work);
-      if (inFlight.length >= UPLOAD_PIPELINE_DEPTH) await ackOldest();
+      work.catch(() => undefined); // it may fail while earlier acks are pending; observed in order
+      acked = acked.then(async () => {
+        const ack = await work;
+        if (gone) return;
+        if (!call.write(ack)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
+      });
+      const thisAck = acked;
+      thisAck.catch(() => undefined); // a failure is raised where it is awaited, below
+      pending.push(thisAck);
+      if (pending.length >= UPLOAD_PIPELINE_DEPTH) await pending.shift();
       if (gone) return;
     }
-    while (inFlight.length > 0 && !gone) await ackOldest();
+    await acked;
     if (!gone) call.end();
   } catch (err) {
     if (gone) return;
