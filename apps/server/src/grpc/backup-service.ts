@@ -9,7 +9,6 @@ import {
   negotiateProtocol,
   toServiceError,
   type UploadChunksRequest,
-  type UploadChunksResponse,
 } from "@bulwark/protocol";
 import type {
   Metadata,
