@@ -25,6 +25,7 @@ import { createProvider, type ProviderConfig } from "./snapshot/index.js";
 import { SnapshotJournal } from "./snapshot/journal.js";
 import { processReleases, type ReleaseRegistry } from "./snapshot/release-registry.js";
 import { withSnapshot } from "./snapshot/session.js";
+import { FileBlockReader } from "./upload/block-reader.js";
 import { IndexSpool } from "./upload/index-spool.js";
 import { type Progress, type UploadCounters, uploadVolume } from "./upload/pipeline.js";
 import { UploadSession } from "./upload/session.js";
@@ -179,6 +180,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
       });
       session = upload;
       let pool: ChunkWorkerPool | undefined;
+      let reader: FileBlockReader | undefined;
       try {
         const begun = await upload.begin();
         const repositoryId = repositoryFingerprint(upload.idKey);
@@ -195,6 +197,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
 
         const changed = cache ? await snapshot.changedRanges() : undefined;
         const source = await snapshot.open();
+        reader = await FileBlockReader.open(snapshot.devicePath);
         const { plan, filesystem } = await planVolume(source, {
           chunkSize,
           ...(changed && cache ? { changed: changed.changed, previousUnused: await zeroRuns(cache) } : {}),
@@ -212,7 +215,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
           ? new TokenBucket(opts.bandwidthLimit, opts.limiterClock)
           : unlimited;
         const counters = await uploadVolume({
-          source,
+          source: reader,
           plan,
           session,
           pool,
@@ -287,6 +290,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
       } finally {
         await cache?.close();
         await pool?.close();
+        // Before the snapshot is released: an open descriptor would keep an LVM snapshot busy.
+        await reader?.close();
       }
     });
     return { ...result.value(), durationMs: Date.now() - started, warnings: result.warnings };

@@ -1,4 +1,3 @@
-import type { ByteSource } from "@bulwark/filesystems";
 import {
   CHUNK_ID_BYTES,
   type Chunk,
@@ -9,6 +8,7 @@ import {
 import type { ChunkRun } from "../plan/chunk-runs.js";
 import type { IndexCacheReader } from "../plan/index-cache.js";
 import { chunkLength, type ReadPlan } from "../plan/read-plan.js";
+import { type BlockReader, BufferPool } from "./block-reader.js";
 import type { IndexSpool } from "./index-spool.js";
 import type { Throttle } from "./token-bucket.js";
 import type { ChunkWorkerPool, EncodedPart } from "./worker-pool.js";
@@ -63,17 +63,18 @@ export interface SessionPort {
   readonly limits: { batchBytes: number; queryIds: number };
   queryMissing(ids: Buffer[]): Promise<number[]>;
   nextBatchSeq(): number;
-  stream(): {
-    write(
-      batch: { sessionId: string; batchSeq: number; chunks: Chunk[] },
-      bytes: number,
-    ): Promise<{ acked: Promise<UploadChunksResponse> }>;
-  };
+  writeBatch(
+    batch: { sessionId: string; batchSeq: number; chunks: Chunk[] },
+    bytes: number,
+  ): Promise<{ acked: Promise<UploadChunksResponse> }>;
+  /** Called once every group has been read: the streams may be half-closed as batches finish. */
+  finishWriting(): void;
   retrying<T>(work: () => Promise<T>): Promise<T>;
 }
 
 export interface UploadInput {
-  source: ByteSource;
+  /** The snapshot's bytes (read into pooled buffers). */
+  source: BlockReader;
   plan: ReadPlan;
   session: SessionPort;
   pool: ChunkWorkerPool;
@@ -124,7 +125,7 @@ interface Candidate {
 }
 
 /**
- * read → hash (workers) → skip zeros and unchanged-vs-cache → QueryMissing → compress (workers) →
+ * read (into pooled buffers) → hash (workers) → skip zeros and unchanged-vs-cache → QueryMissing → compress (workers) →
  * UploadChunks (throttled, several streams) → ack. The index of every chunk goes to the spool as
  * soon as it is hashed. At most `groupsInFlight` groups exist at once; a full window stops the
  * reader, and a slow server stops the window from draining (acks come only when chunks are durable),
@@ -161,6 +162,7 @@ export async function uploadVolume(input: UploadInput): Promise<UploadCounters> 
 
   const limit = Math.max(1, input.groupsInFlight ?? DEFAULT_GROUPS_IN_FLIGHT);
   const dedup: Dedup = { uploading: new Map(), acked: new RecentIds() };
+  const buffers = new BufferPool(Math.max(1, Math.floor(GROUP_BYTES / plan.chunkSize)) * plan.chunkSize);
   const running = new Set<Promise<void>>();
   let failure: unknown;
   for (const group of groups(plan)) {
@@ -168,18 +170,19 @@ export async function uploadVolume(input: UploadInput): Promise<UploadCounters> 
     while (running.size >= limit) await Promise.race(running);
     if (failure) break;
     // Reads are issued here, in volume order, one at a time: sequential I/O for the device.
-    let buffer: Buffer;
+    const offset = group.first * plan.chunkSize;
+    const length = Math.min(plan.volumeSize, (group.first + group.count) * plan.chunkSize) - offset;
+    const buffer = buffers.acquire();
     try {
-      buffer = await readGroup(input.source, plan, group);
+      await input.source.readInto(buffer.subarray(0, length), offset);
     } catch (err) {
       failure ??= err;
       break;
     }
-    // The buffer is transferred to a worker (detached here), so keep its length now.
-    const length = buffer.length;
     counters.bytesRead += length;
     const task = processGroup(input, group, buffer, counters, dedup)
-      .then(() => {
+      .then((back) => {
+        buffers.release(back);
         bytesDone += length;
         report();
       })
@@ -189,6 +192,7 @@ export async function uploadVolume(input: UploadInput): Promise<UploadCounters> 
     const tracked = task.finally(() => running.delete(tracked));
     running.add(tracked);
   }
+  if (!failure) input.session.finishWriting();
   await Promise.all(running);
   if (failure) throw failure;
   report();
@@ -205,28 +209,19 @@ export function* groups(plan: ReadPlan): Generator<ChunkRun> {
   }
 }
 
-async function readGroup(source: ByteSource, plan: ReadPlan, group: ChunkRun): Promise<Buffer> {
-  const offset = group.first * plan.chunkSize;
-  const end = Math.min(plan.volumeSize, (group.first + group.count) * plan.chunkSize);
-  const data = await source.read(offset, end - offset);
-  if (data.length !== end - offset)
-    throw new Error(`short read at ${offset}: ${data.length} of ${end - offset} bytes`);
-  return data;
-}
-
 async function processGroup(
   input: UploadInput,
   group: ChunkRun,
   data: Buffer,
   counters: UploadCounters,
   dedup: Dedup,
-): Promise<void> {
+): Promise<Buffer> {
   const { uploading, acked } = dedup;
   const { plan, session, pool } = input;
   const lengths = Array.from({ length: group.count }, (_, i) => chunkLength(plan, group.first + i));
   const hashed = await pool.hash(data, lengths);
   let buffer = hashed.buffer;
-  counters.bytesHashed += buffer.length;
+  counters.bytesHashed += lengths.reduce((n, l) => n + l, 0);
 
   const previous = input.cache ? await input.cache.read(group.first, group.count) : undefined;
   const indexIds = Buffer.alloc(group.count * CHUNK_ID_BYTES);
@@ -251,7 +246,7 @@ async function processGroup(
   });
   await input.spool.write(group.first, indexIds);
   const candidates = [...byId.values()];
-  if (candidates.length === 0) return;
+  if (candidates.length === 0) return buffer;
 
   const offsets = chunkOffsets(lengths);
   const encoded = new Map<Candidate, EncodedPart>();
@@ -279,9 +274,10 @@ async function processGroup(
       });
       const bytes = chunks.reduce((n, c) => n + c.payload.length, 0);
       await input.throttle.take(bytes);
-      const { acked } = await session
-        .stream()
-        .write({ sessionId: session.sessionId, batchSeq: session.nextBatchSeq(), chunks }, bytes);
+      const { acked } = await session.writeBatch(
+        { sessionId: session.sessionId, batchSeq: session.nextBatchSeq(), chunks },
+        bytes,
+      );
       counters.batches++;
       counters.chunksSent += chunks.length;
       counters.bytesSent += bytes;
@@ -325,6 +321,7 @@ async function processGroup(
     // A chunk another group was sending: its failure fails us too, and the retry asks again.
     await Promise.all(othersUploading);
   });
+  return buffer; // the latest (transferred back) buffer, for the pool
 }
 
 function chunkOffsets(lengths: number[]): number[] {

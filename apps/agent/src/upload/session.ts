@@ -2,6 +2,7 @@ import { BulwarkError } from "@bulwark/errors";
 import {
   type BeginSessionRequest,
   type BeginSessionResponse,
+  type Chunk,
   ChunkIdAlgorithm,
   type CommitRequest,
   type CommitResponse,
@@ -12,6 +13,7 @@ import {
   MAX_QUERY_IDS,
   MAX_RECONNECT_BACKOFF_MS,
   MAX_UPLOAD_BATCH_BYTES,
+  type UploadChunksResponse,
 } from "@bulwark/protocol";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { agentError } from "../errors.js";
@@ -62,6 +64,8 @@ export interface SessionOptions {
 export class UploadSession {
   private connection: BackupConnection | undefined;
   private streamsOpen: UploadStream[] = [];
+  private tailStreams: UploadStream[] = [];
+  private tail = false;
   private recovering: Promise<void> | undefined;
   private state: SessionState | undefined;
   private first: BeginSessionResponse | undefined;
@@ -150,10 +154,10 @@ export class UploadSession {
     return this.nextBatch++;
   }
 
-  /** The least loaded healthy upload stream, opening up to `streams` of them on this connection. */
-  stream(): UploadStream {
+  /** The least loaded writable upload stream, opening up to `streams` of them on this connection. */
+  private stream(): UploadStream {
     const { conn } = this.live;
-    this.streamsOpen = this.streamsOpen.filter((s) => !s.broken);
+    this.streamsOpen = this.streamsOpen.filter((s) => s.writable);
     const wanted = this.opts.streams ?? DEFAULT_UPLOAD_STREAMS;
     if (this.streamsOpen.length < wanted) {
       const s = conn.openUploadStream();
@@ -163,6 +167,29 @@ export class UploadSession {
     let best = this.streamsOpen[0]!;
     for (const s of this.streamsOpen) if (s.pendingBytes < best.pendingBytes) best = s;
     return best;
+  }
+
+  /**
+   * Writes one batch. After `finishWriting` (the reader has nothing more to read) each batch goes
+   * on a stream of its own that is half-closed at once: a server may hold its last acks until the
+   * next batch or the half-close arrives, and at the tail of a backup no next batch comes.
+   */
+  async writeBatch(
+    batch: { sessionId: string; batchSeq: number; chunks: Chunk[] },
+    bytes: number,
+  ): Promise<{ acked: Promise<UploadChunksResponse> }> {
+    if (!this.tail) return this.stream().write(batch, bytes);
+    const s = this.live.conn.openUploadStream();
+    this.tailStreams.push(s);
+    const written = await s.write(batch, bytes);
+    s.end();
+    return written;
+  }
+
+  /** No more groups will be read: half-close the streams so every batch on them gets its ack. */
+  finishWriting(): void {
+    this.tail = true;
+    for (const s of this.streamsOpen.splice(0)) s.end();
   }
 
   /**
@@ -180,7 +207,7 @@ export class UploadSession {
   private async reconnect(cause: BulwarkError): Promise<void> {
     const sleep = this.opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
     const giveUp = Date.now() + (this.opts.giveUpMs ?? DEFAULT_RECONNECT_GIVE_UP_MS);
-    for (const s of this.streamsOpen.splice(0)) s.cancel();
+    for (const s of [...this.streamsOpen.splice(0), ...this.tailStreams.splice(0)]) s.cancel();
     this.connection?.close();
     this.connection = undefined;
     let backoff = INITIAL_RECONNECT_BACKOFF_MS / 2;
@@ -251,6 +278,7 @@ export class UploadSession {
   /** Ends the upload streams of the current connection (after the last ack). */
   endStreams(): void {
     for (const s of this.streamsOpen.splice(0)) s.end();
+    this.tailStreams.length = 0;
   }
 
   async abort(reason: string): Promise<void> {
@@ -259,7 +287,7 @@ export class UploadSession {
   }
 
   close(): void {
-    for (const s of this.streamsOpen.splice(0)) s.cancel();
+    for (const s of [...this.streamsOpen.splice(0), ...this.tailStreams.splice(0)]) s.cancel();
     this.connection?.close();
     this.connection = undefined;
   }

@@ -226,6 +226,13 @@ export class UploadStream {
     return this.failure !== undefined;
   }
 
+  /** Still accepting batches: neither failed nor half-closed. */
+  get writable(): boolean {
+    return this.failure === undefined && !this.ended;
+  }
+
+  private ended = false;
+
   /** (Re)starts the ack timer while batches are pending; stops it when none are. */
   private armWatchdog(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
@@ -267,9 +274,11 @@ export class UploadStream {
     return { acked };
   }
 
-  /** Half-closes after the last batch (the server then ends the stream). */
+  /** Half-closes after the last batch: the server acks what it holds and ends the stream. */
   end(): void {
-    if (!this.failure) this.call.end();
+    if (this.ended || this.failure) return;
+    this.ended = true;
+    this.call.end();
   }
 
   cancel(): void {

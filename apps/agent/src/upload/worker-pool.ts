@@ -7,7 +7,7 @@ import { agentError } from "../errors.js";
 import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
 import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from "./worker-messages.js";
 
-/** A group's plaintext and, per chunk, its ID (null = all zero). */
+/** A group's plaintext (the whole transferred buffer) and, per chunk, its ID (null = all zero). */
 export interface HashedGroup {
   buffer: Buffer;
   ids: (Buffer | null)[];
@@ -64,7 +64,10 @@ export class ChunkWorkerPool {
     return this.slots.length;
   }
 
-  /** Hashes consecutive chunks of the given lengths laid out in `buffer` (which is transferred). */
+  /**
+   * Hashes consecutive chunks of the given lengths laid out from the start of `buffer`. The whole
+   * underlying buffer is transferred and comes back as `HashedGroup.buffer` (full size).
+   */
   async hash(buffer: Buffer, lengths: number[]): Promise<HashedGroup> {
     const ab = ownArrayBuffer(buffer);
     const res = await this.send({ op: "hash", job: this.nextJob++, buffer: ab, lengths });
@@ -139,12 +142,15 @@ export class ChunkWorkerPool {
   }
 }
 
-/** A transferable ArrayBuffer holding exactly the buffer's bytes (copied only if it shares one). */
+/**
+ * The ArrayBuffer to transfer: the buffer's own when it spans all of it (pipeline buffers do), so
+ * it travels without a copy; otherwise a copy, never a shared allocation other buffers live in.
+ */
 function ownArrayBuffer(buffer: Buffer): ArrayBuffer {
   if (
     buffer.byteOffset === 0 &&
-    buffer.buffer.byteLength === buffer.length &&
-    buffer.buffer instanceof ArrayBuffer
+    buffer.buffer instanceof ArrayBuffer &&
+    buffer.buffer.byteLength === buffer.length
   ) {
     return buffer.buffer;
   }

@@ -42,7 +42,12 @@ export class BackupPeer {
     chunksAlreadyPresent: 0,
     commitCalls: 0,
   };
-  hooks: { beforeBatch?: (seq: number) => "ok" | "cut"; commitBusy?: number; holdAcks?: boolean } = {};
+  hooks: {
+    beforeBatch?: (seq: number) => "ok" | "cut";
+    commitBusy?: number;
+    holdAcks?: boolean;
+    lazyAcks?: boolean;
+  } = {};
   private readonly heldAcks: (() => void)[] = [];
 
   /** Sends the acks held back by `hooks.holdAcks` and stops holding. */
@@ -104,7 +109,16 @@ export class BackupPeer {
       cb(null, { missing });
     },
     uploadChunks: (call) => {
+      // lazyAcks: ack a batch only when the stream's next batch or its half-close arrives, as a
+      // server that pipelines two batches per stream does; an agent must not wait on it forever.
+      let lazy: (() => void) | undefined;
+      const flushLazy = () => {
+        const send = lazy;
+        lazy = undefined;
+        send?.();
+      };
       call.on("data", (req) => {
+        flushLazy();
         try {
           const s = this.sessions.get(req.sessionId);
           if (!s) throw new BulwarkError("BULWARK_PROTO_SESSION_NOT_FOUND", "no such session");
@@ -142,12 +156,16 @@ export class BackupPeer {
           this.counts.chunksAlreadyPresent += present;
           const ack = () => call.write({ batchSeq: req.batchSeq, stored, alreadyPresent: present });
           if (this.hooks.holdAcks) this.heldAcks.push(ack);
+          else if (this.hooks.lazyAcks) lazy = ack;
           else ack();
         } catch (e) {
           failStream(call, e);
         }
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        flushLazy();
+        call.end();
+      });
       call.on("error", () => {});
     },
     commit: (call, cb) => {
