@@ -1,0 +1,74 @@
+// Demo stand-in for enrollment and scheduling (issue 5, not built yet): records the demo agent and
+// its certificate in the catalog the way enrollment will, and creates one backup job the way the
+// scheduler will. Prints the job's ID. Runs from the built catalog package (pnpm build first).
+//   node scripts/demo/register-agent.mjs --ca ca.pem --cert agent.pem --hostname NAME
+import { createHash, randomUUID, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { createCatalogClient } from "../../packages/catalog/dist/index.js";
+
+const { values } = parseArgs({
+  options: { ca: { type: "string" }, cert: { type: "string" }, hostname: { type: "string" } },
+});
+if (!values.ca || !values.cert) {
+  console.error("usage: register-agent.mjs --ca CA.pem --cert AGENT.pem [--hostname NAME]");
+  process.exit(2);
+}
+const catalog = createCatalogClient({
+  databaseUrl: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/bulwark",
+});
+try {
+  const caPem = readFileSync(values.ca, "utf8");
+  const cert = new X509Certificate(readFileSync(values.cert));
+  const agentId = /CN=([0-9a-f-]{36})/.exec(cert.subject)?.[1];
+  if (!agentId) throw new Error(`the agent certificate's CN must be the agent ID (a UUID): ${cert.subject}`);
+  // `bulwark-server repo init` creates the default tenant with the repository.
+  const tenant = await catalog.tenant.findFirstOrThrow({ where: { slug: "default" } });
+  // The demo CA's key stays in the demo's PKI folder, not with the server: nothing to store.
+  const ca =
+    (await catalog.certificateAuthority.findFirst({ where: { certPem: caPem } })) ??
+    (await catalog.certificateAuthority.create({
+      data: {
+        certPem: caPem,
+        encryptedPrivateKey: new Uint8Array(0),
+        notAfter: new Date(new X509Certificate(caPem).validTo),
+      },
+    }));
+  await catalog.agent.upsert({
+    where: { id: agentId },
+    create: {
+      id: agentId,
+      tenantId: tenant.id,
+      machineId: agentId,
+      hostname: values.hostname ?? hostname(),
+      os: process.platform,
+      agentVersion: "0.1.0",
+    },
+    update: {},
+  });
+  await catalog.agentCertificate.upsert({
+    where: { serial: cert.serialNumber },
+    create: {
+      serial: cert.serialNumber,
+      agentId,
+      caId: ca.id,
+      fingerprint: createHash("sha256").update(cert.raw).digest("hex"),
+      notAfter: new Date(cert.validTo),
+    },
+    update: {},
+  });
+  const job = await catalog.job.create({
+    data: {
+      tenantId: tenant.id,
+      kind: "BACKUP",
+      state: "QUEUED",
+      idempotencyKey: randomUUID(),
+      agentId,
+      params: { demo: true },
+    },
+  });
+  console.log(job.id);
+} finally {
+  await catalog.$disconnect();
+}
