@@ -3,7 +3,7 @@
 
 import { randomUUID } from "node:crypto";
 import type { Catalog } from "@bulwark/catalog";
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from "fastify";
 import type { Redis } from "ioredis";
 import { checkHealth } from "./health.js";
 import { registerErrorHandling } from "./http-errors.js";
@@ -36,8 +36,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
     },
-    requestIdLogLabel: "requestId",
-    disableRequestLogging: false,
+    logController: new LogController({ requestIdLogLabel: "requestId", disableRequestLogging: false }),
   });
   registerErrorHandling(app);
 
