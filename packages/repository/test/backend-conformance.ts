@@ -87,6 +87,29 @@ export function backendConformance(make: () => Promise<Backend>): void {
     expect((await b.get("sessions/a.alive")).toString()).toBe("2");
   });
 
+  it("stage + publish (when offered): invisible until published, then putIfAbsent per object", async () => {
+    const b = await make();
+    if (!b.stage || !b.publish) return; // optional: callers fall back to putIfAbsent
+    expect(await b.putIfAbsent("chunks/ab/p2", bytes("first"))).toBe(true);
+    const s1 = await b.stage("chunks/ab/p1", bytes("one"));
+    const s2 = await b.stage("chunks/ab/p2", bytes("second"));
+    const s3 = await b.stage("chunks/cd/p3", bytes("three")); // a directory that does not exist yet
+    expect(await b.stat("chunks/ab/p1")).toBeNull();
+    const listed: string[] = [];
+    for await (const k of b.list("chunks/")) listed.push(k);
+    expect(listed).toEqual(["chunks/ab/p2"]);
+    expect(await b.publish([s1, s2, s3])).toEqual([true, false, true]);
+    expect((await b.get("chunks/ab/p1")).toString()).toBe("one");
+    expect((await b.get("chunks/ab/p2")).toString()).toBe("first"); // the first writer won
+    expect((await b.get("chunks/cd/p3")).toString()).toBe("three");
+    const dropped = await b.stage("chunks/ab/p4", bytes("four"));
+    await b.discard?.([dropped]);
+    expect(await b.stat("chunks/ab/p4")).toBeNull();
+    const all: string[] = [];
+    for await (const k of b.list("chunks/")) all.push(k);
+    expect(all.sort()).toEqual(["chunks/ab/p1", "chunks/ab/p2", "chunks/cd/p3"]);
+  });
+
   it("refuses keys that escape the repository", async () => {
     const b = await make();
     for (const k of ["../x", "/etc/passwd", "a//b", "a/./b", ""]) {
