@@ -2,7 +2,10 @@
 // drive it with app.inject() against real Postgres and Redis, and main.ts only wires and listens.
 
 import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { Catalog } from "@bulwark/catalog";
+import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from "fastify";
 import type { Redis } from "ioredis";
 import { checkHealth } from "./health.js";
@@ -17,6 +20,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions["logger"];
   healthTimeoutMs?: number;
   now?: () => Date;
+  /** The built web console (apps/web/dist); served at / when it holds an index.html. */
+  consoleDir?: string;
 }
 
 /** Headers that carry credentials; pino replaces their values before anything is written. */
@@ -60,6 +65,19 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       checks,
     });
   });
+
+  if (opts.consoleDir && existsSync(join(opts.consoleDir, "index.html"))) {
+    // Static files only; every API route is registered explicitly and wins over the file lookup.
+    app.register(fastifyStatic, { root: opts.consoleDir, index: ["index.html"], wildcard: false });
+  } else {
+    app.get("/", async (_request, reply) =>
+      reply
+        .type("text/plain; charset=utf-8")
+        .send(
+          "bulwark-server is running; the web console is not built here (pnpm --filter @bulwark/web build).\n",
+        ),
+    );
+  }
 
   return app;
 }

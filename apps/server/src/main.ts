@@ -2,6 +2,7 @@
 // bulwark-server: load and validate configuration, bring the catalog schema up to date, then serve.
 // Configuration errors and unreachable dependencies stop start-up with a message that says why.
 
+import { fileURLToPath } from "node:url";
 import { applyMigrations, createCatalogClient } from "@bulwark/catalog";
 import { loadServerConfig } from "@bulwark/config";
 import { BulwarkError } from "@bulwark/errors";
@@ -15,6 +16,9 @@ import { repoCommand } from "./repo-cli.js";
 import { RepositoryRegistry } from "./repositories/registry.js";
 import { loadRepositorySecret } from "./repositories/secret.js";
 import { serverVersion } from "./version.js";
+
+/** The console built in this checkout (apps/web/dist), the same path from src/ and dist/. */
+const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -62,6 +66,7 @@ async function main(): Promise<void> {
     redis,
     nodeName: config.nodeName,
     logger: { level: config.logLevel, redact: REDACTED_LOG_PATHS },
+    consoleDir: config.consoleDir ?? DEFAULT_CONSOLE_DIR,
   });
   await app.listen({ host: config.httpHost, port: config.httpPort });
   log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, "bulwark-server listening");

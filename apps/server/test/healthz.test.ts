@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createCatalogClient } from "@bulwark/catalog";
 import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
 import type { FastifyInstance } from "fastify";
@@ -15,14 +18,18 @@ describe("GET /healthz", () => {
   const apps: FastifyInstance[] = [];
   const closers: (() => unknown)[] = [];
 
-  async function appWith(databaseUrl: string | undefined, redisUrl: string): Promise<FastifyInstance> {
+  async function appWith(
+    databaseUrl: string | undefined,
+    redisUrl: string,
+    consoleDir?: string,
+  ): Promise<FastifyInstance> {
     const catalog = databaseUrl ? createCatalogClient({ databaseUrl }) : db.catalog;
     const redis = createRequestRedis(redisUrl);
     redis.on("error", () => undefined);
     await redis.connect().catch(() => undefined);
     closers.push(() => redis.disconnect());
     if (databaseUrl) closers.push(() => catalog.$disconnect());
-    const app = buildApp({ catalog, redis, nodeName: "test-node", healthTimeoutMs: 1_500 });
+    const app = buildApp({ catalog, redis, nodeName: "test-node", healthTimeoutMs: 1_500, consoleDir });
     apps.push(app);
     return app;
   }
@@ -76,5 +83,28 @@ describe("GET /healthz", () => {
       error: { code: "BULWARK_GENERAL_NOT_FOUND", message: "no route GET /nope" },
     });
     expect(res.headers["x-request-id"]).toBe("req-42");
+  });
+
+  it("serves the built web console at / and keeps the API routes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bulwark-console-"));
+    writeFileSync(
+      join(dir, "index.html"),
+      "<!doctype html><title>Bulwark</title><div id=root>console-marker</div>",
+    );
+    const app = await appWith(undefined, LIVE_REDIS, dir);
+    const page = await app.inject({ method: "GET", url: "/" });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers["content-type"]).toContain("text/html");
+    expect(page.body).toContain("console-marker");
+    const health = await app.inject({ method: "GET", url: "/healthz" });
+    expect(health.json().status).toBe("ok");
+    expect((await app.inject({ method: "GET", url: "/../package.json" })).statusCode).toBe(404);
+  });
+
+  it("says plainly at / when no console is built", async () => {
+    const app = await appWith(undefined, LIVE_REDIS, join(tmpdir(), "no-such-console"));
+    const page = await app.inject({ method: "GET", url: "/" });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain("web console is not built");
   });
 });

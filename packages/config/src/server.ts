@@ -33,6 +33,8 @@ export const serverConfigSchema = z
     nodeName: z.string().min(1).max(100).default(`${osHostname()}-${process.pid}`),
     /** Apply pending catalog migrations at start (takes Postgres' advisory lock; safe with several nodes). */
     migrateOnStart: boolean.default(true),
+    /** The built web console to serve at /; defaults to apps/web/dist of this installation. */
+    consoleDir: path.optional(),
     /**
      * Agent listener (gRPC, mutual TLS) until enrollment issues certificates from the catalog CA:
      * the server's certificate chain (PEM), its private key (PEM), and the CA (PEM) that signs
@@ -82,6 +84,7 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   logLevel: "BULWARK_LOG_LEVEL",
   nodeName: "BULWARK_NODE_NAME",
   migrateOnStart: "BULWARK_MIGRATE_ON_START",
+  consoleDir: "BULWARK_CONSOLE_DIR",
   grpcTlsCertFile: "BULWARK_GRPC_TLS_CERT_FILE",
   grpcTlsKeyFile: "BULWARK_GRPC_TLS_KEY_FILE",
   agentCaFile: "BULWARK_AGENT_CA_FILE",
