@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import type { Health } from "@bulwark/api";
 import type { Catalog } from "@bulwark/catalog";
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from "fastify";
@@ -57,13 +58,14 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     });
     const ok = checks.postgres.status === "up" && checks.redis.status === "up";
     const now = (opts.now ?? (() => new Date()))();
-    return reply.status(ok ? 200 : 503).send({
+    const body: Health = {
       status: ok ? "ok" : "degraded",
       version: serverVersion,
       node: opts.nodeName,
       uptimeSeconds: Math.round((now.getTime() - startedAt.getTime()) / 1000),
       checks,
-    });
+    };
+    return reply.status(ok ? 200 : 503).send(body);
   });
 
   if (opts.consoleDir && existsSync(join(opts.consoleDir, "index.html"))) {

@@ -1,19 +1,6 @@
-// The server's /healthz document (see apps/server) and how to fetch it with a deadline, so the
+// Fetches the server's /healthz document (its contract is @bulwark/api) with a deadline, so the
 // page never shows a spinner without saying why.
-
-export interface Probe {
-  status: "up" | "down";
-  latencyMs: number;
-  error?: string;
-}
-
-export interface Health {
-  status: "ok" | "degraded";
-  version: string;
-  node: string;
-  uptimeSeconds: number;
-  checks: Record<string, Probe>;
-}
+import { type Health, healthSchema } from "@bulwark/api";
 
 /** Long enough for a loaded server, short enough that a person is told something soon. */
 export const HEALTH_TIMEOUT_MS = 8_000;
@@ -24,11 +11,10 @@ export async function fetchHealth(): Promise<HealthResult> {
   try {
     // 503 still carries the document: it says which dependency is down.
     const res = await fetch("/healthz", { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
-    const body = (await res.json()) as Health;
-    if (typeof body?.status !== "string" || typeof body.checks !== "object") {
+    const parsed = healthSchema.safeParse(await res.json().catch(() => undefined));
+    if (!parsed.success)
       return { kind: "error", message: `unexpected answer from the server (HTTP ${res.status})` };
-    }
-    return { kind: "ok", health: body };
+    return { kind: "ok", health: parsed.data };
   } catch (err) {
     const timedOut = err instanceof DOMException && err.name === "TimeoutError";
     return {

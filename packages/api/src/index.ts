@@ -1,0 +1,1 @@
+export { type Health, healthSchema, type Probe, probeSchema } from "./health.js";
