@@ -1,4 +1,4 @@
-import type { StepMeasurement, ToolRun } from "./results.js";
+import type { AgentPathStep, StepMeasurement, ToolRun } from "./results.js";
 
 export function median(values: number[]): number {
   if (values.length === 0) throw new Error("median of nothing");
@@ -13,6 +13,13 @@ function medianStep(steps: StepMeasurement[]): StepMeasurement {
     userSeconds: median(steps.map((s) => s.userSeconds)),
     systemSeconds: median(steps.map((s) => s.systemSeconds)),
     maxRssBytes: median(steps.map((s) => s.maxRssBytes)),
+  };
+}
+
+function medianAgentStep(steps: AgentPathStep[]): AgentPathStep {
+  return {
+    bytesSent: median(steps.map((s) => s.bytesSent)),
+    serverPeakRssBytes: median(steps.map((s) => s.serverPeakRssBytes)),
   };
 }
 
@@ -34,6 +41,7 @@ export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
     const ingestBytes = median(all.map((r) => r.ingest.repoBytes));
     const growth = median(all.map((r) => r.incremental.repoBytes - r.ingest.repoBytes));
     const failed = all.find((r) => !r.restore.verified);
+    const agent = all.map((r) => r.agentPath).filter((a) => a !== undefined);
     return {
       ...template,
       ingest: { ...medianStep(all.map((r) => r.ingest)), repoBytes: ingestBytes },
@@ -42,7 +50,16 @@ export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
         ...medianStep(all.map((r) => r.restore)),
         verified: !failed,
         restoredSha256: (failed ?? template).restore.restoredSha256,
+        ...(failed?.restore.mismatch ? { mismatch: failed.restore.mismatch } : {}),
       },
+      ...(agent.length === all.length && agent.length > 0
+        ? {
+            agentPath: {
+              ingest: medianAgentStep(agent.map((a) => a.ingest)),
+              incremental: medianAgentStep(agent.map((a) => a.incremental)),
+            },
+          }
+        : {}),
     };
   });
 }

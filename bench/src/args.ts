@@ -12,18 +12,24 @@ export interface BenchOptions {
   json: string | undefined;
   build: boolean;
   keep: boolean;
+  /** Postgres URL allowed to create databases: bulwark-agent's per-run catalog is made there. */
+  databaseUrl: string;
+  /** `--streams N` for bulwark-agent; undefined keeps the agent's default. */
+  agentStreams: number | undefined;
 }
+
+export const DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres";
 
 export const DEFAULT_SIZE = 2 * 1024 ** 3;
 export const QUICK_SIZE = 256 * 1024 ** 2;
 // Also the order each scenario runs the tools in: the baseline first, the subject last.
-export const ALL_TOOLS = ["restic", "borg", "bulwark"];
+export const ALL_TOOLS = ["restic", "borg", "bulwark", "bulwark-agent"];
 
 export const USAGE = `usage: pnpm bench [options]
 
-Builds a seeded ext4 image and, in one run, compares bulwark-repo with restic and borg on it:
-full ingest, incremental after scattered 4 KiB writes, restore (hash-checked). Ratios are
-against restic. Writes the results to docs/benchmarks.md.
+Builds a seeded ext4 image and, in one run, compares bulwark-repo and the agent → gRPC (mTLS) →
+bulwark-server path with restic and borg on it: full ingest, incremental after scattered 4 KiB
+writes, restore (hash-checked). Ratios are against restic. Writes the results to docs/benchmarks.md.
 
   --size SIZE        image size, e.g. 2G, 512M, 1073741824 (default 2G)
   --quick            a 256M image (unless --size is given): a smoke run in well under a minute
@@ -36,7 +42,10 @@ against restic. Writes the results to docs/benchmarks.md.
   --docs FILE        markdown file to update (default docs/benchmarks.md)
   --no-docs          do not touch the docs
   --json FILE        also write the raw results as JSON
-  --no-build         use the already built bulwark-repo instead of building it first
+  --database-url URL Postgres where bulwark-agent creates (and drops) its per-run catalog database
+                     (default ${DEFAULT_ADMIN_DATABASE_URL})
+  --agent-streams N  pass --streams N to bulwark-agent (default: the agent's own default)
+  --no-build         use the already built Bulwark tools instead of building them first
   --keep             keep the work directory (image, repositories) for inspection
   --help`;
 
@@ -71,6 +80,8 @@ export function parseBenchArgs(
       json: { type: "string" },
       "no-build": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
+      "database-url": { type: "string", default: DEFAULT_ADMIN_DATABASE_URL },
+      "agent-streams": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -91,6 +102,12 @@ export function parseBenchArgs(
     .filter(Boolean);
   for (const t of tools)
     if (!ALL_TOOLS.includes(t)) throw new Error(`unknown tool ${t}; known: ${ALL_TOOLS.join(", ")}`);
+  const agentStreams = values["agent-streams"] === undefined ? undefined : Number(values["agent-streams"]);
+  if (
+    agentStreams !== undefined &&
+    (!Number.isSafeInteger(agentStreams) || agentStreams < 1 || agentStreams > 64)
+  )
+    throw new Error("--agent-streams must be an integer from 1 to 64");
   if (!tools.includes("restic")) tools.unshift("restic"); // the baseline every ratio needs
   return {
     size,
@@ -104,5 +121,7 @@ export function parseBenchArgs(
     json: values.json,
     build: !values["no-build"],
     keep: values.keep,
+    databaseUrl: values["database-url"],
+    agentStreams,
   };
 }

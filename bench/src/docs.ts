@@ -27,6 +27,15 @@ export function renderResults(results: BenchResults): string {
   ];
   for (const table of resultTables(results))
     lines.push(`### ${table.title}`, "", renderMarkdownTable(table), "");
+  const mismatches = results.tools.filter((t) => !t.restore.verified);
+  if (mismatches.length > 0) {
+    lines.push("### Restores that did not return the image", "");
+    for (const t of mismatches)
+      lines.push(
+        `- **${t.tool}**: SHA-256 \`${t.restore.restoredSha256.slice(0, 16)}…\` instead of the image's. ${t.restore.mismatch ?? ""}`.trimEnd(),
+      );
+    lines.push("");
+  }
   lines.push(
     "### Exact commands",
     "",

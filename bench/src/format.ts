@@ -1,4 +1,11 @@
-import { BASELINE, evaluateTargets, growthFactor, ratiosAgainst, throughput } from "./metrics.js";
+import {
+  AGENT_TARGETS,
+  BASELINE,
+  evaluateTargets,
+  growthFactor,
+  ratiosAgainst,
+  throughput,
+} from "./metrics.js";
 import type { BenchResults, ToolRun } from "./results.js";
 
 const KIB = 1024;
@@ -40,7 +47,7 @@ export function resultTables(results: BenchResults): Table[] {
   // CPU seconds and, in brackets, how many cores were busy on average (CPU time ÷ wall time).
   const cpu = (m: { userSeconds: number; systemSeconds: number; wallSeconds: number }) =>
     `${formatSeconds(m.userSeconds + m.systemSeconds)} (${((m.userSeconds + m.systemSeconds) / m.wallSeconds).toFixed(2)})`;
-  return [
+  const tables: Table[] = [
     {
       title: `a. Full ingest of the ${formatBytes(size)} image`,
       header: [
@@ -120,6 +127,69 @@ export function resultTables(results: BenchResults): Table[] {
       title: "Targets (issue 3)",
       header: ["target", "measured", "verdict"],
       rows: evaluateTargets(results).map((o) => [
+        o.target.description,
+        o.value === undefined ? "not measured" : `${o.value.toFixed(2)}${o.target.unit}`,
+        o.verdict,
+      ]),
+    },
+  ];
+  const agentRuns = results.tools.filter((t) => t.agentPath);
+  if (agentRuns.length > 0) tables.push(...agentTables(results, agentRuns));
+  return tables;
+}
+
+/** The agent → gRPC → server path: what the agent sent and both processes' peak memory. */
+function agentTables(results: BenchResults, runs: ToolRun[]): Table[] {
+  const size = results.image.sizeBytes;
+  const changed = results.writes.changedBytes;
+  const rows: string[][] = [];
+  for (const t of runs) {
+    const a = t.agentPath!;
+    rows.push(
+      [
+        t.tool,
+        "full",
+        formatSeconds(t.ingest.wallSeconds),
+        formatRate(throughput(size, t.ingest.wallSeconds)),
+        formatBytes(a.ingest.bytesSent),
+        formatBytes(t.ingest.repoBytes),
+        "–",
+        formatBytes(t.ingest.maxRssBytes),
+        formatBytes(a.ingest.serverPeakRssBytes),
+      ],
+      [
+        t.tool,
+        "incremental",
+        formatSeconds(t.incremental.wallSeconds),
+        formatRate(throughput(size, t.incremental.wallSeconds)),
+        formatBytes(a.incremental.bytesSent),
+        formatBytes(t.incremental.repoBytes - t.ingest.repoBytes),
+        `${growthFactor(t, changed).toFixed(1)}×`,
+        formatBytes(t.incremental.maxRssBytes),
+        formatBytes(a.incremental.serverPeakRssBytes),
+      ],
+    );
+  }
+  return [
+    {
+      title: "d. Agent → gRPC (mTLS, loopback) → bulwark-server",
+      header: [
+        "tool",
+        "backup",
+        "wall",
+        "throughput",
+        "bytes sent (agent)",
+        "stored (growth)",
+        "growth ÷ changed",
+        "agent peak RSS",
+        "server peak RSS",
+      ],
+      rows,
+    },
+    {
+      title: "Targets (issue 4): agent → server",
+      header: ["target", "measured", "verdict"],
+      rows: evaluateTargets(results, AGENT_TARGETS).map((o) => [
         o.target.description,
         o.value === undefined ? "not measured" : `${o.value.toFixed(2)}${o.target.unit}`,
         o.verdict,

@@ -13,6 +13,7 @@ import { BASE_REQUIREMENTS, ensurePrograms } from "./prereqs.js";
 import type { BenchResults } from "./results.js";
 import { runScenarios } from "./scenarios.js";
 import { createBorg } from "./tools/borg.js";
+import { createBulwarkAgent } from "./tools/bulwark-agent.js";
 import { createBulwarkRepo, REPO_ROOT } from "./tools/bulwark-repo.js";
 import { createRestic } from "./tools/restic.js";
 import type { BackupTool, ToolContext } from "./tools/tool.js";
@@ -27,6 +28,13 @@ function createTool(id: string, ctx: ToolContext, opts: BenchOptions): BackupToo
       return createBorg(ctx);
     case "bulwark":
       return createBulwarkRepo(ctx, { build: opts.build });
+    case "bulwark-agent":
+      return createBulwarkAgent(ctx, {
+        build: opts.build,
+        adminDatabaseUrl: opts.databaseUrl,
+        streams: opts.agentStreams,
+        log,
+      });
     default:
       throw new Error(`unknown tool ${id}`);
   }
@@ -56,11 +64,15 @@ async function main(): Promise<number> {
   const cleanup = () => {
     if (!opts.keep) rmSync(runDir, { recursive: true, force: true });
   };
+  // Servers and databases the tools started, stopped and dropped also on Ctrl-C.
+  let started: BackupTool[] = [];
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      log(`${signal}: removing ${runDir}`);
-      cleanup();
-      process.exit(130);
+      log(`${signal}: stopping the tools, removing ${runDir}`);
+      void Promise.allSettled(started.map((t) => t.stop?.())).then(() => {
+        cleanup();
+        process.exit(130);
+      });
     });
   }
 
@@ -81,6 +93,7 @@ async function main(): Promise<number> {
       const dir = join(runDir, id);
       return { dir, tool: createTool(id, { dir, passphrase, passphraseFile }, opts) };
     });
+    started = tools.map((t) => t.tool);
     await ensurePrograms([...BASE_REQUIREMENTS, ...tools.flatMap((t) => t.tool.requirements)], log);
     for (const { tool } of tools) await tool.prepare?.();
 
@@ -109,19 +122,23 @@ async function main(): Promise<number> {
           await rm(tool.dir, { recursive: true, force: true });
           await mkdir(tool.dir);
         }
-        outcomes.push(
-          await runScenarios({
-            tools: tools.map((t) => t.tool),
-            image: imagePath,
-            imageSha256,
-            seed: opts.seed,
-            writes: opts.writes,
-            runDir,
-            repoRoot: REPO_ROOT,
-            passphrase,
-            log,
-          }),
-        );
+        try {
+          outcomes.push(
+            await runScenarios({
+              tools: tools.map((t) => t.tool),
+              image: imagePath,
+              imageSha256,
+              seed: opts.seed,
+              writes: opts.writes,
+              runDir,
+              repoRoot: REPO_ROOT,
+              passphrase,
+              log,
+            }),
+          );
+        } finally {
+          for (const tool of tools) await tool.tool.afterRun?.();
+        }
       }
     } finally {
       for (const tool of tools) await tool.tool.stop?.();

@@ -100,6 +100,59 @@ export const TARGETS: Target[] = [
   },
 ];
 
+export const AGENT_SUBJECT = "bulwark-agent";
+/** Issue 4's memory ceiling for the agent: 200 MB, in decimal megabytes (the stricter reading). */
+export const AGENT_RSS_LIMIT_BYTES = 200 * 1000 * 1000;
+
+function agentPair(results: BenchResults): { base?: ToolRun; subject?: ToolRun } {
+  return {
+    base: results.tools.find((t) => t.tool === BASELINE),
+    subject: results.tools.find((t) => t.tool === AGENT_SUBJECT),
+  };
+}
+
+/** The agent's peak RSS over the full and the incremental backup, bytes. */
+export function agentPeakRss(run: ToolRun): number {
+  return Math.max(run.ingest.maxRssBytes, run.incremental.maxRssBytes);
+}
+
+/** Issue 4's targets for the agent → gRPC → server path (the `bulwark-agent` tool). */
+export const AGENT_TARGETS: Target[] = [
+  {
+    id: "agent-full",
+    description: "full backup throughput ≥ 3× restic",
+    value: (r) => {
+      const { base, subject } = agentPair(r);
+      return base && subject ? base.ingest.wallSeconds / subject.ingest.wallSeconds : undefined;
+    },
+    op: ">=",
+    threshold: 3,
+    unit: "×",
+  },
+  {
+    id: "agent-incremental",
+    description: "incremental wall time ≤ restic's",
+    value: (r) => {
+      const { base, subject } = agentPair(r);
+      return base && subject ? subject.incremental.wallSeconds / base.incremental.wallSeconds : undefined;
+    },
+    op: "<=",
+    threshold: 1,
+    unit: "× restic's",
+  },
+  {
+    id: "agent-rss",
+    description: "agent peak RSS ≤ 200 MB",
+    value: (r) => {
+      const { subject } = agentPair(r);
+      return subject ? agentPeakRss(subject) / 1e6 : undefined;
+    },
+    op: "<=",
+    threshold: AGENT_RSS_LIMIT_BYTES / 1e6,
+    unit: " MB",
+  },
+];
+
 export type Verdict = "PASS" | "MISS" | "n/a";
 
 export interface TargetOutcome {

@@ -8,6 +8,14 @@ export interface StepMeasurement {
   maxRssBytes: number;
 }
 
+/** What only the agent → gRPC → server path reports, per backup step. */
+export interface AgentPathStep {
+  /** `counters.bytesSent` from the agent's `backup --json` report. */
+  bytesSent: number;
+  /** bulwark-server's VmHWM (/proc/<pid>/status) read right after the step, reset before it. */
+  serverPeakRssBytes: number;
+}
+
 export interface ToolRun {
   tool: string;
   version: string;
@@ -15,7 +23,9 @@ export interface ToolRun {
   restoreLabel: string;
   ingest: StepMeasurement & { repoBytes: number };
   incremental: StepMeasurement & { repoBytes: number };
-  restore: StepMeasurement & { verified: boolean; restoredSha256: string };
+  restore: StepMeasurement & { verified: boolean; restoredSha256: string; mismatch?: string };
+  /** Only for the agent → server path: bytes the agent sent and the server's peak RSS. */
+  agentPath?: { ingest: AgentPathStep; incremental: AgentPathStep };
   /** The exact commands, work directory shown as $WORK. */
   commands: { init: string; backup: string; incremental: string; restore: string };
 }

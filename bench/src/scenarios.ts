@@ -41,8 +41,10 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
 
   const partial = new Map<string, Partial<ToolRun>>();
   for (const tool of tools) {
+    await tool.beforeInit?.();
     const init = tool.init();
     await run(init);
+    await tool.afterInit?.();
     partial.set(tool.id, {
       tool: tool.id,
       version: await tool.version(),
@@ -58,6 +60,8 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     const m = await measure(spec, scratch);
     const result = partial.get(tool.id)!;
     result.ingest = { ...step(m), repoBytes: await repositoryBytes(tool) };
+    const extra = await tool.afterBackup?.("ingest", m.stdout);
+    if (extra) result.agentPath = { ingest: extra, incremental: extra };
     result.commands!.backup = show(spec);
     log(`   ${m.elapsedSeconds.toFixed(2)} s, repository ${result.ingest.repoBytes} bytes`);
   }
@@ -75,6 +79,8 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     const m = await measure(spec, scratch);
     const result = partial.get(tool.id)!;
     result.incremental = { ...step(m), repoBytes: await repositoryBytes(tool) };
+    const extra = await tool.afterBackup?.("incremental", m.stdout);
+    if (extra && result.agentPath) result.agentPath.incremental = extra;
     result.commands!.incremental = show(spec);
     refs.set(tool.id, await tool.snapshotRef("incremental", m.stdout));
     log(
@@ -92,9 +98,13 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     const verified = restoredSha256 === sha256After;
     const result = partial.get(tool.id)!;
     result.restore = { ...step(m), verified, restoredSha256 };
+    if (!verified && tool.explainMismatch)
+      result.restore.mismatch = await tool
+        .explainMismatch(restoredPath, image)
+        .catch((err: unknown) => `could not explain: ${err instanceof Error ? err.message : String(err)}`);
     result.commands!.restore = show(command);
     log(
-      `   ${m.elapsedSeconds.toFixed(2)} s, ${verified ? "bytes match the image" : "RESTORED BYTES DIFFER FROM THE IMAGE"}`,
+      `   ${m.elapsedSeconds.toFixed(2)} s, ${verified ? "bytes match the image" : "RESTORED BYTES DIFFER FROM THE IMAGE"}${result.restore.mismatch ? `: ${result.restore.mismatch}` : ""}`,
     );
     // Free the space now: the next tool restores another full copy.
     await rm(outDir, { recursive: true, force: true });

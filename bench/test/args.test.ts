@@ -19,9 +19,13 @@ describe("bench arguments", () => {
     expect(opts).toMatchObject({
       size: DEFAULT_SIZE,
       writes: 1000,
-      tools: ["restic", "borg", "bulwark"],
+      tools: ["restic", "borg", "bulwark", "bulwark-agent"],
       docs: "/d.md",
+      databaseUrl: "postgresql://postgres@127.0.0.1:5432/postgres",
+      agentStreams: undefined,
     });
+    expect(parseBenchArgs(["--agent-streams", "4"], defaults)).toMatchObject({ agentStreams: 4 });
+    expect(() => parseBenchArgs(["--agent-streams", "0"], defaults)).toThrow(/agent-streams/);
     expect(parseBenchArgs(["--quick"], defaults)).toMatchObject({ size: QUICK_SIZE });
     expect(parseBenchArgs(["--quick", "--size", "1G"], defaults)).toMatchObject({ size: 1024 ** 3 });
   });

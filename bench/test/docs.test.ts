@@ -74,6 +74,34 @@ describe("docs rendering", () => {
     expect(md).toMatch(/\| 1\.00× \| 2\.00 s \(1\.00\) \|\n/);
   });
 
+  it("adds the agent path's table, issue 4's verdicts and why a restore differed", () => {
+    const agent = run("bulwark-agent", 4, 3, 8 * MIB);
+    agent.agentPath = {
+      ingest: { bytesSent: 90 * MIB, serverPeakRssBytes: 300 * MIB },
+      incremental: { bytesSent: 4 * MIB, serverPeakRssBytes: 200 * MIB },
+    };
+    agent.restore = {
+      ...agent.restore,
+      verified: false,
+      restoredSha256: "cd".repeat(32),
+      mismatch: "3 blocks free.",
+    };
+    const md = renderResults({ ...results, tools: [...results.tools, agent] }).replace(/ {2,}\|/g, " |");
+    expect(md).toContain("### d. Agent → gRPC (mTLS, loopback) → bulwark-server");
+    expect(md).toMatch(
+      /\| bulwark-agent \| full \| 4\.00 s \| 64\.0 MiB\/s \| 90\.0 MiB \| 100\.0 MiB \| – \| 50\.0 MiB \| 300\.0 MiB \|/,
+    );
+    expect(md).toMatch(/\| full backup throughput ≥ 3× restic \| 2\.00× \| MISS \|/);
+    expect(md).toMatch(/\| incremental wall time ≤ restic's \| 1\.00× restic's \| PASS \|/);
+    expect(md).toMatch(/\| agent peak RSS ≤ 200 MB \| 52\.43 MB \| PASS \|/);
+    expect(md).toContain(
+      "- **bulwark-agent**: SHA-256 `cdcdcdcdcdcdcdcd…` instead of the image's. 3 blocks free.",
+    );
+    // Without the agent, neither its table nor a mismatch section appears.
+    expect(renderResults(results)).not.toContain("Agent →");
+    expect(renderResults(results)).not.toContain("did not return the image");
+  });
+
   it("escapes pipes in cells and aligns columns", () => {
     expect(renderMarkdownTable({ title: "t", header: ["a", "b"], rows: [["x|y", "1.00×"]] })).toBe(
       ["| a    | b     |", "| ---- | ----- |", "| x\\|y | 1.00× |"].join("\n"),

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { evaluateTargets, growthFactor, ratiosAgainst, throughput } from "../src/metrics.js";
+import {
+  AGENT_TARGETS,
+  agentPeakRss,
+  evaluateTargets,
+  growthFactor,
+  ratiosAgainst,
+  throughput,
+} from "../src/metrics.js";
 import type { BenchResults, ToolRun } from "../src/results.js";
 
 const MIB = 1024 * 1024;
@@ -103,5 +110,33 @@ describe("metrics", () => {
     liar.restore.verified = false;
     const restore = evaluateTargets(results([restic, liar])).find((o) => o.target.id === "restore")!;
     expect(restore.verdict).toBe("MISS");
+  });
+});
+
+describe("issue 4's agent targets", () => {
+  const agent = (ingest: number, incr: number, rssMb: number) => {
+    const t = tool("bulwark-agent", { ingest, incr, restore: 5, repo: 500 * MIB, growth: 4 * MIB });
+    t.ingest.maxRssBytes = rssMb * 1e6;
+    t.incremental.maxRssBytes = 10 * 1e6;
+    return t;
+  };
+  const verdicts = (t: ToolRun) => evaluateTargets(results([restic, t]), AGENT_TARGETS).map((o) => o.verdict);
+
+  it("passes at the thresholds: 3× restic's full speed, restic's incremental time, 200 MB", () => {
+    expect(verdicts(agent(10, 20, 200))).toEqual(["PASS", "PASS", "PASS"]);
+  });
+  it("misses just beyond them", () => {
+    expect(verdicts(agent(10.1, 20.1, 200.001))).toEqual(["MISS", "MISS", "MISS"]);
+  });
+  it("takes the larger of the two backups' agent RSS, and is n/a without the agent", () => {
+    const t = agent(10, 20, 1);
+    t.incremental.maxRssBytes = 300 * 1e6;
+    expect(agentPeakRss(t)).toBe(300 * 1e6);
+    expect(verdicts(t)[2]).toBe("MISS");
+    expect(evaluateTargets(results([restic]), AGENT_TARGETS).map((o) => o.verdict)).toEqual([
+      "n/a",
+      "n/a",
+      "n/a",
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 import type { CommandSpec } from "../exec.js";
 import type { Requirement } from "../prereqs.js";
+import type { AgentPathStep } from "../results.js";
 
 /** What every adapter gets: a private directory and the passphrase all tools share. */
 export interface ToolContext {
@@ -43,6 +44,16 @@ export interface BackupTool {
   restore(ref: string, image: string, outDir: string): RestoreSpec;
   /** Directories whose total size is the repository's size (caches and temp files excluded). */
   repositoryDirs(): string[];
-  /** Unmeasured teardown (stop a server); the harness deletes `dir` itself. */
+  /** Unmeasured, every run, before `init` (the harness has just emptied `dir`): e.g. a database. */
+  beforeInit?(): Promise<void>;
+  /** Unmeasured, every run, right after `init`: e.g. start a server on the new repository. */
+  afterInit?(): Promise<void>;
+  /** Unmeasured, right after each measured backup: what only this tool can report about it. */
+  afterBackup?(step: "ingest" | "incremental", backupStdout: string): Promise<AgentPathStep>;
+  /** Unmeasured, only when a restore did not return the image: why, in one line, for the report. */
+  explainMismatch?(restoredPath: string, image: string): Promise<string>;
+  /** Unmeasured, at the end of every run (also on failure): stop what `afterInit` started. */
+  afterRun?(): Promise<void>;
+  /** Unmeasured teardown (stop a server); the harness deletes `dir` itself. Must be idempotent. */
   stop?(): Promise<void>;
 }

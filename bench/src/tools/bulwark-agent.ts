@@ -1,0 +1,336 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { access, mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { agentBytesSent, parseVmHwm } from "../agent-report.js";
+import { run } from "../exec.js";
+import type { AgentPathStep } from "../results.js";
+import { REPO_ROOT } from "./bulwark-repo.js";
+import type { BackupTool, ToolContext } from "./tool.js";
+
+const AGENT_CLI = join(REPO_ROOT, "apps", "agent", "dist", "cli.js");
+const SERVER_MAIN = join(REPO_ROOT, "apps", "server", "dist", "main.js");
+const REPO_TOOL = join(REPO_ROOT, "apps", "repo-tool", "dist", "main.js");
+const REGISTER_AGENT = join(REPO_ROOT, "scripts", "demo", "register-agent.mjs");
+const PKI_SCRIPT = join(REPO_ROOT, "scripts", "demo", "pki.sh");
+/** The agent, the server and what they are built from: which code was measured. */
+const MEASURED_PATHS = ["apps/agent", "apps/server", "packages"];
+
+export interface AgentToolOptions {
+  build: boolean;
+  /** A Postgres URL whose user may create and drop databases (the run's catalog is made there). */
+  adminDatabaseUrl: string;
+  /** `--streams N` for the agent; undefined leaves the agent's default. */
+  streams: number | undefined;
+  log: (line: string) => void;
+}
+
+/** `postgresql://u@h:5432/postgres` with its database replaced by `name` (query string kept). */
+export function databaseUrlFor(adminUrl: string, name: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** A fresh, valid Postgres identifier for one run's catalog. */
+export function benchDatabaseName(): string {
+  return `bulwark_bench_${randomBytes(6).toString("hex")}`;
+}
+
+/**
+ * The real agent → gRPC → server path: every run gets its own Postgres database (created, migrated,
+ * dropped at the end, also on failure), openssl PKI, repository and `bulwark-server` on loopback
+ * with mutual TLS, set up the way scripts/start does. The measured command is the agent's one-shot
+ * `backup --json` under GNU time (the agent's RSS); the server's peak RSS is its VmHWM, read from
+ * /proc right after each backup and reset before the next. Restore is the offline tool's
+ * `cat latest`, hash-checked by the harness like every other tool's.
+ */
+export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): BackupTool {
+  const pki = join(ctx.dir, "pki");
+  const repo = join(ctx.dir, "repository");
+  const keyFile = join(ctx.dir, "repository.key");
+  const stateDir = join(ctx.dir, "agent-state");
+  const serverLog = join(ctx.dir, "server.log");
+  let databaseName: string | undefined;
+  let databaseUrl = "";
+  let server: ChildProcess | undefined;
+  let grpcPort = 0;
+  const jobs = new Map<string, string>();
+  const serverEnv = () => ({
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    BULWARK_REPOSITORY_KEY_FILE: keyFile,
+  });
+  const psqlAdmin = (sql: string) =>
+    run({ argv: ["psql", opts.adminDatabaseUrl, "-v", "ON_ERROR_STOP=1", "-qc", sql] });
+
+  async function stopServer(): Promise<void> {
+    const child = server;
+    server = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async function dropDatabase(): Promise<void> {
+    const name = databaseName;
+    databaseName = undefined;
+    if (!name) return;
+    await psqlAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch((err: unknown) =>
+      opts.log(`could not drop database ${name}: ${err instanceof Error ? err.message : String(err)}`),
+    );
+    opts.log(`dropped database ${name}`);
+  }
+
+  async function teardown(): Promise<void> {
+    await stopServer();
+    await dropDatabase();
+  }
+
+  return {
+    id: "bulwark-agent",
+    backupLabel: "bulwark-agent backup → bulwark-server",
+    restoreLabel: "bulwark-repo cat latest",
+    requirements: [
+      { program: "psql", debianPackage: "postgresql-client" },
+      { program: "openssl", debianPackage: "openssl" },
+    ],
+    async prepare() {
+      if (opts.build)
+        await run({
+          argv: [
+            "pnpm",
+            "--filter",
+            "@bulwark/agent...",
+            "--filter",
+            "@bulwark/server...",
+            "--filter",
+            "@bulwark/repo-tool...",
+            "run",
+            "build",
+          ],
+          cwd: REPO_ROOT,
+        });
+      for (const file of [AGENT_CLI, SERVER_MAIN, REPO_TOOL, REGISTER_AGENT])
+        await access(file).catch(() => {
+          throw new Error(`${file} is missing: run pnpm build first`);
+        });
+      await psqlAdmin("SELECT 1").catch((err: unknown) => {
+        throw new Error(
+          `bulwark-agent needs Postgres at ${opts.adminDatabaseUrl} (bash scripts/services starts it): ${err instanceof Error ? err.message : String(err)}`,
+        );
+      });
+    },
+    async version() {
+      const manifest = JSON.parse(
+        await readFile(join(REPO_ROOT, "apps", "agent", "package.json"), "utf8"),
+      ) as { version: string };
+      const commit = await run({ argv: ["git", "rev-parse", "--short", "HEAD"], cwd: REPO_ROOT })
+        .then((r) => r.stdout.trim())
+        .catch(() => "unknown");
+      const dirty = await run({
+        argv: ["git", "status", "--porcelain", "--", ...MEASURED_PATHS],
+        cwd: REPO_ROOT,
+      })
+        .then((r) => (r.stdout.trim() ? "+uncommitted" : ""))
+        .catch(() => "");
+      const streams = opts.streams ? `, --streams ${opts.streams}` : "";
+      return `bulwark-agent + bulwark-server ${manifest.version} (git ${commit}${dirty}; gRPC over mTLS on loopback${streams})`;
+    },
+    async beforeInit() {
+      await teardown(); // a previous run's server and database, if a run failed half-way
+      databaseName = benchDatabaseName();
+      databaseUrl = databaseUrlFor(opts.adminDatabaseUrl, databaseName);
+      await psqlAdmin(`CREATE DATABASE ${databaseName}`);
+      opts.log(`bulwark-agent: database ${databaseName}, migrating`);
+      await run({ argv: ["pnpm", "db:migrate"], cwd: REPO_ROOT, env: { DATABASE_URL: databaseUrl } });
+      await run({ argv: ["bash", PKI_SCRIPT, pki] });
+      await writeFile(keyFile, randomBytes(32), { mode: 0o600 });
+      await mkdir(stateDir, { recursive: true });
+    },
+    init() {
+      return {
+        argv: ["node", SERVER_MAIN, "repo", "init", "--location", repo, "--name", "bench"],
+        env: serverEnv(),
+      };
+    },
+    async afterInit() {
+      const httpPort = await freePort();
+      grpcPort = await freePort();
+      const logFile = await open(serverLog, "w");
+      try {
+        server = spawn("node", [SERVER_MAIN], {
+          cwd: REPO_ROOT,
+          env: {
+            ...process.env,
+            ...serverEnv(),
+            BULWARK_HTTP_PORT: String(httpPort),
+            BULWARK_GRPC_PORT: String(grpcPort),
+            BULWARK_DATA_DIR: join(ctx.dir, "server-data"),
+            BULWARK_NODE_NAME: "bench",
+            BULWARK_GRPC_TLS_CERT_FILE: join(pki, "server.pem"),
+            BULWARK_GRPC_TLS_KEY_FILE: join(pki, "server.key"),
+            BULWARK_AGENT_CA_FILE: join(pki, "ca.pem"),
+          },
+          stdio: ["ignore", logFile.fd, logFile.fd],
+        });
+      } finally {
+        await logFile.close();
+      }
+      const started = Date.now();
+      for (;;) {
+        const child = server;
+        if (!child || child.exitCode !== null)
+          throw new Error(`bulwark-server exited:\n${await readFile(serverLog, "utf8")}`);
+        const healthy = await fetch(`http://127.0.0.1:${httpPort}/healthz`)
+          .then((r) => r.ok)
+          .catch(() => false);
+        if (healthy && (await readFile(serverLog, "utf8")).includes("agent listener")) break;
+        if (Date.now() - started > 60_000)
+          throw new Error(`bulwark-server did not come up in 60 s:\n${await readFile(serverLog, "utf8")}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      opts.log(`bulwark-agent: bulwark-server pid ${server?.pid}, mTLS on 127.0.0.1:${grpcPort}`);
+      // One job per backup, as the scheduler will create them (scripts/demo stands in for it).
+      for (const name of ["full", "incremental"]) {
+        const { stdout } = await run({
+          argv: [
+            "node",
+            REGISTER_AGENT,
+            "--ca",
+            join(pki, "ca.pem"),
+            "--cert",
+            join(pki, "agent.pem"),
+            "--hostname",
+            "bulwark-bench",
+          ],
+          cwd: REPO_ROOT,
+          env: { DATABASE_URL: databaseUrl },
+        });
+        jobs.set(name, stdout.trim().split("\n").pop()!.trim());
+      }
+    },
+    backup(image, name) {
+      const job = jobs.get(name);
+      if (!job) throw new Error(`bulwark-agent: no job for the ${name} backup`);
+      return {
+        argv: [
+          "node",
+          AGENT_CLI,
+          "backup",
+          image,
+          "--json",
+          "--server",
+          `https://127.0.0.1:${grpcPort}`,
+          "--volume-key",
+          "bench-image",
+          "--job",
+          job,
+          "--state-dir",
+          stateDir,
+          "--ca",
+          join(pki, "ca.pem"),
+          "--cert",
+          join(pki, "agent.pem"),
+          "--key",
+          join(pki, "agent.key"),
+          ...(opts.streams ? ["--streams", String(opts.streams)] : []),
+        ],
+      };
+    },
+    async afterBackup(_step, backupStdout): Promise<AgentPathStep> {
+      const pid = server?.pid;
+      if (!pid || server?.exitCode !== null)
+        throw new Error("bulwark-server is not running after the backup");
+      const serverPeakRssBytes = parseVmHwm(await readFile(`/proc/${pid}/status`, "utf8"));
+      // "5" resets the peak to the current RSS (Linux ≥ 4.0), so the next step reports its own peak.
+      await writeFile(`/proc/${pid}/clear_refs`, "5").catch(() =>
+        opts.log("bulwark-agent: could not reset the server's VmHWM; later peaks include earlier steps"),
+      );
+      return { bytesSent: agentBytesSent(backupStdout), serverPeakRssBytes };
+    },
+    async explainMismatch(restoredPath, image) {
+      const blocks = await differingBlocks(restoredPath, image);
+      if (blocks === "size") return "the restored file's size differs from the image's.";
+      if (blocks.length === 0) return "";
+      const free = await freeExt4Blocks(image, blocks);
+      return (
+        `${blocks.length} 4 KiB blocks differ; ${free} of them are blocks the image's ext4 bitmap marks free ` +
+        "(the agent backs up allocated blocks only; the scattered writes also hit free space)."
+      );
+    },
+    async snapshotRef() {
+      return "latest";
+    },
+    restore(ref, _image, outDir) {
+      const restoredPath = join(outDir, "image.img");
+      return {
+        command: {
+          argv: ["node", REPO_TOOL, "--repo", repo, "--key-file", keyFile, "cat", ref, "-o", restoredPath],
+        },
+        restoredPath,
+      };
+    },
+    repositoryDirs: () => [repo],
+    afterRun: teardown,
+    stop: teardown,
+  };
+}
+
+/** A TCP port free on loopback right now (the OS picks it). */
+async function freePort(): Promise<number> {
+  return await new Promise<number>((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error("no free port"))));
+    });
+  });
+}
+
+const BLOCK = 4096;
+
+/** Indexes of the 4 KiB blocks in which two equally long files differ, or "size". */
+async function differingBlocks(a: string, b: string): Promise<number[] | "size"> {
+  const [fa, fb] = [await open(a, "r"), await open(b, "r")];
+  try {
+    const [sa, sb] = [(await fa.stat()).size, (await fb.stat()).size];
+    if (sa !== sb) return "size";
+    const span = 16 * 1024 * 1024;
+    const [ba, bb] = [Buffer.alloc(span), Buffer.alloc(span)];
+    const out: number[] = [];
+    for (let pos = 0; pos < sa; pos += span) {
+      const n = (await fa.read(ba, 0, span, pos)).bytesRead;
+      await fb.read(bb, 0, span, pos);
+      for (let off = 0; off < n; off += BLOCK)
+        if (!ba.subarray(off, off + BLOCK).equals(bb.subarray(off, off + BLOCK)))
+          out.push((pos + off) / BLOCK);
+    }
+    return out;
+  } finally {
+    await fa.close();
+    await fb.close();
+  }
+}
+
+/** How many of `blocks` (4 KiB, the bench image's ext4 block size) ext4 marks free (`debugfs testb`). */
+async function freeExt4Blocks(image: string, blocks: number[]): Promise<number> {
+  let free = 0;
+  for (let i = 0; i < blocks.length; i += 200) {
+    const script = blocks
+      .slice(i, i + 200)
+      .map((b) => `testb ${b}`)
+      .join("\n");
+    const { stdout: out } = await run({
+      argv: ["bash", "-c", `debugfs -f - "$1" 2>/dev/null <<<"$2"`, "_", image, script],
+    });
+    free += out.split("\n").filter((l) => l.includes("not in use")).length;
+  }
+  return free;
+}
