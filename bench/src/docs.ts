@@ -27,6 +27,12 @@ export function renderResults(results: BenchResults): string {
   ];
   for (const table of resultTables(results))
     lines.push(`### ${table.title}`, "", renderMarkdownTable(table), "");
+  const allocatedOnly = results.tools.filter((t) => t.restore.verified && t.restore.mismatch);
+  if (allocatedOnly.length > 0) {
+    lines.push("### Restores of allocated blocks only", "");
+    for (const t of allocatedOnly) lines.push(`- **${t.tool}**: ${t.restore.mismatch}`);
+    lines.push("");
+  }
   const mismatches = results.tools.filter((t) => !t.restore.verified);
   if (mismatches.length > 0) {
     lines.push("### Restores that did not return the image", "");

@@ -120,7 +120,11 @@ export function resultTables(results: BenchResults): Table[] {
         formatBytes(t.restore.maxRssBytes),
         ratio(t, (r) => r.restoreRss),
         cpu(t.restore),
-        t.restore.verified ? "yes (SHA-256)" : "**NO**",
+        !t.restore.verified
+          ? "**NO**"
+          : t.restore.mismatch
+            ? "allocated blocks (free space zero)"
+            : "yes (SHA-256)",
       ]),
     },
     {

@@ -253,15 +253,23 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
       );
       return { bytesSent: agentBytesSent(backupStdout), serverPeakRssBytes };
     },
+    // The agent reads only blocks the filesystem allocates, so free space comes back as zeros. That
+    // is acceptable only if every differing block is free in the image's ext4 bitmap and zero in
+    // the restore; a single allocated block that differs fails the restore.
     async explainMismatch(restoredPath, image) {
       const blocks = await differingBlocks(restoredPath, image);
-      if (blocks === "size") return "the restored file's size differs from the image's.";
-      if (blocks.length === 0) return "";
+      if (blocks === "size")
+        return { text: "the restored file's size differs from the image's.", acceptable: false };
+      if (blocks.length === 0) return { text: "", acceptable: false };
       const free = await freeExt4Blocks(image, blocks);
-      return (
-        `${blocks.length} 4 KiB blocks differ; ${free} of them are blocks the image's ext4 bitmap marks free ` +
-        "(the agent backs up allocated blocks only; the scattered writes also hit free space)."
-      );
+      const zero = await zeroBlocks(restoredPath, blocks);
+      const acceptable = free === blocks.length && zero === blocks.length;
+      return {
+        text:
+          `${blocks.length} 4 KiB blocks differ from the image; ${free} of them are free in its ext4 bitmap and ` +
+          `${zero} read back as zeros (the agent backs up allocated blocks only; the scattered writes also hit free space).`,
+        acceptable,
+      };
     },
     async snapshotRef() {
       return "latest";
@@ -316,6 +324,22 @@ async function differingBlocks(a: string, b: string): Promise<number[] | "size">
   } finally {
     await fa.close();
     await fb.close();
+  }
+}
+
+/** How many of `blocks` (4 KiB) are all zero in `file`. */
+async function zeroBlocks(file: string, blocks: number[]): Promise<number> {
+  const fh = await open(file, "r");
+  try {
+    const buf = Buffer.alloc(BLOCK);
+    let zero = 0;
+    for (const b of blocks) {
+      const { bytesRead } = await fh.read(buf, 0, BLOCK, b * BLOCK);
+      if (bytesRead === BLOCK && buf.every((byte) => byte === 0)) zero++;
+    }
+    return zero;
+  } finally {
+    await fh.close();
   }
 }
 

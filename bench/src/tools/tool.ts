@@ -50,8 +50,12 @@ export interface BackupTool {
   afterInit?(): Promise<void>;
   /** Unmeasured, right after each measured backup: what only this tool can report about it. */
   afterBackup?(step: "ingest" | "incremental", backupStdout: string): Promise<AgentPathStep>;
-  /** Unmeasured, only when a restore did not return the image: why, in one line, for the report. */
-  explainMismatch?(restoredPath: string, image: string): Promise<string>;
+  /**
+   * Unmeasured, only when a restore did not return the image byte for byte: why, in one line, and
+   * whether the difference is one the tool promises (a capture of allocated blocks only restores
+   * free space as zeros). Anything else stays a failed restore.
+   */
+  explainMismatch?(restoredPath: string, image: string): Promise<{ text: string; acceptable: boolean }>;
   /** Unmeasured, at the end of every run (also on failure): stop what `afterInit` started. */
   afterRun?(): Promise<void>;
   /** Unmeasured teardown (stop a server); the harness deletes `dir` itself. Must be idempotent. */
