@@ -2,9 +2,9 @@
 // BULWARK_TOKEN, then the config file (BULWARK_CLI_CONFIG or ~/.config/bulwark/cli.json), then the
 // local default. The token is never printed.
 
-import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { readJsonConfigFile } from "@bulwark/config";
 import { BulwarkError } from "@bulwark/errors";
 import { z } from "zod";
 
@@ -29,25 +29,8 @@ export function defaultConfigPath(env: Record<string, string | undefined>): stri
 }
 
 function readConfigFile(path: string, explicit: boolean): z.infer<typeof fileSchema> {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    if (!explicit && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new BulwarkError(
-      "BULWARK_CONFIG_FILE_UNREADABLE",
-      `cannot read ${path}: ${(err as Error).message}`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new BulwarkError(
-      "BULWARK_CONFIG_FILE_UNREADABLE",
-      `${path} is not JSON: ${(err as Error).message}`,
-    );
-  }
+  const json = readJsonConfigFile(path, { optional: !explicit });
+  if (json === undefined) return {};
   const parsed = fileSchema.safeParse(json);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`);

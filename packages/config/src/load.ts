@@ -18,11 +18,19 @@ export interface LoadOptions<S extends z.ZodObject> {
   file?: string | undefined;
 }
 
-function readFile(path: string): Record<string, unknown> {
+/**
+ * Reads a JSON config file that must hold one object. With `optional`, a file that does not exist
+ * is undefined; every other problem is BULWARK_CONFIG_FILE_UNREADABLE naming the path.
+ */
+export function readJsonConfigFile(
+  path: string,
+  opts: { optional?: boolean } = {},
+): Record<string, unknown> | undefined {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
+    if (opts.optional && (err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new BulwarkError(
       "BULWARK_CONFIG_FILE_UNREADABLE",
       `cannot read config file ${path}: ${(err as Error).message}`,
@@ -44,7 +52,7 @@ function readFile(path: string): Record<string, unknown> {
 export function loadConfig<S extends z.ZodObject>(opts: LoadOptions<S>): z.output<S> {
   const environment = opts.environment ?? process.env;
   const filePath = opts.file ?? environment.BULWARK_CONFIG;
-  const fromFile = filePath ? readFile(filePath) : {};
+  const fromFile = filePath ? (readJsonConfigFile(filePath) ?? {}) : {};
   const envNames = opts.env as Record<string, string>;
 
   const unknownKeys = Object.keys(fromFile).filter((k) => !(k in envNames));
