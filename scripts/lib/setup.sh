@@ -48,9 +48,12 @@ install_workspace() {
   (cd "$repo_root" && pnpm install --frozen-lockfile)
 }
 
-start_services_and_migrate() {
+start_services() {
   step "making Postgres and Redis available"
   bash "$repo_root/scripts/services"
+}
+
+migrate_catalog() {
   step "migrating the catalog"
   (cd "$repo_root" && pnpm db:migrate)
 }
