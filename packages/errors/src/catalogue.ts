@@ -1,4 +1,6 @@
 import { agentCodes } from "./codes/agent.js";
+import { apiCodes } from "./codes/api.js";
+import { authCodes } from "./codes/auth.js";
 import { catalogCodes } from "./codes/catalog.js";
 import { cliCodes } from "./codes/cli.js";
 import { configCodes } from "./codes/config.js";
@@ -25,6 +27,8 @@ export const errorCatalogue = {
   ...repoCodes,
   ...cliCodes,
   ...ingestCodes,
+  ...authCodes,
+  ...apiCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
