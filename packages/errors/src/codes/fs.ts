@@ -35,4 +35,35 @@ export const fsCodes = defineCodes("FS", {
     grpc: "UNAVAILABLE",
     summary: "The underlying byte source (device, image or restore point) failed or returned a short read.",
   },
+  BULWARK_FS_NOT_FOUND: {
+    http: 404,
+    grpc: "NOT_FOUND",
+    summary: "No file, directory or partition exists at the given path inside the image.",
+  },
+  BULWARK_FS_NOT_A_DIRECTORY: {
+    http: 400,
+    grpc: "FAILED_PRECONDITION",
+    summary: "A path component or the listed path is not a directory.",
+  },
+  BULWARK_FS_IS_A_DIRECTORY: {
+    http: 400,
+    grpc: "FAILED_PRECONDITION",
+    summary: "File content was asked for a directory; list it or download it as an archive instead.",
+  },
+  BULWARK_FS_NOT_A_SYMLINK: {
+    http: 400,
+    grpc: "FAILED_PRECONDITION",
+    summary: "A link target was asked for a path that is not a symbolic link or reparse point.",
+  },
+  BULWARK_FS_INVALID_PATH: {
+    http: 400,
+    grpc: "INVALID_ARGUMENT",
+    summary: "The path or name pattern is malformed (not absolute, empty or '..' components, NUL, too long).",
+  },
+  BULWARK_FS_LOOP: {
+    http: 422,
+    grpc: "DATA_LOSS",
+    summary:
+      "A directory tree, FAT chain or attribute list loops back on itself or nests beyond the depth limit.",
+  },
 });
