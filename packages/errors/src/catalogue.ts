@@ -4,9 +4,11 @@ import { authCodes } from "./codes/auth.js";
 import { catalogCodes } from "./codes/catalog.js";
 import { cliCodes } from "./codes/cli.js";
 import { configCodes } from "./codes/config.js";
+import { controlCodes } from "./codes/control.js";
 import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
 import { ingestCodes } from "./codes/ingest.js";
+import { nbdCodes } from "./codes/nbd.js";
 import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
 import { repoCodes } from "./codes/repo.js";
@@ -27,6 +29,8 @@ export const errorCatalogue = {
   ...repoCodes,
   ...cliCodes,
   ...ingestCodes,
+  ...nbdCodes,
+  ...controlCodes,
   ...authCodes,
   ...apiCodes,
 } as const satisfies Record<string, ErrorSpec>;
