@@ -101,6 +101,16 @@ export interface RestoreHeader {
   indexDigest: Buffer;
   /** The window the agent should keep: chunks requested but not done. */
   windowChunks: number;
+  /** Stable key of the volume the restore point was taken of (inventory Volume.key). */
+  sourceVolumeKey: string;
+  /** Device path (or image path) of that volume when it was backed up. */
+  sourceDevicePath: string;
+  /**
+   * True when the restoring agent is the agent that took the backup. The agent treats a target
+   * as the source only when this is true and the target is source_device_path; any other target
+   * is foreign and needs RestoreCommand.allow_foreign_target (docs/protocol.md §3).
+   */
+  sourceAgent: boolean;
 }
 
 /** A batch of chunk contents (at most MAX_MESSAGE_BYTES, like an upload batch). */
@@ -528,6 +538,9 @@ function createBaseRestoreHeader(): RestoreHeader {
     totalChunks: 0,
     indexDigest: Buffer.alloc(0),
     windowChunks: 0,
+    sourceVolumeKey: "",
+    sourceDevicePath: "",
+    sourceAgent: false,
   };
 }
 
@@ -550,6 +563,15 @@ export const RestoreHeader: MessageFns<RestoreHeader> = {
     }
     if (message.windowChunks !== 0) {
       writer.uint32(48).uint32(message.windowChunks);
+    }
+    if (message.sourceVolumeKey !== "") {
+      writer.uint32(58).string(message.sourceVolumeKey);
+    }
+    if (message.sourceDevicePath !== "") {
+      writer.uint32(66).string(message.sourceDevicePath);
+    }
+    if (message.sourceAgent !== false) {
+      writer.uint32(72).bool(message.sourceAgent);
     }
     return writer;
   },
@@ -615,6 +637,30 @@ export const RestoreHeader: MessageFns<RestoreHeader> = {
             message.windowChunks = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sourceVolumeKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.sourceDevicePath = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.sourceAgent = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -642,6 +688,9 @@ export const RestoreHeader: MessageFns<RestoreHeader> = {
     message.totalChunks = object.totalChunks ?? 0;
     message.indexDigest = object.indexDigest ?? Buffer.alloc(0);
     message.windowChunks = object.windowChunks ?? 0;
+    message.sourceVolumeKey = object.sourceVolumeKey ?? "";
+    message.sourceDevicePath = object.sourceDevicePath ?? "";
+    message.sourceAgent = object.sourceAgent ?? false;
     return message;
   },
 };
