@@ -12,6 +12,7 @@ import { nbdCodes } from "./codes/nbd.js";
 import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
 import { repoCodes } from "./codes/repo.js";
+import { restoreCodes } from "./codes/restore.js";
 import { retentionCodes } from "./codes/retention.js";
 import type { ErrorSpec } from "./define.js";
 
@@ -29,6 +30,7 @@ export const errorCatalogue = {
   ...repoCodes,
   ...cliCodes,
   ...ingestCodes,
+  ...restoreCodes,
   ...nbdCodes,
   ...controlCodes,
   ...authCodes,
