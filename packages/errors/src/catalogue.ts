@@ -8,6 +8,7 @@ import { controlCodes } from "./codes/control.js";
 import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
 import { ingestCodes } from "./codes/ingest.js";
+import { jobCodes } from "./codes/job.js";
 import { nbdCodes } from "./codes/nbd.js";
 import { protoCodes } from "./codes/proto.js";
 import { queueCodes } from "./codes/queue.js";
@@ -23,6 +24,7 @@ export const errorCatalogue = {
   ...configCodes,
   ...catalogCodes,
   ...queueCodes,
+  ...jobCodes,
   ...retentionCodes,
   ...fsCodes,
   ...agentCodes,
