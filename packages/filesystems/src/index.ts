@@ -16,6 +16,7 @@ export {
 } from "./detect.js";
 export * as ext4 from "./ext4/index.js";
 export { ext4UsedRanges } from "./ext4/index.js";
+export * from "./files/index.js";
 export * as ntfs from "./ntfs/index.js";
 export { ntfsUsedRanges } from "./ntfs/index.js";
 export {
