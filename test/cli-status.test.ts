@@ -55,17 +55,17 @@ describe("bulwark status against a running server", () => {
     });
   });
 
-  it("reports an unreachable server with its code and exits 1", async () => {
+  it("reports an unreachable server with its code and exits 3", async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const { code, output } = await cli(["--server", dead, "--json", "status"]);
-    expect(code).toBe(1);
-    expect(output).toContain("BULWARK_CLI_UNREACHABLE");
+    expect(code).toBe(3);
+    expect(output).toContain("bulwark: BULWARK_CLI_UNREACHABLE: cannot reach");
     expect(output).toContain("ECONNREFUSED");
   });
 
   it("exits 2 with usage on an unknown command", async () => {
     const { code, output } = await cli(["--server", url, "frobnicate"]);
     expect(code).toBe(2);
-    expect(output).toContain("usage: bulwark");
+    expect(output).toContain('bulwark: BULWARK_CLI_USAGE: unknown command "frobnicate"');
   });
 });

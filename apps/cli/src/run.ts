@@ -1,67 +1,83 @@
-// Command dispatch for `bulwark`. Every command prints text, or with --json one JSON document;
-// failures print the Bulwark error code. Exit codes: 0 success, 1 failure, 2 usage.
+// Command dispatch for `bulwark`. A command prints text, or with --json the server's validated
+// response; a failure prints `bulwark: BULWARK_<CODE>: message` on stderr (and with --json the
+// error body on stdout) and exits with the code for its origin (exit-codes.ts).
 
-import { parseArgs } from "node:util";
 import { BulwarkError } from "@bulwark/errors";
 import { ApiClient } from "./api-client.js";
-import { status } from "./commands/status.js";
+import type { CommandContext, CommandSpec, Io } from "./command.js";
+import { COMMANDS } from "./commands/index.js";
+import { EXIT, exitCodeFor } from "./exit-codes.js";
+import { commandHelp, overviewHelp, parseCommandLine } from "./parse-argv.js";
 import { resolveSettings } from "./settings.js";
 
-export const USAGE = `usage: bulwark [--server URL] [--token TOKEN] [--json] <command>
-commands:
-  status      the server's version and the state of its Postgres and Redis
-environment: BULWARK_URL, BULWARK_TOKEN, BULWARK_CLI_CONFIG (default ~/.config/bulwark/cli.json)`;
+export type { Io } from "./command.js";
 
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-  env: Record<string, string | undefined>;
+export const USAGE = overviewHelp(COMMANDS);
+
+export interface RunOptions {
+  commands?: readonly CommandSpec[];
+  now?: () => Date;
 }
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
+function printError(io: Io, err: BulwarkError, json: boolean): void {
+  io.err(`bulwark: ${err.code}: ${err.message}`);
+  if (json) io.out(JSON.stringify(err.toJSON(), null, 2));
+}
+
+export async function run(argv: string[], io: Io, opts: RunOptions = {}): Promise<number> {
+  const commands = opts.commands ?? COMMANDS;
+  const now = opts.now ?? (() => new Date());
+  let parsed: ReturnType<typeof parseCommandLine>;
   try {
-    parsed = parse(argv);
-  } catch (err) {
-    io.err(`${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command] = positionals;
-  if (values.help || !command) {
-    (values.help ? io.out : io.err)(USAGE);
-    return values.help ? 0 : 2;
-  }
-  try {
-    const settings = resolveSettings({ server: values.server, token: values.token }, io.env);
-    const api = new ApiClient(settings);
-    switch (command) {
-      case "status": {
-        const result = await status(api, settings.server);
-        io.out(values.json ? JSON.stringify(result.health, null, 2) : result.text);
-        return result.ok ? 0 : 1;
-      }
-      default:
-        io.err(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
-        return 2;
-    }
+    parsed = parseCommandLine(argv, commands);
   } catch (err) {
     if (!(err instanceof BulwarkError)) throw err;
-    io.err(`${err.code}: ${err.message}`);
-    if (values.json) io.out(JSON.stringify(err.toJSON(), null, 2));
-    return 1;
+    printError(io, err, argv.includes("--json"));
+    io.err("run `bulwark --help` for the commands, `bulwark <command> --help` for one command");
+    return EXIT.USAGE;
   }
-}
+  if (parsed.kind === "help") {
+    const text = parsed.command ? commandHelp(parsed.command) : overviewHelp(commands, parsed.words);
+    // Asked-for help is output; help shown because the command was incomplete is an error.
+    if (parsed.explicit) {
+      io.out(text);
+      return EXIT.OK;
+    }
+    io.err(text);
+    return EXIT.USAGE;
+  }
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      server: { type: "string" },
-      token: { type: "string" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
+  const { command, globals } = parsed;
+  try {
+    const settings = resolveSettings({ server: globals.server, tokenFile: globals.tokenFile }, io.env);
+    for (const warning of settings.warnings) io.err(`bulwark: warning: ${warning}`);
+    const ctx: CommandContext = {
+      io,
+      json: globals.json,
+      now,
+      settings,
+      configPath: settings.configPath,
+      anonymousApi: () => new ApiClient(settings.server),
+      api: () => {
+        if (!settings.token) {
+          throw new BulwarkError(
+            "BULWARK_CLI_NOT_LOGGED_IN",
+            "no API token: run `bulwark login`, set BULWARK_TOKEN or pass --token-file",
+          );
+        }
+        return new ApiClient(settings.server, { kind: "token", token: settings.token });
+      },
+    };
+    const result = await command.run(ctx, {
+      args: parsed.args as never,
+      options: parsed.options as never,
+    });
+    if ("streamed" in result) return result.exitCode;
+    io.out(globals.json ? JSON.stringify(result.data, null, 2) : result.text);
+    return result.exitCode ?? EXIT.OK;
+  } catch (err) {
+    if (!(err instanceof BulwarkError)) throw err;
+    printError(io, err, globals.json);
+    return exitCodeFor(err);
+  }
 }
