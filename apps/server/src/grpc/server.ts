@@ -1,11 +1,12 @@
 import type { Catalog } from "@bulwark/catalog";
-import { BackupServiceService, bindServer, SERVER_OPTIONS } from "@bulwark/protocol";
+import { BackupServiceService, bindServer, ControlServiceService, SERVER_OPTIONS } from "@bulwark/protocol";
 import { Server, type ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { startExpirySweeper } from "../ingest/expiry.js";
 import { RepositoryIngests } from "../ingest/repository-ingests.js";
 import type { IngestContext } from "../ingest/sessions.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
+import type { ControlPlane } from "../control/control-plane.js";
 import { backupService } from "./backup-service.js";
 import type { AgentIdentityResolver } from "./identity.js";
 
@@ -28,6 +29,8 @@ export interface AgentListenerOptions {
   sweepIntervalSeconds: number;
   log: Logger;
   now?: () => Date;
+  /** The node's control plane (ControlService); absent = no control stream on this listener. */
+  control?: ControlPlane;
 }
 
 export interface AgentListener {
@@ -48,6 +51,7 @@ export async function startAgentListener(opts: AgentListenerOptions): Promise<Ag
   };
   const server = new Server(SERVER_OPTIONS);
   server.addService(BackupServiceService, backupService(context, opts.identity));
+  if (opts.control) server.addService(ControlServiceService, opts.control.service());
   const port = await bindServer(server, `${opts.host}:${opts.port}`, opts.credentials);
   const sweeper = startExpirySweeper(context, opts.sweepIntervalSeconds * 1000);
   return {
@@ -55,6 +59,8 @@ export async function startAgentListener(opts: AgentListenerOptions): Promise<Ag
     context,
     async close() {
       await sweeper.stop();
+      // Control streams never end by themselves: end them (SERVER_SHUTDOWN) before the grace wait.
+      await opts.control?.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
