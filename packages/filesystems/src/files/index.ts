@@ -1,5 +1,6 @@
 export type { DirectoryEntry, Driver, NodeInfo } from "./driver.js";
 export { Ext4Driver } from "./ext4.js";
+export { type FatBpb, FatDriver, parseFatBpb } from "./fat.js";
 export { nameMatcher } from "./glob.js";
 export { decodeName, nameToBytes } from "./names.js";
 export { openFilesystem, openVolume, type Volume, type VolumePartition } from "./open.js";

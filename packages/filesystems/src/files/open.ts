@@ -5,6 +5,7 @@ import { detectFilesystem, type FilesystemType } from "../detect.js";
 import { notRecognised } from "../errors.js";
 import { type Partition, type PartitionTable, readPartitionTable } from "../partition/index.js";
 import { Ext4Driver } from "./ext4.js";
+import { FatDriver } from "./fat.js";
 import { DriverReader, notFound } from "./reader.js";
 import type { FileSystemReader } from "./types.js";
 
@@ -14,6 +15,8 @@ export async function openFilesystem(source: ByteSource): Promise<FileSystemRead
   switch (type) {
     case "ext4":
       return new DriverReader(await Ext4Driver.open(source));
+    case "vfat":
+      return new DriverReader(await FatDriver.open(source));
     default:
       throw notRecognised("no ext2/3/4, NTFS or FAT filesystem signature on this volume", {
         filesystem: type,

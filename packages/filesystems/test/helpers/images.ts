@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -98,4 +98,18 @@ export function dumpe2fsFreeBlocks(image: string): {
 export function debugfsBlocks(image: string, path: string): number[] {
   const out = run("debugfs", ["-R", `blocks ${path}`, image]);
   return out.trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+/** mkfs.vfat on a sparse file, populated with mcopy (no mount): -s recursive, -m keeps mtimes. */
+export function makeVfat(image: string, size: number, fatBits: 12 | 16 | 32, from?: string): void {
+  sparseFile(image, size);
+  run("mkfs.vfat", ["-F", String(fatBits), "-n", "BULWARK", image]);
+  if (from) {
+    const entries = readdirSync(from).map((name) => join(from, name));
+    // mtools converts names through the locale: UTF-8 so that non-ASCII names survive.
+    execFileSync("mcopy", ["-s", "-m", "-Q", "-i", image, ...entries, "::/"], {
+      env: { ...process.env, LC_ALL: "C.UTF-8", MTOOLS_SKIP_CHECK: "1", TZ: "UTC" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  }
 }

@@ -26,6 +26,8 @@ export interface TreeOptions {
   /** Directories with this many files use the ext4 hashed (htree) layout. */
   manyEntries?: number;
   deepLevels?: number;
+  /** Names outside the BMP (mtools truncates them to 16 bits, so FAT images built by it cannot hold them). */
+  emoji?: boolean;
 }
 
 /** A fixed base time (2023-11-14) plus a per-path offset, so mtimes differ and are checkable. */
@@ -37,7 +39,7 @@ const BASE_MTIME_S = 1_700_000_000;
  * files and directories. Mtimes are set last, deepest first, so populating does not disturb them.
  */
 export function buildTree(root: string, options: TreeOptions = {}): void {
-  const { symlinks = true, hardLinks = true, manyEntries = 600, deepLevels = 24 } = options;
+  const { symlinks = true, hardLinks = true, manyEntries = 600, deepLevels = 24, emoji = true } = options;
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, "big.bin"), randomBytes(5 * MiB + 4321));
   writeFileSync(join(root, "empty.txt"), "");
@@ -45,7 +47,7 @@ export function buildTree(root: string, options: TreeOptions = {}): void {
   writeFileSync(join(root, "café.txt"), "accents\n");
   mkdirSync(join(root, "日本"));
   writeFileSync(join(root, "日本", "ファイル.txt"), "日本語のテキスト\n");
-  writeFileSync(join(root, "emoji 😀 file.txt"), randomBytes(3000));
+  writeFileSync(join(root, emoji ? "emoji 😀 file.txt" : "no emoji file.txt"), randomBytes(3000));
   writeFileSync(
     join(root, "A long file name with spaces and more than sixty-four characters in it.dat"),
     randomBytes(77),
