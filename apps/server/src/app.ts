@@ -10,6 +10,8 @@ import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from "fastify";
 import type { Redis } from "ioredis";
 import { checkHealth } from "./health.js";
+import { type ApiOptions, registerApi } from "./http/index.js";
+import type { ApiRoute } from "./http/rbac.js";
 import { registerErrorHandling } from "./http-errors.js";
 import { serverVersion } from "./version.js";
 
@@ -23,6 +25,15 @@ export interface AppOptions {
   now?: () => Date;
   /** The built web console (apps/web/dist); served at / when it holds an index.html. */
   consoleDir?: string;
+  /** The REST API under /api/v1 (docs/api.md): cookie security, session lifetime, services it calls. */
+  api?: ApiOptions;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Every route registered under /api/v1 (method and pattern), for the RBAC walk and OpenAPI checks. */
+    apiRoutes: ApiRoute[];
+  }
 }
 
 /** Headers that carry credentials; pino replaces their values before anything is written. */
@@ -45,6 +56,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     logController: new LogController({ requestIdLogLabel: "requestId", disableRequestLogging: false }),
   });
   registerErrorHandling(app);
+  const now = opts.now ?? (() => new Date());
+  app.decorate("apiRoutes", registerApi(app, { catalog: opts.catalog, redis: opts.redis, now }, opts.api));
 
   app.addHook("onSend", async (request, reply) => {
     reply.header("x-request-id", request.id);

@@ -1,0 +1,105 @@
+// The one table of who may call what on /api/v1. Every route registered under /api/v1 must have
+// an entry here: a route without one makes the server fail at start-up (see http/rbac.ts), so
+// nothing can be exposed unprotected by accident. docs/api.md's roles table is checked against
+// this table by a test.
+//
+// Roles (issue 5): ADMIN everything; OPERATOR fleet, policies, backups, restores and jobs but no
+// user management; HELPDESK reads machines, restore points and jobs and starts restores, never
+// deletes or changes policy; AUDITOR reads everything, including the audit log, and changes nothing
+// (except its own sessions and API tokens).
+
+import type { Role } from "@bulwark/catalog";
+
+export const API_PREFIX = "/api/v1";
+
+/** Reachable without credentials (only the login itself). */
+export const PUBLIC = "public" as const;
+
+const ALL: readonly Role[] = ["ADMIN", "OPERATOR", "HELPDESK", "AUDITOR"];
+const READERS: readonly Role[] = ALL;
+const FLEET_WRITERS: readonly Role[] = ["ADMIN", "OPERATOR"];
+const ADMIN_ONLY: readonly Role[] = ["ADMIN"];
+
+export type Permission = typeof PUBLIC | readonly Role[];
+
+/** Key: "<METHOD> <route pattern without the /api/v1 prefix>". */
+export const PERMISSIONS: Readonly<Record<string, Permission>> = {
+  // auth: everyone manages their own session
+  "POST /auth/login": PUBLIC,
+  "POST /auth/logout": ALL,
+  "GET /auth/me": ALL,
+  "GET /auth/sessions": ALL,
+  "DELETE /auth/sessions/:id": ALL,
+
+  // users: admins manage, auditors may read (to know who the actors in the audit log are)
+  "GET /users": ["ADMIN", "AUDITOR"],
+  "GET /users/:id": ["ADMIN", "AUDITOR"],
+  "POST /users": ADMIN_ONLY,
+  "PATCH /users/:id": ADMIN_ONLY,
+  "DELETE /users/:id": ADMIN_ONLY,
+
+  // API tokens: own tokens for everyone (acting with at most the owner's role); admins see and revoke all
+  "GET /api-tokens": ALL,
+  "POST /api-tokens": ALL,
+  "DELETE /api-tokens/:id": ALL,
+
+  // enrollment tokens let machines join: fleet writers only
+  "GET /enrollment-tokens": ["ADMIN", "OPERATOR", "AUDITOR"],
+  "POST /enrollment-tokens": FLEET_WRITERS,
+  "DELETE /enrollment-tokens/:id": FLEET_WRITERS,
+
+  // machines
+  "GET /agents": READERS,
+  "GET /agents/:id": READERS,
+  "PATCH /agents/:id": FLEET_WRITERS,
+  "POST /agents/:id/revoke": FLEET_WRITERS,
+
+  // groups
+  "GET /groups": READERS,
+  "GET /groups/:id": READERS,
+  "POST /groups": FLEET_WRITERS,
+  "PATCH /groups/:id": FLEET_WRITERS,
+  "DELETE /groups/:id": FLEET_WRITERS,
+  "PUT /groups/:id/members/:agentId": FLEET_WRITERS,
+  "DELETE /groups/:id/members/:agentId": FLEET_WRITERS,
+
+  // policies and assignments
+  "GET /policies": READERS,
+  "GET /policies/:id": READERS,
+  "POST /policies": FLEET_WRITERS,
+  "PATCH /policies/:id": FLEET_WRITERS,
+  "DELETE /policies/:id": FLEET_WRITERS,
+  "GET /assignments": READERS,
+  "POST /assignments": FLEET_WRITERS,
+  "DELETE /assignments/:id": FLEET_WRITERS,
+
+  // restore points
+  "GET /backups": READERS,
+  "GET /backups/:id": READERS,
+  "DELETE /backups/:id": FLEET_WRITERS,
+
+  // jobs: helpdesk starts restores, never backups or cancellations
+  "GET /jobs": READERS,
+  "GET /jobs/:id": READERS,
+  "GET /jobs/:id/events": READERS,
+  "POST /jobs/backup": FLEET_WRITERS,
+  "POST /jobs/restore": ["ADMIN", "OPERATOR", "HELPDESK"],
+  "POST /jobs/:id/cancel": FLEET_WRITERS,
+
+  // storage
+  "GET /repositories": ["ADMIN", "OPERATOR", "AUDITOR"],
+
+  // audit log
+  "GET /audit-events": ["ADMIN", "AUDITOR"],
+};
+
+/** The permission for a registered route, or undefined when the table has no entry. HEAD is GET's. */
+export function permissionFor(method: string, url: string): Permission | undefined {
+  const verb = method === "HEAD" ? "GET" : method;
+  const path = url.startsWith(API_PREFIX) ? url.slice(API_PREFIX.length) : url;
+  return PERMISSIONS[`${verb} ${path}`];
+}
+
+export function isAllowed(permission: Permission, role: Role): boolean {
+  return permission === PUBLIC || permission.includes(role);
+}

@@ -1,0 +1,95 @@
+// What the REST API needs from the rest of the server, as small interfaces. buildApp receives
+// implementations (main.ts wires the real ones), so routes and tests depend on these shapes only.
+// A feature whose dependency is not given is not registered at all: no route answers with a
+// fake success.
+
+import type { Catalog, Role } from "@bulwark/catalog";
+import type { Redis } from "ioredis";
+import type { LoginRateLimitOptions } from "../auth/rate-limit.js";
+import type { SessionLifetime } from "../auth/sessions.js";
+
+export interface AuthSettings {
+  /**
+   * Secure cookies with the `__Host-` prefix. Only false for a server on plain HTTP on the
+   * loopback interface (development); browsers refuse Secure cookies over plain HTTP.
+   */
+  secureCookies: boolean;
+  session: SessionLifetime;
+  loginRateLimit: LoginRateLimitOptions;
+}
+
+/** Who did something, for services that audit their own changes. */
+export interface Actor {
+  tenantId: string;
+  userId: string;
+  /** Shown in the audit log; an e-mail address, never a credential. */
+  name: string;
+  via: "session" | "api-token";
+  ip: string | null;
+}
+
+export interface MintedEnrollmentToken {
+  id: string;
+  expiresAt: Date;
+  /** The token file for `bulwark-agent enroll --token-file` (holds the token: shown once). */
+  tokenFile: string;
+}
+
+/**
+ * Minting and revoking enrollment tokens (apps/server/src/enrollment); implementations write
+ * their own audit rows. Listing reads the catalog directly.
+ */
+export interface EnrollmentTokens {
+  mint(
+    actor: Actor,
+    input: { groupId?: string; tags?: string[]; ttlSeconds: number },
+  ): Promise<MintedEnrollmentToken>;
+  /** Throws BulwarkError when the token is unknown in the tenant. */
+  revoke(actor: Actor, id: string): Promise<void>;
+}
+
+/** Agent revocation (apps/server/src/enrollment): marks the agent and its certificates revoked and closes its stream. */
+export interface AgentRevocation {
+  revoke(actor: Actor, agentId: string): Promise<void>;
+}
+
+/** Scheduling (apps/server/src/jobs): keeps BullMQ job schedulers in step with policies and assignments. */
+export interface PolicySchedules {
+  syncPolicy(policyId: string): Promise<void>;
+}
+
+export interface EffectivePolicy {
+  policyId: string;
+  via: "agent" | "group";
+  groupId: string | null;
+}
+
+/** Effective-policy resolution (apps/server/src/jobs). Undefined when no policy applies. */
+export interface EffectivePolicyResolver {
+  resolve(agentId: string): Promise<EffectivePolicy | undefined>;
+}
+
+/** Starting and stopping jobs (apps/server/src/jobs). Each returns the catalog Job row's ID. */
+export interface JobControl {
+  backupNow?(actor: Actor, input: { agentId: string; volumeId: string }): Promise<{ jobId: string }>;
+  cancel?(actor: Actor, jobId: string): Promise<void>;
+}
+
+/** Whether an agent's control stream is held by some node right now (apps/server/src/control). */
+export interface AgentPresence {
+  isOnline(agentId: string): Promise<boolean>;
+}
+
+export interface ApiDeps {
+  catalog: Catalog;
+  redis: Redis;
+  now: () => Date;
+  auth: AuthSettings;
+  enrollmentTokens?: EnrollmentTokens;
+  agentRevocation?: AgentRevocation;
+  policySchedules?: PolicySchedules;
+  effectivePolicy?: EffectivePolicyResolver;
+  jobs?: JobControl;
+}
+
+export type { Role };

@@ -1,0 +1,245 @@
+// Jobs: list and filter, one, live progress (server-sent events), run a backup now, cancel.
+
+import {
+  idParamsSchema,
+  type Job as JobOut,
+  jobListQuerySchema,
+  jobSchema,
+  pageQuerySchema,
+  pageSchema,
+  runBackupRequestSchema,
+  TERMINAL_JOB_STATES,
+} from "@bulwark/api";
+import type { Prisma } from "@bulwark/catalog";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { actorOf, audit, notFound, tenantOf } from "../context.js";
+import type { ApiDeps } from "../deps.js";
+import type { Job } from "../models.js";
+import { cursorDate, decodeCursor, pageOf } from "../pagination.js";
+import { iso, num } from "../serialize.js";
+
+export function jobOut(j: Job): JobOut {
+  return {
+    id: j.id,
+    kind: j.kind,
+    state: j.state,
+    agentId: j.agentId,
+    policyId: j.policyId,
+    requestedById: j.requestedById,
+    params: j.params,
+    result: j.result,
+    progress: j.progress,
+    bytesDone: num(j.bytesDone),
+    bytesTotal: num(j.bytesTotal),
+    attempts: j.attempts,
+    maxAttempts: j.maxAttempts,
+    errorCode: j.errorCode,
+    errorMessage: j.errorMessage,
+    createdAt: iso(j.createdAt),
+    scheduledFor: iso(j.scheduledFor),
+    startedAt: iso(j.startedAt),
+    finishedAt: iso(j.finishedAt),
+  };
+}
+
+export interface JobEventsOptions {
+  /** How often the Job row is read while a client watches. */
+  pollMs: number;
+  /** A stream ends after this long even if the job is still running; the client reconnects. */
+  maxStreamMs: number;
+  /** A comment line this often keeps proxies from closing a quiet stream. */
+  heartbeatMs: number;
+}
+
+/** A second between reads is smooth enough for a progress bar and costs one indexed read per watcher. */
+export const DEFAULT_JOB_EVENTS: JobEventsOptions = {
+  pollMs: 1_000,
+  maxStreamMs: 10 * 60_000,
+  heartbeatMs: 15_000,
+};
+
+const terminal = new Set<string>(TERMINAL_JOB_STATES);
+
+export function jobRoutes(deps: ApiDeps, events: JobEventsOptions): FastifyPluginAsyncZod {
+  const { catalog } = deps;
+  const find = async (tenantId: string, id: string) => {
+    const job = await catalog.job.findFirst({ where: { id, tenantId } });
+    if (!job) throw notFound("job", id);
+    return job;
+  };
+
+  return async (app) => {
+    app.get(
+      "/jobs",
+      {
+        schema: {
+          tags: ["jobs"],
+          summary: "List jobs, newest first",
+          querystring: pageQuerySchema.extend(jobListQuerySchema.shape),
+          response: { 200: pageSchema(jobSchema) },
+        },
+      },
+      async (request) => {
+        const q = request.query;
+        const and: Prisma.JobWhereInput[] = [{ tenantId: tenantOf(request) }];
+        if (q.kind) and.push({ kind: q.kind });
+        if (q.state) and.push({ state: q.state });
+        if (q.agentId) and.push({ agentId: q.agentId });
+        if (q.policyId) and.push({ policyId: q.policyId });
+        if (q.from) and.push({ createdAt: { gte: new Date(q.from) } });
+        if (q.to) and.push({ createdAt: { lt: new Date(q.to) } });
+        if (q.cursor) {
+          const [createdAt, id] = decodeCursor(q.cursor, 2);
+          const at = cursorDate(createdAt as string);
+          and.push({ OR: [{ createdAt: { lt: at } }, { createdAt: at, id: { lt: String(id) } }] });
+        }
+        const rows = await catalog.job.findMany({
+          where: { AND: and },
+          orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+          take: q.limit + 1,
+        });
+        return pageOf(rows, q.limit, (j) => [j.createdAt.toISOString(), j.id], jobOut);
+      },
+    );
+
+    app.get(
+      "/jobs/:id",
+      {
+        schema: { tags: ["jobs"], summary: "One job", params: idParamsSchema, response: { 200: jobSchema } },
+      },
+      async (request) => jobOut(await find(tenantOf(request), request.params.id)),
+    );
+
+    app.get(
+      "/jobs/:id/events",
+      {
+        schema: {
+          tags: ["jobs"],
+          summary:
+            "Server-sent events: `progress` whenever the job's state or progress changes, `end` when it finishes (then the stream closes)",
+          params: idParamsSchema,
+        },
+      },
+      async (request, reply) => {
+        const job = await find(tenantOf(request), request.params.id);
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          "content-type": "text/event-stream; charset=utf-8",
+          "cache-control": "no-store",
+          connection: "keep-alive",
+          "x-request-id": request.id,
+          // Tell nginx-style proxies not to buffer the stream.
+          "x-accel-buffering": "no",
+        });
+        let closed = false;
+        let lastSent = "";
+        const timers: NodeJS.Timeout[] = [];
+        const finish = () => {
+          if (closed) return;
+          closed = true;
+          // clearTimeout also clears intervals (one timer ID space in Node).
+          for (const t of timers) clearTimeout(t);
+          raw.end();
+        };
+        request.raw.on("close", finish);
+        const send = (event: string, data: unknown) => {
+          if (!closed) raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+        };
+        const emit = (row: Job): boolean => {
+          const progress = {
+            id: row.id,
+            state: row.state,
+            progress: row.progress,
+            bytesDone: num(row.bytesDone),
+            bytesTotal: num(row.bytesTotal),
+            errorCode: row.errorCode,
+            errorMessage: row.errorMessage,
+          };
+          const text = JSON.stringify(progress);
+          if (text !== lastSent) {
+            lastSent = text;
+            send("progress", progress);
+          }
+          if (terminal.has(row.state)) {
+            send("end", { id: row.id, state: row.state });
+            finish();
+            return true;
+          }
+          return false;
+        };
+        if (emit(job)) return;
+        timers.push(setInterval(() => !closed && raw.write(": keep-alive\n\n"), events.heartbeatMs));
+        timers.push(setTimeout(finish, events.maxStreamMs));
+        const poll = async () => {
+          if (closed) return;
+          try {
+            const row = await catalog.job.findUnique({ where: { id: job.id } });
+            if (!row) return finish();
+            if (emit(row)) return;
+          } catch (err) {
+            request.log.warn({ err }, "job events: catalog read failed");
+          }
+          if (!closed) timers.push(setTimeout(poll, events.pollMs));
+        };
+        timers.push(setTimeout(poll, events.pollMs));
+      },
+    );
+
+    const backupNow = deps.jobs?.backupNow?.bind(deps.jobs);
+    if (backupNow) {
+      app.post(
+        "/jobs/backup",
+        {
+          schema: {
+            tags: ["jobs"],
+            summary: "Back up one volume of a machine now",
+            body: runBackupRequestSchema,
+            response: { 202: jobSchema },
+          },
+        },
+        async (request, reply) => {
+          const tenantId = tenantOf(request);
+          const volume = await catalog.volume.findFirst({
+            where: { id: request.body.volumeId, agentId: request.body.agentId, agent: { tenantId } },
+          });
+          if (!volume) throw notFound("volume", request.body.volumeId);
+          const { jobId } = await backupNow(actorOf(request), request.body);
+          await audit(deps, request, {
+            action: "backup.start",
+            targetType: "job",
+            targetId: jobId,
+            details: { agentId: request.body.agentId, volumeId: request.body.volumeId },
+          });
+          return reply.status(202).send(jobOut(await find(tenantId, jobId)));
+        },
+      );
+    }
+
+    const cancel = deps.jobs?.cancel?.bind(deps.jobs);
+    if (cancel) {
+      app.post(
+        "/jobs/:id/cancel",
+        {
+          schema: {
+            tags: ["jobs"],
+            summary: "Cancel a queued or running job",
+            params: idParamsSchema,
+            response: { 200: jobSchema },
+          },
+        },
+        async (request) => {
+          const job = await find(tenantOf(request), request.params.id);
+          await cancel(actorOf(request), job.id);
+          await audit(deps, request, {
+            action: "job.cancel",
+            targetType: "job",
+            targetId: job.id,
+            details: { kind: job.kind },
+          });
+          return jobOut(await find(job.tenantId, job.id));
+        },
+      );
+    }
+  };
+}
