@@ -1,11 +1,18 @@
 import type { Catalog } from "@bulwark/catalog";
-import { BackupServiceService, bindServer, ControlServiceService, SERVER_OPTIONS } from "@bulwark/protocol";
+import {
+  BackupServiceService,
+  bindServer,
+  ControlServiceService,
+  RestoreServiceService,
+  SERVER_OPTIONS,
+} from "@bulwark/protocol";
 import { Server, type ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { startExpirySweeper } from "../ingest/expiry.js";
 import { RepositoryIngests } from "../ingest/repository-ingests.js";
 import type { IngestContext } from "../ingest/sessions.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
+import { restoreService } from "../restore/service.js";
 import type { ControlPlane } from "../control/control-plane.js";
 import { backupService } from "./backup-service.js";
 import type { AgentIdentityResolver } from "./identity.js";
@@ -52,6 +59,7 @@ export async function startAgentListener(opts: AgentListenerOptions): Promise<Ag
   const server = new Server(SERVER_OPTIONS);
   server.addService(BackupServiceService, backupService(context, opts.identity));
   if (opts.control) server.addService(ControlServiceService, opts.control.service());
+  server.addService(RestoreServiceService, restoreService(context, opts.identity));
   const port = await bindServer(server, `${opts.host}:${opts.port}`, opts.credentials);
   const sweeper = startExpirySweeper(context, opts.sweepIntervalSeconds * 1000);
   return {

@@ -1,0 +1,556 @@
+import { stat } from "node:fs/promises";
+import { BulwarkError } from "@bulwark/errors";
+import {
+  CHUNK_ID_BYTES,
+  ChunkIdAlgorithm,
+  chunkCount,
+  INITIAL_RECONNECT_BACKOFF_MS,
+  type IndexRun,
+  isValidChunkSize,
+  MAX_RECONNECT_BACKOFF_MS,
+  type RestoreHeader,
+  RestoreMode,
+  type RestoreStats,
+} from "@bulwark/protocol";
+import type { ChannelCredentials } from "@grpc/grpc-js";
+import { type CommandRunner, ProcessCommandRunner } from "../command-runner.js";
+import { agentError } from "../errors.js";
+import { grpcTarget } from "../upload/transport.js";
+import { ChunkWorkerPool } from "../upload/worker-pool.js";
+import { RestoreStream } from "./connection.js";
+import { type GptRelocation, relocateBackupGpt } from "./gpt.js";
+import { checkForeignTarget, checkTargetSize, type OpenTarget, openTarget } from "./target.js";
+import { verifyChunks } from "./verify.js";
+
+// A volume restore on the agent (docs/agent.md, "Restore"; protocol in docs/protocol.md §3):
+// check the target, Start (or resume) the job's restore stream, check the target against the
+// Header (size, foreign source), then keep a window of Want ranges in flight — for a delta
+// restore each Want carries the IDs of what the target holds there, hashed on worker threads —
+// verify every chunk before writing it at its offset, write zeros only where the target is not
+// already zero, fsync before a range counts as a resume point, and half-close once everything is
+// written and synced. A cut connection resumes from the last synced range.
+
+/** Chunks per Want: a quarter of the window, so four ranges overlap (server reads while we write). */
+const WANTS_PER_WINDOW = 4;
+/** Written bytes between two fsyncs (resume points): a cut re-sends at most this much. */
+const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
+/** Whole-disk restores write this much of the disk first: MBR, GPT header and entries, boot gap. */
+const PARTITION_TABLE_BYTES = 1024 * 1024;
+/** How long the agent keeps reconnecting before the restore fails (as for backups). */
+export const DEFAULT_RESTORE_GIVE_UP_MS = 10 * 60_000;
+
+export type RestoreModeName = "full" | "delta";
+
+export interface RestoreProgress {
+  /** Volume bytes covered so far (written, zeroed or found unchanged). */
+  bytesDone: number;
+  volumeBytes: number;
+  /** Payload bytes received from the server. */
+  bytesFetched: number;
+  /** Bytes written to the target (data and zeros). */
+  bytesWritten: number;
+}
+
+export interface RestoreOptions {
+  /** The server's agent listener: `https://host:port` or `host:port`. */
+  serverUrl: string;
+  /** This agent's mTLS credentials (mtlsCredentials() from its enrolled certificate). */
+  credentials: ChannelCredentials;
+  /** Extra channel options (tests: TLS target name override). */
+  channelOptions?: Record<string, string | number>;
+  /** RestoreCommand.job_id: the RESTORE job the server issued to this agent. */
+  jobId: string;
+  /** RestoreCommand.target_path: a block device or a regular file. */
+  targetPath: string;
+  mode: RestoreModeName;
+  /** RestoreCommand.allow_foreign_target: permit a target that is not the backup's source. */
+  allowForeignTarget: boolean;
+  /** RestoreCommand.whole_disk: partition table first; GPT backup moved to the end of a larger disk. */
+  wholeDisk: boolean;
+  onProgress?: (p: RestoreProgress) => void;
+  /** Aborting stops writing (after syncing what was written) with BULWARK_CONTROL_JOB_CANCELLED. */
+  signal?: AbortSignal;
+  /** First chunk to ask for (a resume index persisted by an earlier run of the same job); default 0. */
+  resumeFromIndex?: number;
+  /** Called with each new resume index after an fsync, so a caller can persist it. */
+  onResumePoint?: (index: number) => void;
+  threads?: number;
+  reconnectGiveUpMs?: number;
+  onReconnect?: (attempt: number, error: BulwarkError) => void;
+  sleep?: (ms: number) => Promise<void>;
+  runner?: CommandRunner;
+}
+
+export interface RestoreReport {
+  jobId: string;
+  restorePointId: string;
+  target: string;
+  mode: RestoreModeName;
+  /** True when the target was not the backup's source (and the caller allowed it). */
+  foreignTarget: boolean;
+  volumeBytes: number;
+  /** Payload bytes received: what the restore cost on the wire (delta: ≈ the changed chunks). */
+  bytesFetched: number;
+  bytesWritten: number;
+  chunksReceived: number;
+  chunksZeroWritten: number;
+  /** Zero chunks the target already held as zeros (full mode checks before writing). */
+  chunksZeroSkipped: number;
+  /** Chunks the server skipped because the target already had them (delta). */
+  chunksUnchanged: number;
+  /** The server's Finished stats of the last (completing) stream. */
+  serverStats: RestoreStats | undefined;
+  /** Resume indexes of reconnects, in order (empty when the stream never broke). */
+  resumedFrom: number[];
+  gpt: GptRelocation | undefined;
+  durationMs: number;
+}
+
+/** What the daemon (control stream) calls for a RestoreCommand. */
+export type RestoreRunner = (opts: RestoreOptions) => Promise<RestoreReport>;
+
+const RETRYABLE = new Set<string>(["BULWARK_PROTO_TRANSPORT_FAILED"]);
+
+interface Range {
+  start: number;
+  count: number;
+  /** Chunks of the range written (data or zeros) so far. */
+  delivered: Set<number>;
+}
+
+/** Runs one restore job to completion (resuming over cut connections) or throws a BulwarkError. */
+export const runRestore: RestoreRunner = async (opts) => {
+  const started = Date.now();
+  const target = await openTarget(opts.targetPath);
+  const state = new RestoreState(opts, target);
+  let report: RestoreReport;
+  try {
+    report = await state.run(started);
+  } finally {
+    await state.close();
+  }
+  // After our O_EXCL handle is closed: the kernel refuses to rescan a disk someone holds.
+  if (opts.wholeDisk && target.kind === "block")
+    await rereadPartitions(opts.runner ?? new ProcessCommandRunner(), target);
+  return report;
+};
+
+class RestoreState {
+  private header: RestoreHeader | undefined;
+  private pool: ChunkWorkerPool | undefined;
+  private foreign = false;
+  private total = 0;
+  private chunkSize = 0;
+  private volumeSize = 0;
+  /** Every chunk below this is written and synced. */
+  private durable: number;
+  /** Every chunk below this is written (maybe not synced). */
+  private completed: number;
+  private unsynced = 0;
+  private readonly counters = {
+    bytesFetched: 0,
+    bytesWritten: 0,
+    chunksReceived: 0,
+    chunksZeroWritten: 0,
+    chunksZeroSkipped: 0,
+    chunksUnchanged: 0,
+  };
+  private readonly resumedFrom: number[] = [];
+  private gpt: GptRelocation | undefined;
+  private serverStats: RestoreStats | undefined;
+  private readonly zero: Buffer = Buffer.alloc(0);
+  private zeroBuffer: Buffer = this.zero;
+
+  constructor(
+    private readonly opts: RestoreOptions,
+    private readonly target: OpenTarget,
+  ) {
+    this.durable = opts.resumeFromIndex ?? 0;
+    this.completed = this.durable;
+  }
+
+  async run(started: number): Promise<RestoreReport> {
+    const sleep = this.opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    const giveUpMs = this.opts.reconnectGiveUpMs ?? DEFAULT_RESTORE_GIVE_UP_MS;
+    let failingSince: number | undefined;
+    let backoff = INITIAL_RECONNECT_BACKOFF_MS / 2;
+    let attempt = 0;
+    while (true) {
+      this.checkCancelled();
+      const progressBefore = this.durable;
+      try {
+        await this.stream();
+        break;
+      } catch (err) {
+        const e =
+          err instanceof BulwarkError ? err : agentError("BULWARK_GENERAL_INTERNAL", String(err), {}, err);
+        // Whatever was written is made durable, so the resume skips it.
+        await this.sync().catch(() => {});
+        if (!RETRYABLE.has(e.code) || this.opts.signal?.aborted) throw e;
+        if (this.durable > progressBefore) {
+          failingSince = undefined;
+          backoff = INITIAL_RECONNECT_BACKOFF_MS / 2;
+        }
+        failingSince ??= Date.now();
+        if (Date.now() + backoff - failingSince > giveUpMs) throw e;
+        attempt++;
+        this.opts.onReconnect?.(attempt, e);
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, MAX_RECONNECT_BACKOFF_MS);
+        this.resumedFrom.push(this.durable);
+      }
+    }
+    return {
+      jobId: this.opts.jobId,
+      restorePointId: this.header!.restorePointId,
+      target: this.opts.targetPath,
+      mode: this.opts.mode,
+      foreignTarget: this.foreign,
+      volumeBytes: this.volumeSize,
+      ...this.counters,
+      serverStats: this.serverStats,
+      resumedFrom: this.resumedFrom,
+      gpt: this.gpt,
+      durationMs: Date.now() - started,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+    await this.target.handle.close().catch(() => {});
+  }
+
+  private checkCancelled(): void {
+    if (this.opts.signal?.aborted) {
+      throw agentError("BULWARK_CONTROL_JOB_CANCELLED", `restore job ${this.opts.jobId} was cancelled`, {
+        jobId: this.opts.jobId,
+        resumeFromIndex: this.durable,
+      });
+    }
+  }
+
+  /** One Restore call, from Start (at the durable index) to Finished. */
+  private async stream(): Promise<void> {
+    const stream = new RestoreStream(
+      grpcTarget(this.opts.serverUrl),
+      this.opts.credentials,
+      this.opts.channelOptions,
+    );
+    try {
+      await stream.send({
+        message: {
+          $case: "start",
+          value: {
+            jobId: this.opts.jobId,
+            mode: this.opts.mode === "delta" ? RestoreMode.RESTORE_MODE_DELTA : RestoreMode.RESTORE_MODE_FULL,
+            resumeFromIndex: this.durable,
+          },
+        },
+      });
+      const first = await stream.next();
+      if (first?.message?.$case !== "header") {
+        throw agentError("BULWARK_PROTO_MALFORMED", "the server did not answer start with a header");
+      }
+      await this.accept(first.message.value);
+      await this.transfer(stream);
+      await this.finishTarget();
+      stream.end();
+      const last = await stream.next();
+      if (last?.message?.$case !== "finished") {
+        throw agentError("BULWARK_PROTO_MALFORMED", "the server did not finish the restore");
+      }
+      this.serverStats = last.message.value.stats;
+      if ((await stream.next()) !== undefined) {
+        throw agentError("BULWARK_PROTO_MALFORMED", "the server sent more after finished");
+      }
+    } finally {
+      stream.close();
+    }
+  }
+
+  /** The first Header is checked against the target; a resumed stream's must describe the same point. */
+  private async accept(header: RestoreHeader): Promise<void> {
+    if (this.header) {
+      const same =
+        header.restorePointId === this.header.restorePointId &&
+        header.geometry?.sizeBytes === this.volumeSize &&
+        header.geometry?.chunkSize === this.chunkSize &&
+        Buffer.compare(header.chunkIdScheme?.key ?? Buffer.alloc(0), this.header.chunkIdScheme!.key) === 0;
+      if (!same)
+        throw agentError("BULWARK_PROTO_MALFORMED", "the resumed restore describes another restore point");
+      this.header = header; // the window may differ on another server node
+      return;
+    }
+    const g = header.geometry;
+    const scheme = header.chunkIdScheme;
+    if (!g || !isValidChunkSize(g.chunkSize) || g.sizeBytes < 1 || !Number.isSafeInteger(g.sizeBytes)) {
+      throw agentError("BULWARK_PROTO_GEOMETRY_INVALID", "the restore header's geometry is invalid");
+    }
+    if (header.totalChunks !== chunkCount(g.sizeBytes, g.chunkSize)) {
+      throw agentError(
+        "BULWARK_PROTO_GEOMETRY_INVALID",
+        "the restore header's chunk count disagrees with its geometry",
+      );
+    }
+    if (scheme?.algorithm !== ChunkIdAlgorithm.CHUNK_ID_ALGORITHM_HMAC_SHA256 || scheme.key.length !== 32) {
+      throw agentError(
+        "BULWARK_PROTO_MALFORMED",
+        "the restore's chunk-ID scheme is not HMAC-SHA256 with a 32-byte key",
+      );
+    }
+    if (this.durable > header.totalChunks) {
+      throw agentError("BULWARK_AGENT_INVALID_ARGUMENT", `resume index ${this.durable} is beyond the volume`);
+    }
+    checkTargetSize(this.target, g.sizeBytes);
+    this.foreign = (await checkForeignTarget(this.target, header, this.opts.allowForeignTarget)).foreign;
+    if (this.opts.wholeDisk && this.target.kind === "block" && (await isPartition(this.target))) {
+      throw new BulwarkError(
+        "BULWARK_RESTORE_TARGET_INVALID",
+        `a whole-disk restore needs a whole disk; ${this.opts.targetPath} is a partition`,
+        { details: { target: this.opts.targetPath } },
+      );
+    }
+    this.header = header;
+    this.total = header.totalChunks;
+    this.chunkSize = g.chunkSize;
+    this.volumeSize = g.sizeBytes;
+    this.pool = new ChunkWorkerPool(
+      Buffer.from(scheme.key),
+      this.opts.threads ? { threads: this.opts.threads } : {},
+    );
+  }
+
+  private lengthOf(i: number): number {
+    return Math.min(this.chunkSize, this.volumeSize - i * this.chunkSize);
+  }
+
+  /** Wants in flight up to the window; every response verified and written; ranges retire in order. */
+  private async transfer(stream: RestoreStream): Promise<void> {
+    const window = Math.max(1, this.header!.windowChunks);
+    const wantSize = Math.max(1, Math.floor(window / WANTS_PER_WINDOW));
+    // Whole disk: the partition table region is written and synced before anything else is asked.
+    const fence =
+      this.opts.wholeDisk && this.durable === 0
+        ? Math.min(this.total, Math.ceil(PARTITION_TABLE_BYTES / this.chunkSize))
+        : 0;
+    const outstanding: Range[] = [];
+    let next = this.durable;
+    let requested = 0;
+    while (true) {
+      this.checkCancelled();
+      while (next < this.total && requested < window && !(next >= fence && this.durable < fence)) {
+        const limit = next < fence ? fence : this.total;
+        const count = Math.min(wantSize, window - requested, limit - next);
+        const have = this.opts.mode === "delta" ? await this.haveRuns(next, count) : [];
+        await stream.send({ message: { $case: "want", value: { startIndex: next, count, have } } });
+        outstanding.push({ start: next, count, delivered: new Set() });
+        requested += count;
+        next += count;
+      }
+      if (outstanding.length === 0) return;
+      const res = await stream.next();
+      const m = res?.message;
+      if (!m) throw agentError("BULWARK_PROTO_TRANSPORT_FAILED", "the server ended the restore early");
+      const expected = (i: number) =>
+        outstanding.some((r) => i >= r.start && i < r.start + r.count && !r.delivered.has(i));
+      const deliver = (i: number) =>
+        outstanding.find((r) => i >= r.start && i < r.start + r.count)!.delivered.add(i);
+      switch (m.$case) {
+        case "chunks": {
+          const verified = await verifyChunks(
+            this.pool!,
+            { volumeSize: this.volumeSize, chunkSize: this.chunkSize, expected },
+            m.value.chunks,
+          );
+          for (const c of m.value.chunks) this.counters.bytesFetched += c.payload.length;
+          for (const v of verified) {
+            for (const i of v.indexes) {
+              await this.writeAt(v.data, i * this.chunkSize);
+              deliver(i);
+              this.counters.chunksReceived++;
+            }
+          }
+          break;
+        }
+        case "zeros": {
+          const { startIndex, count } = m.value;
+          for (let i = startIndex; i < startIndex + count; i++) {
+            if (!expected(i))
+              throw agentError("BULWARK_RESTORE_CHUNK_INVALID", `zero chunk ${i} was not asked for`, {
+                index: i,
+              });
+            await this.writeZeroChunk(i);
+            deliver(i);
+          }
+          break;
+        }
+        case "rangeDone": {
+          const head = outstanding[0];
+          if (!head || m.value.startIndex !== head.start || m.value.count !== head.count) {
+            throw agentError(
+              "BULWARK_PROTO_MALFORMED",
+              "range done does not match the oldest range asked for",
+            );
+          }
+          const skipped = head.count - head.delivered.size;
+          // A full restore has nothing to skip; a delta restore skips only what the server says
+          // the target already holds (and it can only know that from our have runs).
+          if (skipped !== m.value.chunksUnchanged || (this.opts.mode === "full" && skipped > 0)) {
+            throw agentError(
+              "BULWARK_RESTORE_CHUNK_INVALID",
+              `range ${head.start}+${head.count} is incomplete`,
+              {
+                start: head.start,
+                missing: skipped,
+              },
+            );
+          }
+          this.counters.chunksUnchanged += skipped;
+          outstanding.shift();
+          requested -= head.count;
+          this.completed = head.start + head.count;
+          if (this.unsynced >= SYNC_EVERY_BYTES || this.completed === fence) await this.sync();
+          this.report();
+          break;
+        }
+        default:
+          throw agentError("BULWARK_PROTO_MALFORMED", `unexpected ${m.$case} during a restore`);
+      }
+    }
+  }
+
+  /** What the target holds for [start, start + count), as index runs (hashed on the workers). */
+  private async haveRuns(start: number, count: number): Promise<IndexRun[]> {
+    const lengths = Array.from({ length: count }, (_, k) => this.lengthOf(start + k));
+    const bytes = lengths.reduce((n, l) => n + l, 0);
+    const buffer = Buffer.alloc(bytes);
+    await this.readInto(buffer, start * this.chunkSize);
+    const { ids } = await this.pool!.hash(buffer, lengths);
+    const runs: IndexRun[] = [];
+    let k = 0;
+    while (k < ids.length) {
+      if (ids[k] === null) {
+        let j = k;
+        while (j < ids.length && ids[j] === null) j++;
+        runs.push({ run: { $case: "zero", value: j - k } });
+        k = j;
+      } else {
+        const group: Buffer[] = [];
+        while (k < ids.length && ids[k] !== null) group.push(ids[k++]!);
+        runs.push({ run: { $case: "ids", value: Buffer.concat(group, group.length * CHUNK_ID_BYTES) } });
+      }
+    }
+    return runs;
+  }
+
+  private async readInto(buffer: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    while (done < buffer.length) {
+      const { bytesRead } = await this.target.handle.read(buffer, done, buffer.length - done, offset + done);
+      if (bytesRead === 0) break; // past the end of a file target: reads as zeros
+      done += bytesRead;
+    }
+  }
+
+  private async writeAt(data: Buffer, offset: number): Promise<void> {
+    try {
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await this.target.handle.write(
+          data,
+          done,
+          data.length - done,
+          offset + done,
+        );
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw agentError(
+        "BULWARK_RESTORE_WRITE_FAILED",
+        `writing ${this.opts.targetPath} at ${offset} failed: ${(err as Error).message}`,
+        { target: this.opts.targetPath, offset },
+        err,
+      );
+    }
+    this.counters.bytesWritten += data.length;
+    this.unsynced += data.length;
+  }
+
+  /**
+   * A zero chunk: a delta restore's server only sends those the target does not hold as zeros;
+   * a full restore reads first and skips chunks that already read as zeros (a new sparse file
+   * stays sparse, a trimmed disk is not rewritten).
+   */
+  private async writeZeroChunk(i: number): Promise<void> {
+    const length = this.lengthOf(i);
+    if (this.zeroBuffer.length < length) this.zeroBuffer = Buffer.alloc(length);
+    const zeros = this.zeroBuffer.subarray(0, length);
+    if (this.opts.mode === "full") {
+      const current = Buffer.allocUnsafe(length);
+      await this.readInto(current.fill(0), i * this.chunkSize);
+      if (current.equals(zeros)) {
+        this.counters.chunksZeroSkipped++;
+        return;
+      }
+    }
+    await this.writeAt(zeros, i * this.chunkSize);
+    this.counters.chunksZeroWritten++;
+  }
+
+  private async sync(): Promise<void> {
+    if (this.completed === this.durable && this.unsynced === 0) return;
+    try {
+      await this.target.handle.sync();
+    } catch (err) {
+      throw agentError("BULWARK_RESTORE_WRITE_FAILED", `syncing ${this.opts.targetPath} failed`, {}, err);
+    }
+    this.unsynced = 0;
+    if (this.completed > this.durable) {
+      this.durable = this.completed;
+      this.opts.onResumePoint?.(this.durable);
+    }
+  }
+
+  private report(): void {
+    this.opts.onProgress?.({
+      bytesDone: Math.min(this.volumeSize, this.completed * this.chunkSize),
+      volumeBytes: this.volumeSize,
+      bytesFetched: this.counters.bytesFetched,
+      bytesWritten: this.counters.bytesWritten,
+    });
+  }
+
+  /** Everything written: sync, then (whole disk) move the GPT backup to a larger disk's end. */
+  private async finishTarget(): Promise<void> {
+    await this.sync();
+    if (this.opts.wholeDisk && this.gpt === undefined) {
+      try {
+        this.gpt =
+          this.target.size > this.volumeSize
+            ? await relocateBackupGpt(this.target.handle, this.target.size)
+            : { status: "already-at-end" };
+      } catch (err) {
+        throw agentError(
+          "BULWARK_RESTORE_WRITE_FAILED",
+          `moving the backup GPT of ${this.opts.targetPath} failed`,
+          {},
+          err,
+        );
+      }
+    }
+  }
+}
+
+async function isPartition(target: OpenTarget): Promise<boolean> {
+  try {
+    await stat(`/sys/dev/block/${target.device}/partition`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Tells the kernel about the new partition table (best effort: the data is written either way). */
+async function rereadPartitions(runner: CommandRunner, target: OpenTarget): Promise<void> {
+  await runner.run({ command: "blockdev", args: ["--rereadpt", target.realPath] }).catch(() => undefined);
+}

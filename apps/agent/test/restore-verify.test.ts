@@ -1,0 +1,114 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isBulwarkError } from "@bulwark/errors";
+import {
+  ChunkEncoding,
+  DEFAULT_RESTORE_WINDOW_CHUNKS,
+  type RestoreRequest,
+  type RestoreResponse,
+  RestoreServiceService,
+} from "@bulwark/protocol";
+import { credentials, Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runRestore } from "../src/restore/index.js";
+
+// The agent's side of restore verification against a test-only server that lies: a chunk whose
+// content does not hash to its ID must never reach the target. (The real server's path is in
+// test/restore.test.ts.)
+
+const CHUNK = 64 * 1024;
+
+describe("a server that lies about a chunk", () => {
+  let server: Server;
+  let port: number;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "bulwark-liar-"));
+    server = new Server();
+    server.addService(RestoreServiceService, {
+      restore: (call: ServerDuplexStream<RestoreRequest, RestoreResponse>) => {
+        call.on("data", (req: RestoreRequest) => {
+          if (req.message?.$case === "start") {
+            call.write({
+              message: {
+                $case: "header",
+                value: {
+                  restorePointId: randomUUID(),
+                  geometry: { sizeBytes: 4 * CHUNK, chunkSize: CHUNK, logicalSectorSize: 512 },
+                  chunkIdScheme: { algorithm: 1, key: randomBytes(32) },
+                  totalChunks: 4,
+                  indexDigest: Buffer.alloc(32),
+                  windowChunks: DEFAULT_RESTORE_WINDOW_CHUNKS,
+                  sourceVolumeKey: "",
+                  sourceDevicePath: "",
+                  sourceAgent: false,
+                },
+              },
+            });
+          } else if (req.message?.$case === "want") {
+            const { startIndex, count } = req.message.value;
+            // Content that does not hash to the ID it claims.
+            call.write({
+              message: {
+                $case: "chunks",
+                value: {
+                  chunks: [
+                    {
+                      indexes: [startIndex],
+                      id: randomBytes(32),
+                      encoding: ChunkEncoding.CHUNK_ENCODING_RAW,
+                      plainSize: CHUNK,
+                      payload: randomBytes(CHUNK),
+                    },
+                  ],
+                },
+              },
+            });
+            call.write({
+              message: {
+                $case: "rangeDone",
+                value: { startIndex, count, chunksSent: 1, chunksUnchanged: 0 },
+              },
+            });
+          }
+        });
+      },
+    });
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+  });
+
+  afterAll(() => {
+    server?.forceShutdown();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the agent refuses to write a chunk whose content does not match its ID", async () => {
+    const target = join(dir, "target.img");
+    writeFileSync(target, Buffer.alloc(4 * CHUNK));
+    let error: unknown;
+    try {
+      await runRestore({
+        serverUrl: `127.0.0.1:${port}`,
+        credentials: credentials.createInsecure(),
+        jobId: randomUUID(),
+        targetPath: target,
+        mode: "full",
+        allowForeignTarget: true,
+        wholeDisk: false,
+        threads: 1,
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(isBulwarkError(error) && error.code).toBe("BULWARK_RESTORE_CHUNK_INVALID");
+    expect(readFileSync(target).every((b) => b === 0)).toBe(true);
+    expect(statSync(target).size).toBe(4 * CHUNK);
+  });
+});

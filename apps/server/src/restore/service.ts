@@ -1,0 +1,294 @@
+import { once } from "node:events";
+import { BulwarkError } from "@bulwark/errors";
+import {
+  type CallWithAuthContext,
+  failStream,
+  negotiateProtocol,
+  type RestoreRequest,
+  type RestoreResponse,
+  type RestoreServiceServer,
+  type RestoreStats,
+} from "@bulwark/protocol";
+import type { Metadata, ServerDuplexStream } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { writeAudit } from "../audit/write.js";
+import type { AgentIdentity, AgentIdentityResolver } from "../grpc/identity.js";
+import { type OpenedRestore, openRestore, type RestoreServiceContext } from "./open.js";
+import { emptyTotals, serveRange } from "./ranges.js";
+
+// RestoreService.Restore on the agent listener (docs/protocol.md §3): Start → Header, then each
+// Want answered in order with Zeros / Chunks / RangeDone, then (after the agent half-closes,
+// which it does once everything is written and synced) Finished and OK. The catalog job follows
+// along: RUNNING at Start, bytesDone as ranges complete, SUCCEEDED when the whole point has been
+// covered. Every stream that names a job leaves one audit row, `restore.volume.stream`.
+
+/** Oldest protocol minor this service accepts. */
+const MIN_SUPPORTED_MINOR = 0;
+/** Job progress is written at most this often: a row update per range would load the catalog. */
+const PROGRESS_WRITE_INTERVAL_MS = 1_000;
+export const RESTORE_AUDIT_ACTION = "restore.volume.stream";
+
+export interface RestoreServiceDeps extends RestoreServiceContext {
+  log: Logger;
+}
+
+type RestoreCall = ServerDuplexStream<RestoreRequest, RestoreResponse>;
+
+export function restoreService(
+  ctx: RestoreServiceDeps,
+  identity: AgentIdentityResolver,
+): RestoreServiceServer {
+  return { restore: (call) => void restoreCall(ctx, identity, call) };
+}
+
+/** Where a stream got to, for the audit row and the job. */
+interface StreamState {
+  opened?: OpenedRestore;
+  resumeFrom: number;
+  next: number;
+  totals: ReturnType<typeof emptyTotals>;
+  startedAt: number;
+}
+
+async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResolver, call: RestoreCall) {
+  let gone = false;
+  call.on("cancelled", () => {
+    gone = true;
+  });
+  let agent: AgentIdentity | undefined;
+  const state: StreamState = {
+    resumeFrom: 0,
+    next: 0,
+    totals: emptyTotals(),
+    startedAt: ctx.now().getTime(),
+  };
+  try {
+    negotiateProtocol((call as unknown as { metadata: Metadata }).metadata, MIN_SUPPORTED_MINOR);
+    agent = await identity.resolve(call as unknown as CallWithAuthContext);
+    const known = agent;
+    const input = messages<RestoreRequest>(call);
+    const first = await input.next();
+    if (first.done) return; // cancelled before Start: nothing happened
+    if (first.value.message?.$case !== "start") {
+      throw new BulwarkError("BULWARK_PROTO_MALFORMED", "the first message of a restore must be start");
+    }
+    const start = first.value.message.value;
+    const opened = await openRestore(ctx, known, start);
+    state.opened = opened;
+    state.resumeFrom = start.resumeFromIndex;
+    state.next = start.resumeFromIndex;
+    const send = (m: RestoreResponse) => write(call, m, () => gone);
+    await markRunning(ctx, opened);
+    await send({ message: { $case: "header", value: opened.header } });
+
+    const total = opened.header.totalChunks;
+    const window = opened.header.windowChunks;
+    const delta = opened.params.mode === "DELTA";
+    let lastProgress = ctx.now().getTime();
+    for await (const req of input) {
+      if (gone) break;
+      await identity.resolve(call as unknown as CallWithAuthContext); // revocation ends the stream
+      if (req.message?.$case !== "want") {
+        throw new BulwarkError("BULWARK_PROTO_MALFORMED", "after start, a restore takes only want messages");
+      }
+      const want = req.message.value;
+      checkWant(want.startIndex, want.count, state.next, total, window);
+      const t = await serveRange(opened.repo, opened.tree, want, delta, send);
+      state.totals.chunksSent += t.chunksSent;
+      state.totals.chunksUnchanged += t.chunksUnchanged;
+      state.totals.chunksZero += t.chunksZero;
+      state.totals.bytesSent += t.bytesSent;
+      state.next = want.startIndex + want.count;
+      const now = ctx.now().getTime();
+      if (now - lastProgress >= PROGRESS_WRITE_INTERVAL_MS) {
+        lastProgress = now;
+        await writeProgress(ctx, opened, state.next);
+      }
+    }
+    if (gone) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
+    if (state.next < total) {
+      throw new BulwarkError(
+        "BULWARK_RESTORE_INCOMPLETE",
+        `the agent ended the restore after chunk ${state.next} of ${total}`,
+        { details: { nextIndex: state.next, totalChunks: total } },
+      );
+    }
+    const stats = statsOf(opened, state, ctx.now().getTime());
+    await send({ message: { $case: "finished", value: { stats } } });
+    await markSucceeded(ctx, opened, stats);
+    await audit(ctx, known, state, "SUCCESS");
+    call.end();
+  } catch (err) {
+    if (agent)
+      await audit(ctx, agent, state, outcomeOf(err, state), err).catch((e) => logAuditFailure(ctx, e));
+    if (state.opened) await writeProgress(ctx, state.opened, state.next).catch(() => {});
+    if (gone) return;
+    if (err instanceof BulwarkError)
+      ctx.log.info({ code: err.code, msg: err.message }, "restore stream refused");
+    else ctx.log.error({ err }, "restore stream failed");
+    failStream(call, err);
+  }
+}
+
+/** Wants come in order, contiguous from resume_from_index, each within the window and the volume. */
+function checkWant(start: number, count: number, next: number, total: number, window: number): void {
+  const details = { startIndex: start, count, expectedStart: next, totalChunks: total, windowChunks: window };
+  if (count < 1)
+    throw new BulwarkError("BULWARK_RESTORE_BAD_RANGE", "a want must ask for at least one chunk", {
+      details,
+    });
+  if (count > window) {
+    throw new BulwarkError("BULWARK_RESTORE_BAD_RANGE", `a want may ask for at most ${window} chunks`, {
+      details,
+    });
+  }
+  if (start !== next) {
+    throw new BulwarkError("BULWARK_RESTORE_BAD_RANGE", `wants must be contiguous: expected chunk ${next}`, {
+      details,
+    });
+  }
+  if (start + count > total) {
+    throw new BulwarkError("BULWARK_RESTORE_BAD_RANGE", `the volume has ${total} chunks`, { details });
+  }
+}
+
+function statsOf(opened: OpenedRestore, state: StreamState, now: number): RestoreStats {
+  return {
+    volumeBytes: opened.point.volumeSize,
+    bytesReceived: state.totals.bytesSent,
+    chunksReceived: state.totals.chunksSent,
+    chunksUnchanged: state.totals.chunksUnchanged,
+    chunksZero: state.totals.chunksZero,
+    durationMs: Math.max(0, now - state.startedAt),
+  };
+}
+
+function outcomeOf(err: unknown, state: StreamState): "FAILURE" | "DENIED" {
+  if (!state.opened && err instanceof BulwarkError && err.code !== "BULWARK_PROTO_TRANSPORT_FAILED")
+    return "DENIED";
+  return "FAILURE";
+}
+
+async function audit(
+  ctx: RestoreServiceDeps,
+  agent: AgentIdentity,
+  state: StreamState,
+  outcome: "SUCCESS" | "FAILURE" | "DENIED",
+  err?: unknown,
+): Promise<void> {
+  const opened = state.opened;
+  const code = err instanceof BulwarkError ? err.code : err ? "BULWARK_GENERAL_INTERNAL" : undefined;
+  await writeAudit(ctx.catalog, {
+    tenantId: agent.tenantId,
+    actorType: "AGENT",
+    actorId: agent.agentId,
+    action: RESTORE_AUDIT_ACTION,
+    targetType: opened ? "job" : null,
+    targetId: opened?.jobId ?? null,
+    outcome,
+    at: ctx.now(),
+    details: {
+      ...(opened
+        ? {
+            restorePointId: opened.backupId,
+            mode: opened.params.mode,
+            resumeFromIndex: state.resumeFrom,
+            nextIndex: state.next,
+            totalChunks: opened.header.totalChunks,
+            chunksSent: state.totals.chunksSent,
+            chunksUnchanged: state.totals.chunksUnchanged,
+            bytesSent: state.totals.bytesSent,
+          }
+        : {}),
+      ...(code ? { errorCode: code } : {}),
+      certificateSerial: agent.certificateSerial,
+    },
+  });
+}
+
+function logAuditFailure(ctx: RestoreServiceDeps, err: unknown): void {
+  ctx.log.error({ err }, "could not write the restore audit row");
+}
+
+async function markRunning(ctx: RestoreServiceDeps, opened: OpenedRestore): Promise<void> {
+  const now = ctx.now();
+  await ctx.catalog.job.updateMany({
+    where: { id: opened.jobId, state: { in: ["QUEUED", "RUNNING"] } },
+    data: { state: "RUNNING", bytesTotal: BigInt(opened.point.volumeSize) },
+  });
+  await ctx.catalog.job.updateMany({
+    where: { id: opened.jobId, startedAt: null },
+    data: { startedAt: now },
+  });
+}
+
+/** bytesDone = the volume bytes up to the first chunk not yet served (what a resume skips). */
+async function writeProgress(ctx: RestoreServiceDeps, opened: OpenedRestore, next: number): Promise<void> {
+  const size = opened.point.volumeSize;
+  const done = Math.min(size, next * opened.point.chunkSize);
+  await ctx.catalog.job.updateMany({
+    where: { id: opened.jobId, state: "RUNNING" },
+    data: { bytesDone: BigInt(done), progress: size === 0 ? 1 : done / size },
+  });
+}
+
+async function markSucceeded(
+  ctx: RestoreServiceDeps,
+  opened: OpenedRestore,
+  stats: RestoreStats,
+): Promise<void> {
+  await ctx.catalog.job.updateMany({
+    where: { id: opened.jobId, state: { in: ["QUEUED", "RUNNING"] } },
+    data: {
+      state: "SUCCEEDED",
+      progress: 1,
+      bytesDone: BigInt(opened.point.volumeSize),
+      finishedAt: ctx.now(),
+      result: { restore: { ...stats } },
+    },
+  });
+}
+
+/** Writes one message, waiting for 'drain' when grpc-js / HTTP/2 flow control says the agent is behind. */
+async function write(call: RestoreCall, message: RestoreResponse, gone: () => boolean): Promise<void> {
+  if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
+  if (!call.write(message)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
+  if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
+}
+
+/**
+ * The messages of the call one at a time (paused in between, so the agent is held back by HTTP/2
+ * while a range is served), without destroying the call when the consumer stops early.
+ */
+async function* messages<T>(call: RestoreCall): AsyncGenerator<T> {
+  const queue: T[] = [];
+  let done = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  call.on("data", (m: T) => {
+    queue.push(m);
+    call.pause();
+    notify();
+  });
+  for (const event of ["end", "cancelled", "error"] as const) {
+    call.on(event, () => {
+      done = true;
+      notify();
+    });
+  }
+  while (true) {
+    const next = queue.shift();
+    if (next !== undefined) {
+      yield next;
+      if (queue.length === 0 && !done) call.resume();
+      continue;
+    }
+    if (done) return;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+}
