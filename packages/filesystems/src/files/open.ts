@@ -6,6 +6,7 @@ import { notRecognised } from "../errors.js";
 import { type Partition, type PartitionTable, readPartitionTable } from "../partition/index.js";
 import { Ext4Driver } from "./ext4.js";
 import { FatDriver } from "./fat.js";
+import { NtfsDriver } from "./ntfs.js";
 import { DriverReader, notFound } from "./reader.js";
 import type { FileSystemReader } from "./types.js";
 
@@ -15,6 +16,8 @@ export async function openFilesystem(source: ByteSource): Promise<FileSystemRead
   switch (type) {
     case "ext4":
       return new DriverReader(await Ext4Driver.open(source));
+    case "ntfs":
+      return new DriverReader(await NtfsDriver.open(source));
     case "vfat":
       return new DriverReader(await FatDriver.open(source));
     default:

@@ -113,3 +113,20 @@ export function makeVfat(image: string, size: number, fatBits: 12 | 16 | 32, fro
     });
   }
 }
+
+/**
+ * An NTFS image populated through ntfs-3g (FUSE, as root): `fill(mountpoint)` writes the files,
+ * then the volume is unmounted cleanly so the image is consistent.
+ */
+export function makeNtfsWith(image: string, size: number, fill: (mountpoint: string) => void): void {
+  makeNtfs(image, size);
+  const mountpoint = `${image}.mnt`;
+  mkdirSync(mountpoint, { recursive: true });
+  run("ntfs-3g", [image, mountpoint]);
+  try {
+    fill(mountpoint);
+  } finally {
+    run("umount", [mountpoint]);
+    rmSync(mountpoint, { recursive: true, force: true });
+  }
+}
