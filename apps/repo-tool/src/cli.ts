@@ -14,6 +14,7 @@ import {
   verifyRepository,
 } from "@bulwark/repository";
 import { Command, CommanderError, Option } from "commander";
+import { EXPORT_FORMATS, exportRestorePoint, parseListen, serveRestorePoint } from "./nbd.js";
 
 /**
  * bulwark-repo: the offline repository tool (docs/repository-format.md, "The offline tool").
@@ -23,6 +24,8 @@ export interface Io {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** Ends long-running commands (`nbd`); main.ts aborts it on SIGINT / SIGTERM. */
+  signal?: AbortSignal;
 }
 
 interface Globals {
@@ -175,6 +178,56 @@ export async function run(argv: string[], io: Io): Promise<number> {
         }
         await writeImage(reader, o.output);
         if (globals.json) out({ id: point.id, output: o.output, bytes: point.volumeSize }, "");
+      });
+    });
+
+  program
+    .command("nbd <restore-point>")
+    .description("serve a restore point as an NBD export until interrupted or expired (docs/nbd.md)")
+    .option("--writable", "accept writes into a copy-on-write overlay (discarded at the end)")
+    .option(
+      "--listen <host:port>",
+      "address to listen on (plain NBD: keep it on loopback)",
+      "127.0.0.1:10809",
+    )
+    .option("--ttl <duration>", "the export expires after this long", "24h")
+    .action(async (ref: string, o: { writable?: boolean; listen: string; ttl: string }) => {
+      const listen = parseListen(o.listen);
+      const ttlMs = parseDuration(o.ttl);
+      await withRepo(async (repo) => {
+        const how = await serveRestorePoint(repo, ref, {
+          writable: !!o.writable,
+          listen,
+          ttlMs,
+          ...(io.signal ? { signal: io.signal } : {}),
+          onReady: (point, e) =>
+            out(
+              { id: point.id, uri: e.uri, size: e.size, writable: e.writable, expiresAt: e.expiresAt },
+              `serving ${point.id} (${point.name}, ${point.volumeSize} bytes, ` +
+                `${e.writable ? "writable through a copy-on-write overlay" : "read-only"}) at\n${e.uri}\n` +
+                `until ${e.expiresAt.toISOString()}; Ctrl-C to stop`,
+            ),
+        });
+        io.stderr.write(how === "expired" ? "the export expired\n" : "stopped\n");
+      });
+    });
+
+  program
+    .command("export <restore-point>")
+    .description("convert a restore point to an image file with qemu-img, read over a local NBD export")
+    .addOption(
+      new Option("--format <format>", "image format")
+        .choices(Object.keys(EXPORT_FORMATS))
+        .makeOptionMandatory(),
+    )
+    .requiredOption("--out <file>", "image file to write")
+    .action(async (ref: string, o: { format: string; out: string }) => {
+      await withRepo(async (repo) => {
+        const r = await exportRestorePoint(repo, ref, { format: o.format, out: o.out });
+        out(
+          { id: r.point.id, format: r.format, out: r.out, bytes: r.point.volumeSize },
+          `wrote ${r.point.id} as ${r.format} to ${r.out}`,
+        );
       });
     });
 

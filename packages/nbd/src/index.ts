@@ -1,6 +1,7 @@
 export * from "./constants.js";
 export { COW_BLOCK_BYTES, CowOverlay } from "./cow-overlay.js";
 export { type NbdLogger, silentLogger } from "./logger.js";
+export { padToSector, SECTOR_BYTES } from "./sector-padding.js";
 export {
   type AddExportOptions,
   DEFAULT_EXPORT_CONNECTIONS,

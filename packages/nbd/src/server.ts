@@ -5,6 +5,7 @@ import { serveConnection } from "./connection.js";
 import { CowOverlay } from "./cow-overlay.js";
 import { ExportEntry, type ExportLookup, nameDigest } from "./export-entry.js";
 import { type NbdLogger, silentLogger } from "./logger.js";
+import { padToSector } from "./sector-padding.js";
 import type { BlockSource } from "./source.js";
 
 /** Connections one export accepts at once: a VM plus a copy tool, with room to spare. */
@@ -143,9 +144,10 @@ export class NbdServer implements ExportLookup {
     }
     const name = randomBytes(EXPORT_NAME_BYTES).toString("base64url");
     const uri = this.uriFor(name);
+    const source = padToSector(opts.source);
     const device = opts.writable
-      ? await CowOverlay.create(opts.source, this.opts.tempDir ? { tempDir: this.opts.tempDir } : {})
-      : opts.source;
+      ? await CowOverlay.create(source, this.opts.tempDir ? { tempDir: this.opts.tempDir } : {})
+      : source;
     const entry = new ExportEntry(
       randomUUID(),
       nameDigest(name),

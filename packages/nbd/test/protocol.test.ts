@@ -43,7 +43,9 @@ import { RawClient } from "./raw-client.js";
 
 // Edge cases of the handshake and transmission phases, driven byte by byte over a real socket.
 
-const SIZE = 1024 * 1024 + 1000; // not a multiple of 4 KiB on purpose
+const SIZE = 1024 * 1024 + 1000; // not a multiple of 4 KiB, nor of a sector, on purpose
+/** The export is padded with zeros to whole 512-byte sectors (docs/nbd.md, "Export size"). */
+const EXPORT_SIZE = 1024 * 1024 + 1024;
 const image = randomBytes(SIZE);
 const source = { size: SIZE, read: async (o: number, l: number) => image.subarray(o, o + l) };
 
@@ -128,7 +130,7 @@ describe("handshake", () => {
     const info = await c.optionReply();
     expect(info.type).toBe(NBD_REP_INFO);
     expect(info.data.readUInt16BE(0)).toBe(NBD_INFO_EXPORT);
-    expect(Number(info.data.readBigUInt64BE(2))).toBe(SIZE);
+    expect(Number(info.data.readBigUInt64BE(2))).toBe(EXPORT_SIZE);
     expect(info.data.readUInt16BE(10)).toBe(NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY | NBD_FLAG_SEND_FLUSH);
     const sizes = await c.optionReply();
     expect(sizes.data.readUInt16BE(0)).toBe(NBD_INFO_BLOCK_SIZE);
@@ -152,7 +154,7 @@ describe("handshake", () => {
     await c.greet(NBD_FLAG_C_FIXED_NEWSTYLE); // no NO_ZEROES: the padding is sent
     c.sendOption(NBD_OPT_EXPORT_NAME, Buffer.from(ro.name));
     const reply = await c.read(8 + 2 + 124);
-    expect(Number(reply.readBigUInt64BE(0))).toBe(SIZE);
+    expect(Number(reply.readBigUInt64BE(0))).toBe(EXPORT_SIZE);
     expect(reply.readUInt16BE(8) & NBD_FLAG_READ_ONLY).toBe(NBD_FLAG_READ_ONLY);
     expect(reply.subarray(10).equals(Buffer.alloc(124))).toBe(true);
     c.sendRequest(NBD_CMD_READ, 7n, 100, 50);
@@ -171,17 +173,17 @@ describe("handshake", () => {
 describe("transmission", () => {
   it("reads, refuses past-the-end and oversized reads with EINVAL, and stays usable", async () => {
     const c = await connected(ro.name);
-    c.sendRequest(NBD_CMD_READ, 1n, SIZE - 10, 20);
+    c.sendRequest(NBD_CMD_READ, 1n, EXPORT_SIZE - 10, 20);
     expect((await c.reply()).error).toBe(NBD_EINVAL);
     c.sendRequest(NBD_CMD_READ, 2n, 2n ** 63n, 1);
     expect((await c.reply()).error).toBe(NBD_EINVAL);
     c.sendRequest(NBD_CMD_READ, 3n, 0, MAX_REQUEST_BYTES + 1);
     expect((await c.reply()).error).toBe(NBD_EINVAL);
-    c.sendRequest(NBD_CMD_READ, 4n, SIZE - 10, 10);
-    const last = await c.reply(10);
+    c.sendRequest(NBD_CMD_READ, 4n, SIZE - 10, EXPORT_SIZE - SIZE + 10);
+    const last = await c.reply(EXPORT_SIZE - SIZE + 10);
     expect(last.magic).toBe(NBD_SIMPLE_REPLY_MAGIC);
     expect(last.cookie).toBe(4n);
-    expect(last.data).toEqual(image.subarray(SIZE - 10));
+    expect(last.data).toEqual(Buffer.concat([image.subarray(SIZE - 10), Buffer.alloc(EXPORT_SIZE - SIZE)]));
     c.close();
   });
 

@@ -10,7 +10,7 @@ import { NbdServer } from "../src/index.js";
 // Real NBD clients from Debian (qemu-utils, libnbd-bin) against the server, over a file-backed source.
 
 const run = promisify(execFile);
-const SIZE = 12 * 2 ** 20 + 512; // not a multiple of 4 KiB nor of 64 KiB
+const SIZE = 12 * 2 ** 20 + 512; // whole sectors, but not a multiple of 4 KiB nor of 64 KiB
 
 let dir: string;
 let imagePath: string;
@@ -71,6 +71,22 @@ describe("real NBD clients", () => {
     const out = join(dir, "copy.raw");
     await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", e.uri, out]);
     expect((await readFile(out)).equals(image)).toBe(true);
+  });
+
+  it("pads a source that is not whole sectors with zeros, so qemu can read its last sector", async () => {
+    const odd = 3 * 2 ** 20 + 4321;
+    const e = await server.addExport({
+      source: { size: odd, read: (o, l) => fileSource.read(o, l) },
+      expiresAt: later(),
+    });
+    const padded = Math.ceil(odd / 512) * 512;
+    expect(e.size).toBe(padded);
+    const out = join(dir, "odd.raw");
+    await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", e.uri, out]);
+    const bytes = await readFile(out);
+    expect(bytes.length).toBe(padded);
+    expect(bytes.subarray(0, odd).equals(image.subarray(0, odd))).toBe(true);
+    expect(bytes.subarray(odd).equals(Buffer.alloc(padded - odd))).toBe(true);
   });
 
   it("qemu-io writes to a writable export's overlay; the source file is unchanged", async () => {
