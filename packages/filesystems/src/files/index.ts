@@ -1,3 +1,6 @@
+export { type ArchiveEntry, archiveEntries } from "./archive/entries.js";
+export { tarBlocks, tarStream } from "./archive/tar.js";
+export { type ZipOptions, zipBytes, zipStream } from "./archive/zip.js";
 export type { DirectoryEntry, Driver, NodeInfo } from "./driver.js";
 export { Ext4Driver } from "./ext4.js";
 export { type FatBpb, FatDriver, parseFatBpb } from "./fat.js";
