@@ -14,6 +14,7 @@ import {
   type TestAgent,
   Volume,
 } from "../apps/server/test/support/harness.js";
+import { repoRoot, runTs } from "./support/processes.js";
 
 // Volume restore through the agent, all real: the server's RestoreService on the mTLS agent
 // listener with its Postgres catalog and repository, the agent's runRestore writing real files and
@@ -303,6 +304,46 @@ describe("volume restore through the agent", () => {
     } finally {
       await proxy.stop();
     }
+  });
+
+  it("bulwark-agent restore runs a job from the command line (the bare-metal path)", async () => {
+    const tls = join(h.dir, "cli-tls");
+    mkdirSync(tls, { recursive: true });
+    writeFileSync(join(tls, "ca.pem"), h.ca.cert);
+    writeFileSync(join(tls, "cert.pem"), agent.tls.cert);
+    writeFileSync(join(tls, "key.pem"), agent.tls.key);
+    const stateDir = join(h.dir, "cli-state");
+    const target = emptyFile("cli.img");
+    const cli = (jobId: string, extra: string[]) =>
+      runTs(
+        join(repoRoot, "apps/agent/src/cli.ts"),
+        [
+          "restore",
+          jobId,
+          "--target",
+          target,
+          "--server",
+          `https://127.0.0.1:${h.listener!.port}`,
+          "--state-dir",
+          stateDir,
+          ...extra,
+        ],
+        {
+          BULWARK_AGENT_CA: join(tls, "ca.pem"),
+          BULWARK_AGENT_CERT: join(tls, "cert.pem"),
+          BULWARK_AGENT_KEY: join(tls, "key.pem"),
+        },
+      );
+    const jobId = await restoreJob(agent, "FULL", target);
+    // Without the confirmation the foreign target is refused, with the code on stderr.
+    const refused = cli(jobId, []);
+    expect((await refused.exited).code, refused.output()).toBe(1);
+    expect(refused.output()).toContain("BULWARK_RESTORE_FOREIGN_TARGET");
+    const run = cli(jobId, ["--yes-overwrite-foreign"]);
+    expect((await run.exited).code, run.output()).toBe(0);
+    expect(run.output()).toContain(`restored ${backupId} onto ${target} (full, foreign target)`);
+    expect(readFileSync(target).equals(image)).toBe(true);
+    expect((await h.db.catalog.job.findUniqueOrThrow({ where: { id: jobId } })).state).toBe("SUCCEEDED");
   });
 
   it("whole-disk restore onto a larger disk moves the GPT backup header to the end", async () => {

@@ -8,6 +8,7 @@ import { type CommandRunner, ProcessCommandRunner } from "./command-runner.js";
 import { collectInventory } from "./inventory/index.js";
 import { planDiskCapture } from "./plan/disk-plan.js";
 import { planVolume } from "./plan/volume-plan.js";
+import { formatRestoreReport, RESTORE_USAGE, restoreCommand } from "./restore/command.js";
 import { SnapshotJournal } from "./snapshot/journal.js";
 import { processReleases } from "./snapshot/release-registry.js";
 import { cleanupStaleSnapshots } from "./snapshot/session.js";
@@ -30,6 +31,7 @@ const USAGE = `usage: bulwark-agent <command> [options]
   backup <device|image>          one-shot backup to a server: --server URL --volume-key KEY
                                  --ca FILE --cert FILE --key FILE [--bandwidth-limit BYTES/s]
                                  [--job ID] [--freeze MOUNTPOINT] [--streams N] [--threads N]
+${RESTORE_USAGE}
 options: --json  --chunk-size BYTES  --state-dir DIR
 backup reads BULWARK_SERVER_URL, BULWARK_AGENT_CA, BULWARK_AGENT_CERT and BULWARK_AGENT_KEY
 when the flags are not given.`;
@@ -52,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
       ca: { type: "string" },
       cert: { type: "string" },
       key: { type: "string" },
+      target: { type: "string" },
+      delta: { type: "boolean", default: false },
+      "whole-disk": { type: "boolean", default: false },
+      "yes-overwrite-foreign": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -164,6 +170,14 @@ async function main(argv: string[]): Promise<number> {
           ...report.warnings.map((w) => `warning: ${w}`),
         ].join("\n"),
       );
+      return 0;
+    }
+    case "restore": {
+      const report = await restoreCommand(target, {
+        ...values,
+        stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
+      });
+      print(report, () => formatRestoreReport(report));
       return 0;
     }
     default:

@@ -72,8 +72,10 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** First chunk to ask for (a resume index persisted by an earlier run of the same job); default 0. */
   resumeFromIndex?: number;
-  /** Called with each new resume index after an fsync, so a caller can persist it. */
-  onResumePoint?: (index: number) => void;
+  /** Called with each new resume index after an fsync, so a caller can persist it (awaited). */
+  onResumePoint?: (index: number) => void | Promise<void>;
+  /** RestoreCommand.restore_point_id: refuse a stream that describes another restore point. */
+  expectedRestorePointId?: string;
   threads?: number;
   reconnectGiveUpMs?: number;
   onReconnect?: (attempt: number, error: BulwarkError) => void;
@@ -301,6 +303,12 @@ class RestoreState {
     if (this.durable > header.totalChunks) {
       throw agentError("BULWARK_AGENT_INVALID_ARGUMENT", `resume index ${this.durable} is beyond the volume`);
     }
+    if (this.opts.expectedRestorePointId && header.restorePointId !== this.opts.expectedRestorePointId) {
+      throw agentError(
+        "BULWARK_PROTO_MALFORMED",
+        `the server streams restore point ${header.restorePointId}, the command named ${this.opts.expectedRestorePointId}`,
+      );
+    }
     checkTargetSize(this.target, g.sizeBytes);
     this.foreign = (await checkForeignTarget(this.target, header, this.opts.allowForeignTarget)).foreign;
     if (this.opts.wholeDisk && this.target.kind === "block" && (await isPartition(this.target))) {
@@ -507,7 +515,7 @@ class RestoreState {
     this.unsynced = 0;
     if (this.completed > this.durable) {
       this.durable = this.completed;
-      this.opts.onResumePoint?.(this.durable);
+      await this.opts.onResumePoint?.(this.durable);
     }
   }
 
