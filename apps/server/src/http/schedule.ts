@@ -1,9 +1,10 @@
-// Checks a policy's schedule beyond its shape (the cron expression parses, the timezone exists)
-// and finds its past run times, for recovery-point status.
+// Checks a policy's schedule beyond its shape, with the job system's own rules (@bulwark/schedule:
+// the cron expression parses and fires, the timezone exists), and finds its past run times for
+// recovery-point status.
 
 import { BulwarkError } from "@bulwark/errors";
 import { isValidTimeZone } from "@bulwark/retention";
-import { CronExpressionParser } from "cron-parser";
+import { isValidCron, previousRun } from "@bulwark/schedule";
 
 function invalid(path: string, message: string): BulwarkError {
   return new BulwarkError("BULWARK_GENERAL_VALIDATION", `${path}: ${message}`, {
@@ -13,17 +14,23 @@ function invalid(path: string, message: string): BulwarkError {
 
 export function assertValidSchedule(cron: string, timezone: string): void {
   if (!isValidTimeZone(timezone)) throw invalid("timezone", `not an IANA timezone name: ${timezone}`);
-  try {
-    CronExpressionParser.parse(cron, { tz: timezone, strict: false }).next();
-  } catch (err) {
-    throw invalid("scheduleCron", err instanceof Error ? err.message : "not a valid cron expression");
+  if (!isValidCron(cron, timezone)) {
+    throw invalid(
+      "scheduleCron",
+      "expected a five-field cron expression (minute hour day month weekday) that fires",
+    );
   }
 }
 
-/** The `count` most recent scheduled run times at or before `now`, newest first. */
+/** The `count` most recent scheduled run times at or before `now`, newest first (DST-aware). */
 export function previousRuns(cron: string, timezone: string, now: Date, count: number): Date[] {
-  const expr = CronExpressionParser.parse(cron, { tz: timezone, currentDate: now });
   const runs: Date[] = [];
-  for (let i = 0; i < count && expr.hasPrev(); i++) runs.push(expr.prev().toDate());
+  let at = now;
+  while (runs.length < count) {
+    const run = previousRun(cron, timezone, at);
+    if (run === undefined) break;
+    runs.push(run);
+    at = new Date(run.getTime() - 1);
+  }
   return runs;
 }
