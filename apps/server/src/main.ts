@@ -8,6 +8,7 @@ import { loadServerConfig } from "@bulwark/config";
 import { BulwarkError } from "@bulwark/errors";
 import pino from "pino";
 import { buildApp, REDACTED_LOG_PATHS } from "./app.js";
+import { type NbdListener, startNbdListener } from "./exports/listener.js";
 import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
 import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
@@ -92,6 +93,24 @@ async function main(): Promise<void> {
     );
   }
 
+  // Instant access over NBD. Optional: a node whose NBD port is taken still backs up and restores.
+  let nbd: NbdListener | undefined;
+  try {
+    nbd = await startNbdListener({
+      catalog,
+      repositories,
+      host: config.nbdHost,
+      port: config.nbdPort,
+      log: log.child({ listener: "nbd" }),
+    });
+    log.info({ address: `${nbd.host}:${nbd.port}` }, "NBD listener (instant access) listening");
+  } catch (err) {
+    log.error(
+      { err: (err as Error).message },
+      "NBD listener not started: instant access is off on this node",
+    );
+  }
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -99,7 +118,7 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down");
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
-    await Promise.all([app.close(), agents?.close()]);
+    await Promise.all([app.close(), agents?.close(), nbd?.close()]);
     await repositories.close();
     redis.disconnect();
     await catalog.$disconnect();

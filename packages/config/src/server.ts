@@ -24,6 +24,10 @@ export const serverConfigSchema = z
     httpPort: port.default(8080),
     grpcHost: hostname.default("127.0.0.1"),
     grpcPort: port.default(8443),
+    /** NBD listener for instant access (docs/nbd.md): plain NBD has no authentication, keep it on loopback. */
+    nbdHost: hostname.default("127.0.0.1"),
+    /** 10809 is NBD's IANA port. */
+    nbdPort: port.default(10809),
     databaseUrl: url(["postgres", "postgresql"]).default("postgresql://postgres@127.0.0.1:5432/bulwark"),
     redisUrl: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
     /** Server state: CA material, local repositories by default. */
@@ -78,6 +82,8 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   httpPort: "BULWARK_HTTP_PORT",
   grpcHost: "BULWARK_GRPC_HOST",
   grpcPort: "BULWARK_GRPC_PORT",
+  nbdHost: "BULWARK_NBD_HOST",
+  nbdPort: "BULWARK_NBD_PORT",
   databaseUrl: "DATABASE_URL",
   redisUrl: "REDIS_URL",
   dataDir: "BULWARK_DATA_DIR",
