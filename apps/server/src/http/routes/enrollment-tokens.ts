@@ -11,6 +11,7 @@ import {
   pageSchema,
 } from "@bulwark/api";
 import type { Prisma } from "@bulwark/catalog";
+import { BulwarkError } from "@bulwark/errors";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { actorOf, notFound, tenantOf } from "../context.js";
 import type { ApiDeps, EnrollmentTokens } from "../deps.js";
@@ -96,7 +97,15 @@ export function enrollmentTokenRoutes(deps: ApiDeps, tokens: EnrollmentTokens): 
       "/enrollment-tokens/:id",
       { schema: { tags: ["enrollment"], summary: "Revoke an enrollment token", params: idParamsSchema } },
       async (request, reply) => {
-        await tokens.revoke(actorOf(request), request.params.id);
+        const token = await deps.catalog.enrollmentToken.findFirst({
+          where: { id: request.params.id, tenantId: tenantOf(request) },
+          select: { id: true, usedAt: true, revokedAt: true },
+        });
+        if (!token) throw notFound("enrollment-token", request.params.id);
+        if (token.revokedAt !== null || token.usedAt !== null) {
+          throw new BulwarkError("BULWARK_API_INVALID_STATE", "the token is already used or revoked");
+        }
+        await tokens.revoke(actorOf(request), token.id);
         return reply.status(204).send();
       },
     );
