@@ -219,15 +219,17 @@ export class FatDriver implements Driver<FatNode> {
   }
 
   /**
-   * Walks a chain from `first`, yielding runs of physically consecutive clusters. A chain longer
-   * than the volume's cluster count has visited some cluster twice: a loop.
+   * Walks a chain from `first`, yielding runs of physically consecutive clusters. Cycles are found
+   * with Brent's algorithm (a checkpoint cluster that moves at powers of two), so a looping chain
+   * is reported within about twice its length, in constant memory however long the file.
    */
   private async *chain(first: number): AsyncGenerator<{ cluster: number; count: number }> {
     let cluster: number | null = first;
+    let checkpoint = first;
+    let power = 1;
     let steps = 0;
     let run: { cluster: number; count: number } | null = null;
     while (cluster !== null) {
-      if (++steps > this.bpb.clusterCount) throw loop(`FAT chain from cluster ${first} loops`, { first });
       this.clusterOffset(cluster); // range check
       if (run && run.cluster + run.count === cluster) run.count++;
       else {
@@ -235,6 +237,13 @@ export class FatDriver implements Driver<FatNode> {
         run = { cluster, count: 1 };
       }
       cluster = await this.next(cluster);
+      if (cluster === checkpoint)
+        throw loop(`FAT chain from cluster ${first} loops back to ${cluster}`, { first });
+      if (++steps === power && cluster !== null) {
+        checkpoint = cluster;
+        power *= 2;
+        steps = 0;
+      }
     }
     if (run) yield run;
   }
