@@ -3,12 +3,14 @@ import { isBulwarkError } from "@bulwark/errors";
 import {
   HANDSHAKE_TIMEOUT_MS,
   IHAVEOPT,
+  MAX_IN_FLIGHT_BYTES,
   MAX_IN_FLIGHT_REQUESTS,
   MAX_NAME_BYTES,
   MAX_OPTION_BYTES,
   MAX_OPTIONS_PER_CONNECTION,
   MAX_REQUEST_BYTES,
   NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -50,13 +52,18 @@ import type { WritableBlockDevice } from "./source.js";
 class ProtocolViolation extends Error {}
 
 /** Serves one TCP connection: handshake, then transmission. Never throws; always ends the socket. */
-export async function serveConnection(socket: Socket, exports: ExportLookup, log: NbdLogger): Promise<void> {
+export async function serveConnection(
+  socket: Socket,
+  exports: ExportLookup,
+  log: NbdLogger,
+  handshakeTimeoutMs = HANDSHAKE_TIMEOUT_MS,
+): Promise<void> {
   socket.setNoDelay(true);
   const reader = new SocketReader(socket);
   const deadline = setTimeout(() => {
     log.warn({ remote: socket.remoteAddress }, "NBD handshake timed out");
     socket.destroy();
-  }, HANDSHAKE_TIMEOUT_MS);
+  }, handshakeTimeoutMs);
   try {
     const entry = await handshake(socket, reader, exports);
     clearTimeout(deadline);
@@ -211,7 +218,10 @@ function simpleReply(socket: Socket, cookie: Buffer, error: number, data?: Buffe
   return data && error === 0 ? write(socket, head, data) : write(socket, head);
 }
 
-/** Requests until NBD_CMD_DISC or the connection ends; up to MAX_IN_FLIGHT_REQUESTS at once. */
+/**
+ * Requests until NBD_CMD_DISC or the connection ends; up to MAX_IN_FLIGHT_REQUESTS (and about
+ * MAX_IN_FLIGHT_BYTES of data) at once, replies in completion order.
+ */
 async function transmit(
   socket: Socket,
   reader: SocketReader,
@@ -219,7 +229,9 @@ async function transmit(
   log: NbdLogger,
 ): Promise<void> {
   const inFlight = new Set<Promise<void>>();
-  const run = (cookie: Buffer, what: string, op: () => Promise<Buffer | undefined>) => {
+  let bytesInFlight = 0;
+  const run = (cookie: Buffer, what: string, bytes: number, op: () => Promise<Buffer | undefined>) => {
+    bytesInFlight += bytes;
     const p: Promise<void> = op()
       .then(
         (data) => simpleReply(socket, cookie, 0, data),
@@ -236,13 +248,27 @@ async function transmit(
           return simpleReply(socket, cookie, NBD_EIO);
         },
       )
-      .finally(() => inFlight.delete(p));
+      .finally(() => {
+        bytesInFlight -= bytes;
+        inFlight.delete(p);
+      });
     inFlight.add(p);
   };
   const device = entry.device as WritableBlockDevice;
+  /** A mutation, then a flush when the client set FUA (forced unit access). */
+  const mutate = (flags: number, op: () => Promise<void>) => async () => {
+    await op();
+    if (flags & NBD_CMD_FLAG_FUA) await device.flush();
+    return undefined;
+  };
 
   for (;;) {
-    while (inFlight.size >= MAX_IN_FLIGHT_REQUESTS) await Promise.race(inFlight);
+    while (
+      inFlight.size >= MAX_IN_FLIGHT_REQUESTS ||
+      (inFlight.size > 0 && bytesInFlight >= MAX_IN_FLIGHT_BYTES)
+    ) {
+      await Promise.race(inFlight);
+    }
     let head: Buffer;
     try {
       head = await reader.read(REQUEST_HEADER_BYTES);
@@ -251,6 +277,7 @@ async function transmit(
       return;
     }
     if (head.readUInt32BE(0) !== NBD_REQUEST_MAGIC) throw new ProtocolViolation("bad request magic");
+    const flags = head.readUInt16BE(4);
     const type = head.readUInt16BE(6);
     const cookie = Buffer.from(head.subarray(8, 16));
     const offset64 = head.readBigUInt64BE(16);
@@ -264,7 +291,7 @@ async function transmit(
         return;
       case NBD_CMD_READ:
         if (!inRange || length > MAX_REQUEST_BYTES) await simpleReply(socket, cookie, NBD_EINVAL);
-        else run(cookie, "read", () => entry.device.read(offset, length));
+        else run(cookie, "read", length, () => entry.device.read(offset, length));
         break;
       case NBD_CMD_WRITE: {
         // The payload follows the header whatever we answer: consume it to stay in step.
@@ -276,7 +303,13 @@ async function transmit(
         const data = await reader.read(length);
         if (!entry.writable) await simpleReply(socket, cookie, NBD_EPERM);
         else if (!inRange) await simpleReply(socket, cookie, NBD_EINVAL);
-        else run(cookie, "write", () => device.write(offset, data).then(() => undefined));
+        else
+          run(
+            cookie,
+            "write",
+            length,
+            mutate(flags, () => device.write(offset, data)),
+          );
         break;
       }
       case NBD_CMD_TRIM:
@@ -284,14 +317,17 @@ async function transmit(
         if (!entry.writable) await simpleReply(socket, cookie, NBD_EPERM);
         else if (!inRange) await simpleReply(socket, cookie, NBD_EINVAL);
         else
-          run(cookie, type === NBD_CMD_TRIM ? "trim" : "write-zeroes", () =>
-            device.zero(offset, length).then(() => undefined),
+          run(
+            cookie,
+            type === NBD_CMD_TRIM ? "trim" : "write-zeroes",
+            0,
+            mutate(flags, () => device.zero(offset, length)),
           );
         break;
       case NBD_CMD_FLUSH: {
         // Covers every write received before it, not only the ones already answered.
         const before = [...inFlight];
-        run(cookie, "flush", async () => {
+        run(cookie, "flush", 0, async () => {
           await Promise.all(before);
           if (entry.writable) await device.flush();
           return undefined;

@@ -42,6 +42,7 @@ export const NBD_INFO_BLOCK_SIZE = 3;
 export const NBD_FLAG_HAS_FLAGS = 1 << 0;
 export const NBD_FLAG_READ_ONLY = 1 << 1;
 export const NBD_FLAG_SEND_FLUSH = 1 << 2;
+export const NBD_FLAG_SEND_FUA = 1 << 3;
 export const NBD_FLAG_SEND_TRIM = 1 << 5;
 export const NBD_FLAG_SEND_WRITE_ZEROES = 1 << 6;
 
@@ -52,6 +53,9 @@ export const NBD_CMD_DISC = 2;
 export const NBD_CMD_FLUSH = 3;
 export const NBD_CMD_TRIM = 4;
 export const NBD_CMD_WRITE_ZEROES = 6;
+
+// Command flags.
+export const NBD_CMD_FLAG_FUA = 1 << 0;
 
 // Error values in simple replies (the spec fixes them to the Linux errno numbers).
 export const NBD_EPERM = 1;
@@ -78,3 +82,8 @@ export const MAX_OPTIONS_PER_CONNECTION = 32;
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Requests handled at once per connection: enough to overlap chunk decoding, bounded for memory. */
 export const MAX_IN_FLIGHT_REQUESTS = 8;
+/**
+ * Bytes of READ/WRITE data in flight per connection: with 32 MiB requests the count alone would let
+ * one client hold 256 MiB; this keeps it near 64 MiB (one request is always admitted).
+ */
+export const MAX_IN_FLIGHT_BYTES = 64 * 2 ** 20;

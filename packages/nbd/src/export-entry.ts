@@ -4,6 +4,7 @@ import {
   NBD_FLAG_HAS_FLAGS,
   NBD_FLAG_READ_ONLY,
   NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
   NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES,
 } from "./constants.js";
@@ -37,7 +38,9 @@ export class ExportEntry {
     return (
       NBD_FLAG_HAS_FLAGS |
       NBD_FLAG_SEND_FLUSH |
-      (this.writable ? NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES : NBD_FLAG_READ_ONLY)
+      (this.writable
+        ? NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
+        : NBD_FLAG_READ_ONLY)
     );
   }
 

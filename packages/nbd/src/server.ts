@@ -24,6 +24,8 @@ export interface NbdServerOptions {
   port?: number;
   now?: () => Date;
   maxConnections?: number;
+  /** An unauthenticated client must finish the handshake in this time (default HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
   /** Where writable exports keep their overlay (default: the system temporary directory). */
   tempDir?: string;
   log?: NbdLogger;
@@ -115,7 +117,7 @@ export class NbdServer implements ExportLookup {
     this.sockets.add(socket);
     socket.on("error", () => undefined); // reported through the reader; never an uncaught error
     socket.once("close", () => this.sockets.delete(socket));
-    void serveConnection(socket, this, this.log);
+    void serveConnection(socket, this, this.log, this.opts.handshakeTimeoutMs);
   }
 
   lookup(name: Buffer): ExportEntry | undefined {

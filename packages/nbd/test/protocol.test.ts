@@ -4,6 +4,7 @@ import {
   IHAVEOPT,
   MAX_REQUEST_BYTES,
   NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -17,6 +18,7 @@ import {
   NBD_FLAG_NO_ZEROES,
   NBD_FLAG_READ_ONLY,
   NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
   NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES,
   NBD_INFO_BLOCK_SIZE,
@@ -141,7 +143,11 @@ describe("handshake", () => {
     c.sendOption(NBD_OPT_GO, RawClient.infoRequest(rw.name));
     const go = await c.optionReply();
     expect(go.data.readUInt16BE(10)).toBe(
-      NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES,
+      NBD_FLAG_HAS_FLAGS |
+        NBD_FLAG_SEND_FLUSH |
+        NBD_FLAG_SEND_FUA |
+        NBD_FLAG_SEND_TRIM |
+        NBD_FLAG_SEND_WRITE_ZEROES,
     );
     expect((await c.optionReply()).type).toBe(NBD_REP_ACK);
     c.sendRequest(NBD_CMD_READ, 1n, 0, 16);
@@ -249,7 +255,8 @@ describe("transmission", () => {
   it("writes to a writable export land in its overlay, never in the source", async () => {
     const before = Buffer.from(image);
     const c = await connected(rw.name);
-    c.sendRequest(NBD_CMD_WRITE, 1n, 1000, 5000, Buffer.alloc(5000, 0xab));
+    // FUA: the overlay is flushed before the reply.
+    c.sendRequest(NBD_CMD_WRITE, 1n, 1000, 5000, Buffer.alloc(5000, 0xab), undefined, NBD_CMD_FLAG_FUA);
     expect((await c.reply()).error).toBe(0);
     c.sendRequest(NBD_CMD_WRITE_ZEROES, 2n, 20000, 10000);
     expect((await c.reply()).error).toBe(0);
@@ -272,6 +279,25 @@ describe("transmission", () => {
 });
 
 describe("limits and expiry", () => {
+  it("disconnects a client that does not finish the handshake in time, not one that did", async () => {
+    const s = new NbdServer({ port: 0, handshakeTimeoutMs: 300 });
+    const { port: p } = await s.listen();
+    try {
+      const e = await s.addExport({ source, expiresAt: new Date(Date.now() + 60_000) });
+      const idle = await RawClient.open(p);
+      await idle.read(18); // the greeting, then silence
+      const done = await RawClient.open(p);
+      expect((await done.go(e.name)).at(-1)!.type).toBe(NBD_REP_ACK);
+      expect(await idle.waitClosed(3000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 500));
+      done.sendRequest(NBD_CMD_READ, 1n, 0, 8);
+      expect((await done.reply(8)).data).toEqual(image.subarray(0, 8));
+      done.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   it("refuses a GO beyond the export's connection limit with ERR_POLICY", async () => {
     const one = await server.addExport({
       source,

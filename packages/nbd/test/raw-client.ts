@@ -120,10 +120,11 @@ export class RawClient {
     length: number,
     payload?: Buffer,
     magic = NBD_REQUEST_MAGIC,
+    flags = 0,
   ): void {
     const h = Buffer.alloc(28);
     h.writeUInt32BE(magic, 0);
-    h.writeUInt16BE(0, 4);
+    h.writeUInt16BE(flags, 4);
     h.writeUInt16BE(type, 6);
     h.writeBigUInt64BE(cookie, 8);
     h.writeBigUInt64BE(BigInt(offset), 16);
