@@ -1,8 +1,18 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RestoreOptions, type RestoreReport, runRestore } from "../apps/agent/src/restore/index.js";
+import { createCommandRestoreRunner } from "../apps/agent/src/restore/runner.js";
 import { isRoot, LoopDevices, MiB, ROOT_REASON, sh } from "../apps/agent/test/helpers/system.js";
 import { TcpProxy } from "../apps/agent/test/helpers/tcp-proxy.js";
 import { RESTORE_AUDIT_ACTION } from "../apps/server/src/restore/service.js";
@@ -106,11 +116,33 @@ describe("volume restore through the agent", () => {
     return path;
   }
 
+  /** The node of a loop device's partition; made by hand where no udev runs (containers). */
+  function partitionNode(dev: string, n: number): string {
+    const name = `${dev.replace("/dev/", "")}p${n}`;
+    if (existsSync(`/dev/${name}`)) return `/dev/${name}`;
+    // Without udev the scan at attach time may not have happened yet: ask for it.
+    if (!existsSync(`/sys/block/${dev.replace("/dev/", "")}/${name}`)) {
+      try {
+        sh("partx", ["-a", dev]);
+      } catch {
+        // already known to the kernel
+      }
+    }
+    const [major, minor] = readFileSync(`/sys/block/${dev.replace("/dev/", "")}/${name}/dev`, "utf8")
+      .trim()
+      .split(":");
+    const node = join(h.dir, name);
+    sh("mknod", [node, "b", major!, minor!]);
+    return node;
+  }
+
+  let lastFailure: Error | undefined;
   async function codeOf(p: Promise<unknown>): Promise<string> {
     try {
       await p;
     } catch (err) {
       // A BulwarkError (this package does not depend on @bulwark/errors; the code is what counts).
+      lastFailure = err as Error;
       const code = (err as { code?: unknown }).code;
       if (typeof code === "string" && code.startsWith("BULWARK_")) return code;
       throw err;
@@ -246,6 +278,79 @@ describe("volume restore through the agent", () => {
       expect((await h.db.catalog.job.findUniqueOrThrow({ where: { id: jobId } })).state).toBe("QUEUED");
     },
   );
+
+  it.skipIf(!isRoot)(
+    `refuses a disk whose partition is mounted, and a device open exclusively elsewhere (${ROOT_REASON})`,
+    async () => {
+      const backing = emptyFile("parted.img", VOLUME_BYTES + 4 * MiB);
+      sh("sfdisk", ["-q", backing], "label: gpt\n,16M,L\n");
+      const dev = loops.attach(backing, { partscan: true });
+      const part = partitionNode(dev, 1);
+      sh("mkfs.ext4", ["-q", "-F", part]);
+      const mnt = join(h.dir, "mnt-part");
+      mkdirSync(mnt, { recursive: true });
+      loops.mount(part, mnt);
+      const jobId = await restoreJob(agent, "FULL", dev);
+      expect(await codeOf(restore(jobId, dev, { allowForeignTarget: true, wholeDisk: true }))).toBe(
+        "BULWARK_RESTORE_TARGET_BUSY",
+      );
+      expect(lastFailure?.message).toContain(`is mounted at ${mnt}`);
+      loops.cleanup();
+      const plain = loops.attach(emptyFile("excl.img"));
+      const held = openSync(plain, constants.O_RDONLY | constants.O_EXCL);
+      try {
+        expect(await codeOf(restore(jobId, plain, { allowForeignTarget: true }))).toBe(
+          "BULWARK_RESTORE_TARGET_BUSY",
+        );
+        expect(lastFailure?.message).toContain("open exclusively elsewhere");
+      } finally {
+        closeSync(held);
+      }
+    },
+  );
+
+  it("the daemon's runner: a RestoreCommand gives RestoreStats, keeps a resume file, and stops on abort", async () => {
+    const stateDir = join(h.dir, "daemon-state");
+    const runner = createCommandRestoreRunner({
+      serverUrl: `127.0.0.1:${h.listener!.port}`,
+      credentials: async () => h.credentialsFor(agent),
+      channelOptions: h.channelOptions(),
+      stateDir,
+      threads: 2,
+    });
+    const target = emptyFile("daemon.img");
+    const command = (jobId: string) => ({
+      jobId,
+      restorePointId: backupId,
+      targetPath: target,
+      mode: 1, // RESTORE_MODE_FULL
+      allowForeignTarget: true,
+      wholeDisk: false,
+    });
+    // Abort after the first progress report: the restore stops with the cancel code and the
+    // synced point stays in the resume file for a later run of the same job.
+    const cancelled = await restoreJob(agent, "FULL", target);
+    const abort = new AbortController();
+    const failed = await codeOf(
+      runner.run(command(cancelled), { signal: abort.signal, onProgress: () => abort.abort() }),
+    );
+    expect(failed).toBe("BULWARK_CONTROL_JOB_CANCELLED");
+    expect(existsSync(join(stateDir, "restore", `${cancelled}.json`))).toBe(true);
+    const saved = JSON.parse(readFileSync(join(stateDir, "restore", `${cancelled}.json`), "utf8"));
+    expect(saved.resumeFromIndex).toBeGreaterThan(0);
+
+    const progress: number[] = [];
+    const stats = await runner.run(command(cancelled), {
+      signal: new AbortController().signal,
+      onProgress: (p) => progress.push(p.bytesDone),
+    });
+    expect(readFileSync(target).equals(image)).toBe(true);
+    expect(stats.volumeBytes).toBe(VOLUME_BYTES);
+    // The second run resumed: it did not fetch the chunks the first one had synced.
+    expect(stats.chunksReceived).toBeLessThan(dataChunks);
+    expect(progress[0]).toBeGreaterThan(saved.resumeFromIndex * CHUNK - 1);
+    expect(existsSync(join(stateDir, "restore", `${cancelled}.json`))).toBe(false);
+  });
 
   it("a job of another agent gets the same answer as an unknown job", async () => {
     const target = emptyFile("probe.img");
