@@ -11,6 +11,23 @@ const DEFAULT_SESSION_SWEEP_INTERVAL_S = 60;
 /** Keys that configure the agent listener's TLS; all or none (none = gRPC ingest off). */
 export const GRPC_TLS_KEYS = ["grpcTlsCertFile", "grpcTlsKeyFile", "agentCaFile"] as const;
 
+/** host:port, with an IPv6 host in brackets. */
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: "expected host:port" });
+
+/** A list of DNS names or IP addresses: an array in a config file, comma-separated in the environment. */
+const nameList = z.preprocess(
+  (v) =>
+    typeof v === "string"
+      ? v
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : v,
+  z.array(z.string().regex(/^[A-Za-z0-9.:*-]+$/, { message: "expected a DNS name or IP address" })),
+);
+
 const seconds = (min: number, max: number) =>
   z.coerce
     .number({ message: "expected a number of seconds" })
@@ -47,6 +64,19 @@ export const serverConfigSchema = z
     grpcTlsCertFile: path.optional(),
     grpcTlsKeyFile: path.optional(),
     agentCaFile: path.optional(),
+    /**
+     * Enrollment and the server CA (docs/security.md). The key file that encrypts the CA's private
+     * key in the catalog; default <dataDir>/ca.key, created (mode 0600) when absent.
+     */
+    caKeyFile: path.optional(),
+    /** The enroll listener (TLS without client certificates, EnrollmentService only); host defaults to grpcHost. */
+    enrollHost: hostname.optional(),
+    enrollPort: port.default(8444),
+    /** host:port agents use to reach the agent / enroll listener (token files); default the listener's host:port. */
+    advertisedAgentAddress: hostPort.optional(),
+    advertisedEnrollAddress: hostPort.optional(),
+    /** More names (DNS or IP) for the server certificate the catalog CA issues, comma-separated in the environment. */
+    grpcTlsSans: nameList.default([]),
     /** Opens the repositories named in the catalog: a file holding the passphrase, or a key file. */
     repositoryPassphraseFile: path.optional(),
     repositoryKeyFile: path.optional(),
@@ -94,6 +124,12 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   grpcTlsCertFile: "BULWARK_GRPC_TLS_CERT_FILE",
   grpcTlsKeyFile: "BULWARK_GRPC_TLS_KEY_FILE",
   agentCaFile: "BULWARK_AGENT_CA_FILE",
+  caKeyFile: "BULWARK_CA_KEY_FILE",
+  enrollHost: "BULWARK_ENROLL_HOST",
+  enrollPort: "BULWARK_ENROLL_PORT",
+  advertisedAgentAddress: "BULWARK_ADVERTISED_AGENT_ADDRESS",
+  advertisedEnrollAddress: "BULWARK_ADVERTISED_ENROLL_ADDRESS",
+  grpcTlsSans: "BULWARK_GRPC_TLS_SANS",
   repositoryPassphraseFile: "BULWARK_REPOSITORY_PASSPHRASE_FILE",
   repositoryKeyFile: "BULWARK_REPOSITORY_KEY_FILE",
   sessionIdleTimeoutSeconds: "BULWARK_SESSION_IDLE_TIMEOUT_SECONDS",

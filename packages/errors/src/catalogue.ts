@@ -5,6 +5,7 @@ import { catalogCodes } from "./codes/catalog.js";
 import { cliCodes } from "./codes/cli.js";
 import { configCodes } from "./codes/config.js";
 import { controlCodes } from "./codes/control.js";
+import { enrollCodes } from "./codes/enroll.js";
 import { fsCodes } from "./codes/fs.js";
 import { generalCodes } from "./codes/general.js";
 import { ingestCodes } from "./codes/ingest.js";
@@ -32,6 +33,7 @@ export const errorCatalogue = {
   ...repoCodes,
   ...cliCodes,
   ...ingestCodes,
+  ...enrollCodes,
   ...restoreCodes,
   ...nbdCodes,
   ...controlCodes,

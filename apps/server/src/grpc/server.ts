@@ -3,18 +3,21 @@ import {
   BackupServiceService,
   bindServer,
   ControlServiceService,
+  IdentityServiceService,
   RestoreServiceService,
   SERVER_OPTIONS,
 } from "@bulwark/protocol";
 import { Server, type ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { ControlPlane } from "../control/control-plane.js";
+import type { EnrollmentContext } from "../enrollment/context.js";
 import { startExpirySweeper } from "../ingest/expiry.js";
 import { RepositoryIngests } from "../ingest/repository-ingests.js";
 import type { IngestContext } from "../ingest/sessions.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
 import { restoreService } from "../restore/service.js";
-import type { ControlPlane } from "../control/control-plane.js";
 import { backupService } from "./backup-service.js";
+import { identityService } from "./enrollment-service.js";
 import type { AgentIdentityResolver } from "./identity.js";
 
 // The agent listener: one grpc-js server with mutual TLS hosting the BackupService (the control
@@ -38,6 +41,8 @@ export interface AgentListenerOptions {
   now?: () => Date;
   /** The node's control plane (ControlService); absent = no control stream on this listener. */
   control?: ControlPlane;
+  /** The server CA and what renewals need (IdentityService.Renew); absent = no renewal on this listener. */
+  enrollment?: EnrollmentContext;
 }
 
 export interface AgentListener {
@@ -60,6 +65,8 @@ export async function startAgentListener(opts: AgentListenerOptions): Promise<Ag
   server.addService(BackupServiceService, backupService(context, opts.identity));
   if (opts.control) server.addService(ControlServiceService, opts.control.service());
   server.addService(RestoreServiceService, restoreService(context, opts.identity));
+  if (opts.enrollment)
+    server.addService(IdentityServiceService, identityService(opts.enrollment, opts.identity));
   const port = await bindServer(server, `${opts.host}:${opts.port}`, opts.credentials);
   const sweeper = startExpirySweeper(context, opts.sweepIntervalSeconds * 1000);
   return {
