@@ -1,0 +1,325 @@
+import { randomUUID } from "node:crypto";
+import type { Prisma } from "@bulwark/catalog";
+import { BulwarkError, isBulwarkError } from "@bulwark/errors";
+import { type Command, RestoreMode } from "@bulwark/protocol";
+import { type Job as BullJob, DelayedError, UnrecoverableError } from "bullmq";
+import type { JobContext } from "./context.js";
+import { errorFields, finishJob, TERMINAL_STATES } from "./mirror.js";
+import { enqueuePrune } from "./prune.js";
+
+// The backup and restore workers: a BullMQ job names a catalog Job row; the worker sends the
+// agent its command through the dispatcher (whichever node holds the agent's stream), then waits
+// for the outcome the agent reports through the JobEventSink (catalog row + Redis wake-up).
+//
+// Reruns are safe. A stalled job (its node died) or a retry runs this again for the same row:
+// a backup that already has its Backup row (Backup.jobId is unique) is finished without sending
+// anything; an outcome already in the row is acted on; otherwise the command is sent again with
+// the same job ID, which the agent treats as the same job (it is already running or done).
+
+export interface AgentJobData {
+  jobId: string;
+}
+
+/** Outcome an agent reported, as the sink stores it in Job.result. */
+export interface StoredOutcome {
+  outcome: "SUCCEEDED" | "FAILED" | "CANCELLED";
+  restorePointId?: string;
+  error?: { code: string; message: string };
+  reportedAt: string;
+}
+
+/** Agent errors that will not go away by trying again. */
+const PERMANENT_AGENT_ERRORS = new Set([
+  "BULWARK_CONTROL_VOLUME_UNKNOWN",
+  "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+  "BULWARK_CONTROL_COMMAND_INVALID",
+  "BULWARK_CONTROL_JOB_CANCELLED",
+  "BULWARK_PROTO_JOB_NOT_ASSIGNED",
+]);
+
+type JobRow = NonNullable<Awaited<ReturnType<JobContext["catalog"]["job"]["findUnique"]>>>;
+
+function paramsOf(row: JobRow): Record<string, unknown> {
+  return (row.params ?? {}) as Record<string, unknown>;
+}
+
+export function storedOutcome(row: { result: Prisma.JsonValue | null }): StoredOutcome | undefined {
+  const r = row.result as Partial<StoredOutcome> | null;
+  return r && typeof r === "object" && typeof r.outcome === "string" ? (r as StoredOutcome) : undefined;
+}
+
+/** Until when the job may start: the backup window's end, or a restore's/manual run's deadline. */
+function deadlineOf(row: JobRow): Date {
+  const p = paramsOf(row);
+  const iso = (p.windowClosesAt ?? p.deadline) as string | undefined;
+  return iso ? new Date(iso) : new Date(row.createdAt.getTime());
+}
+
+function repositoryOf(row: JobRow): string | undefined {
+  return paramsOf(row).repositoryId as string | undefined;
+}
+
+async function delay(job: BullJob, token: string | undefined, until: number): Promise<never> {
+  await job.moveToDelayed(until, token);
+  throw new DelayedError();
+}
+
+/** The outcome when the deadline passed without the job starting or finishing. */
+async function expire(ctx: JobContext, row: JobRow): Promise<void> {
+  const now = ctx.now();
+  if (row.attempts === 0 && row.kind === "BACKUP") {
+    await finishJob(ctx.catalog, row.id, "MISSED", {
+      finishedAt: now,
+      errorCode: "BULWARK_JOB_WINDOW_MISSED",
+      errorMessage: `the machine did not start the backup before its window closed at ${deadlineOf(row).toISOString()}`,
+    });
+  } else if (row.attempts === 0) {
+    await finishJob(ctx.catalog, row.id, "FAILED", {
+      finishedAt: now,
+      errorCode: "BULWARK_CONTROL_AGENT_OFFLINE",
+      errorMessage: `the machine did not come online before ${deadlineOf(row).toISOString()}`,
+    });
+  } else {
+    await finishJob(ctx.catalog, row.id, "FAILED", {
+      finishedAt: now,
+      errorCode: row.errorCode ?? "BULWARK_JOB_DEADLINE_EXCEEDED",
+      errorMessage: row.errorMessage ?? `no result before the deadline ${deadlineOf(row).toISOString()}`,
+    });
+  }
+}
+
+async function buildCommand(ctx: JobContext, row: JobRow, deadline: Date): Promise<Command> {
+  const p = paramsOf(row);
+  const commandId = randomUUID();
+  if (row.kind === "BACKUP") {
+    const policy = row.policyId ? await ctx.catalog.policy.findUnique({ where: { id: row.policyId } }) : null;
+    // A hook is one command line; the agent runs argv without a shell unless told, so name the shell.
+    const hook = (cmd: string | null | undefined) =>
+      cmd ? [{ argv: ["/bin/sh", "-c", cmd], timeoutSeconds: 0 }] : [];
+    return {
+      commandId,
+      command: {
+        $case: "backup",
+        value: {
+          jobId: row.id,
+          target: { $case: "volumeId", value: String(p.volumeKey) },
+          policy: {
+            bandwidthLimitBytesPerSecond: Number(policy?.bandwidthLimitBps ?? 0),
+            preHooks: hook(policy?.preHook),
+            postHooks: hook(policy?.postHook),
+            snapshotProvider: "",
+            freezeFilesystem: false,
+            uploadStreams: 0,
+          },
+          deadline,
+        },
+      },
+    };
+  }
+  return {
+    commandId,
+    command: {
+      $case: "restore",
+      value: {
+        jobId: row.id,
+        restorePointId: String(p.backupId),
+        targetPath: String(p.targetPath),
+        mode: p.mode === "delta" ? RestoreMode.RESTORE_MODE_DELTA : RestoreMode.RESTORE_MODE_FULL,
+        allowForeignTarget: p.allowForeignTarget === true,
+        wholeDisk: p.wholeDisk === true,
+      },
+    },
+  };
+}
+
+/** After a success: the backup's prune, by its policy's retention. */
+async function afterSuccess(ctx: JobContext, row: JobRow): Promise<void> {
+  if (row.kind === "BACKUP" && row.policyId) await enqueuePrune(ctx, row);
+}
+
+/** Acts on an outcome the agent reported; returns normally when the job is final. */
+async function settle(ctx: JobContext, job: BullJob, row: JobRow, outcome: StoredOutcome): Promise<void> {
+  const now = ctx.now();
+  if (outcome.outcome === "SUCCEEDED") {
+    await finishJob(ctx.catalog, row.id, "SUCCEEDED", { finishedAt: now, progress: 1 });
+    await afterSuccess(ctx, row);
+    return;
+  }
+  if (outcome.outcome === "CANCELLED") {
+    await finishJob(ctx.catalog, row.id, "CANCELLED", {
+      finishedAt: now,
+      errorCode: "BULWARK_CONTROL_JOB_CANCELLED",
+      errorMessage: outcome.error?.message ?? "cancelled",
+    });
+    return;
+  }
+  const code = outcome.error?.code ?? "BULWARK_GENERAL_INTERNAL";
+  const message = outcome.error?.message ?? "the agent reported a failure";
+  const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+  if (PERMANENT_AGENT_ERRORS.has(code) || lastAttempt || now >= deadlineOf(row)) {
+    await finishJob(ctx.catalog, row.id, "FAILED", {
+      finishedAt: now,
+      errorCode: code,
+      errorMessage: message,
+    });
+    throw new UnrecoverableError(`${code}: ${message}`);
+  }
+  // Consume the outcome (the retry sends the command again) and let BullMQ back off.
+  await ctx.catalog.job.updateMany({
+    where: { id: row.id, state: "RUNNING" },
+    data: {
+      state: "QUEUED",
+      result: { retriedAfter: outcome } as unknown as Prisma.InputJsonObject,
+      errorCode: code,
+      errorMessage: message,
+    },
+  });
+  throw new BulwarkError(code as never, message);
+}
+
+async function processAgentJobOnce(
+  ctx: JobContext,
+  job: BullJob<AgentJobData>,
+  token?: string,
+): Promise<string> {
+  let row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
+  if (!row || TERMINAL_STATES.includes(row.state)) return row ? row.state : "GONE";
+  const now = ctx.now();
+
+  if (row.kind === "BACKUP") {
+    // A committed backup of this job exists: it ran (maybe on a node that died before recording it).
+    const backup = await ctx.catalog.backup.findUnique({ where: { jobId: row.id }, select: { id: true } });
+    if (backup) {
+      await finishJob(ctx.catalog, row.id, "SUCCEEDED", {
+        finishedAt: now,
+        progress: 1,
+        result: { outcome: "SUCCEEDED", restorePointId: backup.id, reportedAt: now.toISOString() },
+      });
+      await afterSuccess(ctx, row);
+      return "SUCCEEDED";
+    }
+  }
+  const reported = storedOutcome(row);
+  if (reported) {
+    await settle(ctx, job, row, reported);
+    return reported.outcome;
+  }
+  const deadline = deadlineOf(row);
+  if (now >= deadline) {
+    await expire(ctx, row);
+    return "EXPIRED";
+  }
+  const agentId = row.agentId!;
+  if (!(await ctx.dispatcher.isOnline(agentId))) {
+    await ctx.catalog.job.updateMany({
+      where: { id: row.id, state: { in: ["QUEUED", "RUNNING"] } },
+      data: {
+        state: "QUEUED",
+        errorCode: "BULWARK_CONTROL_AGENT_OFFLINE",
+        errorMessage: `waiting for the machine until ${deadline.toISOString()}`,
+        queueJobId: job.id ?? null,
+      },
+    });
+    // Woken early by the presence listener when the machine connects; at the deadline it expires.
+    return delay(job, token, Math.min(now.getTime() + ctx.settings.offlineRecheckMs, deadline.getTime()));
+  }
+  const repositoryId = repositoryOf(row);
+  const holder = `${row.id}`;
+  if (repositoryId && !(await ctx.slots.acquire(repositoryId, holder))) {
+    return delay(job, token, Math.min(now.getTime() + ctx.settings.slotRetryMs, deadline.getTime()));
+  }
+  const run = async (): Promise<string> => {
+    row = await ctx.catalog.job.update({
+      where: { id: row!.id },
+      data: {
+        state: "RUNNING",
+        attempts: { increment: 1 },
+        startedAt: row!.startedAt ?? now,
+        queueJobId: job.id ?? null,
+        errorCode: null,
+        errorMessage: null,
+      },
+    });
+    let ack: Awaited<ReturnType<JobContext["dispatcher"]["dispatch"]>>;
+    try {
+      ack = await ctx.dispatcher.dispatch(agentId, await buildCommand(ctx, row, deadline), {
+        timeoutMs: ctx.settings.ackTimeoutMs,
+      });
+    } catch (err) {
+      if (isBulwarkError(err) && err.code === "BULWARK_CONTROL_AGENT_OFFLINE") {
+        // Went away between the check and the send: wait for it like any offline machine.
+        await ctx.catalog.job.update({
+          where: { id: row.id },
+          data: { state: "QUEUED", attempts: { decrement: 1 }, ...errorFields(err) },
+        });
+        return "OFFLINE";
+      }
+      throw err;
+    }
+    if (!ack.accepted) {
+      const code = ack.error?.code || "BULWARK_JOB_REJECTED";
+      await finishJob(ctx.catalog, row.id, "FAILED", {
+        finishedAt: ctx.now(),
+        errorCode: "BULWARK_JOB_REJECTED",
+        errorMessage: `the agent refused the job: ${code}: ${ack.error?.message ?? ""}`.trim(),
+        result: { rejected: { code, message: ack.error?.message ?? "" } },
+      });
+      throw new UnrecoverableError(`agent refused job ${row.id} (${code})`);
+    }
+    const waitUntil = new Date(deadline.getTime() + ctx.settings.resultGraceMs);
+    const settled = await ctx.wakeups.waitFor(
+      row.id,
+      async () => {
+        const current = await ctx.catalog.job.findUnique({ where: { id: row!.id } });
+        if (!current) return "GONE";
+        if (TERMINAL_STATES.includes(current.state) && !storedOutcome(current)) return current.state;
+        return storedOutcome(current) ? current : undefined;
+      },
+      { deadline: waitUntil, pollMs: ctx.settings.resultPollMs, now: ctx.now },
+    );
+    if (settled === undefined) {
+      await finishJob(ctx.catalog, row.id, "FAILED", {
+        finishedAt: ctx.now(),
+        errorCode: "BULWARK_JOB_DEADLINE_EXCEEDED",
+        errorMessage: `the agent reported no result by ${waitUntil.toISOString()}`,
+      });
+      throw new UnrecoverableError(`job ${row.id}: no result before the deadline`);
+    }
+    if (typeof settled === "string") return settled;
+    const outcome = storedOutcome(settled)!;
+    await settle(ctx, job, settled, outcome);
+    return outcome.outcome;
+  };
+  const result = repositoryId ? await ctx.slots.hold(repositoryId, holder, run) : await run();
+  if (result === "OFFLINE") {
+    return delay(
+      job,
+      token,
+      Math.min(ctx.now().getTime() + ctx.settings.offlineRecheckMs, deadline.getTime()),
+    );
+  }
+  return result;
+}
+
+/** BullMQ processor of the backup and restore queues, keeping the Job row's state in step. */
+export async function processAgentJob(
+  ctx: JobContext,
+  job: BullJob<AgentJobData>,
+  token?: string,
+): Promise<string> {
+  try {
+    return await processAgentJobOnce(ctx, job, token);
+  } catch (err) {
+    if (err instanceof DelayedError || err instanceof UnrecoverableError) throw err;
+    const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    await ctx.catalog.job
+      .updateMany({
+        where: { id: job.data.jobId, state: { notIn: [...TERMINAL_STATES] } },
+        data: final
+          ? { state: "FAILED", finishedAt: ctx.now(), ...errorFields(err) }
+          : { state: "QUEUED", ...errorFields(err) },
+      })
+      .catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,146 @@
+import type { Prisma } from "@bulwark/catalog";
+import { parseRetentionPolicy, planRetention } from "@bulwark/retention";
+import type { Job as BullJob } from "bullmq";
+import type { JobContext } from "./context.js";
+import { insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
+import { queueCall } from "./queues.js";
+
+// Prune after each successful backup: the policy's GFS retention (planRetention, the same logic
+// as `bulwark-repo prune`) over the volume's AVAILABLE restore points in that repository. Chosen
+// points are marked DELETING in the catalog first (so nobody restores from them any more), then
+// their index is deleted from the repository; the space returns with the next GC. One prune job
+// per backup job (key `prune:<backup job ID>`), so a rerun decides again over the same points.
+
+interface BackupJobRow {
+  id: string;
+  tenantId: string;
+  agentId: string | null;
+  policyId: string | null;
+  params: Prisma.JsonValue;
+}
+
+export async function enqueuePrune(ctx: JobContext, backupJob: BackupJobRow): Promise<string> {
+  const p = (backupJob.params ?? {}) as Record<string, unknown>;
+  const backup = await ctx.catalog.backup.findUnique({ where: { jobId: backupJob.id } });
+  const { row } = await insertOrGetJob(ctx.catalog, {
+    tenantId: backupJob.tenantId,
+    kind: "PRUNE",
+    idempotencyKey: `prune:${backupJob.id}`,
+    agentId: backupJob.agentId,
+    policyId: backupJob.policyId,
+    params: {
+      afterJobId: backupJob.id,
+      volumeId: backup?.volumeId ?? String(p.volumeId),
+      repositoryId: backup?.repositoryId ?? String(p.repositoryId),
+    },
+    maxAttempts: 3,
+  });
+  await queueCall("enqueueing a prune", () =>
+    ctx.queues
+      .queue("prune")
+      .add(
+        "prune",
+        { jobId: row.id },
+        { jobId: row.id, attempts: 3, backoff: { type: "exponential", delay: 5_000 } },
+      ),
+  );
+  return row.id;
+}
+
+export interface PruneResult {
+  policyId: string;
+  kept: { id: string; reasons: string[] }[];
+  deleted: { id: string; reason: string; indexDeleted: boolean }[];
+  /** DELETING points of the volume whose index an earlier, interrupted prune had left. */
+  finishedEarlierDeletes: string[];
+}
+
+export async function processPrune(
+  ctx: JobContext,
+  job: BullJob<{ jobId: string }>,
+): Promise<PruneResult | string> {
+  const row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
+  if (!row || TERMINAL_STATES.includes(row.state)) return row?.state ?? "GONE";
+  const now = ctx.now();
+  await ctx.catalog.job.update({
+    where: { id: row.id },
+    data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
+  });
+  const p = row.params as { volumeId: string; repositoryId: string };
+  const policy = row.policyId ? await ctx.catalog.policy.findUnique({ where: { id: row.policyId } }) : null;
+  if (!policy) {
+    await ctx.catalog.job.update({
+      where: { id: row.id },
+      data: { state: "SUCCEEDED", finishedAt: now, progress: 1, result: { skipped: "policy deleted" } },
+    });
+    return "SKIPPED";
+  }
+  const retention = parseRetentionPolicy(policy.retention);
+  const points = await ctx.catalog.backup.findMany({
+    where: { volumeId: p.volumeId, repositoryId: p.repositoryId, status: "AVAILABLE" },
+    select: { id: true, capturedAt: true, indexRef: true },
+  });
+  const plan = planRetention(
+    points.map((b) => ({ id: b.id, time: b.capturedAt })),
+    retention,
+    { timezone: policy.timezone, now },
+  );
+  const byId = new Map(points.map((b) => [b.id, b]));
+  const { repo } = await ctx.repositories.get(p.repositoryId);
+  const deleted: PruneResult["deleted"] = [];
+  for (const r of plan.remove) {
+    const b = byId.get(r.id)!;
+    await ctx.catalog.$transaction(async (tx) => {
+      const marked = await tx.backup.updateMany({
+        where: { id: b.id, status: "AVAILABLE" },
+        data: { status: "DELETING", deletingSince: now },
+      });
+      if (marked.count === 1) {
+        await tx.auditEvent.create({
+          data: {
+            tenantId: row.tenantId,
+            actorType: "SYSTEM",
+            actorName: "prune",
+            action: "backup.delete",
+            targetType: "backup",
+            targetId: b.id,
+            outcome: "SUCCESS",
+            details: { jobId: row.id, policyId: policy.id, reason: r.reason },
+          },
+        });
+      }
+    });
+    deleted.push({ id: b.id, reason: r.reason, indexDeleted: await repo.deletePoint(b.indexRef) });
+  }
+  // Points marked DELETING whose index is still there (a prune whose node died between the two
+  // steps): finish them. Deleting an index that is gone already is a no-op.
+  const marked = await ctx.catalog.backup.findMany({
+    where: {
+      volumeId: p.volumeId,
+      repositoryId: p.repositoryId,
+      status: "DELETING",
+      id: { notIn: deleted.map((d) => d.id) },
+    },
+    select: { id: true, indexRef: true },
+  });
+  const finished: string[] = [];
+  for (const b of marked) if (await repo.deletePoint(b.indexRef)) finished.push(b.id);
+  const result: PruneResult = {
+    policyId: policy.id,
+    kept: plan.keep.map((k) => ({ id: k.id, reasons: [...k.reasons] })),
+    deleted,
+    finishedEarlierDeletes: finished,
+  };
+  await ctx.catalog.job.update({
+    where: { id: row.id },
+    data: {
+      state: "SUCCEEDED",
+      finishedAt: ctx.now(),
+      progress: 1,
+      result: result as unknown as Prisma.InputJsonObject,
+      errorCode: null,
+      errorMessage: null,
+    },
+  });
+  return result;
+}

@@ -1,0 +1,110 @@
+import type { Catalog } from "@bulwark/catalog";
+import { BulwarkError } from "@bulwark/errors";
+import { JobOutcome, type JobProgress, type JobResult } from "@bulwark/protocol";
+import type { JobEventSink } from "../control/contracts.js";
+import type { StoredOutcome } from "./agent-jobs.js";
+import type { JobContext } from "./context.js";
+import { TERMINAL_STATES } from "./mirror.js";
+import { enqueuePrune } from "./prune.js";
+
+// What agents report about their jobs, from the control stream on whichever node holds it: the
+// Job row is updated first (it is the record), then every node is told through Redis so the
+// worker waiting for this job wakes up. A success is checked against the catalog: a backup
+// succeeded only if the Backup row of this job exists (the ingest path created it at commit).
+
+const OUTCOMES: Partial<Record<JobOutcome, StoredOutcome["outcome"]>> = {
+  [JobOutcome.JOB_OUTCOME_SUCCEEDED]: "SUCCEEDED",
+  [JobOutcome.JOB_OUTCOME_FAILED]: "FAILED",
+  [JobOutcome.JOB_OUTCOME_CANCELLED]: "CANCELLED",
+};
+
+async function ownedJob(catalog: Catalog, agentId: string, jobId: string) {
+  const row = /^[0-9a-f-]{36}$/i.test(jobId) ? await catalog.job.findUnique({ where: { id: jobId } }) : null;
+  if (!row)
+    throw new BulwarkError("BULWARK_JOB_NOT_FOUND", `job ${jobId} does not exist`, { details: { jobId } });
+  if (row.agentId !== agentId) {
+    throw new BulwarkError("BULWARK_JOB_NOT_OWNED", `job ${jobId} is not assigned to this agent`, {
+      details: { jobId },
+    });
+  }
+  return row;
+}
+
+export class CatalogJobEventSink implements JobEventSink {
+  constructor(private readonly ctx: JobContext) {}
+
+  async progress(agentId: string, progress: JobProgress): Promise<void> {
+    const row = await ownedJob(this.ctx.catalog, agentId, progress.jobId);
+    if (TERMINAL_STATES.includes(row.state)) return;
+    const total = progress.bytesTotal > 0 ? progress.bytesTotal : null;
+    await this.ctx.catalog.job.updateMany({
+      where: { id: row.id, state: { in: ["QUEUED", "RUNNING"] } },
+      data: {
+        bytesDone: BigInt(Math.max(0, Math.floor(progress.bytesDone))),
+        bytesTotal: total === null ? null : BigInt(Math.floor(total)),
+        // Never 1 before the result: 100 % means done.
+        progress: total === null ? row.progress : Math.min(0.99, progress.bytesDone / total),
+      },
+    });
+  }
+
+  async result(agentId: string, result: JobResult): Promise<void> {
+    const row = await ownedJob(this.ctx.catalog, agentId, result.jobId);
+    if (TERMINAL_STATES.includes(row.state)) return;
+    const outcome = OUTCOMES[result.outcome];
+    if (!outcome) {
+      throw new BulwarkError("BULWARK_JOB_RESULT_INVALID", `job ${row.id}: result without an outcome`, {
+        details: { jobId: row.id },
+      });
+    }
+    const now = this.ctx.now();
+    const stored: StoredOutcome = {
+      outcome,
+      ...(result.restorePointId ? { restorePointId: result.restorePointId } : {}),
+      ...(result.error ? { error: { code: result.error.code, message: result.error.message } } : {}),
+      reportedAt: now.toISOString(),
+    };
+    if (outcome === "SUCCEEDED" && row.kind === "BACKUP") {
+      const backup = await this.ctx.catalog.backup.findUnique({
+        where: { jobId: row.id },
+        select: { id: true },
+      });
+      if (!backup || (result.restorePointId && backup.id !== result.restorePointId)) {
+        throw new BulwarkError(
+          "BULWARK_JOB_RESULT_INVALID",
+          `job ${row.id} reported success, but restore point ${result.restorePointId || "(none)"} is not this job's committed backup`,
+          { details: { jobId: row.id } },
+        );
+      }
+      stored.restorePointId = backup.id;
+    }
+    const capture = result.capture ? { capture: { ...result.capture } } : {};
+    const restore = result.restore ? { restore: { ...result.restore } } : {};
+    if (outcome === "SUCCEEDED") {
+      await this.ctx.catalog.job.updateMany({
+        where: { id: row.id, state: { notIn: [...TERMINAL_STATES] } },
+        data: {
+          state: "SUCCEEDED",
+          progress: 1,
+          finishedAt: result.finishedAt ?? now,
+          result: { ...stored, ...capture, ...restore },
+          errorCode: null,
+          errorMessage: null,
+        },
+      });
+      // The waiting worker does this too; whichever comes first, the prune job is made once.
+      if (row.kind === "BACKUP" && row.policyId) await enqueuePrune(this.ctx, row);
+    } else {
+      // The worker decides between a retry and a final FAILED/CANCELLED.
+      await this.ctx.catalog.job.updateMany({
+        where: { id: row.id, state: { notIn: [...TERMINAL_STATES] } },
+        data: {
+          result: { ...stored, ...capture, ...restore },
+          errorCode: stored.error?.code ?? null,
+          errorMessage: stored.error?.message ?? null,
+        },
+      });
+    }
+    await this.ctx.wakeups.notify(row.id);
+  }
+}

@@ -1,0 +1,173 @@
+import type { Catalog } from "@bulwark/catalog";
+import { type Job as BullJob, Worker } from "bullmq";
+import { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { AgentCommandDispatcher } from "../control/contracts.js";
+import type { RepositoryRegistry } from "../repositories/registry.js";
+import { type AgentJobData, processAgentJob } from "./agent-jobs.js";
+import type { JobContext } from "./context.js";
+import { enqueueBackupNow, enqueueRestore, type RestoreRequest } from "./enqueue.js";
+import { processMaintenance } from "./maintenance.js";
+import { finishJob } from "./mirror.js";
+import { effectivePolicy } from "./policy.js";
+import { JobPresenceListener } from "./presence.js";
+import { processPrune } from "./prune.js";
+import { createJobQueues, type QueueName } from "./queues.js";
+import { syncPolicySchedules, syncSchedules, type TickData } from "./schedules.js";
+import { DEFAULT_JOB_SETTINGS, type JobSettings } from "./settings.js";
+import { CatalogJobEventSink } from "./sink.js";
+import { RepositorySlots } from "./slots.js";
+import { agentJobOptions, processTick } from "./tick.js";
+import { JobWakeups } from "./wakeups.js";
+
+// The job system of one server node: queues, this node's workers, the JobEventSink and
+// AgentPresenceListener for the control stream, and the functions the REST API calls. Any number
+// of nodes run one each on the same Postgres and Redis (docs/jobs.md, several nodes).
+
+export interface JobSystemOptions {
+  catalog: Catalog;
+  redisUrl: string;
+  dispatcher: AgentCommandDispatcher;
+  repositories: RepositoryRegistry;
+  log: Logger;
+  settings?: Partial<JobSettings>;
+  now?: () => Date;
+  /** Run workers on this node (default true); false = enqueue only. */
+  workers?: boolean;
+}
+
+export class JobSystem {
+  readonly sink: CatalogJobEventSink;
+  readonly presence: JobPresenceListener;
+  private readonly workers: Worker[] = [];
+
+  private constructor(
+    readonly ctx: JobContext,
+    private readonly subscriber: Redis,
+  ) {
+    this.sink = new CatalogJobEventSink(ctx);
+    this.presence = new JobPresenceListener(ctx);
+  }
+
+  static async start(opts: JobSystemOptions): Promise<JobSystem> {
+    const settings = { ...DEFAULT_JOB_SETTINGS, ...opts.settings };
+    const now = opts.now ?? (() => new Date());
+    const queues = createJobQueues({ redisUrl: opts.redisUrl, prefix: settings.queuePrefix });
+    const subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    const wakeups = new JobWakeups(queues.connection, subscriber, settings.queuePrefix);
+    await wakeups.start();
+    const ctx: JobContext = {
+      catalog: opts.catalog,
+      queues,
+      dispatcher: opts.dispatcher,
+      repositories: opts.repositories,
+      wakeups,
+      slots: new RepositorySlots(queues.connection, settings.queuePrefix, {
+        capacity: settings.repositoryConcurrency,
+        leaseMs: settings.slotLeaseMs,
+        now,
+      }),
+      settings,
+      log: opts.log,
+      now,
+    };
+    const system = new JobSystem(ctx, subscriber);
+    if (opts.workers !== false) system.startWorkers();
+    return system;
+  }
+
+  private worker<T>(
+    name: QueueName,
+    concurrency: number,
+    fn: (job: BullJob<T>, token?: string) => Promise<unknown>,
+  ) {
+    const s = this.ctx.settings;
+    const worker = new Worker<T>(name, fn, {
+      connection: this.ctx.queues.connection,
+      prefix: this.ctx.queues.bullPrefix,
+      concurrency,
+      lockDuration: s.lockDurationMs,
+      stalledInterval: s.stalledIntervalMs,
+      maxStalledCount: s.maxStalledCount,
+    });
+    worker.on("failed", (job, err) => {
+      if (!job) return;
+      this.ctx.log.warn({ queue: name, job: job.id, err: err.message }, "job attempt failed");
+      // Failed by BullMQ's stall check, not by our processor: the row still says RUNNING.
+      if (/stalled/i.test(err.message) && typeof (job.data as { jobId?: unknown }).jobId === "string") {
+        void finishJob(this.ctx.catalog, (job.data as { jobId: string }).jobId, "FAILED", {
+          finishedAt: this.ctx.now(),
+          errorCode: "BULWARK_JOB_STALLED",
+          errorMessage: err.message,
+        }).catch(() => undefined);
+      }
+    });
+    worker.on("error", (err) => this.ctx.log.warn({ queue: name, err: err.message }, "queue worker error"));
+    this.workers.push(worker);
+  }
+
+  private startWorkers(): void {
+    const c = this.ctx.settings.workerConcurrency;
+    this.worker<TickData>("schedule", 1, (job) => processTick(this.ctx, job));
+    this.worker<AgentJobData>("backup", c, (job, token) => processAgentJob(this.ctx, job, token));
+    this.worker<AgentJobData>("restore", c, (job, token) => processAgentJob(this.ctx, job, token));
+    this.worker<{ jobId: string }>("prune", 1, (job) => processPrune(this.ctx, job));
+    this.worker<{ jobId: string }>("gc", 1, (job) => processMaintenance(this.ctx, "GC", job));
+    this.worker<{ jobId: string }>("verify", 1, (job) => processMaintenance(this.ctx, "VERIFY", job));
+  }
+
+  /** Waits until every worker is connected (tests; start-up logs). */
+  async ready(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
+  }
+
+  syncSchedules() {
+    const s = this.ctx.settings;
+    return syncSchedules(this.ctx.catalog, this.ctx.queues, {
+      gcCron: s.gcCron,
+      verifyCron: s.verifyCron,
+      timezone: s.maintenanceTimezone,
+    });
+  }
+
+  syncPolicySchedules(policyId: string) {
+    return syncPolicySchedules(this.ctx.catalog, this.ctx.queues, policyId);
+  }
+
+  effectivePolicy(agentId: string) {
+    return effectivePolicy(this.ctx.catalog, agentId);
+  }
+
+  enqueueBackupNow(agentId: string, volumeId: string, requestedById: string | null) {
+    return enqueueBackupNow(this.ctx, agentId, volumeId, requestedById);
+  }
+
+  enqueueRestore(req: RestoreRequest) {
+    return enqueueRestore(this.ctx, req);
+  }
+
+  /**
+   * Queues again every unfinished backup and restore the catalog knows (no-op for those BullMQ
+   * still has): after Redis lost its data, the catalog's open jobs still run or expire.
+   */
+  async requeueOpenJobs(): Promise<number> {
+    const open = await this.ctx.catalog.job.findMany({
+      where: { state: { in: ["QUEUED", "RUNNING"] }, kind: { in: ["BACKUP", "RESTORE"] } },
+      select: { id: true, kind: true, maxAttempts: true },
+    });
+    for (const row of open) {
+      await this.ctx.queues
+        .queue(row.kind === "BACKUP" ? "backup" : "restore")
+        .add(row.kind.toLowerCase(), { jobId: row.id }, agentJobOptions(this.ctx, row.id, row.maxAttempts));
+    }
+    return open.length;
+  }
+
+  /** Stops this node's workers (running jobs are left to the stall check of other nodes), then the queues. */
+  async close(opts: { force?: boolean } = {}): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close(opts.force ?? false)));
+    await this.ctx.wakeups.close();
+    this.subscriber.disconnect();
+    await this.ctx.queues.close();
+  }
+}

@@ -1,0 +1,263 @@
+import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentCommandDispatcher } from "../src/control/contracts.js";
+import {
+  assignmentSchedulerId,
+  backupIdempotencyKey,
+  createJobQueues,
+  effectivePolicy,
+  expandAssignmentRun,
+  GC_SCHEDULER_ID,
+  type JobQueues,
+  JobSystem,
+  syncPolicySchedules,
+  syncSchedules,
+  VERIFY_SCHEDULER_ID,
+} from "../src/jobs/index.js";
+import { RepositoryRegistry } from "../src/repositories/registry.js";
+import { REDIS_URL } from "./support/control.js";
+import { flushPrefix, jobPrefix } from "./support/job-agent.js";
+
+// Schedulers, effective policy and scheduler ticks against a real Postgres database and real
+// Redis (a key prefix of this file's own). No agent is needed: ticks only make jobs.
+
+const MAINTENANCE = { gcCron: "0 3 * * *", verifyCron: "0 5 * * 0", timezone: "UTC" };
+const offline: AgentCommandDispatcher = {
+  dispatch: () => Promise.reject(new Error("no agents in this test")),
+  isOnline: async () => false,
+};
+
+let db: TestDatabase;
+let prefix: string;
+let tenantId: string;
+let repositoryId: string;
+const opened: JobQueues[] = [];
+
+function node(): JobQueues {
+  const q = createJobQueues({ redisUrl: REDIS_URL, prefix });
+  opened.push(q);
+  return q;
+}
+
+async function agent(hostname: string, groupIds: string[] = []) {
+  const a = await db.catalog.agent.create({
+    data: { tenantId, machineId: hostname, hostname, os: "linux", agentVersion: "0.1.0" },
+  });
+  for (const groupId of groupIds) await db.catalog.agentGroup.create({ data: { agentId: a.id, groupId } });
+  return a;
+}
+
+async function policy(name: string, extra: { enabled?: boolean; volumeSelector?: object } = {}) {
+  return db.catalog.policy.create({
+    data: {
+      tenantId,
+      name,
+      enabled: extra.enabled ?? true,
+      scheduleCron: "0 22 * * *",
+      timezone: "Europe/Berlin",
+      windowStartMinute: 22 * 60,
+      windowMinutes: 360,
+      retention: { keepLast: 3 },
+      volumeSelector: extra.volumeSelector ?? { kind: "all-fixed" },
+      repositoryId,
+    },
+  });
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase("jobs_schedules");
+  prefix = jobPrefix("schedules");
+  const tenant = await db.catalog.tenant.create({ data: { slug: "default", name: "Default" } });
+  tenantId = tenant.id;
+  const repo = await db.catalog.repository.create({
+    data: { tenantId, name: "main", kind: "LOCAL", location: "/nonexistent", repoUuid: crypto.randomUUID() },
+  });
+  repositoryId = repo.id;
+});
+
+afterAll(async () => {
+  await Promise.all(opened.map((q) => q.close()));
+  await flushPrefix(prefix);
+  await db?.drop();
+});
+
+describe("effective policy", () => {
+  it("an agent assignment wins over groups; among groups the lowest priority; disabled policies do not count", async () => {
+    const g1 = await db.catalog.group.create({ data: { tenantId, name: "g1" } });
+    const g2 = await db.catalog.group.create({ data: { tenantId, name: "g2" } });
+    const a = await agent("eff-a", [g1.id, g2.id]);
+    const p1 = await policy("eff-g1");
+    const p2 = await policy("eff-g2");
+    const pd = await policy("eff-disabled", { enabled: false });
+    await db.catalog.policyAssignment.create({ data: { policyId: p1.id, groupId: g1.id, priority: 50 } });
+    await db.catalog.policyAssignment.create({ data: { policyId: p2.id, groupId: g2.id, priority: 10 } });
+    expect((await effectivePolicy(db.catalog, a.id))?.policy.id).toBe(p2.id);
+    await db.catalog.policyAssignment.create({ data: { policyId: pd.id, agentId: a.id, priority: 0 } });
+    expect((await effectivePolicy(db.catalog, a.id))?.policy.id).toBe(p2.id);
+    const direct = await policy("eff-direct");
+    await db.catalog.policyAssignment.create({ data: { policyId: direct.id, agentId: a.id, priority: 999 } });
+    const eff = await effectivePolicy(db.catalog, a.id);
+    expect(eff?.policy.id).toBe(direct.id);
+    expect(eff?.source).toBe("agent");
+    expect(await effectivePolicy(db.catalog, (await agent("eff-none")).id)).toBeNull();
+  });
+});
+
+describe("job schedulers", () => {
+  it("one scheduler per assignment, even when two nodes sync at once and after a restart", async () => {
+    const g = await db.catalog.group.create({ data: { tenantId, name: "sched" } });
+    const p = await policy("sched-p");
+    const x = await agent("sched-x");
+    const a1 = await db.catalog.policyAssignment.create({ data: { policyId: p.id, groupId: g.id } });
+    const a2 = await db.catalog.policyAssignment.create({ data: { policyId: p.id, agentId: x.id } });
+    const [n1, n2] = [node(), node()];
+    await Promise.all([
+      syncSchedules(db.catalog, n1, MAINTENANCE),
+      syncSchedules(db.catalog, n2, MAINTENANCE),
+    ]);
+    const all = await db.catalog.policyAssignment.count({ where: { policy: { enabled: true } } });
+    const ids = async (q: JobQueues) =>
+      (await q.queue("schedule").getJobSchedulers(0, -1)).map((s) => s.id ?? s.key).sort();
+    const first = await ids(n1);
+    expect(first).toHaveLength(all + 2);
+    expect(first).toContain(assignmentSchedulerId(a1.id));
+    expect(first).toContain(assignmentSchedulerId(a2.id));
+    expect(first).toContain(GC_SCHEDULER_ID);
+    expect(first).toContain(VERIFY_SCHEDULER_ID);
+    // One pending run per scheduler, not one per sync.
+    expect(await n1.queue("schedule").getDelayedCount()).toBe(all + 2);
+    const s = await n1.queue("schedule").getJobScheduler(assignmentSchedulerId(a1.id));
+    expect(s?.pattern).toBe("0 22 * * *");
+    expect(s?.tz).toBe("Europe/Berlin");
+
+    // A restarted node syncs again: nothing changes.
+    await n1.close();
+    const n3 = node();
+    await syncSchedules(db.catalog, n3, MAINTENANCE);
+    expect(await ids(n3)).toEqual(first);
+    expect(await n3.queue("schedule").getDelayedCount()).toBe(all + 2);
+
+    // Unassigning removes the scheduler; disabling the policy removes the rest of its schedulers.
+    await db.catalog.policyAssignment.delete({ where: { id: a1.id } });
+    expect(await syncPolicySchedules(db.catalog, n3, p.id)).toEqual({ upserted: 1, removed: 1 });
+    expect(await ids(n3)).not.toContain(assignmentSchedulerId(a1.id));
+    await db.catalog.policy.update({ where: { id: p.id }, data: { enabled: false } });
+    expect(await syncPolicySchedules(db.catalog, n3, p.id)).toEqual({ upserted: 0, removed: 1 });
+    expect(await ids(n3)).not.toContain(assignmentSchedulerId(a2.id));
+    expect(await n3.queue("schedule").getDelayedCount()).toBe((await ids(n3)).length);
+  });
+});
+
+describe("scheduler ticks", () => {
+  it("a tick makes one backup job per governed machine and selected volume; running it again makes nothing", async () => {
+    const g = await db.catalog.group.create({ data: { tenantId, name: "tick" } });
+    const p = await policy("tick-p", {
+      volumeSelector: { kind: "mount-points", mountPoints: ["/", "/home"] },
+    });
+    const a = await db.catalog.policyAssignment.create({ data: { policyId: p.id, groupId: g.id } });
+    const m1 = await agent("tick-1", [g.id]);
+    const m2 = await agent("tick-2", [g.id]);
+    // m3 has its own policy: the group's does not govern it.
+    const m3 = await agent("tick-3", [g.id]);
+    const own = await policy("tick-own");
+    await db.catalog.policyAssignment.create({ data: { policyId: own.id, agentId: m3.id } });
+    const vol = (agentId: string, key: string, mountPoint: string | null, goneAt: Date | null = null) =>
+      db.catalog.volume.create({
+        data: {
+          agentId,
+          key,
+          kind: "PARTITION",
+          devicePath: `/dev/${key}`,
+          mountPoint,
+          sizeBytes: 1n << 30n,
+          goneAt,
+        },
+      });
+    const v1 = await vol(m1.id, "sda1", "/");
+    const v2 = await vol(m1.id, "sda2", "/home");
+    await vol(m1.id, "sda3", "/var");
+    await vol(m2.id, "sdb1", "/", new Date());
+    const v4 = await vol(m2.id, "sdb2", "/home/");
+    await vol(m3.id, "sdc1", "/");
+
+    const q = node();
+    const ctx = await contextFor(q);
+    // 22:00 Berlin (CEST) on 2026-06-01; the window closes at 04:00.
+    const run = new Date("2026-06-01T20:00:00Z");
+    const first = await expandAssignmentRun(ctx, a.id, run);
+    expect(first.jobs).toHaveLength(3);
+    const rows = await db.catalog.job.findMany({
+      where: { id: { in: first.jobs } },
+      orderBy: { idempotencyKey: "asc" },
+    });
+    expect(rows.map((r) => r.idempotencyKey).sort()).toEqual(
+      [
+        backupIdempotencyKey(a.id, m1.id, v1.id, run),
+        backupIdempotencyKey(a.id, m1.id, v2.id, run),
+        backupIdempotencyKey(a.id, m2.id, v4.id, run),
+      ].sort(),
+    );
+    for (const r of rows) {
+      expect(r.state).toBe("QUEUED");
+      expect(r.kind).toBe("BACKUP");
+      expect(r.policyId).toBe(p.id);
+      expect(r.scheduledFor).toEqual(run);
+      expect((r.params as { windowClosesAt: string }).windowClosesAt).toBe("2026-06-02T02:00:00.000Z");
+    }
+    const queued = await q.queue("backup").getJobCounts();
+    const again = await expandAssignmentRun(ctx, a.id, run);
+    expect(again.jobs.sort()).toEqual([...first.jobs].sort());
+    expect(await db.catalog.job.count({ where: { policyId: p.id } })).toBe(3);
+    expect(await q.queue("backup").getJobCounts()).toEqual(queued);
+    // A run outside the window makes nothing.
+    const outside = await expandAssignmentRun(ctx, a.id, new Date("2026-06-01T10:00:00Z"));
+    expect(outside).toMatchObject({ jobs: [], skipped: "run outside the backup window" });
+  });
+
+  it("after Redis lost everything, the catalog still has the history and a restart recreates schedulers and open jobs", async () => {
+    const q = node();
+    await syncSchedules(db.catalog, q, MAINTENANCE);
+    const before = await q.queue("schedule").getJobSchedulersCount();
+    const history = await db.catalog.job.count();
+    expect(history).toBeGreaterThan(0);
+    expect(await flushPrefix(prefix)).toBeGreaterThan(0);
+    expect(await q.queue("schedule").getJobSchedulersCount()).toBe(0);
+    expect(await q.queue("backup").count()).toBe(0);
+    expect(await db.catalog.job.count()).toBe(history);
+
+    // What a restarting node does: sync schedulers, queue the catalog's open jobs again.
+    const system = await JobSystem.start({
+      catalog: db.catalog,
+      redisUrl: REDIS_URL,
+      dispatcher: offline,
+      repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
+      log: pino({ level: "silent" }),
+      settings: { queuePrefix: prefix, gcCron: MAINTENANCE.gcCron, verifyCron: MAINTENANCE.verifyCron },
+      workers: false,
+    });
+    try {
+      await system.syncSchedules();
+      expect(await q.queue("schedule").getJobSchedulersCount()).toBe(before);
+      const open = await db.catalog.job.count({ where: { state: { in: ["QUEUED", "RUNNING"] } } });
+      expect(await system.requeueOpenJobs()).toBe(open);
+      expect(await q.queue("backup").count()).toBe(open);
+    } finally {
+      await system.close();
+    }
+  });
+});
+
+async function contextFor(queues: JobQueues) {
+  const system = await JobSystem.start({
+    catalog: db.catalog,
+    redisUrl: REDIS_URL,
+    dispatcher: offline,
+    repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
+    log: pino({ level: "silent" }),
+    settings: { queuePrefix: prefix },
+    workers: false,
+  });
+  opened.push({ ...queues, close: () => system.close() });
+  return system.ctx;
+}

@@ -1,0 +1,283 @@
+import { randomBytes } from "node:crypto";
+import type { Catalog } from "@bulwark/catalog";
+import { type BackupCommand, BackupServiceClient, type Command, JobOutcome } from "@bulwark/protocol";
+import { Redis } from "ioredis";
+import pino from "pino";
+import type { AgentCommandDispatcher } from "../../src/control/contracts.js";
+import { type JobSettings, JobSystem } from "../../src/jobs/index.js";
+import {
+  type ControlNode,
+  controlClient,
+  REDIS_URL,
+  startControlNode,
+  TestControlStream,
+} from "./control.js";
+import { AgentClient, backup, type Harness, type TestAgent, Volume } from "./harness.js";
+
+// The job tests' pieces, all real: server nodes that each run the control plane (agent listener,
+// Redis-routed dispatch) and the job system on the harness's Postgres and the local Redis, and an
+// agent that speaks the real control stream and backs up through the real ingest path.
+
+/** Job settings for tests: short locks and re-checks so stalls and retries happen in seconds. */
+export const FAST_SETTINGS: Partial<JobSettings> = {
+  workerConcurrency: 2,
+  repositoryConcurrency: 2,
+  lockDurationMs: 2_000,
+  stalledIntervalMs: 1_000,
+  maxStalledCount: 2,
+  attempts: 3,
+  backoffMs: 200,
+  offlineRecheckMs: 1_000,
+  slotRetryMs: 300,
+  slotLeaseMs: 3_000,
+  resultPollMs: 500,
+  resultGraceMs: 2_000,
+  manualDeadlineMs: 60_000,
+  ackTimeoutMs: 5_000,
+};
+
+export interface JobNode {
+  control: ControlNode;
+  jobs: JobSystem;
+  stop(opts?: { force?: boolean }): Promise<void>;
+}
+
+/**
+ * One server node: control plane + agent listener, and a job system whose sink and presence
+ * listener the control plane calls. The control plane needs the sink at construction and the job
+ * system needs the plane's dispatcher, so the sink forwards to the job system once it exists.
+ */
+export async function startJobNode(
+  h: Harness,
+  name: string,
+  prefix: string,
+  opts: { workers?: boolean; settings?: Partial<JobSettings> } = {},
+): Promise<JobNode> {
+  let jobs: JobSystem | undefined;
+  const control = await startControlNode(h, name, `${prefix}ctl:`, {
+    sink: {
+      progress: (agentId, p) => jobs!.sink.progress(agentId, p),
+      result: (agentId, r) => jobs!.sink.result(agentId, r),
+    },
+    presence: {
+      online: (agentId) => jobs?.presence.online(agentId),
+      offline: () => undefined,
+    },
+    heartbeatIntervalMs: 500,
+  });
+  const dispatcher: AgentCommandDispatcher = {
+    dispatch: (agentId, command, o) => control.plane.dispatcher.dispatch(agentId, command, o),
+    isOnline: (agentId) => control.plane.dispatcher.isOnline(agentId),
+  };
+  jobs = await JobSystem.start({
+    catalog: h.db.catalog,
+    redisUrl: REDIS_URL,
+    dispatcher,
+    repositories: control.registry,
+    log: pino({ level: process.env.BULWARK_TEST_LOG ?? "silent" }).child({ node: name }),
+    settings: { ...FAST_SETTINGS, ...opts.settings, queuePrefix: prefix.replace(/:$/, "") },
+    ...(opts.workers === false ? { workers: false } : {}),
+  });
+  await jobs.ready();
+  let stopped = false;
+  return {
+    control,
+    jobs,
+    async stop(o = {}) {
+      if (stopped) return;
+      stopped = true;
+      await jobs!.close(o);
+      await control.stop();
+    },
+  };
+}
+
+export type AgentBehaviour =
+  /** Back up and report the result. */
+  | "succeed"
+  /** Back up (commit) but never report: an agent or link that died after the commit. */
+  | "commit-silently"
+  /** Acknowledge and do nothing. */
+  | "hang"
+  /** Report a failure with this code. */
+  | { fail: string };
+
+/** An agent on the real control stream that carries out backup commands through real ingest. */
+export class JobTestAgent {
+  stream: TestControlStream | undefined;
+  readonly commands: Command[] = [];
+  behaviour: AgentBehaviour = "succeed";
+  readonly volumes = new Map<string, Volume>();
+  private readonly client: AgentClient;
+
+  constructor(
+    private readonly h: Harness,
+    readonly agent: TestAgent,
+    ingestNode: ControlNode,
+  ) {
+    // BeginSession/Upload/Commit go to this node's listener (any node would do: the catalog is shared).
+    this.client = new AgentClient(
+      new BackupServiceClient(
+        `127.0.0.1:${ingestNode.listener.port}`,
+        h.credentialsFor(agent),
+        h.channelOptions(),
+      ),
+    );
+  }
+
+  /** Opens the control stream to `node` and serves commands until disconnect(). */
+  async connect(node: ControlNode): Promise<void> {
+    const stream = new TestControlStream(controlClient(this.h, node, this.agent));
+    this.stream = stream;
+    stream.hello();
+    await stream.serverHello();
+    stream.keepAlive(200);
+    const seen = new Set<string>();
+    void (async () => {
+      for (;;) {
+        let cmd: Command;
+        try {
+          // next() scans from the stream's start: skip commands already handled (a redelivered
+          // command ID is the same command, as the protocol says).
+          cmd = await stream.next(
+            (m) =>
+              m.message?.$case === "command" && !seen.has(m.message.value.commandId)
+                ? m.message.value
+                : undefined,
+            3_600_000,
+          );
+        } catch {
+          return;
+        }
+        seen.add(cmd.commandId);
+        this.commands.push(cmd);
+        void this.handle(stream, cmd).catch(() => undefined);
+      }
+    })();
+  }
+
+  disconnect(): void {
+    this.stream?.cancel();
+    this.stream = undefined;
+  }
+
+  backupCommands(): BackupCommand[] {
+    return this.commands.flatMap((c) => (c.command?.$case === "backup" ? [c.command.value] : []));
+  }
+
+  private async handle(stream: TestControlStream, cmd: Command): Promise<void> {
+    stream.ack(cmd.commandId, true);
+    if (cmd.command?.$case !== "backup") return;
+    const { jobId } = cmd.command.value;
+    const key = cmd.command.value.target?.$case === "volumeId" ? cmd.command.value.target.value : "";
+    const behaviour = this.behaviour;
+    if (behaviour === "hang") return;
+    if (typeof behaviour === "object") {
+      stream.send({
+        $case: "jobResult",
+        value: {
+          jobId,
+          outcome: JobOutcome.JOB_OUTCOME_FAILED,
+          restorePointId: "",
+          error: { code: behaviour.fail, message: "test failure", details: {} },
+          startedAt: new Date(),
+          finishedAt: new Date(),
+          capture: undefined,
+          restore: undefined,
+        },
+      });
+      return;
+    }
+    let volume = this.volumes.get(key);
+    if (!volume) {
+      volume = Volume.random(8);
+      this.volumes.set(key, volume);
+    } else {
+      volume.change(0);
+    }
+    stream.send({
+      $case: "jobProgress",
+      value: {
+        jobId,
+        phase: 4,
+        bytesDone: volume.size / 2,
+        bytesTotal: volume.size,
+        bytesTransferred: 0,
+        rateBytesPerSecond: 0,
+      },
+    });
+    const done = await backup(this.client, { ...this.agent, jobId }, key, volume);
+    if (behaviour === "commit-silently") return;
+    stream.send({
+      $case: "jobResult",
+      value: {
+        jobId,
+        outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
+        restorePointId: done.commit.restorePointId,
+        error: undefined,
+        startedAt: new Date(),
+        finishedAt: new Date(),
+        capture: undefined,
+        restore: undefined,
+      },
+    });
+  }
+
+  close(): void {
+    this.disconnect();
+    this.client.close();
+  }
+}
+
+/** Deletes every Redis key under the prefix (what FLUSHALL does to this installation's keys). */
+export async function flushPrefix(prefix: string): Promise<number> {
+  const redis = new Redis(REDIS_URL);
+  let deleted = 0;
+  try {
+    for (const pattern of [`bull:${prefix}*`, `${prefix}*`]) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 500);
+        cursor = next;
+        if (keys.length) deleted += await redis.del(...keys);
+      } while (cursor !== "0");
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return deleted;
+}
+
+/** A fresh prefix with no trailing colon, for JobSettings.queuePrefix. */
+export function jobPrefix(label: string): string {
+  return `bulwark-test:${label}:${randomBytes(4).toString("hex")}`;
+}
+
+/** Catalog rows for a policy covering one agent directly. */
+export async function policyFor(
+  catalog: Catalog,
+  h: Harness,
+  agentId: string,
+  extra: Partial<{
+    retention: object;
+    windowStartMinute: number | null;
+    windowMinutes: number | null;
+    scheduleCron: string;
+  }> = {},
+) {
+  const policy = await catalog.policy.create({
+    data: {
+      tenantId: h.tenantId,
+      name: `policy-${randomBytes(3).toString("hex")}`,
+      scheduleCron: extra.scheduleCron ?? "0 22 * * *",
+      timezone: "UTC",
+      windowStartMinute: extra.windowStartMinute ?? null,
+      windowMinutes: extra.windowMinutes ?? null,
+      retention: extra.retention ?? { keepLast: 10 },
+      volumeSelector: { kind: "all-fixed" },
+      repositoryId: h.repositoryId,
+    },
+  });
+  const assignment = await catalog.policyAssignment.create({ data: { policyId: policy.id, agentId } });
+  return { policy, assignment };
+}
