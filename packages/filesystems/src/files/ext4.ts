@@ -31,6 +31,11 @@ const DIRENT_HEADER = 8;
 const MAX_DIRECTORY_BYTES = 256 * 1024 * 1024;
 /** i_block slots of a block-mapped (ext2/3 style) inode. */
 const DIRECT_BLOCKS = 12;
+/** In-inode extended attributes start with this magic (ext4_xattr_ibody_header). */
+const EXT4_XATTR_MAGIC = 0xea020000;
+const XATTR_ENTRY_HEADER = 16;
+/** e_name_index of "system." attributes; inline data is "system.data". */
+const XATTR_INDEX_SYSTEM = 7;
 
 export interface Ext4Node extends NodeInfo {
   inode: Ext4Inode;
@@ -123,9 +128,6 @@ export class Ext4Driver implements Driver<Ext4Node> {
   /** The file's runs: from the extent tree, or from the classic block map translated into runs. */
   private async extents(node: Ext4Node): Promise<Ext4Extent[]> {
     const { inode } = node;
-    if (inode.flags & EXT4_INODE_FLAG.INLINE_DATA) {
-      throw unsupported(`inode ${inode.number} keeps its data inline (inline_data is not supported)`);
-    }
     if (inode.flags & EXT4_INODE_FLAG.EXTENTS) return readExt4Extents(this.source, this.sb, inode);
     return this.blockMap(node);
   }
@@ -178,7 +180,46 @@ export class Ext4Driver implements Driver<Ext4Node> {
     return runs;
   }
 
+  /**
+   * inline_data: the first 60 bytes live in i_block, the rest in the in-inode extended attribute
+   * "system.data" (ext4_xattr_ibody_find). Both are inside the inode we already hold.
+   */
+  private inlineData(node: Ext4Node): { head: Buffer; tail: Buffer } {
+    const { raw, inode } = node;
+    const head = inode.block;
+    const extraSize = this.sb.inodeSize > 128 ? raw.readUInt16LE(0x80) : 0;
+    const bodyStart = 128 + extraSize;
+    const s = new Struct(raw, `inode ${node.id} extended attributes`);
+    if (bodyStart + 4 > raw.length || s.u32(bodyStart, "h_magic") !== EXT4_XATTR_MAGIC) {
+      return { head, tail: Buffer.alloc(0) };
+    }
+    const first = bodyStart + 4;
+    for (let at = first; at + XATTR_ENTRY_HEADER <= raw.length; ) {
+      const nameLen = s.u8(at, "e_name_len");
+      if (nameLen === 0 && s.u32(at, "end marker") === 0) break;
+      const index = s.u8(at + 1, "e_name_index");
+      const valueOffset = s.u16(at + 2, "e_value_offs");
+      const valueInum = s.u32(at + 4, "e_value_inum");
+      const valueSize = s.u32(at + 8, "e_value_size");
+      const name = s.slice(at + XATTR_ENTRY_HEADER, nameLen, "e_name").toString("latin1");
+      if (index === XATTR_INDEX_SYSTEM && name === "data") {
+        if (valueInum !== 0) throw unsupported(`inode ${node.id}: inline data in an EA inode`);
+        return { head, tail: Buffer.from(s.slice(first + valueOffset, valueSize, "system.data value")) };
+      }
+      at += (XATTR_ENTRY_HEADER + nameLen + 3) & ~3;
+    }
+    return { head, tail: Buffer.alloc(0) };
+  }
+
   async *content(node: Ext4Node, start: number, end: number): AsyncIterable<Buffer> {
+    if (node.inode.flags & EXT4_INODE_FLAG.INLINE_DATA) {
+      const { head, tail } = this.inlineData(node);
+      const all = Buffer.concat([head, tail]);
+      if (node.size > all.length)
+        throw corrupt(`inode ${node.id}: inline size ${node.size} exceeds its data`);
+      yield Buffer.from(all.subarray(start, end));
+      return;
+    }
     const bs = this.sb.blockSize;
     const extents = await this.extents(node);
     let pos = start;
@@ -221,17 +262,21 @@ export class Ext4Driver implements Driver<Ext4Node> {
    */
   async list(dir: Ext4Node): Promise<DirectoryEntry<Ext4Node>[]> {
     const bs = this.sb.blockSize;
+    let blocks: Buffer[];
     if (dir.inode.flags & EXT4_INODE_FLAG.INLINE_DATA) {
-      throw unsupported(`directory inode ${dir.id} keeps its entries inline (inline_data is not supported)`);
+      // An inline directory: i_block starts with the parent's inode number (the ".." entry), then
+      // dirents to the end of i_block, then more dirents in system.data.
+      const { head, tail } = this.inlineData(dir);
+      blocks = [head.subarray(4), tail].filter((b) => b.length > 0);
+    } else {
+      const data = await this.whole(dir, MAX_DIRECTORY_BYTES);
+      blocks = [];
+      for (let at = 0; at < data.length; at += bs) blocks.push(data.subarray(at, at + bs));
     }
-    const data = await this.whole(dir, MAX_DIRECTORY_BYTES);
     const withFileType = hasFeature(this.sb.featureIncompat, EXT4_FEATURE.incompat.FILETYPE);
     const found: Array<{ name: string; inode: number }> = [];
-    for (let block = 0; block * bs < data.length; block++) {
-      const s = new Struct(
-        data.subarray(block * bs, (block + 1) * bs),
-        `directory inode ${dir.id} block ${block}`,
-      );
+    for (const [block, bytes] of blocks.entries()) {
+      const s = new Struct(bytes, `directory inode ${dir.id} block ${block}`);
       let at = 0;
       while (at + DIRENT_HEADER <= s.length) {
         const inode = s.u32(at, "inode");
