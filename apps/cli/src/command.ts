@@ -40,8 +40,10 @@ export interface Io {
   readStdin?: () => Promise<string>;
   /** Asks on the terminal without echo; absent when there is no terminal. */
   promptSecret?: (question: string) => Promise<string>;
-  /** True when stdout is a terminal (progress lines are redrawn in place only then). */
-  isTty?: boolean;
+  /** Asks on the terminal with echo; absent when there is no terminal. */
+  promptLine?: (question: string) => Promise<string>;
+  /** Writes to stdout without a newline; present when stdout is a terminal (progress redrawn in place). */
+  rewriteLine?: (text: string) => void;
 }
 
 export interface CommandContext {

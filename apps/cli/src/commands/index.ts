@@ -1,5 +1,89 @@
-// Every command the CLI has, in the order `bulwark --help` lists them.
+// Every command the CLI has, in the order `bulwark --help` and docs/cli.md list them.
 import type { CommandSpec } from "../command.js";
+import { agentsLsCommand, agentsRevokeCommand, agentsShowCommand } from "./agents.js";
+import { auditLsCommand } from "./audit.js";
+import { loginCommand, logoutCommand, whoamiCommand } from "./auth.js";
+import { backupsLsCommand, backupsRmCommand, backupsShowCommand } from "./backups.js";
+import {
+  groupsAddCommand,
+  groupsCreateCommand,
+  groupsLsCommand,
+  groupsRemoveCommand,
+  groupsRmCommand,
+} from "./groups.js";
+import {
+  jobsCancelCommand,
+  jobsLsCommand,
+  jobsRunBackupCommand,
+  jobsShowCommand,
+  jobsWatchCommand,
+} from "./jobs.js";
+import {
+  policiesAssignCommand,
+  policiesCreateCommand,
+  policiesEditCommand,
+  policiesLsCommand,
+  policiesRmCommand,
+  policiesShowCommand,
+  policiesUnassignCommand,
+} from "./policies.js";
+import { repoStatusCommand } from "./repo.js";
 import { statusCommand } from "./status.js";
+import {
+  apiCreateCommand,
+  apiLsCommand,
+  apiRevokeCommand,
+  enrollCreateCommand,
+  enrollLsCommand,
+  enrollRevokeCommand,
+} from "./tokens.js";
+import {
+  usersCreateCommand,
+  usersDisableCommand,
+  usersEnableCommand,
+  usersLsCommand,
+  usersRoleCommand,
+} from "./users.js";
 
-export const COMMANDS: readonly CommandSpec[] = [statusCommand];
+export const COMMANDS: readonly CommandSpec[] = [
+  loginCommand,
+  logoutCommand,
+  whoamiCommand,
+  statusCommand,
+  agentsLsCommand,
+  agentsShowCommand,
+  agentsRevokeCommand,
+  groupsLsCommand,
+  groupsCreateCommand,
+  groupsRmCommand,
+  groupsAddCommand,
+  groupsRemoveCommand,
+  policiesLsCommand,
+  policiesShowCommand,
+  policiesCreateCommand,
+  policiesEditCommand,
+  policiesRmCommand,
+  policiesAssignCommand,
+  policiesUnassignCommand,
+  backupsLsCommand,
+  backupsShowCommand,
+  backupsRmCommand,
+  jobsLsCommand,
+  jobsShowCommand,
+  jobsWatchCommand,
+  jobsRunBackupCommand,
+  jobsCancelCommand,
+  enrollCreateCommand,
+  enrollLsCommand,
+  enrollRevokeCommand,
+  apiCreateCommand,
+  apiLsCommand,
+  apiRevokeCommand,
+  usersLsCommand,
+  usersCreateCommand,
+  usersDisableCommand,
+  usersEnableCommand,
+  usersRoleCommand,
+  auditLsCommand,
+  repoStatusCommand,
+];
