@@ -8,6 +8,7 @@ import { loadServerConfig } from "@bulwark/config";
 import { BulwarkError } from "@bulwark/errors";
 import pino from "pino";
 import { buildApp, REDACTED_LOG_PATHS } from "./app.js";
+import { userCommand } from "./auth/user-cli.js";
 import { type NbdListener, startNbdListener } from "./exports/listener.js";
 import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
@@ -37,10 +38,20 @@ async function main(): Promise<void> {
     }
     return;
   }
+  if (args[0] === "user") {
+    if (config.migrateOnStart) await applyMigrations({ databaseUrl: config.databaseUrl });
+    const catalog = createCatalogClient({ databaseUrl: config.databaseUrl, maxConnections: 2 });
+    try {
+      console.log(await userCommand(args.slice(1), catalog));
+    } finally {
+      await catalog.$disconnect();
+    }
+    return;
+  }
   if (args.length > 0) {
     throw new BulwarkError(
       "BULWARK_GENERAL_VALIDATION",
-      `unknown command ${args[0]}; commands: (none) = serve, repo init`,
+      `unknown command ${args[0]}; commands: (none) = serve, repo init, user create`,
     );
   }
   // Read before anything starts: a missing file stops start-up naming its key.
