@@ -203,7 +203,7 @@ export class TestControlStream {
   }
 
   ack(commandId: string, accepted = true): void {
-    const value: CommandAck = { commandId, accepted };
+    const value: CommandAck = { commandId, accepted, error: undefined };
     this.send({ $case: "commandAck", value });
   }
 

@@ -1,0 +1,692 @@
+import { hostname as osHostname } from "node:os";
+import { BulwarkError, isBulwarkError } from "@bulwark/errors";
+import {
+  AGENT_CHANNEL_OPTIONS,
+  type BackupCommand,
+  ChangeDetectionMethod,
+  type Command,
+  type CommandAck,
+  type ConnectRequest,
+  type ConnectResponse,
+  ControlServiceClient,
+  type Disconnect,
+  DisconnectReason,
+  type ErrorInfo,
+  HEARTBEAT_INTERVAL_MS,
+  HELLO_TIMEOUT_MS,
+  JobOutcome,
+  JobPhase,
+  type JobResult,
+  LogLevel,
+  PROTOCOL_VERSION_STRING,
+  protocolMetadata,
+  type RestoreCommand,
+} from "@bulwark/protocol";
+import type { ChannelCredentials, ChannelOptions, ClientDuplexStream } from "@grpc/grpc-js";
+import { type BackupReport, runBackup } from "../backup.js";
+import type { CommandRunner } from "../command-runner.js";
+import { ProcessCommandRunner } from "../command-runner.js";
+import { collectInventory } from "../inventory/index.js";
+import type { Inventory } from "../inventory/model.js";
+import type { ReleaseRegistry } from "../snapshot/release-registry.js";
+import { type LimiterClock, systemLimiterClock } from "../upload/token-bucket.js";
+import { asBulwarkError, grpcTarget, mtlsCredentials, type TlsFiles } from "../upload/transport.js";
+import { Backoff } from "./backoff.js";
+import { JobRecords } from "./job-records.js";
+import type { RestoreRunner } from "./restore-runner.js";
+import { type AgentVolumes, describeVolumes } from "./volumes.js";
+
+// bulwark-agent run: the long-lived agent. It keeps one control stream to the server
+// (docs/protocol.md §3), reconnecting with jittered backoff, and does what the server asks:
+// backups through runBackup, restores through a RestoreRunner, cancel, inventory refresh. Commands
+// are acknowledged on receipt; a repeated command or job ID is acknowledged again, never run
+// twice. Results are kept on disk until delivered, and resent after every reconnect until then.
+
+/** JobProgress at most this often per job (the protocol's "about once a second"). */
+export const PROGRESS_INTERVAL_MS = 1000;
+/** Command answers remembered for repeated command IDs (the server resends unacknowledged ones). */
+const REMEMBERED_ACKS = 1024;
+/**
+ * The protocol has no receipt for JobResult. A result counts as delivered once the stream that
+ * carried it stayed up for one more heartbeat interval (a cut within that window makes it be
+ * resent); the job system treats a repeated result of a finished job as a no-op.
+ */
+const RESULT_SETTLE_INTERVALS = 1;
+
+export type DaemonLog = (level: "debug" | "info" | "warn" | "error", msg: string, fields?: object) => void;
+
+/** JSON lines on stderr (the daemon's stdout stays free for a supervisor). */
+export const stderrLog: DaemonLog = (level, msg, fields) => {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+};
+
+export interface DaemonOptions {
+  serverUrl: string;
+  tls: TlsFiles;
+  stateDir: string;
+  agentVersion: string;
+  /** Image files offered as volumes ("file:<path>") beside the machine's block devices. */
+  imageFiles?: string[];
+  /** Must equal the repository's chunk size; default: runBackup's. */
+  chunkSize?: number;
+  threads?: number;
+  restoreRunner?: RestoreRunner;
+  /** Renews the certificate (IdentityService.Renew); without it RenewCertificate is refused. */
+  renewCertificate?: (force: boolean) => Promise<void>;
+  inventory?: () => Promise<Inventory>;
+  runner?: CommandRunner;
+  releases?: ReleaseRegistry;
+  /** Extra channel options (tests: TLS name override). */
+  channelOptions?: ChannelOptions;
+  log?: DaemonLog;
+  now?: () => Date;
+  backoff?: Backoff;
+  progressIntervalMs?: number;
+  hostname?: () => string;
+}
+
+/** Why run() returned. */
+export type DaemonExit = { kind: "stopped" } | { kind: "revoked"; message: string };
+
+interface RunningJob {
+  jobId: string;
+  kind: "backup" | "restore";
+  phase: JobPhase;
+  sessionId: string;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/** One control stream. */
+class Stream {
+  private seq = 0;
+  open = true;
+  readonly ended: Promise<{ disconnect?: Disconnect; error?: BulwarkError }>;
+  disconnect: Disconnect | undefined;
+
+  constructor(
+    readonly client: ControlServiceClient,
+    readonly call: ClientDuplexStream<ConnectRequest, ConnectResponse>,
+  ) {
+    this.ended = new Promise((resolve) => {
+      call.on("error", (err) => {
+        this.open = false;
+        resolve({ ...(this.disconnect ? { disconnect: this.disconnect } : {}), error: asBulwarkError(err) });
+      });
+      call.on("end", () => {
+        this.open = false;
+        resolve(this.disconnect ? { disconnect: this.disconnect } : {});
+      });
+    });
+  }
+
+  write(message: ConnectRequest["message"]): void {
+    if (!this.open) return;
+    this.call.write({ seq: ++this.seq, message });
+  }
+
+  close(): void {
+    if (this.open) {
+      this.open = false;
+      this.call.end();
+    }
+    this.client.close();
+  }
+}
+
+export class AgentDaemon {
+  private readonly log: DaemonLog;
+  private readonly now: () => Date;
+  private readonly backoff: Backoff;
+  private readonly records: JobRecords;
+  private readonly running = new Map<string, RunningJob>();
+  private readonly acks = new Map<string, CommandAck>();
+  private readonly runner: CommandRunner;
+  private volumes: AgentVolumes | undefined;
+  private stream: Stream | undefined;
+  private heartbeatMs = HEARTBEAT_INTERVAL_MS;
+  private stopping = false;
+  private wakeUp: (() => void) | undefined;
+  private commandChain: Promise<void> = Promise.resolve();
+  private credentials: ChannelCredentials | undefined;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.log = opts.log ?? stderrLog;
+    this.now = opts.now ?? (() => new Date());
+    this.backoff = opts.backoff ?? new Backoff();
+    this.records = new JobRecords(opts.stateDir);
+    this.runner = opts.runner ?? new ProcessCommandRunner();
+  }
+
+  /** Job IDs running now (for tests and the hello). */
+  runningJobs(): string[] {
+    return [...this.running.keys()];
+  }
+
+  /** Connects and serves until stop() or revocation. */
+  async run(): Promise<DaemonExit> {
+    await this.records.load(this.now());
+    this.credentials = await mtlsCredentials(this.opts.tls);
+    while (!this.stopping) {
+      const end = await this.connectOnce();
+      if (this.stopping) break;
+      const d = end.disconnect;
+      if (d?.reason === DisconnectReason.DISCONNECT_REASON_REVOKED) {
+        this.log("error", "the server revoked this agent; not reconnecting until it is enrolled again", {
+          message: d.message,
+        });
+        await this.abortJobs();
+        return { kind: "revoked", message: d.message };
+      }
+      let wait = this.backoff.next();
+      if (d?.reason === DisconnectReason.DISCONNECT_REASON_SUPERSEDED) {
+        // Another stream with our identity replaced this one (a second agent process with the
+        // same certificate?): reconnecting at once would make the two evict each other forever.
+        wait = this.backoff.max;
+        this.log("warn", "control stream superseded by another stream of this agent", { message: d.message });
+      } else if (d?.reason === DisconnectReason.DISCONNECT_REASON_PROTOCOL_UNSUPPORTED) {
+        wait = this.backoff.max;
+        this.log("error", "the server does not support this agent's protocol version; upgrade the agent", {
+          agent: PROTOCOL_VERSION_STRING,
+          serverMin: d.minProtocolVersion,
+          serverMax: d.maxProtocolVersion,
+        });
+      } else if (d?.reason === DisconnectReason.DISCONNECT_REASON_REBALANCE) {
+        wait = Math.min(wait, 1000);
+      }
+      if (d?.reconnectAfterMs) wait = Math.max(wait, d.reconnectAfterMs);
+      this.log("info", "control stream ended; reconnecting", {
+        reason: d ? DisconnectReason[d.reason] : undefined,
+        error: end.error ? `${end.error.code}: ${end.error.message}` : undefined,
+        inMs: wait,
+      });
+      await this.sleep(wait);
+    }
+    return { kind: "stopped" };
+  }
+
+  /** Ends the stream and aborts running jobs; run() then returns. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.stream?.close();
+    this.wakeUp?.();
+    await this.abortJobs();
+  }
+
+  private async abortJobs(): Promise<void> {
+    const jobs = [...this.running.values()];
+    for (const j of jobs) j.controller.abort();
+    await Promise.all(jobs.map((j) => j.done));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  /** One control stream, from connect to end. */
+  private async connectOnce(): Promise<{ disconnect?: Disconnect; error?: BulwarkError }> {
+    const client = new ControlServiceClient(grpcTarget(this.opts.serverUrl), this.credentials!, {
+      ...AGENT_CHANNEL_OPTIONS,
+      ...this.opts.channelOptions,
+    });
+    const stream = new Stream(client, client.connect(protocolMetadata()));
+    this.stream = stream;
+    let greeted = false;
+    let heartbeat: NodeJS.Timeout | undefined;
+    const helloTimer = setTimeout(() => {
+      if (!greeted) {
+        this.log("warn", "no ServerHello in time; reconnecting");
+        stream.close();
+      }
+    }, HELLO_TIMEOUT_MS * 2);
+    stream.call.on("data", (res: ConnectResponse) => {
+      const m = res.message;
+      if (!m) return; // a message of a newer minor this agent cannot read
+      if (m.$case === "hello") {
+        if (greeted) return;
+        greeted = true;
+        clearTimeout(helloTimer);
+        this.backoff.reset();
+        this.heartbeatMs = m.value.heartbeatIntervalMs || HEARTBEAT_INTERVAL_MS;
+        this.log("info", "control stream open", { node: m.value.serverNode, agentId: m.value.agentId });
+        heartbeat = setInterval(
+          () =>
+            stream.write({
+              $case: "heartbeat",
+              value: { agentTime: this.now(), runningJobIds: this.runningJobs() },
+            }),
+          this.heartbeatMs,
+        );
+        void this.afterHello(stream);
+      } else if (m.$case === "command") {
+        const command = m.value;
+        this.commandChain = this.commandChain
+          .then(() => this.onCommand(stream, command))
+          .catch((err: unknown) =>
+            this.log("error", "command handling failed", { error: (err as Error).message }),
+          );
+      } else if (m.$case === "disconnect") {
+        stream.disconnect = m.value;
+      }
+    });
+    stream.write({
+      $case: "hello",
+      value: {
+        protocolVersion: PROTOCOL_VERSION_STRING,
+        agentVersion: this.opts.agentVersion,
+        capabilities: [],
+        runningJobs: [
+          ...[...this.running.values()].map((j) => ({
+            jobId: j.jobId,
+            phase: j.phase,
+            sessionId: j.sessionId,
+          })),
+          ...this.records
+            .undelivered()
+            .map((r) => ({ jobId: r.jobId, phase: JobPhase.JOB_PHASE_DONE, sessionId: "" })),
+        ],
+        hostname: (this.opts.hostname ?? osHostname)(),
+        agentTime: this.now(),
+      },
+    });
+    const end = await stream.ended;
+    clearTimeout(helloTimer);
+    clearInterval(heartbeat);
+    stream.close();
+    if (this.stream === stream) this.stream = undefined;
+    return end;
+  }
+
+  private async afterHello(stream: Stream): Promise<void> {
+    try {
+      await this.sendInventory(stream);
+    } catch (err) {
+      this.log("warn", "inventory failed", { error: (err as Error).message });
+    }
+    for (const r of this.records.undelivered()) this.sendResult(stream, r.result);
+  }
+
+  private async refreshVolumes(): Promise<AgentVolumes> {
+    const inv = await (this.opts.inventory ?? (() => collectInventory(this.runner)))();
+    this.volumes = await describeVolumes(inv, this.opts.imageFiles ?? [], this.now());
+    return this.volumes;
+  }
+
+  private async sendInventory(stream: Stream): Promise<void> {
+    const v = await this.refreshVolumes();
+    stream.write({ $case: "inventory", value: v.message });
+  }
+
+  private sendResult(stream: Stream, result: JobResult): void {
+    if (!stream.open) return;
+    stream.write({ $case: "jobResult", value: result });
+    const settle = setTimeout(() => {
+      if (stream.open && this.stream === stream) {
+        this.records
+          .markDelivered(result.jobId)
+          .catch((err: unknown) =>
+            this.log("warn", "could not record a delivered result", { error: (err as Error).message }),
+          );
+      }
+    }, this.heartbeatMs * RESULT_SETTLE_INTERVALS);
+    settle.unref();
+  }
+
+  private sendLog(level: LogLevel, message: string, jobId: string): void {
+    this.stream?.write({ $case: "log", value: { time: this.now(), level, message, jobId, fields: {} } });
+  }
+
+  // ---- commands
+
+  private async onCommand(stream: Stream, command: Command): Promise<void> {
+    let ack = this.acks.get(command.commandId);
+    if (!ack) {
+      try {
+        ack = await this.decide(command);
+      } catch (err) {
+        ack = refuse(command, asBulwarkError(err));
+      }
+      this.acks.set(command.commandId, ack);
+      if (this.acks.size > REMEMBERED_ACKS) this.acks.delete(this.acks.keys().next().value!);
+    }
+    stream.write({ $case: "commandAck", value: ack });
+  }
+
+  private async decide(command: Command): Promise<CommandAck> {
+    const body = command.command;
+    const accepted: CommandAck = { commandId: command.commandId, accepted: true, error: undefined };
+    if (!body) {
+      return refuse(command, new BulwarkError("BULWARK_PROTO_MALFORMED", "a command this agent cannot read"));
+    }
+    switch (body.$case) {
+      case "backup": {
+        const job = body.value;
+        if (this.running.has(job.jobId) || this.records.get(job.jobId)) return accepted; // same job again
+        const refusal = await this.checkBackup(job);
+        if (refusal) return refuse(command, refusal);
+        this.startBackup(job);
+        return accepted;
+      }
+      case "restore": {
+        const job = body.value;
+        if (this.running.has(job.jobId) || this.records.get(job.jobId)) return accepted;
+        if (!this.opts.restoreRunner) {
+          return refuse(
+            command,
+            new BulwarkError(
+              "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+              "this agent build has no restore runner; restores through the agent are not available yet",
+            ),
+          );
+        }
+        this.startRestore(job, this.opts.restoreRunner);
+        return accepted;
+      }
+      case "cancel": {
+        const job = this.running.get(body.value.jobId);
+        if (job) {
+          this.log("info", "cancelling job", { jobId: job.jobId, reason: body.value.reason });
+          job.controller.abort();
+          return accepted;
+        }
+        if (this.records.get(body.value.jobId)) return accepted; // already finished: nothing to stop
+        return refuse(
+          command,
+          new BulwarkError(
+            "BULWARK_CONTROL_JOB_UNKNOWN",
+            `job ${body.value.jobId} is not running on this agent`,
+          ),
+        );
+      }
+      case "refreshInventory": {
+        const stream = this.stream;
+        if (stream)
+          this.sendInventory(stream).catch((err: unknown) =>
+            this.log("warn", "inventory failed", { error: (err as Error).message }),
+          );
+        return accepted;
+      }
+      case "renewCertificate": {
+        const renew = this.opts.renewCertificate;
+        if (!renew) {
+          return refuse(
+            command,
+            new BulwarkError(
+              "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+              "certificate renewal is not wired into this daemon",
+            ),
+          );
+        }
+        renew(body.value.force).catch((err: unknown) =>
+          this.log("error", "certificate renewal failed", { error: (err as Error).message }),
+        );
+        return accepted;
+      }
+    }
+  }
+
+  /** Why a backup command cannot be run here, or undefined. */
+  private async checkBackup(job: BackupCommand): Promise<BulwarkError | undefined> {
+    const target = job.target;
+    if (target?.$case !== "volumeId") {
+      return new BulwarkError(
+        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+        "whole-disk backups (disk_id) are not supported by this agent yet; back up its volumes",
+      );
+    }
+    const policy = job.policy;
+    if (policy && (policy.preHooks.length > 0 || policy.postHooks.length > 0)) {
+      return new BulwarkError(
+        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+        "backup hooks are not supported by this agent yet",
+      );
+    }
+    let source = this.volumes?.sources.get(target.value);
+    if (!source) source = (await this.refreshVolumes()).sources.get(target.value);
+    if (!source) {
+      return new BulwarkError("BULWARK_CONTROL_VOLUME_UNKNOWN", `no volume ${target.value} on this machine`, {
+        details: { volumeId: target.value },
+      });
+    }
+    if (policy?.snapshotProvider && policy.snapshotProvider !== source.kind) {
+      return new BulwarkError(
+        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+        `snapshot provider ${policy.snapshotProvider} is not available for ${target.value} (this agent uses ${source.kind})`,
+      );
+    }
+    return undefined;
+  }
+
+  private track(
+    jobId: string,
+    kind: RunningJob["kind"],
+    work: (job: RunningJob) => Promise<JobResult>,
+  ): void {
+    const job: RunningJob = {
+      jobId,
+      kind,
+      phase: JobPhase.JOB_PHASE_QUEUED,
+      sessionId: "",
+      controller: new AbortController(),
+      done: Promise.resolve(),
+    };
+    this.running.set(jobId, job);
+    job.done = work(job)
+      .then(async (result) => {
+        await this.records.finish(result, this.now());
+        this.running.delete(jobId);
+        this.log("info", "job finished", { jobId, outcome: JobOutcome[result.outcome] });
+        if (this.stream) this.sendResult(this.stream, result);
+      })
+      .catch((err: unknown) => {
+        // Only the result could not be saved: it is still sent; a restart may run the job again.
+        this.running.delete(jobId);
+        this.log("error", "could not record a job result", { jobId, error: (err as Error).message });
+      });
+  }
+
+  private progress(
+    job: RunningJob,
+    fields: { bytesDone: number; bytesTotal: number; bytesTransferred: number; rate: number },
+  ): void {
+    this.stream?.write({
+      $case: "jobProgress",
+      value: {
+        jobId: job.jobId,
+        phase: job.phase,
+        bytesDone: fields.bytesDone,
+        bytesTotal: fields.bytesTotal,
+        bytesTransferred: fields.bytesTransferred,
+        rateBytesPerSecond: fields.rate,
+      },
+    });
+  }
+
+  private startBackup(cmd: BackupCommand): void {
+    const volumeId = (cmd.target as { $case: "volumeId"; value: string }).value;
+    const source = this.volumes!.sources.get(volumeId)!;
+    const interval = this.opts.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+    this.track(cmd.jobId, "backup", async (job) => {
+      const startedAt = this.now();
+      job.phase = JobPhase.JOB_PHASE_SNAPSHOT;
+      this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
+      this.sendLog(LogLevel.LOG_LEVEL_INFO, `backup of ${volumeId} started`, cmd.jobId);
+      let lastSent = 0;
+      let lastBytes = 0;
+      let lastAt = Date.now();
+      const cancelled = () =>
+        new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${cmd.jobId} was cancelled`, {
+          details: { jobId: cmd.jobId },
+        });
+      try {
+        if (job.controller.signal.aborted) throw cancelled();
+        const policy = cmd.policy;
+        const report: BackupReport = await runBackup({
+          source:
+            source.kind === "file"
+              ? { kind: "file", path: source.path }
+              : {
+                  kind: "device",
+                  devicePath: source.devicePath,
+                  ...(policy?.freezeFilesystem && source.mountPoint ? { freeze: source.mountPoint } : {}),
+                },
+          serverUrl: this.opts.serverUrl,
+          tls: this.opts.tls,
+          volumeKey: volumeId,
+          stateDir: this.opts.stateDir,
+          jobId: cmd.jobId,
+          ...(this.opts.chunkSize ? { chunkSize: this.opts.chunkSize } : {}),
+          ...(this.opts.threads ? { threads: this.opts.threads } : {}),
+          ...(policy?.bandwidthLimitBytesPerSecond
+            ? { bandwidthLimit: policy.bandwidthLimitBytesPerSecond }
+            : {}),
+          ...(policy?.uploadStreams ? { streams: policy.uploadStreams } : {}),
+          // A throttled upload spends its time in the limiter's sleeps: make them end on cancel.
+          limiterClock: abortableClock(job.controller.signal, cancelled),
+          ...(this.opts.runner ? { runner: this.opts.runner } : {}),
+          ...(this.opts.releases ? { releases: this.opts.releases } : {}),
+          // Also the cancellation point: an abort fails the upload pipeline at its next group.
+          onProgress: (p) => {
+            if (job.controller.signal.aborted) throw cancelled();
+            job.phase = JobPhase.JOB_PHASE_TRANSFER;
+            const t = Date.now();
+            if (t - lastSent < interval && p.bytesDone < p.bytesTotal) return;
+            const rate = t > lastAt ? Math.round(((p.bytesDone - lastBytes) * 1000) / (t - lastAt)) : 0;
+            lastSent = t;
+            lastAt = t;
+            lastBytes = p.bytesDone;
+            this.progress(job, {
+              bytesDone: p.bytesDone,
+              bytesTotal: p.bytesTotal,
+              bytesTransferred: p.counters.bytesSent,
+              rate: Math.max(0, rate),
+            });
+          },
+        });
+        return {
+          jobId: cmd.jobId,
+          outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
+          restorePointId: report.restorePointId,
+          error: undefined,
+          startedAt,
+          finishedAt: this.now(),
+          capture: {
+            method: CAPTURE_METHOD[report.method],
+            snapshotProvider: report.provider,
+            bytesRead: report.counters.bytesRead,
+            bytesHashed: report.counters.bytesHashed,
+            bytesSent: report.counters.bytesSent,
+            bytesSentPlain: report.counters.bytesSentPlain,
+            chunksTotal: report.counters.chunksTotal,
+            chunksZero: report.counters.chunksZero,
+            chunksSkipped: report.counters.chunksSkipped,
+            chunksSent: report.counters.chunksSent,
+            durationMs: report.durationMs,
+          },
+          restore: undefined,
+        };
+      } catch (err) {
+        return this.failure(job, startedAt, err);
+      }
+    });
+  }
+
+  private startRestore(cmd: RestoreCommand, runner: RestoreRunner): void {
+    const interval = this.opts.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+    this.track(cmd.jobId, "restore", async (job) => {
+      const startedAt = this.now();
+      let lastSent = 0;
+      try {
+        const stats = await runner.run(cmd, {
+          signal: job.controller.signal,
+          onProgress: (p) => {
+            job.phase = p.phase;
+            const t = Date.now();
+            if (t - lastSent < interval && p.bytesDone < p.bytesTotal) return;
+            lastSent = t;
+            this.progress(job, {
+              bytesDone: p.bytesDone,
+              bytesTotal: p.bytesTotal,
+              bytesTransferred: p.bytesTransferred,
+              rate: 0,
+            });
+          },
+        });
+        return {
+          jobId: cmd.jobId,
+          outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
+          restorePointId: "",
+          error: undefined,
+          startedAt,
+          finishedAt: this.now(),
+          capture: undefined,
+          restore: stats,
+        };
+      } catch (err) {
+        return this.failure(job, startedAt, err);
+      }
+    });
+  }
+
+  private failure(job: RunningJob, startedAt: Date, err: unknown): JobResult {
+    const cancelled = job.controller.signal.aborted;
+    const e = isBulwarkError(err) ? err : asBulwarkError(err);
+    this.sendLog(LogLevel.LOG_LEVEL_ERROR, `${job.kind} failed: ${e.code}: ${e.message}`, job.jobId);
+    return {
+      jobId: job.jobId,
+      outcome: cancelled ? JobOutcome.JOB_OUTCOME_CANCELLED : JobOutcome.JOB_OUTCOME_FAILED,
+      restorePointId: "",
+      error: errorInfo(e),
+      startedAt,
+      finishedAt: this.now(),
+      capture: undefined,
+      restore: undefined,
+    };
+  }
+}
+
+/** The system limiter clock, except that sleeping fails at once when `signal` aborts. */
+function abortableClock(signal: AbortSignal, reason: () => Error): LimiterClock {
+  return {
+    now: systemLimiterClock.now,
+    sleep: (ms) =>
+      new Promise<void>((resolve, reject) => {
+        if (signal.aborted) {
+          reject(reason());
+          return;
+        }
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(reason());
+        };
+        const timer = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        }, ms);
+        signal.addEventListener("abort", onAbort, { once: true });
+      }),
+  };
+}
+
+const CAPTURE_METHOD: Record<BackupReport["method"], ChangeDetectionMethod> = {
+  "cbt-thin-delta": ChangeDetectionMethod.CHANGE_DETECTION_METHOD_CBT_THIN_DELTA,
+  "hash-cache": ChangeDetectionMethod.CHANGE_DETECTION_METHOD_HASH_CACHE,
+  "full-read": ChangeDetectionMethod.CHANGE_DETECTION_METHOD_FULL_READ,
+};
+
+function errorInfo(e: BulwarkError): ErrorInfo {
+  const details: Record<string, string> = {};
+  for (const [k, v] of Object.entries(e.details ?? {}))
+    details[k] = typeof v === "string" ? v : JSON.stringify(v);
+  return { code: e.code, message: e.message, details };
+}
+
+function refuse(command: Command, e: BulwarkError): CommandAck {
+  return { commandId: command.commandId, accepted: false, error: errorInfo(e) };
+}

@@ -1,0 +1,260 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Command, JobOutcome } from "@bulwark/protocol";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
+import { isRoot, LoopDevices, MiB, ROOT_REASON, sh } from "../apps/agent/test/helpers/system.js";
+import {
+  type ControlNode,
+  eventually,
+  startControlNode,
+  testPrefix,
+} from "../apps/server/test/support/control.js";
+import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
+
+// The real agent daemon (bulwark-agent run, in-process) against two real server nodes (agent
+// listeners with the control plane and the real BackupService, one Postgres, one Redis): it
+// connects to node A, reports its inventory, and a backup dispatched on node B runs through
+// runBackup, streams progress and a SUCCEEDED result into the sink, and leaves a Backup row.
+// Then: dedupe of repeated commands and job IDs, refusals, cancel, and revocation.
+
+const h = new Harness();
+const prefix = testPrefix("control-e2e");
+let a: ControlNode;
+let b: ControlNode;
+let dir: string;
+const loops = new LoopDevices();
+
+interface RunningDaemon {
+  daemon: AgentDaemon;
+  exit: Promise<DaemonExit>;
+  agent: TestAgent;
+}
+const daemons: RunningDaemon[] = [];
+
+function writeTls(agent: TestAgent) {
+  const base = join(dir, agent.id);
+  mkdirSync(base, { recursive: true });
+  writeFileSync(join(base, "ca.pem"), h.ca.cert);
+  writeFileSync(join(base, "cert.pem"), agent.tls.cert);
+  writeFileSync(join(base, "key.pem"), agent.tls.key, { mode: 0o600 });
+  return { caPath: join(base, "ca.pem"), certPath: join(base, "cert.pem"), keyPath: join(base, "key.pem") };
+}
+
+async function startDaemon(agent: TestAgent, imageFiles: string[] = []): Promise<RunningDaemon> {
+  const daemon = new AgentDaemon({
+    serverUrl: `https://127.0.0.1:${a.listener.port}`,
+    tls: writeTls(agent),
+    stateDir: join(dir, agent.id, "state"),
+    agentVersion: "0.1.0-test",
+    imageFiles,
+    log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
+    progressIntervalMs: 0,
+  });
+  const running = { daemon, exit: daemon.run(), agent };
+  daemons.push(running);
+  await eventually(() => b.plane.dispatcher.isOnline(agent.id));
+  return running;
+}
+
+function backupCommand(jobId: string, volumeId: string, bandwidth = 0): Command {
+  return {
+    commandId: randomUUID(),
+    command: {
+      $case: "backup",
+      value: {
+        jobId,
+        target: { $case: "volumeId", value: volumeId },
+        policy: {
+          bandwidthLimitBytesPerSecond: bandwidth,
+          preHooks: [],
+          postHooks: [],
+          snapshotProvider: "",
+          freezeFilesystem: false,
+          uploadStreams: 0,
+        },
+        deadline: undefined,
+      },
+    },
+  };
+}
+
+function resultOf(node: ControlNode, jobId: string) {
+  return node.sink.results.find((r) => r.result.jobId === jobId)?.result;
+}
+
+beforeAll(async () => {
+  await h.setUp("control_e2e");
+  dir = mkdtempSync(join(tmpdir(), "bulwark-control-e2e-"));
+  a = await startControlNode(h, "node-a", prefix, { heartbeatIntervalMs: 1000 });
+  b = await startControlNode(h, "node-b", prefix, { heartbeatIntervalMs: 1000 });
+}, 60_000);
+
+afterEach(async () => {
+  for (const d of daemons.splice(0)) {
+    await d.daemon.stop();
+    await d.exit;
+  }
+  loops.cleanup();
+});
+
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  await h.tearDown();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("agent daemon end to end", () => {
+  it("backs up an image file when node B dispatches to the daemon connected to node A", async () => {
+    const agent = await h.agent();
+    const image = join(dir, `${agent.id}.img`);
+    // 8 MiB: random data with a zero stretch, so both paths of the pipeline run.
+    const bytes = randomBytes(8 * MiB);
+    bytes.fill(0, 2 * MiB, 4 * MiB);
+    writeFileSync(image, bytes);
+    const { daemon } = await startDaemon(agent, [image]);
+    const volumeId = `file:${image}`;
+    // The inventory reached the catalog (node A wrote it).
+    await eventually(
+      async () => (await h.db.catalog.volume.count({ where: { agentId: agent.id, key: volumeId } })) === 1,
+    );
+    const volume = await h.db.catalog.volume.findFirstOrThrow({
+      where: { agentId: agent.id, key: volumeId },
+    });
+    expect([volume.kind, Number(volume.sizeBytes)]).toEqual(["IMAGE_FILE", 8 * MiB]);
+
+    const cmd = backupCommand(agent.jobId, volumeId);
+    const ack = await b.plane.dispatcher.dispatch(agent.id, cmd);
+    expect(ack.accepted).toBe(true);
+    await eventually(() => resultOf(a, agent.jobId) !== undefined, 60_000);
+    const result = resultOf(a, agent.jobId)!;
+    expect(result.error).toBeUndefined();
+    expect(result.outcome).toBe(JobOutcome.JOB_OUTCOME_SUCCEEDED);
+    const backup = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: agent.jobId } });
+    expect(backup.id).toBe(result.restorePointId);
+    expect(Number(backup.volumeSize)).toBe(8 * MiB);
+    expect(result.capture?.bytesRead).toBeGreaterThan(0);
+    const progress = a.sink.progressEvents.filter((p) => p.progress.jobId === agent.jobId);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((p) => p.agentId === agent.id)).toBe(true);
+    expect(Math.max(...progress.map((p) => p.progress.bytesDone))).toBeGreaterThan(0);
+
+    // The same command again (a resend) and the same job under a new command ID: acknowledged,
+    // not run twice (no second result, still one restore point).
+    expect((await b.plane.dispatcher.dispatch(agent.id, cmd)).accepted).toBe(true);
+    expect((await a.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId))).accepted).toBe(
+      true,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(daemon.runningJobs()).toEqual([]);
+    expect(a.sink.results.filter((r) => r.result.jobId === agent.jobId)).toHaveLength(1);
+    expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(1);
+  }, 120_000);
+
+  it("refuses what it cannot do with a reason, and cancels a running backup", async () => {
+    const agent = await h.agent();
+    const image = join(dir, `${agent.id}.img`);
+    writeFileSync(image, randomBytes(32 * MiB));
+    await startDaemon(agent, [image]);
+
+    const unknown = await b.plane.dispatcher.dispatch(
+      agent.id,
+      backupCommand(randomUUID(), "fs:no-such-volume"),
+    );
+    expect([unknown.accepted, unknown.error?.code]).toEqual([false, "BULWARK_CONTROL_VOLUME_UNKNOWN"]);
+
+    const restore = await b.plane.dispatcher.dispatch(agent.id, {
+      commandId: randomUUID(),
+      command: {
+        $case: "restore",
+        value: {
+          jobId: randomUUID(),
+          restorePointId: randomUUID(),
+          targetPath: "/dev/null",
+          mode: 1,
+          allowForeignTarget: false,
+          wholeDisk: false,
+        },
+      },
+    });
+    expect([restore.accepted, restore.error?.code]).toEqual([false, "BULWARK_CONTROL_COMMAND_UNSUPPORTED"]);
+
+    const cancelUnknown = await b.plane.dispatcher.dispatch(agent.id, {
+      commandId: randomUUID(),
+      command: { $case: "cancel", value: { jobId: randomUUID(), reason: "test" } },
+    });
+    expect([cancelUnknown.accepted, cancelUnknown.error?.code]).toEqual([
+      false,
+      "BULWARK_CONTROL_JOB_UNKNOWN",
+    ]);
+
+    // 32 MiB of random data at 1 MiB/s takes half a minute: cancel it once it is transferring.
+    const started = await b.plane.dispatcher.dispatch(
+      agent.id,
+      backupCommand(agent.jobId, `file:${image}`, MiB),
+    );
+    expect(started.accepted).toBe(true);
+    await eventually(
+      () => a.sink.progressEvents.some((p) => p.progress.jobId === agent.jobId && p.progress.bytesDone > 0),
+      60_000,
+    );
+    const cancel = await b.plane.dispatcher.dispatch(agent.id, {
+      commandId: randomUUID(),
+      command: { $case: "cancel", value: { jobId: agent.jobId, reason: "test" } },
+    });
+    expect(cancel.accepted).toBe(true);
+    await eventually(() => resultOf(a, agent.jobId) !== undefined, 30_000);
+    const result = resultOf(a, agent.jobId)!;
+    expect(result.outcome).toBe(JobOutcome.JOB_OUTCOME_CANCELLED);
+    expect(result.error?.code).toBe("BULWARK_CONTROL_JOB_CANCELLED");
+    expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(0);
+  }, 120_000);
+
+  it("stops reconnecting when the server revokes it", async () => {
+    const agent = await h.agent();
+    const running = await startDaemon(agent);
+    await b.plane.closeAgentStreams(agent.id, "REVOKED");
+    expect(await running.exit).toMatchObject({ kind: "revoked" });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(false);
+  }, 60_000);
+
+  it.skipIf(!isRoot)(
+    `backs up an ext4 loop device found by the inventory (${ROOT_REASON})`,
+    async () => {
+      const agent = await h.agent();
+      const image = join(dir, `${agent.id}-ext4.img`);
+      writeFileSync(image, Buffer.alloc(0));
+      sh("truncate", ["-s", "32M", image]);
+      sh("mkfs.ext4", ["-q", "-F", image]);
+      const device = loops.attach(image);
+      await startDaemon(agent);
+      // Its ID is fs:<uuid> where lsblk knows the filesystem (udev), else dev:<path>: take what came
+      // (the loop device is also reported as a whole disk, disk:<path>, which is not the target).
+      await eventually(
+        async () =>
+          (await h.db.catalog.volume.count({
+            where: { agentId: agent.id, devicePath: device, kind: { not: "DISK" } },
+          })) === 1,
+      );
+      const row = await h.db.catalog.volume.findFirstOrThrow({
+        where: { agentId: agent.id, devicePath: device, kind: { not: "DISK" } },
+      });
+      const volumeId = row.key;
+      expect(volumeId).toMatch(/^(fs:|dev:)/);
+      const ack = await b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId));
+      expect(ack.error).toBeUndefined();
+      await eventually(() => resultOf(a, agent.jobId) !== undefined, 60_000);
+      const result = resultOf(a, agent.jobId)!;
+      expect(result.error).toBeUndefined();
+      expect(result.outcome).toBe(JobOutcome.JOB_OUTCOME_SUCCEEDED);
+      expect(result.capture?.snapshotProvider).toBe("device");
+      const backup = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: agent.jobId } });
+      expect(Number(backup.volumeSize)).toBe(32 * MiB);
+    },
+    120_000,
+  );
+});
