@@ -203,7 +203,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
           onReady: (point, e) =>
             out(
               { id: point.id, uri: e.uri, size: e.size, writable: e.writable, expiresAt: e.expiresAt },
-              `serving ${point.id} (${point.name}, ${point.volumeSize} bytes, ` +
+              `serving ${point.id} (${point.name}, ${point.volumeSize} bytes` +
+                `${e.size !== point.volumeSize ? ` padded to ${e.size} (whole sectors)` : ""}, ` +
                 `${e.writable ? "writable through a copy-on-write overlay" : "read-only"}) at\n${e.uri}\n` +
                 `until ${e.expiresAt.toISOString()}; Ctrl-C to stop`,
             ),
