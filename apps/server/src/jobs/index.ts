@@ -22,4 +22,9 @@ export {
 export { DEFAULT_JOB_SETTINGS, type JobSettings } from "./settings.js";
 export { CatalogJobEventSink } from "./sink.js";
 export { JobSystem, type JobSystemOptions } from "./system.js";
-export { backupIdempotencyKey, expandAssignmentRun, expandMaintenanceRun } from "./tick.js";
+export {
+  agentJobOptionsFor,
+  backupIdempotencyKey,
+  expandAssignmentRun,
+  expandMaintenanceRun,
+} from "./tick.js";

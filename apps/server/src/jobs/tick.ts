@@ -14,6 +14,11 @@ import type { TickData } from "./schedules.js";
 export const backupIdempotencyKey = (assignmentId: string, agentId: string, volumeId: string, run: Date) =>
   `backup:${assignmentId}:${agentId}:${volumeId}:${run.toISOString()}`;
 
+/** BullMQ options of a backup or restore job row. */
+export function agentJobOptionsFor(ctx: JobContext, row: { id: string; maxAttempts: number }) {
+  return agentJobOptions(ctx, row.id, row.maxAttempts);
+}
+
 /** BullMQ options of backup and restore jobs: retries with exponential backoff. */
 export function agentJobOptions(ctx: JobContext, jobId: string, attempts: number) {
   return {

@@ -99,15 +99,18 @@ export type AgentBehaviour =
   | "commit-silently"
   /** Acknowledge and do nothing. */
   | "hang"
-  /** Report a failure with this code. */
-  | { fail: string };
+  /** Report a failure with this code (the first `times` commands, then succeed; default always). */
+  | { fail: string; times?: number };
 
 /** An agent on the real control stream that carries out backup commands through real ingest. */
 export class JobTestAgent {
   stream: TestControlStream | undefined;
   readonly commands: Command[] = [];
   behaviour: AgentBehaviour = "succeed";
+  private failures = 0;
   readonly volumes = new Map<string, Volume>();
+  /** Job IDs whose backup this agent committed. */
+  readonly committed: string[] = [];
   private readonly client: AgentClient;
 
   constructor(
@@ -172,7 +175,7 @@ export class JobTestAgent {
     const key = cmd.command.value.target?.$case === "volumeId" ? cmd.command.value.target.value : "";
     const behaviour = this.behaviour;
     if (behaviour === "hang") return;
-    if (typeof behaviour === "object") {
+    if (typeof behaviour === "object" && this.failures++ < (behaviour.times ?? Number.POSITIVE_INFINITY)) {
       stream.send({
         $case: "jobResult",
         value: {
@@ -207,6 +210,7 @@ export class JobTestAgent {
       },
     });
     const done = await backup(this.client, { ...this.agent, jobId }, key, volume);
+    this.committed.push(jobId);
     if (behaviour === "commit-silently") return;
     stream.send({
       $case: "jobResult",

@@ -1,0 +1,226 @@
+import { planRetention } from "@bulwark/retention";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agentJobOptionsFor, insertOrGetJob } from "../src/jobs/index.js";
+import { eventually } from "./support/control.js";
+import { Harness, type TestAgent } from "./support/harness.js";
+import {
+  flushPrefix,
+  type JobNode,
+  JobTestAgent,
+  jobPrefix,
+  policyFor,
+  startJobNode,
+} from "./support/job-agent.js";
+
+// Backups driven by the job system end to end, all real: two server nodes on one Postgres and
+// Redis, each with the control plane and agent listener; an agent on the real control stream that
+// backs up through the real ingest path into a real repository. Node A holds the agent's stream
+// and runs no workers; node B runs the workers, so every command crosses nodes through Redis.
+
+const h = new Harness();
+let prefix: string;
+let nodeA: JobNode;
+let nodeB: JobNode;
+const agents: JobTestAgent[] = [];
+
+async function machine(opts: { connect?: boolean; retention?: object } = {}) {
+  const agent: TestAgent = await h.agent();
+  const volume = await h.db.catalog.volume.create({
+    data: {
+      agentId: agent.id,
+      key: `vol-${agent.id.slice(0, 8)}`,
+      kind: "PARTITION",
+      devicePath: "/dev/vdb1",
+      sizeBytes: 1n << 20n,
+    },
+  });
+  const { policy } = await policyFor(
+    h.db.catalog,
+    h,
+    agent.id,
+    opts.retention ? { retention: opts.retention } : {},
+  );
+  const a = new JobTestAgent(h, agent, nodeA.control);
+  agents.push(a);
+  if (opts.connect !== false) await a.connect(nodeA.control);
+  return { agent, volume, policy, a };
+}
+
+const job = (id: string) => h.db.catalog.job.findUniqueOrThrow({ where: { id } });
+
+async function settled(id: string, timeoutMs = 30_000) {
+  await eventually(
+    async () => ["SUCCEEDED", "FAILED", "MISSED", "CANCELLED"].includes((await job(id)).state),
+    timeoutMs,
+  );
+  return job(id);
+}
+
+async function pruneOf(backupJobId: string) {
+  const key = `prune:${backupJobId}`;
+  await eventually(
+    async () =>
+      (await h.db.catalog.job.findUnique({ where: { idempotencyKey: key } }))?.state === "SUCCEEDED",
+    20_000,
+  );
+  return h.db.catalog.job.findUniqueOrThrow({ where: { idempotencyKey: key } });
+}
+
+beforeAll(async () => {
+  await h.setUp("jobs_backup");
+  prefix = jobPrefix("backup");
+  nodeA = await startJobNode(h, "node-a", prefix, { workers: false });
+  nodeB = await startJobNode(h, "node-b", prefix);
+});
+
+afterAll(async () => {
+  for (const a of agents) a.close();
+  await nodeB?.stop({ force: true });
+  await nodeA?.stop({ force: true });
+  await flushPrefix(prefix);
+  await h.tearDown();
+});
+
+describe("backup jobs across two server nodes", () => {
+  it("a worker on node B reaches the agent held by node A; the job succeeds with its restore point linked", async () => {
+    const { agent, volume, a } = await machine();
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    const row = await settled(id);
+    expect(row).toMatchObject({ state: "SUCCEEDED", attempts: 1, progress: 1, errorCode: null });
+    expect(row.startedAt).not.toBeNull();
+    expect(row.finishedAt).not.toBeNull();
+    // Progress reported on node A's stream reached the row.
+    expect(row.bytesTotal).toBe(BigInt(a.volumes.get(volume.key)!.size));
+    const backup = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: id } });
+    expect((row.result as { restorePointId: string }).restorePointId).toBe(backup.id);
+    expect(a.backupCommands().map((c) => c.jobId)).toEqual([id]);
+    const prune = await pruneOf(id);
+    expect((prune.result as { deleted: unknown[] }).deleted).toEqual([]);
+  });
+
+  it("prune after each backup deletes exactly what planRetention decides", async () => {
+    const { agent, volume, policy } = await machine({ retention: { keepLast: 2 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+      expect((await settled(id)).state).toBe("SUCCEEDED");
+      await pruneOf(id);
+      ids.push(id);
+    }
+    const all = await h.db.catalog.backup.findMany({ where: { volumeId: volume.id } });
+    expect(all).toHaveLength(3);
+    const plan = planRetention(
+      all.map((b) => ({ id: b.id, time: b.capturedAt })),
+      { keepLast: 2 },
+      { timezone: policy.timezone },
+    );
+    const deleting = all.filter((b) => b.status === "DELETING").map((b) => b.id);
+    expect(deleting.sort()).toEqual(plan.remove.map((r) => r.id).sort());
+    expect(deleting).toHaveLength(1);
+    const lastPrune = await pruneOf(ids[2]!);
+    expect((lastPrune.result as { deleted: { id: string }[] }).deleted.map((d) => d.id)).toEqual(deleting);
+    // The index is gone from the repository; the others are still there.
+    const { repo } = await nodeB.control.registry.get(h.repositoryId);
+    const points = new Set((await repo.listPoints()).map((p) => p.id));
+    for (const b of all) expect(points.has(b.indexRef)).toBe(b.status === "AVAILABLE");
+    const audit = await h.db.catalog.auditEvent.findMany({
+      where: { action: "backup.delete", targetId: deleting[0]! },
+    });
+    expect(audit).toHaveLength(1);
+    expect(audit[0]).toMatchObject({ actorType: "SYSTEM", outcome: "SUCCESS" });
+  });
+
+  it("a machine offline at its time is backed up when it connects while the window is open", async () => {
+    const { agent, volume, a } = await machine({ connect: false });
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    await eventually(async () => (await job(id)).errorCode === "BULWARK_CONTROL_AGENT_OFFLINE", 10_000);
+    expect((await job(id)).state).toBe("QUEUED");
+    await a.connect(nodeA.control);
+    const row = await settled(id);
+    expect(row.state).toBe("SUCCEEDED");
+    expect(await h.db.catalog.backup.count({ where: { jobId: id } })).toBe(1);
+  });
+
+  it("a machine offline until its window closes: the job is MISSED", async () => {
+    const { agent, volume, policy } = await machine({ connect: false });
+    const now = Date.now();
+    const { row } = await insertOrGetJob(h.db.catalog, {
+      tenantId: h.tenantId,
+      kind: "BACKUP",
+      idempotencyKey: `backup:test-missed:${agent.id}`,
+      agentId: agent.id,
+      policyId: policy.id,
+      params: {
+        volumeId: volume.id,
+        volumeKey: volume.key,
+        repositoryId: h.repositoryId,
+        windowOpensAt: new Date(now).toISOString(),
+        windowClosesAt: new Date(now + 2_500).toISOString(),
+      },
+      scheduledFor: new Date(now),
+    });
+    await nodeB.jobs.ctx.queues
+      .queue("backup")
+      .add("backup", { jobId: row.id }, agentJobOptionsFor(nodeB.jobs.ctx, row));
+    const done = await settled(row.id, 15_000);
+    expect(done).toMatchObject({ state: "MISSED", attempts: 0, errorCode: "BULWARK_JOB_WINDOW_MISSED" });
+    expect(await h.db.catalog.backup.count({ where: { jobId: row.id } })).toBe(0);
+  });
+
+  it("a failure the agent reports is retried with backoff; a permanent one is not", async () => {
+    const { agent, volume, a } = await machine();
+    a.behaviour = { fail: "BULWARK_AGENT_SNAPSHOT_FAILED", times: 1 };
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    const row = await settled(id);
+    expect(row).toMatchObject({ state: "SUCCEEDED", attempts: 2 });
+    expect(a.backupCommands().filter((c) => c.jobId === id)).toHaveLength(2);
+
+    a.behaviour = { fail: "BULWARK_CONTROL_VOLUME_UNKNOWN" };
+    const id2 = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    expect(await settled(id2)).toMatchObject({
+      state: "FAILED",
+      attempts: 1,
+      errorCode: "BULWARK_CONTROL_VOLUME_UNKNOWN",
+    });
+  });
+
+  it("GC and verify jobs run per repository and keep their reports", async () => {
+    const ctx = nodeB.jobs.ctx;
+    const { expandMaintenanceRun } = await import("../src/jobs/index.js");
+    const run = new Date();
+    const gc = await expandMaintenanceRun(ctx, "GC", run);
+    const verify = await expandMaintenanceRun(ctx, "VERIFY", run);
+    expect(gc.jobs).toHaveLength(1);
+    const gcRow = await settled(gc.jobs[0]!);
+    expect(gcRow.state).toBe("SUCCEEDED");
+    expect(gcRow.result).toMatchObject({ dryRun: false });
+    expect(typeof (gcRow.result as { scanned: number }).scanned).toBe("number");
+    const verifyRow = await settled(verify.jobs[0]!);
+    expect(verifyRow.state).toBe("SUCCEEDED");
+    expect(verifyRow.result).toMatchObject({ ok: true, problems: [] });
+    expect((verifyRow.result as { points: number }).points).toBeGreaterThan(0);
+    // The same run again makes no second job.
+    expect((await expandMaintenanceRun(ctx, "GC", run)).jobs).toEqual(gc.jobs);
+  });
+});
+
+describe("stalled worker", () => {
+  it("a worker that dies after the agent committed: the rerun on another node finishes the job without a second backup", async () => {
+    const { agent, volume, a } = await machine();
+    a.behaviour = "commit-silently";
+    // Node B's workers stop taking work; node W1 takes this job and dies mid-wait.
+    await nodeB.stop({ force: true });
+    const w1 = await startJobNode(h, "node-w1", prefix);
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    await eventually(async () => a.committed.includes(id), 20_000);
+    expect((await job(id)).state).toBe("RUNNING");
+    await w1.stop({ force: true });
+    // Another node's stall check finds the job's lock expired and runs it again.
+    nodeB = await startJobNode(h, "node-w2", prefix);
+    const row = await settled(id, 30_000);
+    expect(row.state).toBe("SUCCEEDED");
+    expect(await h.db.catalog.backup.count({ where: { jobId: id } })).toBe(1);
+    expect(a.backupCommands().filter((c) => c.jobId === id)).toHaveLength(1);
+    expect(row.attempts).toBe(1);
+  });
+});
