@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
+import { createRequestRedis } from "../src/redis.js";
 import { type ApiHarness, PASSWORD, sessionCookieHeader, startApiHarness } from "./support/api.js";
 
 // Authentication against a real catalog and Redis: logins, session expiry on an injected clock,
@@ -222,6 +223,27 @@ describe("login throttling (Redis)", () => {
       await node.close();
       const keys = await h.redis.keys(`${h.prefix}-short:*`);
       if (keys.length > 0) await h.redis.del(...keys);
+    }
+  });
+
+  it("refuses logins with 503 while Redis is down instead of letting unlimited guesses through", async () => {
+    const deadRedis = createRequestRedis("redis://127.0.0.1:1");
+    deadRedis.on("error", () => undefined);
+    await deadRedis.connect().catch(() => undefined);
+    const node = buildApp({ catalog: h.db.catalog, redis: deadRedis, nodeName: "no-redis" });
+    try {
+      const user = await h.createUser("OPERATOR");
+      const res = await node.inject({
+        method: "POST",
+        url: "/api/v1/auth/login",
+        payload: { email: user.email, password: PASSWORD },
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe("BULWARK_QUEUE_UNAVAILABLE");
+      expect(res.cookies).toHaveLength(0);
+    } finally {
+      await node.close();
+      deadRedis.disconnect();
     }
   });
 

@@ -25,6 +25,25 @@ export const DEFAULT_LOGIN_RATE_LIMIT: LoginRateLimitOptions = {
   keyPrefix: "bulwark",
 };
 
+/**
+ * Login needs the failure counters: with Redis down the server refuses logins (503) rather than
+ * letting unlimited guesses through.
+ */
+async function counted<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof BulwarkError) throw err;
+    throw new BulwarkError(
+      "BULWARK_QUEUE_UNAVAILABLE",
+      "Redis does not answer; logins are refused until it is back",
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 export class LoginRateLimiter {
   constructor(
     private readonly redis: Redis,
@@ -40,7 +59,11 @@ export class LoginRateLimiter {
   }
 
   /** Throws BULWARK_AUTH_RATE_LIMITED when either counter is at its limit. */
-  async check(email: string, ip: string): Promise<void> {
+  check(email: string, ip: string): Promise<void> {
+    return counted(() => this.checkCounters(email, ip));
+  }
+
+  private async checkCounters(email: string, ip: string): Promise<void> {
     const keys = this.keys(email, ip);
     const [account, byIp] = await this.redis.mget(keys.account, keys.ip);
     const blocked: string[] = [];
@@ -55,17 +78,19 @@ export class LoginRateLimiter {
   async recordFailure(email: string, ip: string): Promise<void> {
     const keys = this.keys(email, ip);
     // SET NX starts the window at the first failure; INCR never extends it.
-    await this.redis
-      .multi()
-      .set(keys.account, 0, "EX", this.opts.windowSeconds, "NX")
-      .incr(keys.account)
-      .set(keys.ip, 0, "EX", this.opts.windowSeconds, "NX")
-      .incr(keys.ip)
-      .exec();
+    await counted(() =>
+      this.redis
+        .multi()
+        .set(keys.account, 0, "EX", this.opts.windowSeconds, "NX")
+        .incr(keys.account)
+        .set(keys.ip, 0, "EX", this.opts.windowSeconds, "NX")
+        .incr(keys.ip)
+        .exec(),
+    );
   }
 
   /** A successful login clears its account's counter (not the IP's: one good password must not reset a spray). */
   async recordSuccess(email: string): Promise<void> {
-    await this.redis.del(this.keys(email, "").account);
+    await counted(() => this.redis.del(this.keys(email, "").account));
   }
 }

@@ -7,7 +7,7 @@ import {
   meResponseSchema,
   sessionSchema,
 } from "@bulwark/api";
-import { BulwarkError } from "@bulwark/errors";
+import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { writeAudit } from "../../audit/write.js";
@@ -62,7 +62,8 @@ export function authRoutes(deps: ApiDeps): FastifyPluginAsyncZod {
         try {
           await limiter.check(email, ip);
         } catch (err) {
-          await failed("DENIED", null, "rate-limited");
+          if (isBulwarkError(err, "BULWARK_AUTH_RATE_LIMITED")) await failed("DENIED", null, "rate-limited");
+          else await failed("FAILURE", null, "throttle-unavailable");
           throw err;
         }
         const user = await deps.catalog.user.findUnique({ where: { tenantId_email: { tenantId, email } } });
