@@ -1,8 +1,9 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FileByteSource, openFilesystem } from "../src/index.js";
+import { FileByteSource, NtfsDriver, openFilesystem } from "../src/index.js";
 import { MiB, makeNtfsWith, run, type TempDir, tempDir } from "./helpers/images.js";
+import { PatchedSource } from "./helpers/sources.js";
 import { buildTree, compareTree, describeSource, type SourceEntry } from "./helpers/tree.js";
 
 /** A Windows SYMLINK reparse buffer (MS-FSCC 2.1.2.4) with the same substitute and print name. */
@@ -79,6 +80,42 @@ describe("NTFS file reader on mkntfs + ntfs-3g images", () => {
       // Case-insensitive lookups, as on Windows; the listing keeps the stored case.
       expect((await fs.stat("/BIG.BIN")).path).toBe("/big.bin");
       expect((await fs.stat("/Many/ENTRY-0599.TXT")).path).toBe("/many/entry-0599.txt");
+    } finally {
+      await src.close();
+    }
+  });
+
+  it("listing a 600-entry directory reads MFT records in pieces, not one by one", async () => {
+    const counted = new PatchedSource(readFileSync(image));
+    const fs = await openFilesystem(counted);
+    const before = counted.reads;
+    expect(await fs.readdir("/many")).toHaveLength(600);
+    expect(counted.reads - before).toBeLessThan(120);
+  });
+
+  it("a file with 150 hard links spills its names into an $ATTRIBUTE_LIST and still reads", async () => {
+    const linked = join(dir.path, "links.img");
+    const payload = Buffer.alloc(100_000, 0x5a);
+    makeNtfsWith(linked, 16 * MiB, (mnt) => {
+      mkdirSync(join(mnt, "names"));
+      writeFileSync(join(mnt, "target.bin"), payload);
+      for (let i = 0; i < 150; i++) linkSync(join(mnt, "target.bin"), join(mnt, "names", `link-${i}.bin`));
+    });
+    const src = await FileByteSource.open(linked);
+    try {
+      const driver = await NtfsDriver.open(src);
+      const root = await driver.root();
+      const target = (await driver.list(root)).find((e) => e.name === "target.bin")!.node;
+      // The base record lists its attributes; the $FILE_NAMEs live in extension records.
+      expect(target.record.attributes.some((a) => a.type === 0x20)).toBe(true);
+      expect(target.links).toBe(151);
+      const fs = await openFilesystem(src);
+      const names = await fs.readdir("/names");
+      expect(names).toHaveLength(150);
+      expect(new Set(names.map((n) => n.id))).toEqual(new Set([target.id]));
+      const parts: Buffer[] = [];
+      for await (const p of fs.read("/names/link-149.bin")) parts.push(p);
+      expect(Buffer.concat(parts).equals(payload)).toBe(true);
     } finally {
       await src.close();
     }

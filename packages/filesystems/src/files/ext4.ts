@@ -23,6 +23,8 @@ import type { FileType } from "./types.js";
 
 /** Inodes kept decoded; a directory listing touches each entry's inode once. */
 const INODE_CACHE_SIZE = 4096;
+/** Inode-table blocks kept (≤ 256 × 64 KiB even with the largest blocks). */
+const INODE_BLOCK_CACHE_SIZE = 256;
 /** i_block holds a fast symlink's target when it is shorter than the 60-byte array. */
 const FAST_SYMLINK_MAX = 60;
 const EXT4_INDEX_FL = 0x1000;
@@ -72,6 +74,7 @@ export class Ext4Driver implements Driver<Ext4Node> {
   readonly kind = "ext4" as const;
   readonly caseInsensitive = false;
   private readonly cache = new Map<number, Ext4Node>();
+  private readonly tableBlocks = new Map<number, Buffer>();
 
   private constructor(
     private readonly source: ByteSource,
@@ -98,7 +101,7 @@ export class Ext4Driver implements Driver<Ext4Node> {
   async node(number: number): Promise<Ext4Node> {
     const cached = this.cache.get(number);
     if (cached) return cached;
-    const raw = await readExact(this.source, inodeLocation(this.sb, this.groups, number), this.sb.inodeSize);
+    const raw = await this.inodeBytes(number);
     const inode = parseExt4Inode(this.sb, raw, number);
     if (inode.mode === 0 || inode.linksCount === 0)
       throw corrupt(`directory entry points at unused inode ${number}`);
@@ -123,6 +126,27 @@ export class Ext4Driver implements Driver<Ext4Node> {
     if (this.cache.size >= INODE_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(number, node);
     return node;
+  }
+
+  /**
+   * An inode's bytes, read a whole inode-table block at a time: the entries of one directory
+   * usually sit side by side in the table, so listing a directory of 600 files costs ~40 reads
+   * (4 KiB blocks of 16 inodes), not 600.
+   */
+  private async inodeBytes(number: number): Promise<Buffer> {
+    const at = inodeLocation(this.sb, this.groups, number);
+    const bs = this.sb.blockSize;
+    const block = Math.floor(at / bs);
+    let data = this.tableBlocks.get(block);
+    if (!data) {
+      if (block >= this.sb.blocksCount) throw outOfRange(`inode ${number} lies beyond the filesystem`);
+      data = await readExact(this.source, block * bs, bs);
+      if (this.tableBlocks.size >= INODE_BLOCK_CACHE_SIZE)
+        this.tableBlocks.delete(this.tableBlocks.keys().next().value!);
+      this.tableBlocks.set(block, data);
+    }
+    const within = at - block * bs;
+    return Buffer.from(data.subarray(within, within + this.sb.inodeSize));
   }
 
   /** The file's runs: from the extent tree, or from the classic block map translated into runs. */

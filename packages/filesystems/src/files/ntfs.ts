@@ -1,3 +1,4 @@
+import { isBulwarkError } from "@bulwark/errors";
 import { Struct } from "../binary.js";
 import type { ByteSource } from "../byte-source.js";
 import { corrupt, unsupported } from "../errors.js";
@@ -9,11 +10,12 @@ import {
   NTFS_ATTR,
   NTFS_RECORD,
   type NtfsAttribute,
+  parseMftRecord,
   readAttributeValue,
   readMftRecord,
   readMftRuns,
 } from "../ntfs/mft-record.js";
-import type { DataRun } from "../ntfs/runlist.js";
+import { type DataRun, readRuns } from "../ntfs/runlist.js";
 import { type DirectoryEntry, type Driver, type NodeInfo, READ_PIECE_BYTES } from "./driver.js";
 import { decodeUtf16 } from "./names.js";
 import { loop } from "./reader.js";
@@ -41,6 +43,9 @@ const MAX_INDEX_DEPTH = 32;
 /** Extension records one file may spread its attributes over through $ATTRIBUTE_LIST. */
 const MAX_EXTENSION_RECORDS = 1024;
 const NODE_CACHE_SIZE = 4096;
+/** MFT records read together (16 KiB with 1 KiB records) and how many such pieces are kept. */
+const MFT_PIECE_RECORDS = 16;
+const MFT_PIECE_CACHE_SIZE = 64;
 /** 100 ns intervals between 1601-01-01 and 1970-01-01. */
 const NTFS_EPOCH_OFFSET = 116444736000000000n;
 
@@ -67,6 +72,7 @@ export class NtfsDriver implements Driver<NtfsNode> {
   readonly kind = "ntfs" as const;
   readonly caseInsensitive = true;
   private readonly cache = new Map<number, NtfsNode>();
+  private readonly mftPieces = new Map<number, Buffer>();
 
   private constructor(
     private readonly source: ByteSource,
@@ -89,8 +95,36 @@ export class NtfsDriver implements Driver<NtfsNode> {
     return this.node(NTFS_RECORD.ROOT);
   }
 
-  private readRecord(number: number): Promise<MftRecord> {
-    return readMftRecord(this.source, this.boot, this.mftRuns, number);
+  /**
+   * One MFT record, read through a cache of MFT pieces: the records of one directory's files are
+   * usually neighbours, so a listing costs one read per MFT_PIECE_RECORDS records instead of one
+   * per file. Pieces that would run past the MFT's mapped clusters fall back to single records.
+   */
+  private async readRecord(number: number): Promise<MftRecord> {
+    const size = this.boot.mftRecordSize;
+    if (!Number.isSafeInteger(number) || number < 0) throw corrupt(`MFT record number ${number} is invalid`);
+    const piece = Math.floor(number / MFT_PIECE_RECORDS);
+    let data = this.mftPieces.get(piece);
+    if (!data) {
+      try {
+        data = await readRuns(
+          this.source,
+          this.mftRuns,
+          this.boot.clusterSize,
+          piece * MFT_PIECE_RECORDS * size,
+          MFT_PIECE_RECORDS * size,
+        );
+      } catch (err) {
+        if (!isBulwarkError(err, "BULWARK_FS_OUT_OF_RANGE")) throw err;
+        return readMftRecord(this.source, this.boot, this.mftRuns, number);
+      }
+      if (this.mftPieces.size >= MFT_PIECE_CACHE_SIZE)
+        this.mftPieces.delete(this.mftPieces.keys().next().value!);
+      this.mftPieces.set(piece, data);
+    }
+    const at = (number - piece * MFT_PIECE_RECORDS) * size;
+    // parseMftRecord applies fixups in place: hand it a copy so the cached piece stays raw.
+    return parseMftRecord(Buffer.from(data.subarray(at, at + size)), number, this.boot.totalClusters);
   }
 
   /** Attributes of a record plus those its $ATTRIBUTE_LIST places in extension records. */
