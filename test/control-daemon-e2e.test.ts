@@ -13,6 +13,7 @@ import {
   testPrefix,
 } from "../apps/server/test/support/control.js";
 import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
+import { repoRoot, runTs } from "./support/processes.js";
 
 // The real agent daemon (bulwark-agent run, in-process) against two real server nodes (agent
 // listeners with the control plane and the real BackupService, one Postgres, one Redis): it
@@ -257,4 +258,44 @@ describe("agent daemon end to end", () => {
     },
     120_000,
   );
+
+  it("bulwark-agent run as a process: connects, backs up on command, and closes its stream on SIGTERM", async () => {
+    const agent = await h.agent();
+    const tls = writeTls(agent);
+    const image = join(dir, `${agent.id}-cli.img`);
+    writeFileSync(image, randomBytes(4 * MiB));
+    const proc = runTs(
+      join(repoRoot, "apps/agent/src/cli.ts"),
+      [
+        "run",
+        "--server",
+        `https://127.0.0.1:${a.listener.port}`,
+        "--ca",
+        tls.caPath,
+        "--cert",
+        tls.certPath,
+        "--key",
+        tls.keyPath,
+        "--state-dir",
+        join(dir, agent.id, "cli-state"),
+        "--image",
+        image,
+      ],
+      {},
+    );
+    try {
+      await eventually(() => b.plane.dispatcher.isOnline(agent.id), 60_000);
+      const ack = await b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, `file:${image}`));
+      expect(ack.error).toBeUndefined();
+      await eventually(() => resultOf(a, agent.jobId) !== undefined, 60_000);
+      expect(resultOf(a, agent.jobId)?.outcome, proc.output()).toBe(JobOutcome.JOB_OUTCOME_SUCCEEDED);
+      proc.child.kill("SIGTERM");
+      const exited = await proc.exited;
+      expect(exited.code, proc.output()).not.toBeNull();
+      // The stream was closed, not left to time out: offline well before 3 heartbeat intervals.
+      await eventually(async () => !(await b.plane.dispatcher.isOnline(agent.id)), 2500);
+    } finally {
+      if (proc.child.exitCode === null) proc.child.kill("SIGKILL");
+    }
+  }, 120_000);
 });

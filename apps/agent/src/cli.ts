@@ -5,6 +5,7 @@ import { isBulwarkError } from "@bulwark/errors";
 import { FileByteSource, totalLength } from "@bulwark/filesystems";
 import { type BackupReport, runBackup } from "./backup.js";
 import { type CommandRunner, ProcessCommandRunner } from "./command-runner.js";
+import { RUN_USAGE, runCommand } from "./daemon/run-command.js";
 import { collectInventory } from "./inventory/index.js";
 import { planDiskCapture } from "./plan/disk-plan.js";
 import { planVolume } from "./plan/volume-plan.js";
@@ -32,6 +33,7 @@ const USAGE = `usage: bulwark-agent <command> [options]
                                  --ca FILE --cert FILE --key FILE [--bandwidth-limit BYTES/s]
                                  [--job ID] [--freeze MOUNTPOINT] [--streams N] [--threads N]
 ${RESTORE_USAGE}
+${RUN_USAGE}
 options: --json  --chunk-size BYTES  --state-dir DIR
 backup reads BULWARK_SERVER_URL, BULWARK_AGENT_CA, BULWARK_AGENT_CERT and BULWARK_AGENT_KEY
 when the flags are not given.`;
@@ -58,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       delta: { type: "boolean", default: false },
       "whole-disk": { type: "boolean", default: false },
       "yes-overwrite-foreign": { type: "boolean", default: false },
+      image: { type: "string", multiple: true },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -180,6 +183,8 @@ async function main(argv: string[]): Promise<number> {
       print(report, () => formatRestoreReport(report));
       return 0;
     }
+    case "run":
+      return runCommand(values, values["state-dir"] ?? DEFAULT_STATE_DIR);
     default:
       process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
       return 2;
@@ -203,7 +208,7 @@ function required(name: string, value: string | undefined, env: string): string 
 
 async function backupCommand(
   target: string,
-  values: Record<string, string | boolean | undefined>,
+  values: Record<string, string | boolean | string[] | undefined>,
 ): Promise<BackupReport> {
   const str = (k: string) => values[k] as string | undefined;
   const isDevice = (await stat(target)).isBlockDevice();

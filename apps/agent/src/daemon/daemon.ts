@@ -148,7 +148,6 @@ export class AgentDaemon {
   private stopping = false;
   private wakeUp: (() => void) | undefined;
   private commandChain: Promise<void> = Promise.resolve();
-  private credentials: ChannelCredentials | undefined;
 
   constructor(private readonly opts: DaemonOptions) {
     this.log = opts.log ?? stderrLog;
@@ -166,7 +165,6 @@ export class AgentDaemon {
   /** Connects and serves until stop() or revocation. */
   async run(): Promise<DaemonExit> {
     await this.records.load(this.now());
-    this.credentials = await mtlsCredentials(this.opts.tls);
     while (!this.stopping) {
       const end = await this.connectOnce();
       if (this.stopping) break;
@@ -231,7 +229,14 @@ export class AgentDaemon {
 
   /** One control stream, from connect to end. */
   private async connectOnce(): Promise<{ disconnect?: Disconnect; error?: BulwarkError }> {
-    const client = new ControlServiceClient(grpcTarget(this.opts.serverUrl), this.credentials!, {
+    // Read anew for every stream: a renewed certificate replaces the files in place.
+    let credentials: ChannelCredentials;
+    try {
+      credentials = await mtlsCredentials(this.opts.tls);
+    } catch (err) {
+      return { error: asBulwarkError(err) };
+    }
+    const client = new ControlServiceClient(grpcTarget(this.opts.serverUrl), credentials, {
       ...AGENT_CHANNEL_OPTIONS,
       ...this.opts.channelOptions,
     });
