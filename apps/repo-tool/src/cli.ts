@@ -14,7 +14,7 @@ import {
   verifyRepository,
 } from "@bulwark/repository";
 import { Command, CommanderError, Option } from "commander";
-import { EXPORT_FORMATS, exportRestorePoint, parseListen, serveRestorePoint } from "./nbd.js";
+import { EXPORT_FORMATS, exportRestorePoint, isLoopback, parseListen, serveRestorePoint } from "./nbd.js";
 
 /**
  * bulwark-repo: the offline repository tool (docs/repository-format.md, "The offline tool").
@@ -194,6 +194,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .action(async (ref: string, o: { writable?: boolean; listen: string; ttl: string }) => {
       const listen = parseListen(o.listen);
       const ttlMs = parseDuration(o.ttl);
+      if (!isLoopback(listen.host)) {
+        io.stderr.write(
+          `warning: ${listen.host} is not a loopback address; plain NBD has no authentication or encryption, ` +
+            "anyone who can reach it and learns the export name can read the image\n",
+        );
+      }
       await withRepo(async (repo) => {
         const how = await serveRestorePoint(repo, ref, {
           writable: !!o.writable,

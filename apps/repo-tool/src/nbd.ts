@@ -28,6 +28,11 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** 127.0.0.0/8, ::1 and "localhost": the only addresses where plain NBD is private to this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 export interface ServeOptions {
   writable: boolean;
   listen: { host: string; port: number };

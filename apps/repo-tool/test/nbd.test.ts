@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ingestFile, LocalBackend, Repository } from "@bulwark/repository";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exportRestorePoint, parseListen } from "../src/nbd.js";
+import { exportRestorePoint, isLoopback, parseListen } from "../src/nbd.js";
 
 // `bulwark-repo nbd` and `bulwark-repo export` as a user runs them (the real binary through tsx),
 // read by real NBD clients (qemu-img, qemu-io, nbdinfo) and compared byte for byte.
@@ -193,6 +193,12 @@ describe("bulwark-repo nbd", () => {
     expect(() => parseListen("localhost")).toThrow(/HOST:PORT/);
     expect(() => parseListen("127.0.0.1:70000")).toThrow(/HOST:PORT/);
     expect(parseListen("[::1]:10809")).toEqual({ host: "::1", port: 10809 });
+    expect([
+      isLoopback("127.0.0.1"),
+      isLoopback("127.1.2.3"),
+      isLoopback("::1"),
+      isLoopback("0.0.0.0"),
+    ]).toEqual([true, true, true, false]);
   });
 });
 
