@@ -9,10 +9,14 @@ import { BulwarkError } from "@bulwark/errors";
 import pino from "pino";
 import { buildApp, REDACTED_LOG_PATHS } from "./app.js";
 import { userCommand } from "./auth/user-cli.js";
+import type { EnrollmentContext } from "./enrollment/context.js";
+import { tokenCommand } from "./enrollment/token-cli.js";
 import { type NbdListener, startNbdListener } from "./exports/listener.js";
+import { type EnrollListener, startEnrollListener } from "./grpc/enroll-listener.js";
 import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
 import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
+import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
 import { repoCommand } from "./repo-cli.js";
 import { RepositoryRegistry } from "./repositories/registry.js";
@@ -48,10 +52,20 @@ async function main(): Promise<void> {
     }
     return;
   }
+  if (args[0] === "token") {
+    if (config.migrateOnStart) await applyMigrations({ databaseUrl: config.databaseUrl });
+    const catalog = createCatalogClient({ databaseUrl: config.databaseUrl, maxConnections: 2 });
+    try {
+      console.log(await tokenCommand(args.slice(1), config, catalog));
+    } finally {
+      await catalog.$disconnect();
+    }
+    return;
+  }
   if (args.length > 0) {
     throw new BulwarkError(
       "BULWARK_GENERAL_VALIDATION",
-      `unknown command ${args[0]}; commands: (none) = serve, repo init, user create`,
+      `unknown command ${args[0]}; commands: (none) = serve, repo init, user create, token create|list|revoke`,
     );
   }
   // Read before anything starts: a missing file stops start-up naming its key.
@@ -84,23 +98,56 @@ async function main(): Promise<void> {
   log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, "bulwark-server listening");
 
   const repositories = new RepositoryRegistry({ catalog, secret: repositorySecret });
-  let agents: AgentListener | undefined;
-  if (tls) {
-    agents = await startAgentListener({
-      catalog,
-      repositories,
-      identity: new CatalogIdentityResolver(catalog),
-      credentials: agentListenerCredentials(tls),
-      host: config.grpcHost,
-      port: config.grpcPort,
-      idleTimeoutSeconds: config.sessionIdleTimeoutSeconds,
-      sweepIntervalSeconds: config.sessionSweepIntervalSeconds,
-      log: log.child({ listener: "agent" }),
+  // The server CA (created on first start) issues the listeners' certificate unless the
+  // grpcTls* files are configured; either way it signs the agents' certificates.
+  const pki = await prepareServerPki({ config, catalog, ...(tls ? { fileTls: tls } : {}) });
+  log.info(
+    { ca: pki.ca.id, caCreated: pki.caCreated, caKeyFile: pki.caKeyFile, certificate: pki.source },
+    "server CA ready",
+  );
+  if (pki.caKeyFileCreated) log.warn({ caKeyFile: pki.caKeyFile }, "created the CA key file: back it up");
+  const enrollment: EnrollmentContext = {
+    catalog,
+    ca: pki.ca,
+    serverTrustPem: pki.serverTrustPem,
+    now: () => new Date(),
+    log: log.child({ listener: "enroll" }),
+  };
+  const agents: AgentListener = await startAgentListener({
+    catalog,
+    repositories,
+    identity: new CatalogIdentityResolver(catalog),
+    credentials: agentListenerCredentials({
+      certChain: pki.certChain,
+      privateKey: pki.privateKey,
+      agentCa: pki.clientRoots,
+    }),
+    host: config.grpcHost,
+    port: config.grpcPort,
+    idleTimeoutSeconds: config.sessionIdleTimeoutSeconds,
+    sweepIntervalSeconds: config.sessionSweepIntervalSeconds,
+    log: log.child({ listener: "agent" }),
+    enrollment,
+  });
+  log.info({ address: `${config.grpcHost}:${agents.port}` }, "agent listener (gRPC, mTLS) listening");
+  // Like NBD, optional for the node: one whose enroll port is taken still serves enrolled agents.
+  let enroller: EnrollListener | undefined;
+  try {
+    enroller = await startEnrollListener({
+      context: enrollment,
+      certChain: pki.certChain,
+      privateKey: pki.privateKey,
+      host: enrollHost(config),
+      port: config.enrollPort,
     });
-    log.info({ address: `${config.grpcHost}:${agents.port}` }, "agent listener (gRPC, mTLS) listening");
-  } else {
-    log.warn(
-      "no grpcTlsCertFile / grpcTlsKeyFile / agentCaFile configured: the agent listener (backup ingest) is off",
+    log.info(
+      { address: `${enrollHost(config)}:${enroller.port}`, advertised: pki.endpoint.enrollAddress },
+      "enroll listener (gRPC, TLS) listening",
+    );
+  } catch (err) {
+    log.error(
+      { err: (err as Error).message, port: config.enrollPort },
+      "enroll listener not started: agents cannot enroll through this node",
     );
   }
 
@@ -129,7 +176,7 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down");
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
-    await Promise.all([app.close(), agents?.close(), nbd?.close()]);
+    await Promise.all([app.close(), agents.close(), enroller?.close(), nbd?.close()]);
     await repositories.close();
     redis.disconnect();
     await catalog.$disconnect();

@@ -66,6 +66,8 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     BULWARK_REPOSITORY_KEY_FILE: join(dir, "repo.key"),
     BULWARK_LOG_LEVEL: "info",
+    // The CA key file lives here; the enroll listener gets a free port per test.
+    BULWARK_DATA_DIR: join(dir, "server-data"),
   };
 });
 afterAll(async () => {
@@ -115,6 +117,7 @@ describe("bulwark-server process", () => {
       ...env,
       BULWARK_HTTP_PORT: String(await freePort()),
       BULWARK_GRPC_PORT: String(grpcPort),
+      BULWARK_ENROLL_PORT: String(await freePort()),
       BULWARK_GRPC_TLS_CERT_FILE: join(dir, "server.crt"),
       BULWARK_GRPC_TLS_KEY_FILE: join(dir, "server.key"),
       BULWARK_AGENT_CA_FILE: join(dir, "ca.crt"),
