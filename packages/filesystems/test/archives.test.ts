@@ -1,10 +1,17 @@
-import { execFileSync } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FileByteSource, type FileSystemReader, openFilesystem, tarStream, zipStream } from "../src/index.js";
-import { MiB, makeExt4, run, type TempDir, tempDir } from "./helpers/images.js";
+import {
+  FileByteSource,
+  type FileSystemReader,
+  openFilesystem,
+  tarBlocks,
+  tarStream,
+  zipStream,
+} from "../src/index.js";
+import { MiB, makeExt4, run, sparseFile, type TempDir, tempDir } from "./helpers/images.js";
 import { buildTree, describeSource, type SourceEntry } from "./helpers/tree.js";
 
 /** The extracted tree equals the source: types, sizes, bytes, link targets, mtimes, and (tar) hard links. */
@@ -100,4 +107,32 @@ describe("tar and zip streams extract with GNU tar and Info-ZIP unzip to the sou
       expectSameTree(extracted, source, { hardLinks: false, symlinkMtimes: false });
     });
   }
+
+  it("a file of 8 GiB or more gets its size in a pax header (checked by GNU tar on the headers)", async () => {
+    const tree = join(dir.path, "huge-tree");
+    mkdirSync(tree);
+    const size = 9 * 1024 * MiB;
+    sparseFile(join(tree, "huge.bin"), size);
+    const image = join(dir.path, "huge.img");
+    makeExt4(image, 16 * MiB, { dir: tree });
+    const hugeSrc = await FileByteSource.open(image);
+    try {
+      const hugeFs = await openFilesystem(hugeSrc);
+      // Only the headers and the first MiB of content: streaming 9 GiB of zeros proves nothing more.
+      const head: Buffer[] = [];
+      let bytes = 0;
+      for await (const piece of tarBlocks(hugeFs, "/")) {
+        head.push(piece);
+        bytes += piece.length;
+        if (bytes > MiB) break;
+      }
+      const partial = join(dir.path, "huge-head.tar");
+      writeFileSync(partial, Buffer.concat(head));
+      // tar lists the entry from its headers, then complains about the truncated data.
+      const listing = spawnSync("tar", ["-tvf", partial], { encoding: "utf8" });
+      expect(listing.stdout).toMatch(new RegExp(`\\s${size}\\s.*huge\\.bin`));
+    } finally {
+      await hugeSrc.close();
+    }
+  });
 });

@@ -340,9 +340,14 @@ export class Ext4Driver implements Driver<Ext4Node> {
     const { inode } = link;
     if (inode.size === 0 || inode.size >= this.sb.blockSize)
       throw corrupt(`symlink inode ${link.id} has size ${inode.size}`);
+    // ext4_inode_is_fast_symlink: the target is in i_block when no data blocks are allocated
+    // (i_blocks counts 512-byte sectors and includes an external xattr block if there is one).
+    const sectors = link.raw.readUInt32LE(0x1c) + link.raw.readUInt16LE(0x74) * 2 ** 32;
+    const xattrSectors = inode.fileAcl !== 0 ? this.sb.blockSize / 512 : 0;
     const fast =
+      !(inode.flags & (EXT4_INODE_FLAG.EXTENTS | EXT4_INODE_FLAG.INLINE_DATA)) &&
       inode.size < FAST_SYMLINK_MAX &&
-      !(inode.flags & (EXT4_INODE_FLAG.EXTENTS | EXT4_INODE_FLAG.INLINE_DATA));
+      sectors - xattrSectors === 0;
     const bytes = fast ? inode.block.subarray(0, inode.size) : await this.whole(link, this.sb.blockSize);
     return decodeName(bytes);
   }
