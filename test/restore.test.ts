@@ -160,6 +160,7 @@ describe("volume restore through the agent", () => {
     });
     expect(readFileSync(target).equals(image)).toBe(true);
     expect(report.foreignTarget).toBe(true);
+    expect(report.indexVerified).toBe(true);
     expect(report.chunksReceived).toBe(dataChunks);
     expect(report.serverStats?.chunksReceived).toBe(dataChunks);
     expect(report.serverStats?.volumeBytes).toBe(VOLUME_BYTES);
@@ -222,6 +223,7 @@ describe("volume restore through the agent", () => {
     const report = await restore(jobId, sourcePath, { mode: "delta" });
     expect(readFileSync(sourcePath).equals(image)).toBe(true);
     expect(report.foreignTarget).toBe(false);
+    expect(report.indexVerified).toBe(true);
     const changedData = [...changed].filter((i) => !new Volume(image).isZero(i)).length;
     const changedZero = changed.size - changedData;
     expect(report.chunksReceived).toBe(changedData);
@@ -397,6 +399,7 @@ describe("volume restore through the agent", () => {
       expect(proxy.cuts).toBe(1);
       expect(report.resumedFrom).toHaveLength(1);
       expect(report.resumedFrom[0]).toBeGreaterThan(0);
+      expect(report.indexVerified).toBe(true);
       expect(readFileSync(target).equals(image)).toBe(true);
       // The second stream served only what the first had not made durable.
       expect(report.serverStats!.chunksReceived).toBeLessThan(dataChunks);

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +21,12 @@ import { runRestore } from "../src/restore/index.js";
 const CHUNK = 64 * 1024;
 
 describe("a server that lies about a chunk", () => {
+  /** How the server lies: wrong content for an ID, or "the target already has everything". */
+  let lie: "bad-id" | "skip" = "bad-id";
+  /** The restore point's index digest the lying server announces (IDs of non-zero chunks). */
+  const digest = createHash("sha256")
+    .update(Buffer.concat([randomBytes(32), randomBytes(32), randomBytes(32), randomBytes(32)]))
+    .digest();
   let server: Server;
   let port: number;
   let dir: string;
@@ -40,7 +46,7 @@ describe("a server that lies about a chunk", () => {
                   geometry: { sizeBytes: 4 * CHUNK, chunkSize: CHUNK, logicalSectorSize: 512 },
                   chunkIdScheme: { algorithm: 1, key: randomBytes(32) },
                   totalChunks: 4,
-                  indexDigest: Buffer.alloc(32),
+                  indexDigest: digest,
                   windowChunks: DEFAULT_RESTORE_WINDOW_CHUNKS,
                   sourceVolumeKey: "",
                   sourceDevicePath: "",
@@ -50,6 +56,15 @@ describe("a server that lies about a chunk", () => {
             });
           } else if (req.message?.$case === "want") {
             const { startIndex, count } = req.message.value;
+            if (lie === "skip") {
+              call.write({
+                message: {
+                  $case: "rangeDone",
+                  value: { startIndex, count, chunksSent: 0, chunksUnchanged: count },
+                },
+              });
+              return;
+            }
             // Content that does not hash to the ID it claims.
             call.write({
               message: {
@@ -110,5 +125,35 @@ describe("a server that lies about a chunk", () => {
     expect(isBulwarkError(error) && error.code).toBe("BULWARK_RESTORE_CHUNK_INVALID");
     expect(readFileSync(target).every((b) => b === 0)).toBe(true);
     expect(statSync(target).size).toBe(4 * CHUNK);
+  });
+
+  async function run(mode: "full" | "delta"): Promise<{ code: unknown; target: string }> {
+    const target = join(dir, `target-${randomUUID()}.img`);
+    writeFileSync(target, Buffer.alloc(4 * CHUNK));
+    try {
+      await runRestore({
+        serverUrl: `127.0.0.1:${port}`,
+        credentials: credentials.createInsecure(),
+        jobId: randomUUID(),
+        targetPath: target,
+        mode,
+        allowForeignTarget: true,
+        wholeDisk: false,
+        threads: 1,
+      });
+    } catch (err) {
+      return { code: isBulwarkError(err) ? err.code : err, target };
+    }
+    return { code: undefined, target };
+  }
+
+  it("a server claiming the target already holds everything: delta fails the index check, full the range check", async () => {
+    lie = "skip";
+    try {
+      expect((await run("delta")).code).toBe("BULWARK_RESTORE_VERIFY_FAILED");
+      expect((await run("full")).code).toBe("BULWARK_RESTORE_CHUNK_INVALID");
+    } finally {
+      lie = "bad-id";
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { BulwarkError } from "@bulwark/errors";
 import {
@@ -105,6 +106,13 @@ export interface RestoreReport {
   /** Resume indexes of reconnects, in order (empty when the stream never broke). */
   resumedFrom: number[];
   gpt: GptRelocation | undefined;
+  /**
+   * True when the written volume was checked end to end: the SHA-256 over the chunk IDs it now
+   * holds (received, zero, or found unchanged) equals the restore point's index digest. False
+   * when the restore resumed from an index persisted by an earlier process (that prefix was not
+   * seen), or the server had no digest.
+   */
+  indexVerified: boolean;
   durationMs: number;
 }
 
@@ -112,12 +120,16 @@ export interface RestoreReport {
 export type RestoreRunner = (opts: RestoreOptions) => Promise<RestoreReport>;
 
 const RETRYABLE = new Set<string>(["BULWARK_PROTO_TRANSPORT_FAILED"]);
+/** The canonical index's entry for a zero chunk (protocol §4). */
+const ZERO_ID = Buffer.alloc(CHUNK_ID_BYTES);
 
 interface Range {
   start: number;
   count: number;
   /** Chunks of the range written (data or zeros) so far. */
   delivered: Set<number>;
+  /** Per chunk: the ID the target holds once the range is done (null = zeros, undefined = not yet known). */
+  ids: (Buffer | null | undefined)[];
 }
 
 /** Runs one restore job to completion (resuming over cut connections) or throws a BulwarkError. */
@@ -158,6 +170,9 @@ class RestoreState {
     chunksUnchanged: 0,
   };
   private readonly resumedFrom: number[] = [];
+  /** Canonical index digest of chunks [0, completed) and its copy at the durable point. */
+  private digest: Hash | undefined;
+  private digestAtDurable: Hash | undefined;
   private gpt: GptRelocation | undefined;
   private serverStats: RestoreStats | undefined;
   private readonly zero: Buffer = Buffer.alloc(0);
@@ -213,6 +228,7 @@ class RestoreState {
       serverStats: this.serverStats,
       resumedFrom: this.resumedFrom,
       gpt: this.gpt,
+      indexVerified: this.digest !== undefined,
       durationMs: Date.now() - started,
     };
   }
@@ -254,7 +270,11 @@ class RestoreState {
         throw agentError("BULWARK_PROTO_MALFORMED", "the server did not answer start with a header");
       }
       await this.accept(first.message.value);
+      // The digest continues from the durable point (a reconnect re-requests what came after it).
+      if (this.durable === 0 && !this.digestAtDurable) this.digestAtDurable = createHash("sha256");
+      this.digest = this.digestAtDurable?.copy();
       await this.transfer(stream);
+      this.checkDigest();
       await this.finishTarget();
       stream.end();
       const last = await stream.next();
@@ -349,9 +369,16 @@ class RestoreState {
       while (next < this.total && requested < window && !(next >= fence && this.durable < fence)) {
         const limit = next < fence ? fence : this.total;
         const count = Math.min(wantSize, window - requested, limit - next);
-        const have = this.opts.mode === "delta" ? await this.haveRuns(next, count) : [];
-        await stream.send({ message: { $case: "want", value: { startIndex: next, count, have } } });
-        outstanding.push({ start: next, count, delivered: new Set() });
+        const have = this.opts.mode === "delta" ? await this.haveRuns(next, count) : undefined;
+        await stream.send({
+          message: { $case: "want", value: { startIndex: next, count, have: have?.runs ?? [] } },
+        });
+        outstanding.push({
+          start: next,
+          count,
+          delivered: new Set(),
+          ids: have?.ids ?? new Array<undefined>(count).fill(undefined),
+        });
         requested += count;
         next += count;
       }
@@ -361,8 +388,11 @@ class RestoreState {
       if (!m) throw agentError("BULWARK_PROTO_TRANSPORT_FAILED", "the server ended the restore early");
       const expected = (i: number) =>
         outstanding.some((r) => i >= r.start && i < r.start + r.count && !r.delivered.has(i));
-      const deliver = (i: number) =>
-        outstanding.find((r) => i >= r.start && i < r.start + r.count)!.delivered.add(i);
+      const deliver = (i: number, id: Buffer | null) => {
+        const r = outstanding.find((o) => i >= o.start && i < o.start + o.count)!;
+        r.delivered.add(i);
+        r.ids[i - r.start] = id;
+      };
       switch (m.$case) {
         case "chunks": {
           const verified = await verifyChunks(
@@ -374,7 +404,7 @@ class RestoreState {
           for (const v of verified) {
             for (const i of v.indexes) {
               await this.writeAt(v.data, i * this.chunkSize);
-              deliver(i);
+              deliver(i, v.id);
               this.counters.chunksReceived++;
             }
           }
@@ -388,7 +418,7 @@ class RestoreState {
                 index: i,
               });
             await this.writeZeroChunk(i);
-            deliver(i);
+            deliver(i, null);
           }
           break;
         }
@@ -414,6 +444,7 @@ class RestoreState {
             );
           }
           this.counters.chunksUnchanged += skipped;
+          for (const id of head.ids) this.digest?.update(id ?? ZERO_ID);
           outstanding.shift();
           requested -= head.count;
           this.completed = head.start + head.count;
@@ -427,8 +458,11 @@ class RestoreState {
     }
   }
 
-  /** What the target holds for [start, start + count), as index runs (hashed on the workers). */
-  private async haveRuns(start: number, count: number): Promise<IndexRun[]> {
+  /** What the target holds for [start, start + count): index runs and per-chunk IDs (hashed on the workers). */
+  private async haveRuns(
+    start: number,
+    count: number,
+  ): Promise<{ runs: IndexRun[]; ids: (Buffer | null)[] }> {
     const lengths = Array.from({ length: count }, (_, k) => this.lengthOf(start + k));
     const bytes = lengths.reduce((n, l) => n + l, 0);
     const buffer = Buffer.alloc(bytes);
@@ -448,7 +482,24 @@ class RestoreState {
         runs.push({ run: { $case: "ids", value: Buffer.concat(group, group.length * CHUNK_ID_BYTES) } });
       }
     }
-    return runs;
+    return { runs, ids };
+  }
+
+  /** The end-to-end check: what the target now holds is exactly the restore point's index. */
+  private checkDigest(): void {
+    const expected = this.header!.indexDigest;
+    if (!this.digest || expected.length !== 32) {
+      this.digest = undefined;
+      return;
+    }
+    const got = this.digest.copy().digest();
+    if (!got.equals(expected)) {
+      throw agentError(
+        "BULWARK_RESTORE_VERIFY_FAILED",
+        "the restored volume does not match the restore point's index (chunks were skipped or misplaced)",
+        { expected: Buffer.from(expected).toString("hex"), got: got.toString("hex") },
+      );
+    }
   }
 
   private async readInto(buffer: Buffer, offset: number): Promise<void> {
@@ -513,6 +564,7 @@ class RestoreState {
       throw agentError("BULWARK_RESTORE_WRITE_FAILED", `syncing ${this.opts.targetPath} failed`, {}, err);
     }
     this.unsynced = 0;
+    this.digestAtDurable = this.digest?.copy();
     if (this.completed > this.durable) {
       this.durable = this.completed;
       await this.opts.onResumePoint?.(this.durable);

@@ -16,6 +16,8 @@ const dctx = new zstd.DCtx();
 
 export interface VerifiedChunk {
   indexes: number[];
+  /** The verified chunk ID. */
+  id: Buffer;
   /** Plaintext, a view into the message's verified buffer. */
   data: Buffer;
 }
@@ -84,7 +86,7 @@ export async function verifyChunks(
         id: Buffer.from(c.id).toString("hex"),
       });
     }
-    out.push({ indexes: c.indexes, data: hashed.buffer.subarray(offset, offset + lengths[k]!) });
+    out.push({ indexes: c.indexes, id, data: hashed.buffer.subarray(offset, offset + lengths[k]!) });
     offset += lengths[k]!;
   }
   return out;

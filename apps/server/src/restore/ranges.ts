@@ -16,8 +16,14 @@ import { compress } from "zstd-napi";
 // repository, decoded and re-checked on its codec workers, and sent as Zeros / Chunks batches
 // followed by RangeDone. Messages go out through `send`, which waits for HTTP/2 flow control.
 
-/** Distinct chunks read and decoded per step: 16 × 256 KiB = 4 MiB, one batch at typical sizes. */
-const DECODE_GROUP_CHUNKS = 16;
+/**
+ * Distinct chunks per codec-worker message, and such groups decoded at once: several groups keep
+ * every codec worker busy (one group of a whole Want left the other cores idle), and 4 × 4 chunks
+ * bound the decoded plaintext held per stream to 16 chunks (1 MiB at 64 KiB, 64 MiB at the 4 MiB
+ * maximum chunk size).
+ */
+const DECODE_GROUP_CHUNKS = 4;
+const DECODE_GROUPS_AHEAD = 4;
 /** Payload bytes per Chunks message: the upload batch size, for the same reasons (protocol §5). */
 const CHUNKS_MESSAGE_BYTES = DEFAULT_UPLOAD_BATCH_BYTES;
 /** zstd level for the wire: level 1, as the agent uses for uploads (fast, most of the gain). */
@@ -157,12 +163,18 @@ export async function serveRange(
     batchBytes = 0;
     await send({ message: { $case: "chunks", value: { chunks } } });
   };
-  // One group is read and decoded ahead while the previous one is being sent.
-  let next = groups.length ? loadGroup(repo, groups[0]!) : undefined;
+  // Groups are read and decoded DECODE_GROUPS_AHEAD at a time, and sent in order.
+  const loading: Promise<RestoreChunk[]>[] = [];
+  const startLoad = (g: number) => {
+    if (g >= groups.length) return;
+    const p = loadGroup(repo, groups[g]!);
+    p.catch(() => {}); // raised when awaited, in order
+    loading.push(p);
+  };
+  for (let g = 0; g < DECODE_GROUPS_AHEAD; g++) startLoad(g);
   for (let g = 0; g < groups.length; g++) {
-    const current = await next!;
-    next = g + 1 < groups.length ? loadGroup(repo, groups[g + 1]!) : undefined;
-    next?.catch(() => {}); // raised when awaited
+    const current = await loading.shift()!;
+    startLoad(g + DECODE_GROUPS_AHEAD);
     for (const chunk of current) {
       if (batch.length > 0 && batchBytes + chunk.payload.length > CHUNKS_MESSAGE_BYTES) await flushBatch();
       batch.push(chunk);

@@ -6,7 +6,8 @@ export const restoreCodes = defineCodes("RESTORE", {
   BULWARK_RESTORE_JOB_NOT_FOUND: {
     http: 404,
     grpc: "NOT_FOUND",
-    summary: "No restore job with this ID is assigned to the calling agent (unknown and foreign jobs get the same answer).",
+    summary:
+      "No restore job with this ID is assigned to the calling agent (unknown and foreign jobs get the same answer).",
   },
   BULWARK_RESTORE_JOB_NOT_RUNNABLE: {
     http: 409,
@@ -26,12 +27,14 @@ export const restoreCodes = defineCodes("RESTORE", {
   BULWARK_RESTORE_POINT_UNAVAILABLE: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary: "The restore point is being deleted, missing, or its repository cannot be opened on this server node.",
+    summary:
+      "The restore point is being deleted, missing, or its repository cannot be opened on this server node.",
   },
   BULWARK_RESTORE_BAD_RANGE: {
     http: 400,
     grpc: "OUT_OF_RANGE",
-    summary: "A Want range is empty, out of order, beyond the volume, larger than the window, or its have runs do not cover it.",
+    summary:
+      "A Want range is empty, out of order, beyond the volume, larger than the window, or its have runs do not cover it.",
   },
   BULWARK_RESTORE_INCOMPLETE: {
     http: 409,
@@ -46,7 +49,8 @@ export const restoreCodes = defineCodes("RESTORE", {
   BULWARK_RESTORE_TARGET_BUSY: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary: "The restore target (or one of its partitions) is mounted, held by another device, or open elsewhere.",
+    summary:
+      "The restore target (or one of its partitions) is mounted, held by another device, or open elsewhere.",
   },
   BULWARK_RESTORE_TARGET_TOO_SMALL: {
     http: 409,
@@ -56,16 +60,25 @@ export const restoreCodes = defineCodes("RESTORE", {
   BULWARK_RESTORE_FOREIGN_TARGET: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary: "The target is not the device the backup was taken of; confirm with allow_foreign_target / --yes-overwrite-foreign.",
+    summary:
+      "The target is not the device the backup was taken of; confirm with allow_foreign_target / --yes-overwrite-foreign.",
   },
   BULWARK_RESTORE_CHUNK_INVALID: {
     http: 502,
     grpc: "DATA_LOSS",
-    summary: "The server sent a chunk whose content does not hash to its ID, or that lies outside the requested range; nothing of it was written.",
+    summary:
+      "The server sent a chunk whose content does not hash to its ID, or that lies outside the requested range; nothing of it was written.",
+  },
+  BULWARK_RESTORE_VERIFY_FAILED: {
+    http: 502,
+    grpc: "DATA_LOSS",
+    summary:
+      "The restored volume's chunk IDs do not add up to the restore point's index digest (chunks skipped or misplaced); do not use the target.",
   },
   BULWARK_RESTORE_WRITE_FAILED: {
     http: 500,
     grpc: "INTERNAL",
-    summary: "Writing, syncing or fixing up the restore target failed; the restore can be resumed once the cause is fixed.",
+    summary:
+      "Writing, syncing or fixing up the restore target failed; the restore can be resumed once the cause is fixed.",
   },
 });
