@@ -298,4 +298,33 @@ describe("agent daemon end to end", () => {
       if (proc.child.exitCode === null) proc.child.kill("SIGKILL");
     }
   }, 120_000);
+
+  it("reconnects after its server node restarts and delivers the result of a backup that outlived the stream", async () => {
+    const agent = await h.agent();
+    const image = join(dir, `${agent.id}-restart.img`);
+    writeFileSync(image, randomBytes(12 * MiB));
+    const port = a.listener.port;
+    const { daemon } = await startDaemon(agent, [image]);
+    // 12 MiB at 2 MiB/s: about six seconds, long enough to restart node A in the middle.
+    const ack = await b.plane.dispatcher.dispatch(
+      agent.id,
+      backupCommand(agent.jobId, `file:${image}`, 2 * MiB),
+    );
+    expect(ack.accepted).toBe(true);
+    await eventually(() => daemon.runningJobs().includes(agent.jobId));
+    await a.stop(); // SERVER_SHUTDOWN to the agent; its upload session retries meanwhile
+    expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(false);
+    a = await startControlNode(h, "node-a", prefix, { heartbeatIntervalMs: 1000 }, port);
+    // The daemon comes back by itself (reconnect_after_ms ≤ 5 s, then backoff) ...
+    await eventually(() => b.plane.dispatcher.isOnline(agent.id), 30_000);
+    // ... and the backup finishes: its result reaches the restarted node exactly once.
+    await eventually(() => resultOf(a, agent.jobId) !== undefined, 90_000);
+    expect(resultOf(a, agent.jobId)?.outcome).toBe(JobOutcome.JOB_OUTCOME_SUCCEEDED);
+    expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(1);
+    // Dispatching the same job again (as a retrying scheduler might) does not run it twice.
+    expect(
+      (await b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, `file:${image}`))).accepted,
+    ).toBe(true);
+    expect(daemon.runningJobs()).toEqual([]);
+  }, 180_000);
 });

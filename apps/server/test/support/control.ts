@@ -73,6 +73,8 @@ export async function startControlNode(
   name: string,
   prefix: string,
   opts: Partial<ControlPlaneOptions> = {},
+  /** A fixed port, e.g. to restart a node where its agents reconnect; default any free port. */
+  port = 0,
 ): Promise<ControlNode> {
   const redis = new Redis(REDIS_URL);
   const subscriber = new Redis(REDIS_URL);
@@ -104,7 +106,7 @@ export async function startControlNode(
       agentCa: h.ca.cert,
     }),
     host: "127.0.0.1",
-    port: 0,
+    port,
     idleTimeoutSeconds: 3600,
     sweepIntervalSeconds: 3600,
     log,
