@@ -6,6 +6,10 @@ import { FileByteSource, totalLength } from "@bulwark/filesystems";
 import { type BackupReport, runBackup } from "./backup.js";
 import { type CommandRunner, ProcessCommandRunner } from "./command-runner.js";
 import { RUN_USAGE, runCommand } from "./daemon/run-command.js";
+import { enroll } from "./identity/enroll.js";
+import { renewIfDue } from "./identity/renew.js";
+import { loadAgentIdentity } from "./identity/store.js";
+import { readTokenFile } from "./identity/token-file.js";
 import { collectInventory } from "./inventory/index.js";
 import { planDiskCapture } from "./plan/disk-plan.js";
 import { planVolume } from "./plan/volume-plan.js";
@@ -13,6 +17,7 @@ import { formatRestoreReport, RESTORE_USAGE, restoreCommand } from "./restore/co
 import { SnapshotJournal } from "./snapshot/journal.js";
 import { processReleases } from "./snapshot/release-registry.js";
 import { cleanupStaleSnapshots } from "./snapshot/session.js";
+import type { TlsFiles } from "./upload/transport.js";
 
 /** Default state directory (journal, index caches) on Linux; Windows uses %ProgramData%. */
 const DEFAULT_STATE_DIR =
@@ -29,14 +34,18 @@ const USAGE = `usage: bulwark-agent <command> [options]
   plan <device|image>            which chunks a backup would read (--chunk-size BYTES)
   disk-plan <disk|image>         partition table regions and partitions of a whole disk
   cleanup                        remove snapshots a killed run left behind (--state-dir DIR)
-  backup <device|image>          one-shot backup to a server: --server URL --volume-key KEY
-                                 --ca FILE --cert FILE --key FILE [--bandwidth-limit BYTES/s]
+  enroll --token-file FILE|-     enroll with a server: the token file from \`bulwark-server token create\`
+                                 (or stdin); [--server HOST:PORT] overrides its enroll address
+  renew [--force]                renew this agent's certificate if due (two thirds of its lifetime)
+  backup <device|image>          one-shot backup to a server: --volume-key KEY [--server URL]
+                                 [--ca FILE --cert FILE --key FILE] [--bandwidth-limit BYTES/s]
                                  [--job ID] [--freeze MOUNTPOINT] [--streams N] [--threads N]
 ${RESTORE_USAGE}
 ${RUN_USAGE}
 options: --json  --chunk-size BYTES  --state-dir DIR
-backup reads BULWARK_SERVER_URL, BULWARK_AGENT_CA, BULWARK_AGENT_CERT and BULWARK_AGENT_KEY
-when the flags are not given.`;
+backup takes the server and TLS files from the flags, else from BULWARK_SERVER_URL,
+BULWARK_AGENT_CA, BULWARK_AGENT_CERT and BULWARK_AGENT_KEY, else from the identity that
+\`enroll\` stored in the state directory.`;
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
@@ -56,6 +65,8 @@ async function main(argv: string[]): Promise<number> {
       ca: { type: "string" },
       cert: { type: "string" },
       key: { type: "string" },
+      "token-file": { type: "string" },
+      force: { type: "boolean", default: false },
       target: { type: "string" },
       delta: { type: "boolean", default: false },
       "whole-disk": { type: "boolean", default: false },
@@ -185,6 +196,44 @@ async function main(argv: string[]): Promise<number> {
     }
     case "run":
       return runCommand(values, values["state-dir"] ?? DEFAULT_STATE_DIR);
+    case "enroll": {
+      // The token is a secret: from a file or stdin only, never from argv.
+      const tokenFile = values["token-file"];
+      if (!tokenFile) throw new Error("enroll needs --token-file FILE (or - for stdin)");
+      const identity = await enroll({
+        stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
+        token: await readTokenFile(tokenFile),
+        ...(values.server ? { server: values.server } : {}),
+      });
+      const summary = {
+        agentId: identity.agentId,
+        identityDir: identity.dir,
+        agentAddress: identity.agentAddress,
+        notAfter: identity.notAfter,
+        renewAfter: identity.renewAfter,
+      };
+      print(summary, () =>
+        [
+          `enrolled as agent ${identity.agentId}`,
+          `identity in ${identity.dir}; certificate valid until ${identity.notAfter}, renewed after ${identity.renewAfter}`,
+          `agent listener: ${identity.agentAddress}`,
+        ].join("\n"),
+      );
+      return 0;
+    }
+    case "renew": {
+      const { renewed, identity } = await renewIfDue(values["state-dir"] ?? DEFAULT_STATE_DIR, new Date(), {
+        force: values.force === true,
+      });
+      print(
+        { renewed, agentId: identity.agentId, notAfter: identity.notAfter, renewAfter: identity.renewAfter },
+        () =>
+          renewed
+            ? `certificate renewed; valid until ${identity.notAfter}`
+            : `not due until ${identity.renewAfter} (--force renews now)`,
+      );
+      return 0;
+    }
     default:
       process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
       return 2;
@@ -206,6 +255,34 @@ function required(name: string, value: string | undefined, env: string): string 
   return v;
 }
 
+/**
+ * Where backup connects and with which certificate: --server/--ca/--cert/--key, else their
+ * environment variables, else the enrolled identity in the state directory.
+ */
+async function backupEndpoint(
+  values: Record<string, string | boolean | string[] | undefined>,
+): Promise<{ serverUrl: string; tls: TlsFiles }> {
+  const given = (flag: string, env: string) => (values[flag] as string | undefined) ?? process.env[env];
+  const ca = given("ca", "BULWARK_AGENT_CA");
+  const cert = given("cert", "BULWARK_AGENT_CERT");
+  const key = given("key", "BULWARK_AGENT_KEY");
+  const server = given("server", "BULWARK_SERVER_URL");
+  if (ca && cert && key)
+    return {
+      serverUrl: required("server", server, "BULWARK_SERVER_URL"),
+      tls: { caPath: ca, certPath: cert, keyPath: key },
+    };
+  if (ca || cert || key)
+    throw new Error("backup needs all of --ca, --cert and --key, or none (enrolled identity)");
+  const identity = await loadAgentIdentity((values["state-dir"] as string | undefined) ?? DEFAULT_STATE_DIR);
+  if (!identity) {
+    throw new Error(
+      "backup needs --ca, --cert and --key (or BULWARK_AGENT_CA/CERT/KEY), or an identity from bulwark-agent enroll",
+    );
+  }
+  return { serverUrl: server ?? identity.agentAddress, tls: identity.tls };
+}
+
 async function backupCommand(
   target: string,
   values: Record<string, string | boolean | string[] | undefined>,
@@ -223,12 +300,7 @@ async function backupCommand(
     source: isDevice
       ? { kind: "device", devicePath: target, ...(freeze ? { freeze } : {}) }
       : { kind: "file", path: target },
-    serverUrl: required("server", str("server"), "BULWARK_SERVER_URL"),
-    tls: {
-      caPath: required("ca", str("ca"), "BULWARK_AGENT_CA"),
-      certPath: required("cert", str("cert"), "BULWARK_AGENT_CERT"),
-      keyPath: required("key", str("key"), "BULWARK_AGENT_KEY"),
-    },
+    ...(await backupEndpoint(values)),
     volumeKey: required("volume-key", str("volume-key"), "BULWARK_VOLUME_KEY"),
     stateDir: str("state-dir") ?? DEFAULT_STATE_DIR,
     ...(str("job") ? { jobId: str("job") } : {}),
