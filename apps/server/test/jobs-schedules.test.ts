@@ -1,4 +1,7 @@
 import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
+import { loadServerConfig } from "@bulwark/config";
+import { isBulwarkError } from "@bulwark/errors";
+import { JobOutcome } from "@bulwark/protocol";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentCommandDispatcher } from "../src/control/contracts.js";
@@ -11,6 +14,7 @@ import {
   GC_SCHEDULER_ID,
   type JobQueues,
   JobSystem,
+  jobSettingsFromConfig,
   syncPolicySchedules,
   syncSchedules,
   VERIFY_SCHEDULER_ID,
@@ -261,3 +265,106 @@ async function contextFor(queues: JobQueues) {
   opened.push({ ...queues, close: () => system.close() });
   return system.ctx;
 }
+
+describe("configuration", () => {
+  it("the job keys load with defaults, from the environment, and a bad schedule stops start-up", async () => {
+    const defaults = jobSettingsFromConfig(loadServerConfig({ environment: {} }));
+    expect(defaults).toEqual({
+      queuePrefix: "bulwark",
+      workerConcurrency: 4,
+      repositoryConcurrency: 2,
+      gcCron: "0 3 * * *",
+      verifyCron: "0 5 * * 0",
+      maintenanceTimezone: "UTC",
+    });
+    const set = loadServerConfig({
+      environment: {
+        BULWARK_GC_CRON: "30 1 * * *",
+        BULWARK_MAINTENANCE_TIMEZONE: "Europe/Berlin",
+        BULWARK_JOB_WORKER_CONCURRENCY: "8",
+      },
+    });
+    expect(jobSettingsFromConfig(set)).toMatchObject({
+      gcCron: "30 1 * * *",
+      maintenanceTimezone: "Europe/Berlin",
+      workerConcurrency: 8,
+    });
+    expect(() => loadServerConfig({ environment: { BULWARK_VERIFY_CRON: "0 5 * *" } })).toThrowError(
+      /verifyCron/,
+    );
+    expect(() =>
+      loadServerConfig({ environment: { BULWARK_MAINTENANCE_TIMEZONE: "Mars/Base" } }),
+    ).toThrowError(/maintenanceTimezone/);
+    const start = JobSystem.start({
+      catalog: db.catalog,
+      redisUrl: REDIS_URL,
+      dispatcher: offline,
+      repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
+      log: pino({ level: "silent" }),
+      settings: { queuePrefix: prefix, gcCron: "0 25 * * *" },
+      workers: false,
+    });
+    await expect(start).rejects.toSatisfy(
+      (e) => isBulwarkError(e) && e.code === "BULWARK_JOB_SCHEDULE_INVALID",
+    );
+  });
+});
+
+describe("job event sink", () => {
+  it("accepts reports only from the job's own agent, and a backup success only with its committed backup", async () => {
+    const q = node();
+    const ctx = await contextFor(q);
+    const { CatalogJobEventSink, insertOrGetJob } = await import("../src/jobs/index.js");
+    const sink = new CatalogJobEventSink(ctx);
+    const owner = await agent("sink-owner");
+    const other = await agent("sink-other");
+    const { row } = await insertOrGetJob(db.catalog, {
+      tenantId,
+      kind: "BACKUP",
+      idempotencyKey: "backup:sink-test",
+      agentId: owner.id,
+      params: { volumeKey: "x" },
+    });
+    const result = {
+      jobId: row.id,
+      outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
+      restorePointId: crypto.randomUUID(),
+      error: undefined,
+      startedAt: undefined,
+      finishedAt: undefined,
+      capture: undefined,
+      restore: undefined,
+    };
+    const codeOf = (p: Promise<unknown>) =>
+      p.then(
+        () => "ok",
+        (e) => (isBulwarkError(e) ? e.code : String(e)),
+      );
+    expect(await codeOf(sink.result(other.id, result))).toBe("BULWARK_JOB_NOT_OWNED");
+    expect(await codeOf(sink.result(owner.id, { ...result, jobId: crypto.randomUUID() }))).toBe(
+      "BULWARK_JOB_NOT_FOUND",
+    );
+    expect(await codeOf(sink.result(owner.id, result))).toBe("BULWARK_JOB_RESULT_INVALID");
+    expect((await db.catalog.job.findUniqueOrThrow({ where: { id: row.id } })).state).toBe("QUEUED");
+    await sink.progress(owner.id, {
+      jobId: row.id,
+      phase: 4,
+      bytesDone: 50,
+      bytesTotal: 200,
+      bytesTransferred: 10,
+      rateBytesPerSecond: 1,
+    });
+    const after = await db.catalog.job.findUniqueOrThrow({ where: { id: row.id } });
+    expect(after).toMatchObject({ bytesDone: 50n, bytesTotal: 200n, progress: 0.25 });
+    // A failure is recorded for the worker to decide on; the state stays until then.
+    await sink.result(owner.id, {
+      ...result,
+      outcome: JobOutcome.JOB_OUTCOME_FAILED,
+      restorePointId: "",
+      error: { code: "BULWARK_AGENT_SNAPSHOT_FAILED", message: "no space for the snapshot", details: {} },
+    });
+    const failed = await db.catalog.job.findUniqueOrThrow({ where: { id: row.id } });
+    expect(failed).toMatchObject({ state: "QUEUED", errorCode: "BULWARK_AGENT_SNAPSHOT_FAILED" });
+    expect(failed.result).toMatchObject({ outcome: "FAILED" });
+  });
+});

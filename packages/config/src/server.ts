@@ -35,6 +35,33 @@ const seconds = (min: number, max: number) =>
     .min(min, { message: `expected at least ${min} seconds` })
     .max(max, { message: `expected at most ${max} seconds` });
 
+const count = (min: number, max: number) =>
+  z.coerce
+    .number({ message: "expected a number" })
+    .int({ message: "expected a whole number" })
+    .min(min, { message: `expected at least ${min}` })
+    .max(max, { message: `expected at most ${max}` });
+
+/** Five cron fields; the job system checks the expression itself when it starts. */
+const cron = z
+  .string()
+  .trim()
+  .refine((v) => v.split(/\s+/).length === 5, {
+    message: "expected five cron fields: minute hour day month weekday",
+  });
+
+const timeZone = z.string().refine(
+  (tz) => {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "expected an IANA timezone, e.g. Europe/Berlin" },
+);
+
 export const serverConfigSchema = z
   .object({
     httpHost: hostname.default("127.0.0.1"),
@@ -84,6 +111,19 @@ export const serverConfigSchema = z
     sessionIdleTimeoutSeconds: seconds(60, 7 * 24 * 3600).default(DEFAULT_SESSION_IDLE_TIMEOUT_S),
     /** How often this node marks expired sessions and aborts their repository ingest. */
     sessionSweepIntervalSeconds: seconds(1, 3600).default(DEFAULT_SESSION_SWEEP_INTERVAL_S),
+    /** BullMQ keys live under bull:<queuePrefix>; installations sharing one Redis need different ones. */
+    queuePrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, { message: "expected 1-64 letters, digits, _ . : -" })
+      .default("bulwark"),
+    /** Jobs of each queue this node runs at once (backups and restores mostly wait on agents). */
+    jobWorkerConcurrency: count(1, 64).default(4),
+    /** Backups and restores running at once against one repository, over all nodes. */
+    repositoryJobConcurrency: count(1, 64).default(2),
+    /** When every repository is garbage-collected and verified (five-field cron, maintenanceTimezone). */
+    gcCron: cron.default("0 3 * * *"),
+    verifyCron: cron.default("0 5 * * 0"),
+    maintenanceTimezone: timeZone.default("UTC"),
   })
   .superRefine((cfg, ctx) => {
     const set = GRPC_TLS_KEYS.filter((k) => cfg[k] !== undefined);
@@ -134,6 +174,12 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   repositoryKeyFile: "BULWARK_REPOSITORY_KEY_FILE",
   sessionIdleTimeoutSeconds: "BULWARK_SESSION_IDLE_TIMEOUT_SECONDS",
   sessionSweepIntervalSeconds: "BULWARK_SESSION_SWEEP_INTERVAL_SECONDS",
+  queuePrefix: "BULWARK_QUEUE_PREFIX",
+  jobWorkerConcurrency: "BULWARK_JOB_WORKER_CONCURRENCY",
+  repositoryJobConcurrency: "BULWARK_REPOSITORY_JOB_CONCURRENCY",
+  gcCron: "BULWARK_GC_CRON",
+  verifyCron: "BULWARK_VERIFY_CRON",
+  maintenanceTimezone: "BULWARK_MAINTENANCE_TIMEZONE",
 };
 
 export function loadServerConfig(

@@ -19,7 +19,7 @@ export {
   type TickData,
   VERIFY_SCHEDULER_ID,
 } from "./schedules.js";
-export { DEFAULT_JOB_SETTINGS, type JobSettings } from "./settings.js";
+export { DEFAULT_JOB_SETTINGS, type JobSettings, jobSettingsFromConfig } from "./settings.js";
 export { CatalogJobEventSink } from "./sink.js";
 export { JobSystem, type JobSystemOptions } from "./system.js";
 export {

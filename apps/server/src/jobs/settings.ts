@@ -1,3 +1,5 @@
+import type { ServerConfig } from "@bulwark/config";
+
 // Tunables of the job system, with the reasons for their defaults. Config keys (packages/config,
 // docs/jobs.md) set the operator-facing ones; tests shorten the timings.
 
@@ -61,3 +63,15 @@ export const DEFAULT_JOB_SETTINGS: JobSettings = {
   manualDeadlineMs: 12 * 3_600_000,
   ackTimeoutMs: 30_000,
 };
+
+/** The operator-facing settings from the server's configuration (docs/jobs.md, configuration). */
+export function jobSettingsFromConfig(config: ServerConfig): Partial<JobSettings> {
+  return {
+    queuePrefix: config.queuePrefix,
+    workerConcurrency: config.jobWorkerConcurrency,
+    repositoryConcurrency: config.repositoryJobConcurrency,
+    gcCron: config.gcCron,
+    verifyCron: config.verifyCron,
+    maintenanceTimezone: config.maintenanceTimezone,
+  };
+}

@@ -1,4 +1,5 @@
 import type { Catalog } from "@bulwark/catalog";
+import { assertValidSchedule } from "@bulwark/schedule";
 import { type Job as BullJob, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -51,6 +52,9 @@ export class JobSystem {
 
   static async start(opts: JobSystemOptions): Promise<JobSystem> {
     const settings = { ...DEFAULT_JOB_SETTINGS, ...opts.settings };
+    // A bad maintenance schedule stops start-up with BULWARK_JOB_SCHEDULE_INVALID, naming it.
+    assertValidSchedule(settings.gcCron, settings.maintenanceTimezone);
+    assertValidSchedule(settings.verifyCron, settings.maintenanceTimezone);
     const now = opts.now ?? (() => new Date());
     const queues = createJobQueues({ redisUrl: opts.redisUrl, prefix: settings.queuePrefix });
     const subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
