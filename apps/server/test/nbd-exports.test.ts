@@ -33,6 +33,9 @@ let deletingBackupId: string;
 let registry: RepositoryRegistry;
 let listener: NbdListener;
 let clock = new Date();
+/** Everything the listener logs, to check that export names never reach a log. */
+const logLines: string[] = [];
+const captureLog = () => pino({ level: "debug" }, { write: (line: string) => void logLines.push(line) });
 
 beforeAll(async () => {
   db = await createTestDatabase("server_nbd_exports");
@@ -96,7 +99,7 @@ beforeAll(async () => {
     repositories: registry,
     host: "127.0.0.1",
     port: 0,
-    log: pino({ level: "silent" }),
+    log: captureLog(),
     now: () => clock,
   });
 });
@@ -163,11 +166,15 @@ describe("ExportManager", () => {
     expect(open!.details).toMatchObject({ exportId: e.id, writable: false, ttlSeconds: 600 });
     const [close] = await audits("export.nbd.close");
     expect(close).toMatchObject({ tenantId, actorId: "user-1", targetId: backupId, outcome: "SUCCESS" });
-    // The export name is a capability: it is in no audit row.
+    // The export name is a capability: it is in no audit row and no log line.
     const all = await db.catalog.auditEvent.findMany();
     expect(JSON.stringify(all, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(
       e.exportName,
     );
+    const logged = logLines.join("");
+    expect(logged).toContain(e.id);
+    expect(logged).toContain("NBD client connected");
+    expect(logged).not.toContain(e.exportName);
   });
 
   it("writable: qemu-io's writes read back through the export while the restore point stays unchanged", async () => {
