@@ -9,6 +9,9 @@ import { BulwarkError } from "@bulwark/errors";
 import pino from "pino";
 import { buildApp, REDACTED_LOG_PATHS } from "./app.js";
 import { userCommand } from "./auth/user-cli.js";
+import { ControlPlane } from "./control/control-plane.js";
+import { JobEventRelay } from "./control/job-event-relay.js";
+import { createControlRedis } from "./control/redis-connections.js";
 import type { EnrollmentContext } from "./enrollment/context.js";
 import { tokenCommand } from "./enrollment/token-cli.js";
 import { type NbdListener, startNbdListener } from "./exports/listener.js";
@@ -113,6 +116,28 @@ async function main(): Promise<void> {
     now: () => new Date(),
     log: log.child({ listener: "enroll" }),
   };
+  // The control plane: agents' control streams on this node, commands to agents routed through
+  // Redis from any node. The job system attaches its JobEventSink and AgentPresenceListener with
+  // jobEvents.attach(...) and dispatches through control.dispatcher.
+  const controlRedis = createControlRedis(config.redisUrl);
+  for (const c of [controlRedis.commands, controlRedis.subscriber])
+    c.on("error", (err) => log.warn({ err: err.message }, "redis connection error (control plane)"));
+  const jobEvents = new JobEventRelay();
+  const control = new ControlPlane({
+    catalog,
+    identity: new CatalogIdentityResolver(catalog),
+    redis: controlRedis.commands,
+    subscriber: controlRedis.subscriber,
+    node: config.nodeName,
+    sink: jobEvents,
+    presence: jobEvents,
+    serverVersion,
+    log: log.child({ component: "control" }),
+  });
+  // Not awaited: with Redis down the node still starts; the subscription happens on connect.
+  control
+    .start()
+    .catch((err: unknown) => log.error({ err: (err as Error).message }, "control plane start failed"));
   const agents: AgentListener = await startAgentListener({
     catalog,
     repositories,
@@ -128,6 +153,7 @@ async function main(): Promise<void> {
     sweepIntervalSeconds: config.sessionSweepIntervalSeconds,
     log: log.child({ listener: "agent" }),
     enrollment,
+    control,
   });
   log.info({ address: `${config.grpcHost}:${agents.port}` }, "agent listener (gRPC, mTLS) listening");
   // Like NBD, optional for the node: one whose enroll port is taken still serves enrolled agents.
@@ -179,6 +205,8 @@ async function main(): Promise<void> {
     await Promise.all([app.close(), agents.close(), enroller?.close(), nbd?.close()]);
     await repositories.close();
     redis.disconnect();
+    controlRedis.commands.disconnect();
+    controlRedis.subscriber.disconnect();
     await catalog.$disconnect();
     process.exit(0);
   };
