@@ -188,6 +188,19 @@ describe("volume restore through the agent", () => {
       mode: "FULL",
       chunksSent: dataChunks,
     });
+
+    // The job is done: a new stream is refused, except a resume at the very end (an agent that
+    // lost the Finished message), which transfers nothing.
+    expect(await codeOf(restore(jobId, target, { allowForeignTarget: true }))).toBe(
+      "BULWARK_RESTORE_JOB_NOT_RUNNABLE",
+    );
+    const again = await restore(jobId, target, {
+      allowForeignTarget: true,
+      resumeFromIndex: VOLUME_BYTES / CHUNK,
+    });
+    expect(again.bytesFetched).toBe(0);
+    expect(again.bytesWritten).toBe(0);
+    expect((await h.db.catalog.job.findUniqueOrThrow({ where: { id: jobId } })).state).toBe("SUCCEEDED");
   });
 
   it("full restore overwrites garbage, zero chunks included", async () => {

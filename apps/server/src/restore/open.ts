@@ -87,11 +87,13 @@ export async function openRestore(
   if (job?.kind !== "RESTORE" || job.agentId !== agent.agentId || job.tenantId !== agent.tenantId) {
     throw jobNotFound(start.jobId);
   }
-  if (job.state !== "QUEUED" && job.state !== "RUNNING") {
-    throw new BulwarkError("BULWARK_RESTORE_JOB_NOT_RUNNABLE", `restore job ${job.id} is ${job.state}`, {
+  const notRunnable = () =>
+    new BulwarkError("BULWARK_RESTORE_JOB_NOT_RUNNABLE", `restore job ${job.id} is ${job.state}`, {
       details: { jobId: job.id, state: job.state },
     });
-  }
+  // A SUCCEEDED job may only be "resumed" at its very end: the agent finished and synced
+  // everything but lost the Finished message, and asks again (it gets Header and Finished).
+  if (job.state !== "QUEUED" && job.state !== "RUNNING" && job.state !== "SUCCEEDED") throw notRunnable();
   const parsed = restoreJobParams.safeParse(job.params);
   if (!parsed.success) {
     throw new BulwarkError("BULWARK_RESTORE_JOB_INVALID", `restore job ${job.id} has unusable params`, {
@@ -127,6 +129,7 @@ export async function openRestore(
   }
   const tree = new TreeReader(repo, point);
   const totalChunks = tree.geometry.chunkCount;
+  if (job.state === "SUCCEEDED" && start.resumeFromIndex !== totalChunks) throw notRunnable();
   if (start.resumeFromIndex > totalChunks) {
     throw new BulwarkError(
       "BULWARK_RESTORE_BAD_RANGE",
