@@ -23,7 +23,7 @@ export const fsCodes = defineCodes("FS", {
     http: 422,
     grpc: "UNIMPLEMENTED",
     summary:
-      "The filesystem uses a feature this reader does not handle; callers fall back to reading everything.",
+      "The filesystem or file uses a feature the reader does not handle (e.g. NTFS compression); used-range callers read everything instead.",
   },
   BULWARK_FS_NOT_RECOGNISED: {
     http: 422,

@@ -40,21 +40,24 @@ export function loop(message: string, details?: Record<string, unknown>): Bulwar
   return new BulwarkError("BULWARK_FS_LOOP", message, details ? { details } : undefined);
 }
 
-function toStat<N extends NodeInfo>(node: N, name: string, path: string): FileStat {
-  const { ...info } = node as NodeInfo & Record<string, unknown>;
+/** The public view of a node: its NodeInfo fields (driver-private fields dropped) plus name and path. */
+function toStat(node: NodeInfo, name: string, path: string): FileStat {
   const stat: FileStat = {
     name,
     path,
-    type: info.type,
-    size: info.size,
-    mtime: info.mtime,
-    mode: info.mode,
-    id: info.id,
-    links: info.links,
+    type: node.type,
+    size: node.size,
+    mtime: node.mtime,
+    mode: node.mode,
+    id: node.id,
+    links: node.links,
   };
-  for (const key of ["atime", "ctime", "birthtime", "attributes", "uid", "gid"] as const) {
-    if (info[key] !== undefined) (stat as unknown as Record<string, unknown>)[key] = info[key];
-  }
+  if (node.atime !== undefined) stat.atime = node.atime;
+  if (node.ctime !== undefined) stat.ctime = node.ctime;
+  if (node.birthtime !== undefined) stat.birthtime = node.birthtime;
+  if (node.attributes !== undefined) stat.attributes = node.attributes;
+  if (node.uid !== undefined) stat.uid = node.uid;
+  if (node.gid !== undefined) stat.gid = node.gid;
   return stat;
 }
 
