@@ -110,7 +110,8 @@ async function catPoint(): Promise<Buffer> {
   return readFile(out);
 }
 
-describe("bulwark-repo nbd", () => {
+// Real child processes (tsx, qemu-img, qemu-io): generous time on a loaded, shared machine.
+describe("bulwark-repo nbd", { timeout: 180_000 }, () => {
   it("serves a restore point read-only: qemu-img info, nbdinfo, and a byte-exact qemu-img convert", async () => {
     const s = await serve([]);
     try {
@@ -202,7 +203,7 @@ describe("bulwark-repo nbd", () => {
   });
 });
 
-describe("bulwark-repo export", () => {
+describe("bulwark-repo export", { timeout: 180_000 }, () => {
   for (const format of ["raw", "qcow2", "vhdx"] as const) {
     it(`--format ${format} converts back to the same raw bytes`, async () => {
       const out = join(dir, `export.${format}`);

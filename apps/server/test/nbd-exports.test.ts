@@ -115,7 +115,8 @@ async function audits(action: string) {
   return db.catalog.auditEvent.findMany({ where: { action }, orderBy: { id: "asc" } });
 }
 
-describe("ExportManager", () => {
+// Real child processes (tsx, qemu-img, qemu-io): generous time on a loaded, shared machine.
+describe("ExportManager", { timeout: 180_000 }, () => {
   it("opens a backup read-only: qemu-img and nbdinfo read it byte for byte; open and close are audited", async () => {
     const e = await listener.exports.openExport({
       backupId,

@@ -51,7 +51,8 @@ const source = () => fileSource;
 const later = () => new Date(Date.now() + 600_000);
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-describe("real NBD clients", () => {
+// Real child processes (tsx, qemu-img, qemu-io): generous time on a loaded, shared machine.
+describe("real NBD clients", { timeout: 180_000 }, () => {
   it("qemu-img info reports the export's size", async () => {
     const e = await server.addExport({ source: source(), expiresAt: later() });
     const { stdout } = await run("qemu-img", ["info", "--output=json", e.uri]);
