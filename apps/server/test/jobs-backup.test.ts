@@ -184,6 +184,40 @@ describe("backup jobs across two server nodes", () => {
     });
   });
 
+  it("a restore job sends Command{restore} to the machine and records its outcome", async () => {
+    const { agent, volume, a } = await machine();
+    const backupJob = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    expect((await settled(backupJob)).state).toBe("SUCCEEDED");
+    const point = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: backupJob } });
+    const id = await nodeA.jobs.enqueueRestore({
+      backupId: point.id,
+      targetPath: "/dev/vdc",
+      mode: "delta",
+      requestedById: null,
+      idempotencyKey: "restore-test-1",
+    });
+    // The same client key is the same restore.
+    expect(
+      await nodeA.jobs.enqueueRestore({
+        backupId: point.id,
+        targetPath: "/dev/vdc",
+        mode: "delta",
+        requestedById: null,
+        idempotencyKey: "restore-test-1",
+      }),
+    ).toBe(id);
+    const row = await settled(id);
+    expect(row).toMatchObject({ kind: "RESTORE", state: "SUCCEEDED", attempts: 1, agentId: agent.id });
+    expect(a.restores).toHaveLength(1);
+    expect(a.restores[0]).toMatchObject({
+      jobId: id,
+      restorePointId: point.id,
+      targetPath: "/dev/vdc",
+      mode: 2,
+    });
+    expect(row.result).toMatchObject({ outcome: "SUCCEEDED", restore: { chunksReceived: 1 } });
+  });
+
   it("GC and verify jobs run per repository and keep their reports", async () => {
     const ctx = nodeB.jobs.ctx;
     const { expandMaintenanceRun } = await import("../src/jobs/index.js");

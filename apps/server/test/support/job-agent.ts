@@ -1,6 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { Catalog } from "@bulwark/catalog";
-import { type BackupCommand, BackupServiceClient, type Command, JobOutcome } from "@bulwark/protocol";
+import {
+  type BackupCommand,
+  BackupServiceClient,
+  type Command,
+  JobOutcome,
+  type RestoreCommand,
+} from "@bulwark/protocol";
 import { Redis } from "ioredis";
 import pino from "pino";
 import type { AgentCommandDispatcher } from "../../src/control/contracts.js";
@@ -109,6 +115,7 @@ export class JobTestAgent {
   behaviour: AgentBehaviour = "succeed";
   private failures = 0;
   readonly volumes = new Map<string, Volume>();
+  readonly restores: RestoreCommand[] = [];
   /** Job IDs whose backup this agent committed. */
   readonly committed: string[] = [];
   private readonly client: AgentClient;
@@ -170,6 +177,34 @@ export class JobTestAgent {
 
   private async handle(stream: TestControlStream, cmd: Command): Promise<void> {
     stream.ack(cmd.commandId, true);
+    if (cmd.command?.$case === "restore") {
+      // The restore data path is not this test agent's: it reports the outcome it is told to.
+      this.restores.push(cmd.command.value);
+      stream.send({
+        $case: "jobResult",
+        value: {
+          jobId: cmd.command.value.jobId,
+          outcome:
+            this.behaviour === "succeed"
+              ? JobOutcome.JOB_OUTCOME_SUCCEEDED
+              : JobOutcome.JOB_OUTCOME_CANCELLED,
+          restorePointId: cmd.command.value.restorePointId,
+          error: undefined,
+          startedAt: new Date(),
+          finishedAt: new Date(),
+          capture: undefined,
+          restore: {
+            volumeBytes: 1,
+            bytesReceived: 1,
+            chunksReceived: 1,
+            chunksUnchanged: 0,
+            chunksZero: 0,
+            durationMs: 1,
+          },
+        },
+      });
+      return;
+    }
     if (cmd.command?.$case !== "backup") return;
     const { jobId } = cmd.command.value;
     const key = cmd.command.value.target?.$case === "volumeId" ? cmd.command.value.target.value : "";
