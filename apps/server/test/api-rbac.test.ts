@@ -24,8 +24,11 @@ const SERVICES: ApiOptions = {
   enrollmentTokens: { mint: async () => unreachable(), revoke: async () => unreachable() },
   agentRevocation: { revoke: async () => unreachable() },
   policySchedules: { syncPolicy: async () => unreachable() },
-  effectivePolicy: { resolve: async () => unreachable() },
-  jobs: { backupNow: async () => unreachable(), cancel: async () => unreachable() },
+  jobs: {
+    backupNow: async () => unreachable(),
+    restore: async () => unreachable(),
+    cancel: async () => unreachable(),
+  },
 };
 
 let h: ApiHarness;

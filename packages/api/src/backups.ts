@@ -71,6 +71,24 @@ export const jobListQuerySchema = z.object({
 
 export const runBackupRequestSchema = z.object({ agentId: idSchema, volumeId: idSchema });
 
+/** Restore a restore point onto a device or image file of a machine (the backup's own by default). */
+export const startRestoreRequestSchema = z.object({
+  backupId: idSchema,
+  /** The machine that writes the target; defaults to the restore point's own machine. */
+  agentId: idSchema.optional(),
+  /** Device or image file on that machine, e.g. /dev/sdb1. */
+  targetPath: z.string().min(1).max(4096),
+  /** `delta` rewrites only the blocks that differ from what the target already holds. */
+  mode: z.enum(["full", "delta"]).default("full"),
+  /** Allow a target that is not the volume the restore point came from. */
+  allowForeignTarget: z.boolean().optional(),
+  /** The restore point is a whole disk (partition table included). */
+  wholeDisk: z.boolean().optional(),
+  /** A retry with the same key returns the same job instead of starting a second restore. */
+  idempotencyKey: z.string().min(1).max(200).optional(),
+});
+export type StartRestoreRequest = z.infer<typeof startRestoreRequestSchema>;
+
 /** One server-sent event on GET /api/v1/jobs/:id/events (`event: progress`, data = this). */
 export const jobProgressEventSchema = z.object({
   id: idSchema,

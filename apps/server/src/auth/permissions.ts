@@ -78,11 +78,12 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
   "GET /backups/:id": READERS,
   "DELETE /backups/:id": FLEET_WRITERS,
 
-  // jobs: helpdesk watches jobs, never starts backups or cancels
+  // jobs: helpdesk starts restores, never backups or cancellations
   "GET /jobs": READERS,
   "GET /jobs/:id": READERS,
   "GET /jobs/:id/events": READERS,
   "POST /jobs/backup": FLEET_WRITERS,
+  "POST /jobs/restore": ["ADMIN", "OPERATOR", "HELPDESK"],
   "POST /jobs/:id/cancel": FLEET_WRITERS,
 
   // storage

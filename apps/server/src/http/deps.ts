@@ -58,20 +58,20 @@ export interface PolicySchedules {
   syncPolicy(policyId: string): Promise<void>;
 }
 
-export interface EffectivePolicy {
-  policyId: string;
-  via: "agent" | "group";
-  groupId: string | null;
-}
-
-/** Effective-policy resolution (apps/server/src/jobs). Undefined when no policy applies. */
-export interface EffectivePolicyResolver {
-  resolve(agentId: string): Promise<EffectivePolicy | undefined>;
+export interface RestoreInput {
+  backupId: string;
+  agentId?: string;
+  targetPath: string;
+  mode: "full" | "delta";
+  allowForeignTarget?: boolean;
+  wholeDisk?: boolean;
+  idempotencyKey?: string;
 }
 
 /** Starting and stopping jobs (apps/server/src/jobs). Each returns the catalog Job row's ID. */
 export interface JobControl {
   backupNow?(actor: Actor, input: { agentId: string; volumeId: string }): Promise<{ jobId: string }>;
+  restore?(actor: Actor, input: RestoreInput): Promise<{ jobId: string }>;
   cancel?(actor: Actor, jobId: string): Promise<void>;
 }
 
@@ -88,7 +88,6 @@ export interface ApiDeps {
   enrollmentTokens?: EnrollmentTokens;
   agentRevocation?: AgentRevocation;
   policySchedules?: PolicySchedules;
-  effectivePolicy?: EffectivePolicyResolver;
   jobs?: JobControl;
 }
 

@@ -35,7 +35,6 @@ export interface ApiOptions {
   enrollmentTokens?: ApiDeps["enrollmentTokens"];
   agentRevocation?: ApiDeps["agentRevocation"];
   policySchedules?: ApiDeps["policySchedules"];
-  effectivePolicy?: ApiDeps["effectivePolicy"];
   jobs?: ApiDeps["jobs"];
 }
 
@@ -54,7 +53,6 @@ export function registerApi(
     enrollmentTokens: opts.enrollmentTokens,
     agentRevocation: opts.agentRevocation,
     policySchedules: opts.policySchedules,
-    effectivePolicy: opts.effectivePolicy,
     jobs: opts.jobs,
   };
   app.setValidatorCompiler(validatorCompiler);

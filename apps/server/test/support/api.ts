@@ -36,18 +36,33 @@ export interface ApiHarness {
   close(): Promise<void>;
 }
 
-export async function startApiHarness(label: string, api: ApiOptions = {}): Promise<ApiHarness> {
+/**
+ * `wire` builds services that need the test database (e.g. a job system on its catalog); they are
+ * merged into the API options before the app is built.
+ */
+export async function startApiHarness(
+  label: string,
+  api: ApiOptions = {},
+  wire?: (db: TestDatabase, now: () => Date) => Promise<ApiOptions>,
+): Promise<ApiHarness> {
   const db = await createTestDatabase(label);
   const redis = createRequestRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
   await redis.connect();
   const prefix = `bulwark-test-${label}-${randomBytes(4).toString("hex")}`;
   let current = new Date("2026-03-01T09:00:00.000Z");
+  const now = () => current;
+  const wired = wire ? await wire(db, now) : {};
   const app = buildApp({
     catalog: db.catalog,
     redis,
     nodeName: "api-test",
-    now: () => current,
-    api: { secureCookies: true, ...api, loginRateLimit: { keyPrefix: prefix, ...api.loginRateLimit } },
+    now,
+    api: {
+      secureCookies: true,
+      ...api,
+      ...wired,
+      loginRateLimit: { keyPrefix: prefix, ...api.loginRateLimit },
+    },
   });
   await app.ready();
   const tenantId = await ensureDefaultTenant(db.catalog);

@@ -15,8 +15,9 @@ import {
 import type { Catalog, Prisma } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { effectivePolicy } from "../../jobs/policy.js";
 import { actorOf, audit, notFound, tenantOf } from "../context.js";
-import type { ApiDeps, EffectivePolicy } from "../deps.js";
+import type { ApiDeps } from "../deps.js";
 import type { Agent, Policy } from "../models.js";
 import { decodeCursor, pageOf } from "../pagination.js";
 import { previousRuns } from "../schedule.js";
@@ -44,27 +45,6 @@ function agentOut(a: AgentWithGroups): AgentOut {
   };
 }
 
-/**
- * The catalog's documented rule (schema.prisma, PolicyAssignment): among enabled policies, a
- * direct agent assignment wins over group ones; among groups the lowest priority wins (then the
- * oldest assignment). Used when the job system's resolver is not wired.
- */
-export async function resolveEffectivePolicy(
-  catalog: Catalog,
-  agentId: string,
-): Promise<EffectivePolicy | undefined> {
-  const assignments = await catalog.policyAssignment.findMany({
-    where: {
-      policy: { enabled: true },
-      OR: [{ agentId }, { group: { agents: { some: { agentId } } } }],
-    },
-    orderBy: [{ priority: "asc" }, { createdAt: "asc" }],
-  });
-  const chosen = assignments.find((a) => a.agentId === agentId) ?? assignments[0];
-  if (!chosen) return undefined;
-  return { policyId: chosen.policyId, via: chosen.agentId ? "agent" : "group", groupId: chosen.groupId };
-}
-
 /** See rpoStatusSchema in @bulwark/api. */
 function rpoStatus(
   policy: Policy | null,
@@ -86,13 +66,12 @@ export function agentRoutes(deps: ApiDeps): FastifyPluginAsyncZod {
     if (!agent) throw notFound("agent", id);
     return agent;
   };
-  const effective = (agentId: string) =>
-    deps.effectivePolicy ? deps.effectivePolicy.resolve(agentId) : resolveEffectivePolicy(catalog, agentId);
 
   const detail = async (agent: AgentWithGroups): Promise<AgentDetail> => {
     const now = deps.now();
-    const eff = await effective(agent.id);
-    const policy = eff ? await catalog.policy.findUnique({ where: { id: eff.policyId } }) : null;
+    // The job system's own resolution, so the console shows the policy the scheduler uses.
+    const eff = await effectivePolicy(catalog, agent.id);
+    const policy = eff?.policy ?? null;
     const volumes = await catalog.volume.findMany({
       where: { agentId: agent.id },
       orderBy: [{ devicePath: "asc" }],
@@ -132,7 +111,7 @@ export function agentRoutes(deps: ApiDeps): FastifyPluginAsyncZod {
           ? {
               policyId: policy.id,
               name: policy.name,
-              via: eff.via,
+              via: eff.source,
               groupId: eff.groupId,
               scheduleCron: policy.scheduleCron,
               timezone: policy.timezone,

@@ -8,6 +8,7 @@ import {
   pageQuerySchema,
   pageSchema,
   runBackupRequestSchema,
+  startRestoreRequestSchema,
   TERMINAL_JOB_STATES,
 } from "@bulwark/api";
 import type { Prisma } from "@bulwark/catalog";
@@ -210,6 +211,47 @@ export function jobRoutes(deps: ApiDeps, events: JobEventsOptions): FastifyPlugi
             targetType: "job",
             targetId: jobId,
             details: { agentId: request.body.agentId, volumeId: request.body.volumeId },
+          });
+          return reply.status(202).send(jobOut(await find(tenantId, jobId)));
+        },
+      );
+    }
+
+    const restore = deps.jobs?.restore?.bind(deps.jobs);
+    if (restore) {
+      app.post(
+        "/jobs/restore",
+        {
+          schema: {
+            tags: ["jobs"],
+            summary: "Restore a restore point onto a device or image file of a machine",
+            body: startRestoreRequestSchema,
+            response: { 202: jobSchema },
+          },
+        },
+        async (request, reply) => {
+          const tenantId = tenantOf(request);
+          const body = request.body;
+          const backup = await catalog.backup.findFirst({ where: { id: body.backupId, tenantId } });
+          if (!backup) throw notFound("backup", body.backupId);
+          if (body.agentId !== undefined) {
+            const agent = await catalog.agent.findFirst({
+              where: { id: body.agentId, tenantId },
+              select: { id: true },
+            });
+            if (!agent) throw notFound("agent", body.agentId);
+          }
+          const { jobId } = await restore(actorOf(request), body);
+          await audit(deps, request, {
+            action: "restore.volume.start",
+            targetType: "job",
+            targetId: jobId,
+            details: {
+              backupId: backup.id,
+              agentId: body.agentId ?? backup.agentId,
+              targetPath: body.targetPath,
+              mode: body.mode,
+            },
           });
           return reply.status(202).send(jobOut(await find(tenantId, jobId)));
         },
