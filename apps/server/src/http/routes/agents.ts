@@ -12,7 +12,7 @@ import {
   pageSchema,
   updateAgentRequestSchema,
 } from "@bulwark/api";
-import type { Catalog, Prisma } from "@bulwark/catalog";
+import type { Prisma } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { effectivePolicy } from "../../jobs/policy.js";
