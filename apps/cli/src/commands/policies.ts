@@ -16,6 +16,7 @@ import {
 import { BulwarkError } from "@bulwark/errors";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { ServerError } from "../api-client.js";
 import { defineCommand, type OptionSpec } from "../command.js";
 import { formatBytes, formatTime, keyValues, table } from "../format.js";
 import { parseSize } from "../values.js";
@@ -438,7 +439,15 @@ export const policiesUnassignCommand = defineCommand({
       { all: true },
     );
     const assignment = found.items[0];
-    if (!assignment) throw usage(`${args.policy} is not assigned to ${options.group ?? options.agent}`);
+    if (!assignment) {
+      const to = options.group ?? options.agent;
+      throw new ServerError(
+        "BULWARK_API_NOT_FOUND",
+        `${args.policy} is not assigned to ${to}`,
+        404,
+        undefined,
+      );
+    }
     await api.delete(`${API}/assignments/${assignment.id}`, noContent);
     return {
       data: { id: assignment.id, deleted: true },
