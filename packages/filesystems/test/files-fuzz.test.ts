@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { isBulwarkError } from "@bulwark/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decompressLznt1 } from "../src/files/lznt1.js";
 import {
   BufferByteSource,
   type ByteSource,
@@ -143,6 +145,20 @@ describe("fuzzing the file readers with mutated metadata of real images", () => 
     if (process.env.BULWARK_FUZZ_STATS) console.log(Object.fromEntries(seen));
     expect([...seen.keys()].some((k) => k !== "ok")).toBe(true);
     await fuzz(bytes, regions, archive, 60);
+  });
+
+  it("LZNT1: arbitrary compressed units decompress or fail with BULWARK_FS_CORRUPT", async () => {
+    const fc = (await import("fast-check")).default;
+    await fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 9000 }), (raw) => {
+        try {
+          expect(decompressLznt1(Buffer.from(raw), 65536)).toHaveLength(65536);
+        } catch (err) {
+          expect(isBulwarkError(err, "BULWARK_FS_CORRUPT")).toBe(true);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it("arbitrary bytes never escape as a non-Bulwark error", async () => {

@@ -1,6 +1,7 @@
 import { isBulwarkError } from "@bulwark/errors";
 import { Struct } from "../binary.js";
 import type { ByteSource } from "../byte-source.js";
+import { readExact } from "../byte-source.js";
 import { corrupt, unsupported } from "../errors.js";
 import { type NtfsBootSector, readNtfsBootSector } from "../ntfs/boot-sector.js";
 import { applyFixups } from "../ntfs/fixups.js";
@@ -17,6 +18,7 @@ import {
 } from "../ntfs/mft-record.js";
 import { type DataRun, readRuns } from "../ntfs/runlist.js";
 import { type DirectoryEntry, type Driver, type NodeInfo, READ_PIECE_BYTES } from "./driver.js";
+import { decompressLznt1 } from "./lznt1.js";
 import { decodeUtf16 } from "./names.js";
 import { loop } from "./reader.js";
 
@@ -43,6 +45,8 @@ const MAX_INDEX_DEPTH = 32;
 /** Extension records one file may spread its attributes over through $ATTRIBUTE_LIST. */
 const MAX_EXTENSION_RECORDS = 1024;
 const NODE_CACHE_SIZE = 4096;
+/** Windows uses 16-cluster units (log 4); anything past 2^8 clusters would be damage. */
+const MAX_COMPRESSION_UNIT_LOG = 8;
 /** MFT records read together (16 KiB with 1 KiB records) and how many such pieces are kept. */
 const MFT_PIECE_RECORDS = 16;
 const MFT_PIECE_CACHE_SIZE = 64;
@@ -235,13 +239,65 @@ export class NtfsDriver implements Driver<NtfsNode> {
     if (data.flags & ATTR_FLAG_ENCRYPTED) throw unsupported(`record ${file.id} is EFS-encrypted`);
     // Only the flag means compressed: sparse streams carry a compression unit too (ntfs-3g sets 4).
     if (data.flags & ATTR_FLAG_COMPRESSED) {
-      throw unsupported(`record ${file.id} is NTFS-compressed (LZNT1 is not supported)`);
+      if (data.resident) throw corrupt(`record ${file.id}: a resident attribute cannot be compressed`);
+      yield* this.compressedContent(data, file.id, start, end);
+      return;
     }
     for (let pos = start; pos < end; ) {
       const n = Math.min(READ_PIECE_BYTES, end - pos);
       // Sparse runs and bytes past the initialized size come back as zeros without a read.
       yield Buffer.from(await readAttributeValue(this.source, this.boot, data, pos, n));
       pos += n;
+    }
+  }
+
+  /**
+   * A compressed stream is cut into units of 2^compressionUnit clusters (usually 16). A unit with
+   * every cluster allocated is stored plainly, one with no cluster allocated is zeros, and one with
+   * fewer clusters allocated holds LZNT1 data in those clusters. Units are 64 KiB at 4 KiB
+   * clusters, so memory stays bounded.
+   */
+  private async *compressedContent(
+    data: NonResidentAttribute,
+    record: number,
+    start: number,
+    end: number,
+  ): AsyncIterable<Buffer> {
+    const cs = this.boot.clusterSize;
+    if (data.compressionUnit === 0 || data.compressionUnit > MAX_COMPRESSION_UNIT_LOG) {
+      throw corrupt(`record ${record}: compressed stream with compression unit ${data.compressionUnit}`);
+    }
+    const unitClusters = 2 ** data.compressionUnit;
+    const unitBytes = unitClusters * cs;
+    for (let unit = Math.floor(start / unitBytes); unit * unitBytes < end; unit++) {
+      const lcns: Array<number | null> = [];
+      for (let i = 0; i < unitClusters; i++) lcns.push(lcnOf(data.runs, unit * unitClusters + i));
+      const allocated = lcns.findIndex((l) => l === null);
+      const count = allocated < 0 ? unitClusters : allocated;
+      if (lcns.slice(count).some((l) => l !== null)) {
+        throw corrupt(`record ${record}: compression unit ${unit} has clusters after a hole`);
+      }
+      let plain: Buffer;
+      if (count === 0) plain = Buffer.alloc(unitBytes);
+      else {
+        const parts: Buffer[] = [];
+        for (let i = 0; i < count; ) {
+          let j = i + 1;
+          while (j < count && lcns[j] === lcns[i]! + (j - i)) j++;
+          parts.push(await readExact(this.source, lcns[i]! * cs, (j - i) * cs));
+          i = j;
+        }
+        const stored = Buffer.concat(parts);
+        plain = count === unitClusters ? stored : decompressLznt1(stored, unitBytes);
+      }
+      // Bytes past the initialized size read as zeros.
+      const unitStart = unit * unitBytes;
+      if (unitStart + unitBytes > data.initializedSize) {
+        plain.fill(0, Math.max(0, data.initializedSize - unitStart));
+      }
+      const from = Math.max(start, unitStart) - unitStart;
+      const to = Math.min(end, unitStart + unitBytes) - unitStart;
+      yield plain.subarray(from, to);
     }
   }
 
@@ -337,6 +393,15 @@ export class NtfsDriver implements Driver<NtfsNode> {
     }
     return out;
   }
+}
+
+/** The LCN of one VCN (null in a sparse run); a VCN outside every run is damage. */
+function lcnOf(runs: DataRun[], vcn: number): number | null {
+  for (const run of runs) {
+    if (vcn >= run.vcn && vcn < run.vcn + run.length)
+      return run.lcn === null ? null : run.lcn + (vcn - run.vcn);
+  }
+  throw corrupt(`VCN ${vcn} is not mapped by the stream's runs`);
 }
 
 /**
