@@ -22,6 +22,7 @@ import { parseTokenFile, type TokenFile } from "../apps/agent/src/identity/token
 import { newKeyAndCsr } from "../apps/agent/src/identity/x509.js";
 import { mtlsCredentials, type TlsFiles } from "../apps/agent/src/upload/transport.js";
 import type { EnrollmentContext } from "../apps/server/src/enrollment/context.js";
+import { MAX_LIVE_CERTIFICATES_PER_AGENT } from "../apps/server/src/enrollment/renew.js";
 import { revokeAgent } from "../apps/server/src/enrollment/revoke.js";
 import { mintEnrollmentToken, revokeEnrollmentToken } from "../apps/server/src/enrollment/tokens.js";
 import { type EnrollListener, startEnrollListener } from "../apps/server/src/grpc/enroll-listener.js";
@@ -358,6 +359,21 @@ describe("enrollment", () => {
     });
     expect(audit).toMatchObject({ actorType: "USER", actorName: "admin@example.com" });
     expect(await codeOf(revokeAgent(db.catalog, randomUUID()))).toBe("BULWARK_ENROLL_AGENT_NOT_FOUND");
+  });
+
+  it("bounds how many valid certificates renewals can pile up for one agent", async () => {
+    const state = stateDir();
+    const identity = await enroll({ stateDir: state, token: (await mint()).file, facts: machine() });
+    // Enrollment issued one; renewals may add up to MAX_LIVE_CERTIFICATES_PER_AGENT in total.
+    for (let i = 1; i < MAX_LIVE_CERTIFICATES_PER_AGENT; i++) {
+      expect((await renewIfDue(state, new Date(), { force: true })).renewed).toBe(true);
+    }
+    expect(await codeOf(renewIfDue(state, new Date(), { force: true }))).toBe("BULWARK_ENROLL_BUSY");
+    expect(
+      await db.catalog.agentCertificate.count({ where: { agentId: identity.agentId, revokedAt: null } }),
+    ).toBe(MAX_LIVE_CERTIFICATES_PER_AGENT);
+    // The stored identity still works after the refused renewal.
+    expect(await backupCall((await loadAgentIdentity(state))!.tls)).toBe("BULWARK_PROTO_SESSION_NOT_FOUND");
   });
 
   it("renews: a new certificate on a new key, the old one valid until it expires; expired ones are refused", async () => {
