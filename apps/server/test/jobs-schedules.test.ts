@@ -368,3 +368,96 @@ describe("job event sink", () => {
     expect(failed.result).toMatchObject({ outcome: "FAILED" });
   });
 });
+
+describe("repository slots", () => {
+  it("at most `capacity` holders per repository over all nodes; a dead holder's lease expires", async () => {
+    const { RepositorySlots } = await import("../src/jobs/slots.js");
+    const q = node();
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const clock = () => new Date(now);
+    const n1 = new RepositorySlots(q.connection, prefix, { capacity: 2, leaseMs: 1_000, now: clock });
+    const n2 = new RepositorySlots(q.connection, prefix, { capacity: 2, leaseMs: 1_000, now: clock });
+    expect(await n1.acquire("repo-1", "job-a")).toBe(true);
+    expect(await n2.acquire("repo-1", "job-b")).toBe(true);
+    expect(await n2.acquire("repo-1", "job-c")).toBe(false);
+    // Another repository has its own slots; a holder renewing is not a new holder.
+    expect(await n2.acquire("repo-2", "job-c")).toBe(true);
+    expect(await n1.acquire("repo-1", "job-a")).toBe(true);
+    await n1.release("repo-1", "job-a");
+    expect(await n2.acquire("repo-1", "job-c")).toBe(true);
+    // job-b's node died: after its lease, its slot is free.
+    now += 1_001;
+    expect(await n1.acquire("repo-1", "job-d")).toBe(true);
+    expect(await n1.acquire("repo-1", "job-e")).toBe(true);
+    expect(await n1.acquire("repo-1", "job-f")).toBe(false);
+  });
+});
+
+describe("scheduler to backup job, through BullMQ", () => {
+  it("a scheduler's tick at its run time makes the backup job for that run", async () => {
+    const a = await agent("every-minute");
+    const v = await db.catalog.volume.create({
+      data: {
+        agentId: a.id,
+        key: "sdz1",
+        kind: "PARTITION",
+        devicePath: "/dev/sdz1",
+        mountPoint: "/",
+        sizeBytes: 1n << 30n,
+      },
+    });
+    const p = await db.catalog.policy.create({
+      data: {
+        tenantId,
+        name: "every-minute",
+        scheduleCron: "* * * * *",
+        timezone: "UTC",
+        retention: { keepLast: 3 },
+        volumeSelector: { kind: "all-fixed" },
+        repositoryId,
+      },
+    });
+    const assignment = await db.catalog.policyAssignment.create({ data: { policyId: p.id, agentId: a.id } });
+    const system = await JobSystem.start({
+      catalog: db.catalog,
+      redisUrl: REDIS_URL,
+      dispatcher: offline,
+      repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
+      log: pino({ level: "silent" }),
+      settings: { queuePrefix: prefix, offlineRecheckMs: 60_000 },
+    });
+    try {
+      await system.ready();
+      await system.syncPolicySchedules(p.id);
+      const deadline = Date.now() + 75_000;
+      let row = null;
+      while (!row && Date.now() < deadline) {
+        row = await db.catalog.job.findFirst({ where: { policyId: p.id, kind: "BACKUP" } });
+        if (!row) await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(row).not.toBeNull();
+      const run = row!.scheduledFor!;
+      expect(run.getUTCSeconds()).toBe(0);
+      expect(run.getUTCMilliseconds()).toBe(0);
+      expect(row!.idempotencyKey).toBe(backupIdempotencyKey(assignment.id, a.id, v.id, run));
+      // No window: the run may start until the next run.
+      expect((row!.params as { windowClosesAt: string }).windowClosesAt).toBe(
+        new Date(run.getTime() + 60_000).toISOString(),
+      );
+      // The machine is offline: the job waits for it, mirrored in the row.
+      await new Promise((r) => setTimeout(r, 1_500));
+      const waiting = await db.catalog.job.findUniqueOrThrow({ where: { id: row!.id } });
+      expect(waiting).toMatchObject({
+        state: "QUEUED",
+        errorCode: "BULWARK_CONTROL_AGENT_OFFLINE",
+        attempts: 0,
+      });
+      expect(await system.ctx.queues.queue("backup").getJob(row!.id)).toBeDefined();
+    } finally {
+      await system.syncPolicySchedules(p.id).catch(() => undefined);
+      await db.catalog.policy.update({ where: { id: p.id }, data: { enabled: false } });
+      await system.syncPolicySchedules(p.id);
+      await system.close();
+    }
+  }, 120_000);
+});
