@@ -124,6 +124,15 @@ export const serverConfigSchema = z
     gcCron: cron.default("0 3 * * *"),
     verifyCron: cron.default("0 5 * * 0"),
     maintenanceTimezone: timeZone.default("UTC"),
+    /**
+     * Console cookies are Secure with the __Host- prefix (docs/api.md). false only for plain HTTP on
+     * a loopback httpHost (development); browsers drop Secure cookies on other http:// origins.
+     */
+    httpSecureCookies: boolean.default(true),
+    /** A console session ends after this long without a request … */
+    consoleSessionIdleSeconds: seconds(60, 24 * 3600).default(30 * 60),
+    /** … and this long after login in any case. */
+    consoleSessionMaxSeconds: seconds(300, 30 * 24 * 3600).default(12 * 3600),
   })
   .superRefine((cfg, ctx) => {
     const set = GRPC_TLS_KEYS.filter((k) => cfg[k] !== undefined);
@@ -135,6 +144,13 @@ export const serverConfigSchema = z
           message: `required with ${set.join(", ")}: the agent listener needs a certificate, its key and the agent CA`,
         });
       }
+    }
+    if (!cfg.httpSecureCookies && !["127.0.0.1", "::1", "localhost"].includes(cfg.httpHost)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["httpSecureCookies"],
+        message: "may only be false when httpHost is a loopback address (127.0.0.1, ::1, localhost)",
+      });
     }
     if (cfg.repositoryPassphraseFile !== undefined && cfg.repositoryKeyFile !== undefined) {
       ctx.addIssue({
@@ -180,6 +196,9 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   gcCron: "BULWARK_GC_CRON",
   verifyCron: "BULWARK_VERIFY_CRON",
   maintenanceTimezone: "BULWARK_MAINTENANCE_TIMEZONE",
+  httpSecureCookies: "BULWARK_HTTP_SECURE_COOKIES",
+  consoleSessionIdleSeconds: "BULWARK_CONSOLE_SESSION_IDLE_SECONDS",
+  consoleSessionMaxSeconds: "BULWARK_CONSOLE_SESSION_MAX_SECONDS",
 };
 
 export function loadServerConfig(
