@@ -219,6 +219,16 @@ describe("at-least-once delivery", () => {
       expect(Date.now() - crashedAt).toBeLessThan(1000);
       // Three heartbeat intervals after the last refresh the entry is gone.
       await eventually(async () => !(await b.plane.dispatcher.isOnline(agent.id)), 5000);
+      // And the surviving nodes' presence sweep clears connectedNode and reports it offline, once.
+      await eventually(
+        async () =>
+          (await h.db.catalog.agent.findUniqueOrThrow({ where: { id: agent.id } })).connectedNode === null,
+        5000,
+      );
+      const offline = [...a.sink.presence, ...b.sink.presence].filter(
+        (p) => p.agentId === agent.id && p.state === "offline",
+      );
+      expect(offline).toHaveLength(1);
     } finally {
       await c.stop();
     }

@@ -17,6 +17,7 @@ import { DEFAULT_COMMAND_TIMEOUT_MS, RedisCommandDispatcher } from "./dispatcher
 import { StreamHolders } from "./holders.js";
 import { type BusMessage, type CloseReason, NodeBus } from "./node-bus.js";
 import { PendingCommands } from "./pending-commands.js";
+import { PresenceSweeper } from "./presence-sweeper.js";
 import { ControlKeys } from "./redis-keys.js";
 
 // The control plane of one server node: the ControlService handler, the agents' streams this
@@ -52,6 +53,8 @@ export interface ControlPlaneOptions {
   helloTimeoutMs?: number;
   missedHeartbeats?: number;
   commandTimeoutMs?: number;
+  /** How often this node looks for agents of dead nodes to mark offline; default one heartbeat interval. */
+  presenceSweepIntervalMs?: number;
   now?: () => Date;
 }
 
@@ -78,6 +81,8 @@ export class ControlPlane {
   /** The stream that holds each agent on this node. */
   private readonly byAgent = new Map<string, AgentStream>();
   private closing = false;
+  private readonly sweeper: PresenceSweeper;
+  private readonly sweepIntervalMs: number;
 
   constructor(opts: ControlPlaneOptions) {
     this.catalog = opts.catalog;
@@ -103,6 +108,15 @@ export class ControlPlane {
       opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     );
     this.dispatcher = this.routing;
+    this.sweepIntervalMs = opts.presenceSweepIntervalMs ?? this.heartbeatIntervalMs;
+    this.sweeper = new PresenceSweeper(
+      this.catalog,
+      this.holders,
+      this.holderTtlMs,
+      this.now,
+      (agentId) => this.notify("offline", agentId),
+      this.log,
+    );
   }
 
   /** How long a holder entry lives without a heartbeat: the same as the offline limit. */
@@ -112,7 +126,13 @@ export class ControlPlane {
 
   /** Subscribes to this node's channel; call before the listener accepts streams. */
   async start(): Promise<void> {
+    this.sweeper.start(this.sweepIntervalMs);
     await this.bus.start((m) => this.onBus(m));
+  }
+
+  /** One presence sweep now (tests, operations); returns the agents marked offline. */
+  sweepPresence(): Promise<string[]> {
+    return this.sweeper.sweep();
   }
 
   /** The ControlService implementation for the agent listener. */
@@ -169,6 +189,7 @@ export class ControlPlane {
       });
     }
     await Promise.all(ended);
+    await this.sweeper.stop();
     this.routing.rejectAll();
     await this.bus.stop();
   }
