@@ -19,6 +19,7 @@ import { type EnrollListener, startEnrollListener } from "./grpc/enroll-listener
 import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
 import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
+import { apiOptionsFromConfig } from "./http/config.js";
 import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
 import { repoCommand } from "./repo-cli.js";
@@ -96,6 +97,7 @@ async function main(): Promise<void> {
     nodeName: config.nodeName,
     logger: { level: config.logLevel, redact: REDACTED_LOG_PATHS },
     consoleDir: config.consoleDir ?? DEFAULT_CONSOLE_DIR,
+    api: apiOptionsFromConfig(config),
   });
   await app.listen({ host: config.httpHost, port: config.httpPort });
   log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, "bulwark-server listening");
