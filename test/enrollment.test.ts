@@ -31,6 +31,7 @@ import { type AgentListener, startAgentListener } from "../apps/server/src/grpc/
 import { agentListenerCredentials } from "../apps/server/src/grpc/tls.js";
 import { prepareServerPki, type ServerPki } from "../apps/server/src/pki/server-pki.js";
 import { RepositoryRegistry } from "../apps/server/src/repositories/registry.js";
+import { makeCa } from "../apps/server/test/support/pki.js";
 
 // Enrollment end to end, in one process but every part real: Postgres, the server CA from the
 // catalog, the enroll listener (TLS) and the agent listener (mTLS) on loopback ports, and the
@@ -192,6 +193,31 @@ describe("enrollment", () => {
     expect(await loadAgentIdentity(state)).toBeUndefined();
     // The right pin returns the CA the server certificate chains to.
     expect(await fetchPinnedCa(file.enrollAddress, file.caSha256)).toBe(pki.ca.certPem);
+  });
+
+  it("trusts only the pinned certificate from the unverified GetServerCa answer", async () => {
+    // A server (or a man in the middle) that appends another CA after the pinned one.
+    const rogue = makeCa(dir, "rogue-ca").cert.toString();
+    const lying = await startEnrollListener({
+      context: {
+        catalog: db.catalog,
+        ca: pki.ca,
+        serverTrustPem: [pki.ca.certPem, rogue],
+        now: () => new Date(),
+        log: pino({ level: "silent" }),
+      },
+      certChain: pki.certChain,
+      privateKey: pki.privateKey,
+      host: "127.0.0.1",
+      port: 0,
+    });
+    try {
+      const trusted = await fetchPinnedCa(`127.0.0.1:${lying.port}`, pki.endpoint.caFingerprint);
+      expect(trusted).toBe(pki.ca.certPem);
+      expect(trusted).not.toContain(rogue.trim().split("\n")[1]);
+    } finally {
+      await lying.close();
+    }
   });
 
   it("enrolls through the agent's code path; the certificate authenticates on the agent listener", async () => {

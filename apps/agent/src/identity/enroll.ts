@@ -34,7 +34,7 @@ function pemCertificates(bundle: string): string[] {
   return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\s*/g) ?? [];
 }
 
-/** Step 1: the server's CA, checked against the pin. Exported for tests of the pin check. */
+/** Step 1: the server's CA, checked against the pin (only that certificate is returned). */
 export async function fetchPinnedCa(target: string, pinHex: string, extra?: ChannelOptions): Promise<string> {
   // No verification on this one call: nothing secret is sent and the answer is checked by hash.
   const insecure = credentials.createSsl(null, null, null, {
@@ -60,7 +60,9 @@ export async function fetchPinnedCa(target: string, pinHex: string, extra?: Chan
         { details: { target, expected: pinHex, actual: actual ?? null } },
       );
     }
-    return certs.join("");
+    // Only the pinned certificate: anything else in an unverified answer could be an attacker's
+    // CA appended after the real one. The full chain arrives later over the verified channel.
+    return first!;
   } finally {
     client.close();
   }
