@@ -78,6 +78,8 @@ export interface CommandSpec<
   options: O;
   /** Shown in `--help` and docs/cli.md. */
   examples?: readonly string[];
+  /** Writes the config file (login): an explicit BULWARK_CLI_CONFIG need not exist yet. */
+  createsConfig?: boolean;
   run(ctx: CommandContext, input: { args: ArgValues<A>; options: OptionValues<O> }): Promise<CommandResult>;
 }
 

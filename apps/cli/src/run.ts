@@ -49,7 +49,9 @@ export async function run(argv: string[], io: Io, opts: RunOptions = {}): Promis
 
   const { command, globals } = parsed;
   try {
-    const settings = resolveSettings({ server: globals.server, tokenFile: globals.tokenFile }, io.env);
+    const settings = resolveSettings({ server: globals.server, tokenFile: globals.tokenFile }, io.env, {
+      createsConfig: command.createsConfig === true,
+    });
     for (const warning of settings.warnings) io.err(`bulwark: warning: ${warning}`);
     const ctx: CommandContext = {
       io,

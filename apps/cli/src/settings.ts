@@ -101,12 +101,17 @@ function insecureModeWarning(path: string): string | undefined {
   return undefined;
 }
 
+/**
+ * `createsConfig`: the command writes the config file (login), so a BULWARK_CLI_CONFIG that does
+ * not exist yet is where it will go rather than a mistake.
+ */
 export function resolveSettings(
   flags: { server?: string | undefined; tokenFile?: string | undefined },
   env: Record<string, string | undefined>,
+  opts: { createsConfig?: boolean } = {},
 ): Settings {
   const configPath = defaultConfigPath(env);
-  const config = readCliConfig(configPath, env.BULWARK_CLI_CONFIG !== undefined);
+  const config = readCliConfig(configPath, env.BULWARK_CLI_CONFIG !== undefined && !opts.createsConfig);
   const server = flags.server ?? env.BULWARK_URL ?? config.server ?? DEFAULT_SERVER_URL;
   if (!z.string().url().safeParse(server).success || !/^https?:\/\//.test(server)) {
     throw new BulwarkError(

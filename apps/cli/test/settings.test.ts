@@ -123,4 +123,12 @@ describe("CLI settings", () => {
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ server: "http://127.0.0.1:8080" });
   });
+
+  it("lets login name a config file that does not exist yet", () => {
+    const path = join(mkdtempSync(join(tmpdir(), "bulwark-cli-")), "new.json");
+    expect(resolveSettings({}, { BULWARK_CLI_CONFIG: path }, { createsConfig: true })).toMatchObject({
+      configPath: path,
+      config: {},
+    });
+  });
 });

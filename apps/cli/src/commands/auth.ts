@@ -64,6 +64,7 @@ function tokenLine(t: ApiToken, now: Date): string {
 
 export const loginCommand = defineCommand({
   path: ["login"],
+  createsConfig: true,
   summary: "log in with e-mail and password and keep an API token for this CLI in the config file",
   args: [],
   options: {
