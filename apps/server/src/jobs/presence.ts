@@ -33,7 +33,7 @@ export class JobPresenceListener implements AgentPresenceListener {
     }
   }
 
-  offline(): void {
+  offline(_agentId?: string): void {
     // Nothing to do: a running job's worker notices through its deadline, or the agent's result
     // arrives after it reconnects.
   }

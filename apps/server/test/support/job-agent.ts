@@ -10,7 +10,7 @@ import {
 import { Redis } from "ioredis";
 import pino from "pino";
 import type { AgentCommandDispatcher } from "../../src/control/contracts.js";
-import { type JobSettings, JobSystem } from "../../src/jobs/index.js";
+import { type JobSettings, JobSystem, JobSystemBinding } from "../../src/jobs/index.js";
 import {
   type ControlNode,
   controlClient,
@@ -50,8 +50,7 @@ export interface JobNode {
 
 /**
  * One server node: control plane + agent listener, and a job system whose sink and presence
- * listener the control plane calls. The control plane needs the sink at construction and the job
- * system needs the plane's dispatcher, so the sink forwards to the job system once it exists.
+ * listener the control plane calls, wired the way the server does it (JobSystemBinding).
  */
 export async function startJobNode(
   h: Harness,
@@ -59,23 +58,17 @@ export async function startJobNode(
   prefix: string,
   opts: { workers?: boolean; settings?: Partial<JobSettings> } = {},
 ): Promise<JobNode> {
-  let jobs: JobSystem | undefined;
+  const binding = new JobSystemBinding();
   const control = await startControlNode(h, name, `${prefix}ctl:`, {
-    sink: {
-      progress: (agentId, p) => jobs!.sink.progress(agentId, p),
-      result: (agentId, r) => jobs!.sink.result(agentId, r),
-    },
-    presence: {
-      online: (agentId) => jobs?.presence.online(agentId),
-      offline: () => undefined,
-    },
+    sink: binding,
+    presence: binding,
     heartbeatIntervalMs: 500,
   });
   const dispatcher: AgentCommandDispatcher = {
     dispatch: (agentId, command, o) => control.plane.dispatcher.dispatch(agentId, command, o),
     isOnline: (agentId) => control.plane.dispatcher.isOnline(agentId),
   };
-  jobs = await JobSystem.start({
+  const jobs = await JobSystem.start({
     catalog: h.db.catalog,
     redisUrl: REDIS_URL,
     dispatcher,
@@ -84,6 +77,7 @@ export async function startJobNode(
     settings: { ...FAST_SETTINGS, ...opts.settings, queuePrefix: prefix.replace(/:$/, "") },
     ...(opts.workers === false ? { workers: false } : {}),
   });
+  binding.attach(jobs);
   await jobs.ready();
   let stopped = false;
   return {
@@ -92,7 +86,7 @@ export async function startJobNode(
     async stop(o = {}) {
       if (stopped) return;
       stopped = true;
-      await jobs!.close(o);
+      await jobs.close(o);
       await control.stop();
     },
   };
