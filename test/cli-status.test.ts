@@ -27,6 +27,9 @@ describe("bulwark status against a running server", () => {
     server = runTs(serverMain, [], {
       DATABASE_URL: db.url,
       BULWARK_HTTP_PORT: String(port),
+      // The agent and enroll listeners always run now: free ports, so parallel servers never collide.
+      BULWARK_GRPC_PORT: String(await freePort()),
+      BULWARK_ENROLL_PORT: String(await freePort()),
       BULWARK_NODE_NAME: "cli-test",
     });
     await waitForStatus(`${url}/healthz`, 200, server, 90_000);

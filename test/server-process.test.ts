@@ -21,6 +21,9 @@ describe("bulwark-server as a process", () => {
     const proc = runTs(serverMain, [], {
       DATABASE_URL: db.url,
       BULWARK_HTTP_PORT: String(port),
+      // The agent and enroll listeners always run now: free ports, so parallel servers never collide.
+      BULWARK_GRPC_PORT: String(await freePort()),
+      BULWARK_ENROLL_PORT: String(await freePort()),
       BULWARK_NODE_NAME: "system-test",
       BULWARK_LOG_LEVEL: "info",
     });
