@@ -2,6 +2,12 @@
 import { run } from "./run.js";
 import { promptLine, promptSecret, readAllStdin } from "./terminal.js";
 
+// `bulwark jobs ls | head` closes the pipe early: that is the reader's choice, not a failure.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
 const code = await run(process.argv.slice(2), {
   out: (text) => process.stdout.write(`${text}\n`),
