@@ -1,5 +1,4 @@
 export type { AgentJobData, StoredOutcome } from "./agent-jobs.js";
-export { JobSystemBinding } from "./binding.js";
 export type { JobContext } from "./context.js";
 export { enqueueBackupNow, enqueueRestore, type RestoreRequest } from "./enqueue.js";
 export { insertOrGetJob, TERMINAL_STATES } from "./mirror.js";

@@ -10,7 +10,8 @@ import {
 import { Redis } from "ioredis";
 import pino from "pino";
 import type { AgentCommandDispatcher } from "../../src/control/contracts.js";
-import { type JobSettings, JobSystem, JobSystemBinding } from "../../src/jobs/index.js";
+import { JobEventRelay } from "../../src/control/job-event-relay.js";
+import { type JobSettings, JobSystem } from "../../src/jobs/index.js";
 import {
   type ControlNode,
   controlClient,
@@ -50,7 +51,7 @@ export interface JobNode {
 
 /**
  * One server node: control plane + agent listener, and a job system whose sink and presence
- * listener the control plane calls, wired the way the server does it (JobSystemBinding).
+ * listener the control plane calls, wired the way the server does it (JobEventRelay).
  */
 export async function startJobNode(
   h: Harness,
@@ -58,10 +59,10 @@ export async function startJobNode(
   prefix: string,
   opts: { workers?: boolean; settings?: Partial<JobSettings> } = {},
 ): Promise<JobNode> {
-  const binding = new JobSystemBinding();
+  const relay = new JobEventRelay();
   const control = await startControlNode(h, name, `${prefix}ctl:`, {
-    sink: binding,
-    presence: binding,
+    sink: relay,
+    presence: relay,
     heartbeatIntervalMs: 500,
   });
   const dispatcher: AgentCommandDispatcher = {
@@ -77,7 +78,7 @@ export async function startJobNode(
     settings: { ...FAST_SETTINGS, ...opts.settings, queuePrefix: prefix.replace(/:$/, "") },
     ...(opts.workers === false ? { workers: false } : {}),
   });
-  binding.attach(jobs);
+  relay.attach(jobs.sink, jobs.presence);
   await jobs.ready();
   let stopped = false;
   return {
