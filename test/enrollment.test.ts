@@ -332,6 +332,11 @@ describe("enrollment", () => {
       expect(await codeOf(unary(client, client.enroll, { token, csrPem: tampered, facts }))).toBe(
         "BULWARK_ENROLL_CSR_INVALID",
       );
+      // Larger than any real enrollment: refused by grpc-js before it is decoded.
+      const huge = `-----BEGIN CERTIFICATE REQUEST-----\n${"A".repeat(100_000)}\n-----END CERTIFICATE REQUEST-----\n`;
+      expect(await codeOf(unary(client, client.enroll, { token, csrPem: huge, facts }))).toBe(
+        "BULWARK_PROTO_MESSAGE_TOO_LARGE",
+      );
       const good = await newKeyAndCsr("x");
       expect(
         await codeOf(
