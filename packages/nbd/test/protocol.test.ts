@@ -328,7 +328,8 @@ describe("limits and expiry", () => {
     expect((await c.reply(8)).error).toBe(0);
     expect(expired).toEqual([]);
     expect(await c.waitClosed(15_000)).toBe(true);
-    expect(expired).toEqual([e.id]);
+    // The hook runs once the overlay is released, just after the connections are cut.
+    await expect.poll(() => expired).toEqual([e.id]);
     expect(server.getExport(e.id)).toBeUndefined();
     const d = await RawClient.open(port);
     expect((await d.go(e.name)).at(-1)!.type).toBe(NBD_REP_ERR_UNKNOWN);
