@@ -2,7 +2,6 @@ import { BulwarkError } from "@bulwark/errors";
 import {
   CHUNK_ID_BYTES,
   ChunkEncoding,
-  DEFAULT_UPLOAD_BATCH_BYTES,
   type IndexRun,
   type RestoreChunk,
   type RestoreResponse,
@@ -24,8 +23,13 @@ import { compress } from "zstd-napi";
  */
 const DECODE_GROUP_CHUNKS = 4;
 const DECODE_GROUPS_AHEAD = 4;
-/** Payload bytes per Chunks message: the upload batch size, for the same reasons (protocol §5). */
-const CHUNKS_MESSAGE_BYTES = DEFAULT_UPLOAD_BATCH_BYTES;
+/**
+ * Payload bytes per Chunks message: 1 MiB, not the 4 MiB upload batch. Measured on a 64 MiB
+ * in-process restore (bulwark server and agent in one process, 2 loaded cores): protobuf encoding
+ * grows its buffer by copying, and 4 MiB messages cost 5.6 s of CPU against 4.4 s at 1 MiB
+ * (BinaryWriter.ensureCapacity and GC halved). The window, not the message size, sets the overlap.
+ */
+const CHUNKS_MESSAGE_BYTES = 1024 * 1024;
 /** zstd level for the wire: level 1, as the agent uses for uploads (fast, most of the gain). */
 const WIRE_ZSTD_LEVEL = 1;
 

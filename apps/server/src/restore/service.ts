@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import { BulwarkError } from "@bulwark/errors";
 import {
   type CallWithAuthContext,
@@ -252,7 +251,18 @@ async function markSucceeded(
 /** Writes one message, waiting for 'drain' when grpc-js / HTTP/2 flow control says the agent is behind. */
 async function write(call: RestoreCall, message: RestoreResponse, gone: () => boolean): Promise<void> {
   if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
-  if (!call.write(message)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
+  if (!call.write(message)) {
+    // Both listeners go away again: events.once would leave a "cancelled" listener per wait.
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        call.off("drain", done);
+        call.off("cancelled", done);
+        resolve();
+      };
+      call.on("drain", done);
+      call.on("cancelled", done);
+    });
+  }
   if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
 }
 
