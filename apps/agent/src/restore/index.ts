@@ -10,4 +10,5 @@ export {
   type RestoreRunner,
   runRestore,
 } from "./run.js";
+export { createCommandRestoreRunner, restoreStatsOf } from "./runner.js";
 export { checkForeignTarget, isSourceTarget, type OpenTarget, openTarget } from "./target.js";
