@@ -20,6 +20,7 @@ import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
 import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
 import { apiOptionsFromConfig } from "./http/config.js";
+import { JobSystem, jobSettingsFromConfig } from "./jobs/index.js";
 import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
 import { repoCommand } from "./repo-cli.js";
@@ -75,6 +76,7 @@ async function main(): Promise<void> {
   // Read before anything starts: a missing file stops start-up naming its key.
   const tls = loadAgentListenerTls(config);
   const repositorySecret = loadRepositorySecret(config);
+  const jobSettings = JobSystem.checkSettings(jobSettingsFromConfig(config));
   const log = pino({ level: config.logLevel, redact: REDACTED_LOG_PATHS, base: { node: config.nodeName } });
   log.info(
     { version: serverVersion, http: `${config.httpHost}:${config.httpPort}` },
@@ -158,6 +160,26 @@ async function main(): Promise<void> {
     control,
   });
   log.info({ address: `${config.grpcHost}:${agents.port}` }, "agent listener (gRPC, mTLS) listening");
+  // The job system (docs/jobs.md): schedulers, queues and this node's workers. Started in the
+  // background like the control plane: with Redis down the node still serves, and jobs start once
+  // Redis answers. Every node syncs the schedulers and re-queues the catalog's open jobs, which is
+  // idempotent and restores scheduling after Redis lost its data.
+  let jobs: JobSystem | undefined;
+  const jobsStarted = JobSystem.start({
+    catalog,
+    redisUrl: config.redisUrl,
+    dispatcher: control.dispatcher,
+    repositories,
+    log: log.child({ component: "jobs" }),
+    settings: jobSettings,
+  }).then(async (started) => {
+    jobs = started;
+    jobEvents.attach(started.sink, started.presence);
+    const synced = await started.syncSchedules();
+    const requeued = await started.requeueOpenJobs();
+    log.info({ ...synced, requeued }, "job system started");
+  });
+  jobsStarted.catch((err: unknown) => log.error({ err: (err as Error).message }, "job system start failed"));
   // Like NBD, optional for the node: one whose enroll port is taken still serves enrolled agents.
   let enroller: EnrollListener | undefined;
   try {
@@ -205,6 +227,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
     await Promise.all([app.close(), agents.close(), enroller?.close(), nbd?.close()]);
+    await jobs?.close();
     await repositories.close();
     redis.disconnect();
     controlRedis.commands.disconnect();

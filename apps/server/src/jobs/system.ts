@@ -50,11 +50,19 @@ export class JobSystem {
     this.presence = new JobPresenceListener(ctx);
   }
 
+  /**
+   * The settings with defaults filled in; throws BULWARK_JOB_SCHEDULE_INVALID for a bad GC or
+   * verify schedule (synchronous, so start-up can stop on it before anything runs).
+   */
+  static checkSettings(settings: Partial<JobSettings> = {}): JobSettings {
+    const full = { ...DEFAULT_JOB_SETTINGS, ...settings };
+    assertValidSchedule(full.gcCron, full.maintenanceTimezone);
+    assertValidSchedule(full.verifyCron, full.maintenanceTimezone);
+    return full;
+  }
+
   static async start(opts: JobSystemOptions): Promise<JobSystem> {
-    const settings = { ...DEFAULT_JOB_SETTINGS, ...opts.settings };
-    // A bad maintenance schedule stops start-up with BULWARK_JOB_SCHEDULE_INVALID, naming it.
-    assertValidSchedule(settings.gcCron, settings.maintenanceTimezone);
-    assertValidSchedule(settings.verifyCron, settings.maintenanceTimezone);
+    const settings = JobSystem.checkSettings(opts.settings);
     const now = opts.now ?? (() => new Date());
     const queues = createJobQueues({ redisUrl: opts.redisUrl, prefix: settings.queuePrefix });
     const subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
