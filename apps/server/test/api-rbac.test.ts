@@ -24,6 +24,8 @@ const SERVICES: ApiOptions = {
   enrollmentTokens: { mint: async () => unreachable(), revoke: async () => unreachable() },
   agentRevocation: { revoke: async () => unreachable() },
   policySchedules: { syncPolicy: async () => unreachable() },
+  // Listing needs no ID, so an allowed role does reach it: an empty node (api-exports.test.ts uses the real one).
+  exports: { open: async () => unreachable(), close: async () => unreachable(), list: () => [] },
   jobs: {
     backupNow: async () => unreachable(),
     restore: async () => unreachable(),

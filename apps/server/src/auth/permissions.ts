@@ -19,6 +19,7 @@ const ALL: readonly Role[] = ["ADMIN", "OPERATOR", "HELPDESK", "AUDITOR"];
 const READERS: readonly Role[] = ALL;
 const FLEET_WRITERS: readonly Role[] = ["ADMIN", "OPERATOR"];
 const ADMIN_ONLY: readonly Role[] = ["ADMIN"];
+const RESTORERS: readonly Role[] = ["ADMIN", "OPERATOR", "HELPDESK"];
 
 export type Permission = typeof PUBLIC | readonly Role[];
 
@@ -85,6 +86,18 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
   "POST /jobs/backup": FLEET_WRITERS,
   "POST /jobs/restore": ["ADMIN", "OPERATOR", "HELPDESK"],
   "POST /jobs/:id/cancel": FLEET_WRITERS,
+
+  // instant access over NBD: a copy-on-write view, never a change to the restore point
+  "POST /backups/:id/exports": ["ADMIN", "OPERATOR", "HELPDESK"],
+  "GET /exports": READERS,
+
+  // file-level restore: reading a machine's files is a restore, so the roles that restore (not auditors)
+  "GET /backups/:id/volume": RESTORERS,
+  "GET /backups/:id/files": RESTORERS,
+  "GET /backups/:id/files/search": RESTORERS,
+  "GET /backups/:id/files/content": RESTORERS,
+  "GET /backups/:id/files/archive": RESTORERS,
+  "POST /exports/:id/close": ["ADMIN", "OPERATOR", "HELPDESK"],
 
   // storage
   "GET /repositories": ["ADMIN", "OPERATOR", "AUDITOR"],

@@ -4,6 +4,7 @@
 // fake success.
 
 import type { Catalog, Role } from "@bulwark/catalog";
+import type { FileSystemReader, Volume } from "@bulwark/filesystems";
 import type { Redis } from "ioredis";
 import type { LoginRateLimitOptions } from "../auth/rate-limit.js";
 import type { SessionLifetime } from "../auth/sessions.js";
@@ -80,6 +81,52 @@ export interface AgentPresence {
   isOnline(agentId: string): Promise<boolean>;
 }
 
+export interface OpenedExport {
+  id: string;
+  uri: string;
+  backupId: string;
+  writable: boolean;
+  size: number;
+  expiresAt: Date;
+}
+
+export interface ExportRow {
+  id: string;
+  backupId: string;
+  writable: boolean;
+  size: number;
+  createdAt: Date;
+  expiresAt: Date;
+  connections: number;
+  requestedBy: { actorType: string; actorId: string | null; actorName: string | null };
+}
+
+/**
+ * This node's NBD exports (apps/server/src/exports, ExportManager). Implementations audit opens
+ * and closes and scope everything to the actor's tenant; unknown IDs throw BulwarkErrors.
+ */
+export interface RestorePointExports {
+  open(
+    actor: Actor,
+    input: { backupId: string; writable: boolean; ttlSeconds: number },
+  ): Promise<OpenedExport>;
+  close(actor: Actor, id: string): Promise<void>;
+  list(tenantId: string): ExportRow[];
+}
+
+/**
+ * File-level restore (apps/server/src/files, RestorePointFiles): a restore point's layout and its
+ * filesystems, read from the repository in userspace. Unknown or foreign backups throw BulwarkErrors.
+ */
+export interface RestorePointFileAccess {
+  volume(tenantId: string, backupId: string): Promise<Volume>;
+  filesystem(
+    tenantId: string,
+    backupId: string,
+    partition?: number,
+  ): Promise<{ partition: number; reader: FileSystemReader }>;
+}
+
 export interface ApiDeps {
   catalog: Catalog;
   redis: Redis;
@@ -89,6 +136,8 @@ export interface ApiDeps {
   agentRevocation?: AgentRevocation;
   policySchedules?: PolicySchedules;
   jobs?: JobControl;
+  exports?: RestorePointExports;
+  files?: RestorePointFileAccess;
 }
 
 export type { Role };

@@ -19,6 +19,8 @@ import { auditRoutes } from "./routes/audit.js";
 import { authRoutes } from "./routes/auth.js";
 import { backupRoutes } from "./routes/backups.js";
 import { enrollmentTokenRoutes } from "./routes/enrollment-tokens.js";
+import { exportRoutes } from "./routes/exports.js";
+import { fileRoutes } from "./routes/files.js";
 import { groupRoutes } from "./routes/groups.js";
 import { DEFAULT_JOB_EVENTS, type JobEventsOptions, jobRoutes } from "./routes/jobs.js";
 import { policyRoutes } from "./routes/policies.js";
@@ -36,6 +38,8 @@ export interface ApiOptions {
   agentRevocation?: ApiDeps["agentRevocation"];
   policySchedules?: ApiDeps["policySchedules"];
   jobs?: ApiDeps["jobs"];
+  exports?: ApiDeps["exports"];
+  files?: ApiDeps["files"];
 }
 
 export function registerApi(
@@ -54,6 +58,8 @@ export function registerApi(
     agentRevocation: opts.agentRevocation,
     policySchedules: opts.policySchedules,
     jobs: opts.jobs,
+    exports: opts.exports,
+    files: opts.files,
   };
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -93,6 +99,8 @@ export function registerApi(
       await api.register(backupRoutes(deps));
       await api.register(jobRoutes(deps, jobEvents));
       await api.register(repositoryRoutes(deps));
+      if (deps.exports) await api.register(exportRoutes(deps, deps.exports));
+      if (deps.files) await api.register(fileRoutes(deps, deps.files));
       await api.register(auditRoutes(deps));
     },
     { prefix: API_PREFIX },

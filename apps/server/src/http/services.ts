@@ -10,8 +10,16 @@ import {
   mintEnrollmentToken,
   revokeEnrollmentToken,
 } from "../enrollment/tokens.js";
+import type { ExportManager } from "../exports/manager.js";
 import type { RestoreRequest } from "../jobs/enqueue.js";
-import type { Actor, AgentRevocation, EnrollmentTokens, JobControl, PolicySchedules } from "./deps.js";
+import type {
+  Actor,
+  AgentRevocation,
+  EnrollmentTokens,
+  JobControl,
+  PolicySchedules,
+  RestorePointExports,
+} from "./deps.js";
 import type { ApiOptions } from "./index.js";
 
 /** The part of the job system (jobs/system.ts JobSystem) the API calls. */
@@ -30,6 +38,8 @@ export interface ApiServiceSources {
   enrollmentEndpoint?: EnrollmentEndpoint;
   /** Closes a revoked agent's control streams on every node (ControlPlane.closeAgentStreams). */
   onAgentRevoked?: (agentId: string) => void | Promise<void>;
+  /** This node's NBD export manager (startNbdListener(...).exports); without it no instant access. */
+  exports?: Pick<ExportManager, "openExport" | "closeExport" | "listExports">;
 }
 
 function enrollmentActor(actor: Actor): EnrollmentActor {
@@ -38,7 +48,7 @@ function enrollmentActor(actor: Actor): EnrollmentActor {
 
 export function apiServices(
   src: ApiServiceSources,
-): Pick<ApiOptions, "enrollmentTokens" | "agentRevocation" | "policySchedules" | "jobs"> {
+): Pick<ApiOptions, "enrollmentTokens" | "agentRevocation" | "policySchedules" | "jobs" | "exports"> {
   const { catalog, now, jobs, enrollmentEndpoint } = src;
   const enrollmentTokens: EnrollmentTokens | undefined = enrollmentEndpoint && {
     mint: (actor, input) =>
@@ -78,5 +88,20 @@ export function apiServices(
       jobId: await jobs.enqueueRestore({ ...input, requestedById: actor.userId }),
     }),
   };
-  return { enrollmentTokens, agentRevocation, policySchedules, jobs: jobControl };
+  const manager = src.exports;
+  const requester = (actor: Actor) => ({
+    actorType: actor.via === "api-token" ? ("API_TOKEN" as const) : ("USER" as const),
+    actorId: actor.userId,
+    actorName: actor.name,
+    ip: actor.ip,
+    tenantId: actor.tenantId,
+  });
+  const exports: RestorePointExports | undefined = manager && {
+    open: (actor, input) => manager.openExport({ ...input, requestedBy: requester(actor) }),
+    close: async (actor, id) => {
+      await manager.closeExport(id, requester(actor));
+    },
+    list: (tenantId) => manager.listExports({ tenantId }),
+  };
+  return { enrollmentTokens, agentRevocation, policySchedules, jobs: jobControl, exports };
 }
