@@ -24,7 +24,8 @@ const MIN_SUPPORTED_MINOR = 0;
  */
 export const MAX_CONCURRENT_IDENTITY_CALLS = 8;
 
-class Gate {
+/** Admits at most `limit` calls at once and refuses the rest (no queue: a refused agent retries later). */
+export class Gate {
   private inFlight = 0;
   constructor(private readonly limit: number) {}
   async run<T>(work: () => Promise<T>): Promise<T> {
