@@ -61,7 +61,7 @@ function backup(jobId: string, volumeId = "vol-1"): Command {
 
 beforeAll(async () => {
   await h.setUp("control_routing");
-  // Heartbeat 1 s: holder entries live 3 s without one.
+  // Heartbeat 1 s: holder entries live 4 s without one.
   a = await startControlNode(h, "node-a", prefix, { heartbeatIntervalMs: 1000 });
   b = await startControlNode(h, "node-b", prefix, { heartbeatIntervalMs: 1000 });
   redis = new Redis(REDIS_URL);
@@ -217,8 +217,8 @@ describe("at-least-once delivery", () => {
         "BULWARK_CONTROL_AGENT_OFFLINE",
       );
       expect(Date.now() - crashedAt).toBeLessThan(1000);
-      // Three heartbeat intervals after the last refresh the entry is gone.
-      await eventually(async () => !(await b.plane.dispatcher.isOnline(agent.id)), 5000);
+      // Four heartbeat intervals after the last refresh the entry is gone.
+      await eventually(async () => !(await b.plane.dispatcher.isOnline(agent.id)), 8000);
       // And the surviving nodes' presence sweep clears connectedNode and reports it offline, once.
       await eventually(
         async () =>

@@ -112,16 +112,20 @@ export class ControlPlane {
     this.sweeper = new PresenceSweeper(
       this.catalog,
       this.holders,
-      this.holderTtlMs,
+      this.heartbeatIntervalMs * this.missedHeartbeats,
       this.now,
       (agentId) => this.notify("offline", agentId),
       this.log,
     );
   }
 
-  /** How long a holder entry lives without a heartbeat: the same as the offline limit. */
+  /**
+   * How long a holder entry lives without a heartbeat: the offline limit plus one interval, so a
+   * heartbeat handled late (a busy node, a slow catalog) does not let the entry lapse under a live
+   * stream; the stream's own watchdog still ends it at the offline limit.
+   */
   get holderTtlMs(): number {
-    return this.heartbeatIntervalMs * this.missedHeartbeats;
+    return this.heartbeatIntervalMs * (this.missedHeartbeats + 1);
   }
 
   /** Subscribes to this node's channel; call before the listener accepts streams. */
@@ -241,11 +245,14 @@ export class ControlPlane {
 
   async heartbeat(stream: AgentStream): Promise<void> {
     const agentId = stream.agentId!;
-    const outcome = await this.holders.refresh(
-      agentId,
-      { node: this.node, stream: stream.id },
-      this.holderTtlMs,
-    );
+    const holder = { node: this.node, stream: stream.id };
+    const outcome = await this.holders.refresh(agentId, holder, this.holderTtlMs);
+    if (!stream.isOpen) {
+      // The stream ended while the refresh was on its way; a refresh that landed after the end's
+      // release would have written the entry again: remove it.
+      await this.holders.release(agentId, holder);
+      return;
+    }
     if (outcome === "lost") {
       // Another stream claimed the agent and its close message did not reach us (pub/sub is
       // fire-and-forget): this one is superseded all the same.
