@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Role } from "@bulwark/catalog";
+import { BulwarkError } from "@bulwark/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import { isAllowed, PERMISSIONS, PUBLIC, permissionFor } from "../src/auth/permissions.js";
@@ -20,12 +21,20 @@ const ROLES: Role[] = ["ADMIN", "OPERATOR", "HELPDESK", "AUDITOR"];
 function unreachable(): never {
   throw new Error("the RBAC walk reached a service: a route let a request through that it should not have");
 }
+function noSuchBackup(id: string): never {
+  throw new BulwarkError("BULWARK_API_NOT_FOUND", `no backup ${id}`);
+}
 const SERVICES: ApiOptions = {
   enrollmentTokens: { mint: async () => unreachable(), revoke: async () => unreachable() },
   agentRevocation: { revoke: async () => unreachable() },
   policySchedules: { syncPolicy: async () => unreachable() },
   // Listing needs no ID, so an allowed role does reach it: an empty node (api-exports.test.ts uses the real one).
   exports: { open: async () => unreachable(), close: async () => unreachable(), list: () => [] },
+  // The walk's random IDs name no backup: answered as the real RestorePointFiles answers them.
+  files: {
+    volume: async (_tenant, id) => noSuchBackup(id),
+    filesystem: async (_tenant, id) => noSuchBackup(id),
+  },
   jobs: {
     backupNow: async () => unreachable(),
     restore: async () => unreachable(),
