@@ -1,94 +1,190 @@
-import { useEffect, useState } from "react";
-import { fetchHealth, type HealthResult } from "./health";
+// The console shell: who is logged in, the role-aware navigation, and which page the address shows.
+import type { MeResponse } from "@bulwark/api";
+import { createContext, useCallback, useContext, useEffect, useState } from "react";
+import { errorMessage, setCsrfToken, setUnauthorizedHandler } from "./api/client";
+import { api } from "./api/endpoints";
+import { AdminPage } from "./pages/Admin";
+import { DashboardPage } from "./pages/Dashboard";
+import { JobsPage } from "./pages/Jobs";
+import { LoginPage } from "./pages/Login";
+import { MachinePage } from "./pages/Machine";
+import { MachinesPage } from "./pages/Machines";
+import { PoliciesPage } from "./pages/Policies";
+import { PolicyEditPage } from "./pages/PolicyEdit";
+import { RestorePage } from "./pages/Restore";
+import { type Capability, can } from "./roles";
+import { href, type Route, useRoute } from "./router";
+import { ErrorBox, Waiting } from "./ui/load";
 
-/** How often the status refreshes while the page is open. */
-const REFRESH_MS = 10_000;
+type Session =
+  | { state: "checking" }
+  | { state: "anonymous"; reason?: string }
+  | { state: "in"; me: MeResponse };
 
-function formatUptime(seconds: number): string {
-  const d = Math.floor(seconds / 86_400);
-  const h = Math.floor((seconds % 86_400) / 3_600);
-  const m = Math.floor((seconds % 3_600) / 60);
-  return d > 0 ? `${d} d ${h} h` : h > 0 ? `${h} h ${m} min` : `${m} min`;
+const SessionContext = createContext<MeResponse | undefined>(undefined);
+
+/** The logged-in user (pages render only inside a session). */
+export function useMe(): MeResponse {
+  const me = useContext(SessionContext);
+  if (!me) throw new Error("useMe outside a session");
+  return me;
+}
+
+export function useCan(capability: Capability): boolean {
+  return can(useMe().role, capability);
+}
+
+interface NavItem {
+  path: string;
+  label: string;
+  capability?: Capability;
+}
+
+const NAV: NavItem[] = [
+  { path: "/", label: "Dashboard" },
+  { path: "/machines", label: "Machines" },
+  { path: "/restore", label: "Restore", capability: "restore" },
+  { path: "/policies", label: "Policies" },
+  { path: "/jobs", label: "Jobs" },
+  { path: "/admin", label: "Admin", capability: "viewAdmin" },
+];
+
+function currentSection(route: Route): string {
+  return `/${route.segments[0] ?? ""}`;
 }
 
 export function App() {
-  const [result, setResult] = useState<HealthResult | undefined>();
-  const [checkedAt, setCheckedAt] = useState<Date | undefined>();
+  const route = useRoute();
+  const [session, setSession] = useState<Session>({ state: "checking" });
+  const [checkError, setCheckError] = useState<string | undefined>();
 
-  useEffect(() => {
-    let alive = true;
-    const load = async () => {
-      const r = await fetchHealth();
-      if (!alive) return;
-      setResult(r);
-      setCheckedAt(new Date());
-    };
-    void load();
-    const timer = setInterval(() => void load(), REFRESH_MS);
-    return () => {
-      alive = false;
-      clearInterval(timer);
-    };
+  const check = useCallback(() => {
+    setCheckError(undefined);
+    api.me().then(
+      (me) => setSession({ state: "in", me }),
+      (err: unknown) => {
+        if (err instanceof Error && "status" in err && err.status === 401) setSession({ state: "anonymous" });
+        else setCheckError(errorMessage(err));
+      },
+    );
   }, []);
 
-  return (
-    <main>
-      <header>
+  useEffect(() => {
+    setUnauthorizedHandler(() =>
+      setSession({ state: "anonymous", reason: "Your session ended. Please log in again." }),
+    );
+    check();
+  }, [check]);
+
+  if (checkError) {
+    return (
+      <main id="main">
         <h1>Bulwark</h1>
-        <p className="subtitle">Image backup for your fleet</p>
+        <ErrorBox message={`Cannot reach the server: ${checkError}`} onRetry={check} />
+      </main>
+    );
+  }
+  if (session.state === "checking") {
+    return (
+      <main id="main">
+        <Waiting what="your session" />
+      </main>
+    );
+  }
+  if (session.state === "anonymous") {
+    return (
+      <LoginPage
+        notice={session.reason}
+        onLoggedIn={(res) => {
+          setCsrfToken(res.csrfToken);
+          check();
+        }}
+      />
+    );
+  }
+  const me = session.me;
+  const section = currentSection(route);
+  const item = NAV.find((n) => n.path === section);
+  const allowed = !item?.capability || can(me.role, item.capability);
+
+  return (
+    <SessionContext.Provider value={me}>
+      <button type="button" className="skip-link" onClick={() => document.getElementById("main")?.focus()}>
+        Skip to content
+      </button>
+      <header className="topbar">
+        <span className="brand">Bulwark</span>
+        <nav aria-label="Main">
+          <ul>
+            {NAV.filter((n) => !n.capability || can(me.role, n.capability)).map((n) => (
+              <li key={n.path}>
+                <a href={href(n.path)} aria-current={n.path === section ? "page" : undefined}>
+                  {n.label}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div className="whoami">
+          <span>
+            {me.user.displayName} <span className="role">({me.role.toLowerCase()})</span>
+          </span>
+          <button
+            type="button"
+            className="link-button"
+            onClick={() => {
+              void api.logout().finally(() => {
+                setCsrfToken(undefined);
+                setSession({ state: "anonymous", reason: "You are logged out." });
+              });
+            }}
+          >
+            Log out
+          </button>
+        </div>
       </header>
-      <section aria-labelledby="server-heading" aria-live="polite">
-        <h2 id="server-heading">Server</h2>
-        {result === undefined && <p>Asking the server for its status…</p>}
-        {result?.kind === "error" && (
-          <p className="problem" role="alert">
-            Status unknown: {result.message}. Retrying every {REFRESH_MS / 1000} s.
-          </p>
-        )}
-        {result?.kind === "ok" && (
-          <>
-            <p className={result.health.status === "ok" ? "good" : "problem"}>
-              {result.health.status === "ok"
-                ? "All services are up."
-                : "Degraded: a service the server needs is down."}
-            </p>
-            <dl>
-              <dt>Version</dt>
-              <dd>{result.health.version}</dd>
-              <dt>Node</dt>
-              <dd>{result.health.node}</dd>
-              <dt>Up for</dt>
-              <dd>{formatUptime(result.health.uptimeSeconds)}</dd>
-            </dl>
-            <table>
-              <caption>Services</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Service</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Detail</th>
-                </tr>
-              </thead>
-              <tbody>
-                {Object.entries(result.health.checks).map(([name, probe]) => (
-                  <tr key={name}>
-                    <th scope="row">
-                      {name === "postgres"
-                        ? "Catalog (Postgres)"
-                        : name === "redis"
-                          ? "Job queue (Redis)"
-                          : name}
-                    </th>
-                    <td className={probe.status === "up" ? "good" : "problem"}>{probe.status}</td>
-                    <td>{probe.status === "up" ? `${probe.latencyMs} ms` : (probe.error ?? "")}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </>
-        )}
-        {checkedAt && <p className="meta">Checked at {checkedAt.toLocaleTimeString()}.</p>}
-      </section>
-    </main>
+      <main id="main" tabIndex={-1}>
+        {allowed ? <Page route={route} /> : <NotAllowed />}
+      </main>
+    </SessionContext.Provider>
   );
+}
+
+function NotAllowed() {
+  return (
+    <section>
+      <h1>Not available</h1>
+      <p>Your role does not give access to this page.</p>
+      <p>
+        <a href={href("/")}>Back to the dashboard</a>
+      </p>
+    </section>
+  );
+}
+
+function Page({ route }: { route: Route }) {
+  const [first, second] = route.segments;
+  switch (first) {
+    case undefined:
+      return <DashboardPage />;
+    case "machines":
+      return second ? <MachinePage id={second} /> : <MachinesPage />;
+    case "restore":
+      return <RestorePage query={route.query} />;
+    case "policies":
+      return second ? <PolicyEditPage id={second === "new" ? undefined : second} /> : <PoliciesPage />;
+    case "jobs":
+      return <JobsPage selected={second} />;
+    case "admin":
+      return <AdminPage tab={second} />;
+    default:
+      return (
+        <section>
+          <h1>Page not found</h1>
+          <p>
+            <a href={href("/")}>Back to the dashboard</a>
+          </p>
+        </section>
+      );
+  }
 }

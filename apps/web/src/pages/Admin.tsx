@@ -1,0 +1,387 @@
+// Admin: users and roles, API tokens, the audit log with filters, repository status (verify / GC).
+import { type Role, roleSchema } from "@bulwark/api";
+import { useState } from "react";
+import { useCan, useMe } from "../App";
+import { api } from "../api/endpoints";
+import { href } from "../router";
+import { formatBytes, formatTime } from "../ui/format";
+import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+
+const TABS = [
+  { id: "users", label: "Users" },
+  { id: "tokens", label: "API tokens" },
+  { id: "audit", label: "Audit log" },
+  { id: "repositories", label: "Repositories" },
+] as const;
+
+export function AdminPage({ tab }: { tab?: string }) {
+  const current = TABS.find((t) => t.id === tab) ?? TABS[0];
+  return (
+    <>
+      <h1>Admin</h1>
+      <nav aria-label="Admin sections" className="tabs">
+        <ul>
+          {TABS.map((t) => (
+            <li key={t.id}>
+              <a href={href(`/admin/${t.id}`)} aria-current={t.id === current.id ? "page" : undefined}>
+                {t.label}
+              </a>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      {current.id === "users" && <Users />}
+      {current.id === "tokens" && <Tokens />}
+      {current.id === "audit" && <Audit />}
+      {current.id === "repositories" && <Repositories />}
+    </>
+  );
+}
+
+function Users() {
+  const manage = useCan("manageUsers");
+  const me = useMe();
+  const [users, reload] = useLoad((signal) => api.users(signal), []);
+  const action = useAction();
+  const [email, setEmail] = useState("");
+  const [displayName, setDisplayName] = useState("");
+  const [role, setRole] = useState<Role>("HELPDESK");
+  const [password, setPassword] = useState("");
+  return (
+    <section aria-labelledby="users-heading">
+      <h2 id="users-heading">Users and roles</h2>
+      {action.error && <ErrorBox message={action.error} />}
+      <Show loaded={users} what="users" onRetry={reload}>
+        {(page) => (
+          <div className="table-wrap">
+            <table>
+              <caption className="visually-hidden">Users</caption>
+              <thead>
+                <tr>
+                  <th scope="col">E-mail</th>
+                  <th scope="col">Name</th>
+                  <th scope="col">Role</th>
+                  <th scope="col">Last login</th>
+                  <th scope="col">Account</th>
+                </tr>
+              </thead>
+              <tbody>
+                {page.items.map((u) => (
+                  <tr key={u.id}>
+                    <th scope="row">{u.email}</th>
+                    <td>{u.displayName}</td>
+                    <td>
+                      {manage && u.id !== me.user.id ? (
+                        <select
+                          aria-label={`Role of ${u.email}`}
+                          value={u.role}
+                          onChange={(e) =>
+                            void action
+                              .run(() => api.updateUser(u.id, { role: roleSchema.parse(e.target.value) }))
+                              .then(reload)
+                          }
+                        >
+                          {roleSchema.options.map((r) => (
+                            <option key={r}>{r}</option>
+                          ))}
+                        </select>
+                      ) : (
+                        u.role
+                      )}
+                    </td>
+                    <td>{formatTime(u.lastLoginAt)}</td>
+                    <td>
+                      {manage && u.id !== me.user.id ? (
+                        <button
+                          type="button"
+                          onClick={() =>
+                            void action
+                              .run(() => api.updateUser(u.id, { disabled: !u.disabled }))
+                              .then(reload)
+                          }
+                        >
+                          {u.disabled ? `Enable ${u.email}` : `Disable ${u.email}`}
+                        </button>
+                      ) : u.disabled ? (
+                        "disabled"
+                      ) : (
+                        "active"
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </Show>
+      {manage && (
+        <form
+          className="card"
+          aria-labelledby="new-user-heading"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void action
+              .run(() => api.createUser({ email, displayName, role, password }))
+              .then((u) => {
+                if (!u) return;
+                setEmail("");
+                setDisplayName("");
+                setPassword("");
+                reload();
+              });
+          }}
+        >
+          <h3 id="new-user-heading">Add a user</h3>
+          <div className="form-row">
+            <label>
+              E-mail
+              <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
+            </label>
+            <label>
+              Name
+              <input required value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
+            </label>
+            <label>
+              Role
+              <select value={role} onChange={(e) => setRole(roleSchema.parse(e.target.value))}>
+                {roleSchema.options.map((r) => (
+                  <option key={r}>{r}</option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Password (12 characters or more)
+              <input
+                type="password"
+                autoComplete="new-password"
+                minLength={12}
+                required
+                value={password}
+                onChange={(e) => setPassword(e.target.value)}
+              />
+            </label>
+          </div>
+          <button type="submit" disabled={action.busy}>
+            Add user
+          </button>
+        </form>
+      )}
+    </section>
+  );
+}
+
+function Tokens() {
+  const [tokens, reload] = useLoad((signal) => api.apiTokens(signal), []);
+  const action = useAction();
+  const [name, setName] = useState("");
+  const [secret, setSecret] = useState<string | undefined>();
+  const manage = useCan("manageUsers");
+  return (
+    <section aria-labelledby="tokens-heading">
+      <h2 id="tokens-heading">API tokens</h2>
+      {action.error && <ErrorBox message={action.error} />}
+      {manage && (
+        <form
+          className="filters"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void action
+              .run(() => api.createApiToken({ name }))
+              .then((r) => {
+                if (!r) return;
+                setSecret(r.token);
+                setName("");
+                reload();
+              });
+          }}
+        >
+          <label>
+            New token name
+            <input required value={name} onChange={(e) => setName(e.target.value)} />
+          </label>
+          <button type="submit">Create token</button>
+        </form>
+      )}
+      {secret && (
+        <div className="token-box">
+          <label htmlFor="new-token">The new token (shown only now)</label>
+          <input id="new-token" readOnly value={secret} />
+        </div>
+      )}
+      <Show loaded={tokens} what="API tokens" onRetry={reload}>
+        {(page) =>
+          page.items.length === 0 ? (
+            <Empty>No API tokens.</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <caption className="visually-hidden">API tokens</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Name</th>
+                    <th scope="col">Prefix</th>
+                    <th scope="col">Role</th>
+                    <th scope="col">Last used</th>
+                    <th scope="col">State</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.items.map((t) => (
+                    <tr key={t.id}>
+                      <th scope="row">{t.name}</th>
+                      <td>
+                        <code>{t.prefix}</code>
+                      </td>
+                      <td>{t.role ?? "owner's"}</td>
+                      <td>{formatTime(t.lastUsedAt)}</td>
+                      <td>
+                        {t.revokedAt ? (
+                          "revoked"
+                        ) : manage ? (
+                          <button
+                            type="button"
+                            onClick={() => void action.run(() => api.revokeApiToken(t.id)).then(reload)}
+                          >
+                            Revoke {t.name}
+                          </button>
+                        ) : (
+                          "active"
+                        )}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Show>
+    </section>
+  );
+}
+
+function Audit() {
+  const [actionFilter, setActionFilter] = useState("");
+  const [outcome, setOutcome] = useState("");
+  const [events, reload] = useLoad(
+    (signal) =>
+      api.audit({ action: actionFilter.trim() || undefined, outcome: outcome || undefined }, signal),
+    [actionFilter, outcome],
+  );
+  return (
+    <section aria-labelledby="audit-heading">
+      <h2 id="audit-heading">Audit log</h2>
+      <form className="filters" aria-label="Filter the audit log" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Action (exact, or a prefix ending in “.”)
+          <input value={actionFilter} onChange={(e) => setActionFilter(e.target.value)} placeholder="auth." />
+        </label>
+        <label>
+          Outcome
+          <select value={outcome} onChange={(e) => setOutcome(e.target.value)}>
+            <option value="">any</option>
+            <option>SUCCESS</option>
+            <option>FAILURE</option>
+            <option>DENIED</option>
+          </select>
+        </label>
+      </form>
+      <Show loaded={events} what="the audit log" onRetry={reload}>
+        {(page) =>
+          page.items.length === 0 ? (
+            <Empty>No audit events match.</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <caption className="visually-hidden">Audit events, newest first</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">When</th>
+                    <th scope="col">Who</th>
+                    <th scope="col">Action</th>
+                    <th scope="col">Target</th>
+                    <th scope="col">Outcome</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.items.map((e) => (
+                    <tr key={e.id}>
+                      <td>{formatTime(e.at)}</td>
+                      <td>{e.actorName ?? e.actorType.toLowerCase()}</td>
+                      <td>
+                        <code>{e.action}</code>
+                      </td>
+                      <td>{e.targetType ? `${e.targetType} ${e.targetId?.slice(0, 8) ?? ""}` : "—"}</td>
+                      <td className={e.outcome === "SUCCESS" ? "good" : "problem"}>{e.outcome}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Show>
+    </section>
+  );
+}
+
+function Repositories() {
+  const [repos, reload] = useLoad((signal) => api.repositories(signal), []);
+  const run = (
+    r: { state: string; finishedAt: string | null; errorCode: string | null; jobId: string } | null,
+  ) =>
+    r ? (
+      <a href={href(`/jobs/${r.jobId}`)} className={r.state === "SUCCEEDED" ? "good" : "problem"}>
+        {r.state.toLowerCase()} {formatTime(r.finishedAt)}
+        {r.errorCode ? ` (${r.errorCode})` : ""}
+      </a>
+    ) : (
+      "never"
+    );
+  return (
+    <section aria-labelledby="repos-heading">
+      <h2 id="repos-heading">Repositories</h2>
+      <Show loaded={repos} what="repositories" onRetry={reload}>
+        {(page) =>
+          page.items.length === 0 ? (
+            <Empty>No repository is set up.</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <caption className="visually-hidden">Repository status</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Name</th>
+                    <th scope="col">Stored</th>
+                    <th scope="col">Dedup / compression</th>
+                    <th scope="col">Restore points</th>
+                    <th scope="col">Last verify</th>
+                    <th scope="col">Last GC</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.items.map((r) => (
+                    <tr key={r.id}>
+                      <th scope="row">
+                        {r.name} <span className="meta">({r.kind.toLowerCase()})</span>
+                      </th>
+                      <td>{formatBytes(r.storedBytes)}</td>
+                      <td>
+                        {r.dedupRatio === null ? "—" : `${r.dedupRatio.toFixed(2)}×`} /{" "}
+                        {r.compressionRatio === null ? "—" : `${r.compressionRatio.toFixed(2)}×`}
+                      </td>
+                      <td>{r.backupCount}</td>
+                      <td>{run(r.lastVerify)}</td>
+                      <td>{run(r.lastGc)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Show>
+    </section>
+  );
+}

@@ -1,0 +1,153 @@
+// The first page after login: is the fleet protected, what failed lately, how full is the storage.
+import type { AgentDetail, Job } from "@bulwark/api";
+import { useCan } from "../App";
+import { api } from "../api/endpoints";
+import { href } from "../router";
+import { StoredBytesChart } from "../ui/chart";
+import { formatAgo, formatBytes } from "../ui/format";
+import { Empty, Show, useLoad } from "../ui/load";
+import { JOB_TABLE_HEAD, JobRow } from "./Jobs";
+
+const DAY_MS = 86_400_000;
+/** Failures first, then running, then the rest; newest first within each. */
+const JOB_ORDER: Record<Job["state"], number> = {
+  FAILED: 0,
+  MISSED: 1,
+  RUNNING: 2,
+  QUEUED: 3,
+  CANCELLED: 4,
+  SUCCEEDED: 5,
+};
+
+export function sortJobsFailuresFirst(jobs: Job[]): Job[] {
+  return [...jobs].sort(
+    (a, b) => JOB_ORDER[a.state] - JOB_ORDER[b.state] || b.createdAt.localeCompare(a.createdAt),
+  );
+}
+
+/** A machine is at risk when any of its volumes missed its recovery point or has none. */
+export function machineAtRisk(agent: AgentDetail): boolean {
+  return agent.volumes.some((v) => !v.gone && (v.rpo === "late" || v.rpo === "none"));
+}
+
+export function DashboardPage() {
+  const seeRepos = useCan("viewRepositories");
+  const [fleet, reloadFleet] = useLoad(async (signal) => {
+    const page = await api.agents({}, signal);
+    const active = page.items.filter((a) => a.status === "ACTIVE");
+    return Promise.all(active.map((a) => api.agent(a.id, signal)));
+  }, []);
+  const [jobs, reloadJobs] = useLoad(
+    (signal) => api.jobs({ from: new Date(Date.now() - DAY_MS).toISOString() }, signal),
+    [],
+  );
+  const [repos, reloadRepos] = useLoad(
+    (signal) => (seeRepos ? api.repositories(signal) : Promise.resolve(null)),
+    [seeRepos],
+  );
+  const [backups, reloadBackups] = useLoad((signal) => api.backups({}, signal), []);
+
+  return (
+    <>
+      <h1>Dashboard</h1>
+      <div className="cards">
+        <section className="card" aria-labelledby="fleet-heading">
+          <h2 id="fleet-heading">Machines</h2>
+          <Show loaded={fleet} what="machines" onRetry={reloadFleet}>
+            {(agents) => {
+              const atRisk = agents.filter(machineAtRisk);
+              return agents.length === 0 ? (
+                <Empty>
+                  No machines yet. <a href={href("/machines")}>Enroll one</a>.
+                </Empty>
+              ) : (
+                <>
+                  <p className="big-numbers">
+                    <span className="good">
+                      <strong>{agents.length - atRisk.length}</strong> protected
+                    </span>
+                    <span className={atRisk.length ? "problem" : ""}>
+                      <strong>{atRisk.length}</strong> at risk
+                    </span>
+                  </p>
+                  {atRisk.length > 0 && (
+                    <ul className="plain">
+                      {atRisk.map((a) => (
+                        <li key={a.id}>
+                          <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>: recovery point missed (last
+                          seen {formatAgo(a.lastSeenAt)})
+                        </li>
+                      ))}
+                    </ul>
+                  )}
+                </>
+              );
+            }}
+          </Show>
+        </section>
+        {seeRepos && (
+          <section className="card" aria-labelledby="storage-heading">
+            <h2 id="storage-heading">Storage</h2>
+            <Show loaded={repos} what="repository status" onRetry={reloadRepos}>
+              {(list) =>
+                !list || list.items.length === 0 ? (
+                  <Empty>No repository yet.</Empty>
+                ) : (
+                  <dl>
+                    {list.items.map((r) => (
+                      <div key={r.id} className="dl-row">
+                        <dt>{r.name}</dt>
+                        <dd>
+                          {formatBytes(r.storedBytes)} stored, dedup ratio{" "}
+                          {r.dedupRatio === null ? "—" : `${r.dedupRatio.toFixed(2)}×`}, {r.backupCount}{" "}
+                          restore points
+                        </dd>
+                      </div>
+                    ))}
+                  </dl>
+                )
+              }
+            </Show>
+          </section>
+        )}
+      </div>
+      <section aria-labelledby="jobs-heading">
+        <h2 id="jobs-heading">Jobs in the last 24 hours</h2>
+        <Show loaded={jobs} what="jobs" onRetry={reloadJobs}>
+          {(page) =>
+            page.items.length === 0 ? (
+              <Empty>No jobs ran in the last 24 hours.</Empty>
+            ) : (
+              <div className="table-wrap">
+                <table>
+                  <caption className="visually-hidden">Jobs of the last 24 hours, failures first</caption>
+                  {JOB_TABLE_HEAD}
+                  <tbody>
+                    {sortJobsFailuresFirst(page.items).map((j) => (
+                      <JobRow key={j.id} job={j} />
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )
+          }
+        </Show>
+      </section>
+      <section aria-labelledby="growth-heading">
+        <h2 id="growth-heading">Stored bytes over time</h2>
+        <Show loaded={backups} what="restore points" onRetry={reloadBackups}>
+          {(page) => {
+            if (page.items.length === 0) return <Empty>No restore points yet.</Empty>;
+            const sorted = [...page.items].sort((a, b) => a.committedAt.localeCompare(b.committedAt));
+            let total = 0;
+            const points = sorted.map((b) => {
+              total += b.storedBytes;
+              return { at: new Date(b.committedAt), value: total };
+            });
+            return <StoredBytesChart points={points} title="Bytes stored by restore points" />;
+          }}
+        </Show>
+      </section>
+    </>
+  );
+}

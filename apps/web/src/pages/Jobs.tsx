@@ -1,0 +1,206 @@
+// Jobs: a live list (refreshed while something runs) with progress bars, one job's details and
+// log, retry (a failed backup runs again) and cancel.
+import { type Job, jobKindSchema, jobStateSchema } from "@bulwark/api";
+import { useEffect, useState } from "react";
+import { z } from "zod";
+import { useCan } from "../App";
+import { api } from "../api/endpoints";
+import { href, navigate } from "../router";
+import { formatBytes, formatTime } from "../ui/format";
+import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+import { isTerminal, JobLive, ProgressBar } from "../ui/progress";
+
+/** How often the list refreshes while a job in it is queued or running. */
+const LIST_REFRESH_MS = 3_000;
+
+export const JOB_TABLE_HEAD = (
+  <thead>
+    <tr>
+      <th scope="col">Job</th>
+      <th scope="col">State</th>
+      <th scope="col">Progress</th>
+      <th scope="col">Created</th>
+      <th scope="col">Problem</th>
+    </tr>
+  </thead>
+);
+
+export function JobRow({ job }: { job: Job }) {
+  return (
+    <tr>
+      <td>
+        <a href={href(`/jobs/${job.id}`)}>{job.kind.toLowerCase().replace("_", " ")}</a>
+      </td>
+      <td>
+        <span className={`state state-${job.state.toLowerCase()}`}>{job.state}</span>
+      </td>
+      <td>
+        <ProgressBar
+          value={job.state === "SUCCEEDED" ? 1 : job.progress}
+          label={`Progress of ${job.kind} job`}
+        />
+      </td>
+      <td>{formatTime(job.createdAt)}</td>
+      <td>{job.errorCode ? `${job.errorMessage ?? ""} (${job.errorCode})` : ""}</td>
+    </tr>
+  );
+}
+
+/** A backup job's params name the volume, so a failed one can run again. */
+const backupParamsSchema = z.object({ volumeId: z.uuid() });
+
+export function JobsPage({ selected }: { selected?: string }) {
+  const [state, setState] = useState("");
+  const [kind, setKind] = useState("");
+  const [tick, setTick] = useState(0);
+  const [jobs, reload] = useLoad((signal) => api.jobs({ state, kind }, signal), [state, kind, tick]);
+  const active = jobs.state === "ok" && jobs.data.items.some((j) => !isTerminal(j.state));
+  useEffect(() => {
+    if (!active) return;
+    const t = setTimeout(() => setTick((n) => n + 1), LIST_REFRESH_MS);
+    return () => clearTimeout(t);
+  }, [active]);
+
+  return (
+    <>
+      <h1>Jobs</h1>
+      {selected && <JobDetail id={selected} onChanged={() => setTick((n) => n + 1)} />}
+      <form className="filters" aria-label="Filter jobs" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          State
+          <select value={state} onChange={(e) => setState(e.target.value)}>
+            <option value="">any</option>
+            {jobStateSchema.options.map((s) => (
+              <option key={s}>{s}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Kind
+          <select value={kind} onChange={(e) => setKind(e.target.value)}>
+            <option value="">any</option>
+            {jobKindSchema.options.map((k) => (
+              <option key={k}>{k}</option>
+            ))}
+          </select>
+        </label>
+      </form>
+      <Show loaded={jobs} what="jobs" onRetry={reload}>
+        {(page) =>
+          page.items.length === 0 ? (
+            <Empty>No jobs match.</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <caption className="visually-hidden">Jobs, newest first</caption>
+                {JOB_TABLE_HEAD}
+                <tbody>
+                  {page.items.map((j) => (
+                    <JobRow key={j.id} job={j} />
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Show>
+    </>
+  );
+}
+
+function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
+  const mayCancel = useCan("cancelJob");
+  const mayRun = useCan("runBackup");
+  const [job, reload] = useLoad((signal) => api.job(id, signal), [id]);
+  const action = useAction();
+  return (
+    <section className="card" aria-labelledby="job-heading">
+      <Show loaded={job} what="the job" onRetry={reload}>
+        {(j) => {
+          const retryParams = backupParamsSchema.safeParse(j.params);
+          return (
+            <>
+              <h2 id="job-heading">
+                {j.kind.toLowerCase()} job <code>{j.id.slice(0, 8)}</code>
+              </h2>
+              <JobLive jobId={j.id} initial={j} />
+              <dl>
+                <dt>Machine</dt>
+                <dd>{j.agentId ? <a href={href(`/machines/${j.agentId}`)}>open machine</a> : "—"}</dd>
+                <dt>Created</dt>
+                <dd>{formatTime(j.createdAt)}</dd>
+                <dt>Started</dt>
+                <dd>{formatTime(j.startedAt)}</dd>
+                <dt>Finished</dt>
+                <dd>{formatTime(j.finishedAt)}</dd>
+                <dt>Attempts</dt>
+                <dd>
+                  {j.attempts} of {j.maxAttempts}
+                </dd>
+                {j.bytesTotal !== null && (
+                  <>
+                    <dt>Data</dt>
+                    <dd>
+                      {formatBytes(j.bytesDone)} of {formatBytes(j.bytesTotal)}
+                    </dd>
+                  </>
+                )}
+              </dl>
+              <details>
+                <summary>Log (parameters and result)</summary>
+                <pre className="log">
+                  {JSON.stringify({ params: j.params, result: j.result, error: j.errorMessage }, null, 2)}
+                </pre>
+              </details>
+              <div className="actions">
+                {mayCancel && !isTerminal(j.state) && (
+                  <button
+                    type="button"
+                    disabled={action.busy}
+                    onClick={() =>
+                      void action
+                        .run(() => api.cancelJob(j.id))
+                        .then((r) => {
+                          if (r) {
+                            reload();
+                            onChanged();
+                          }
+                        })
+                    }
+                  >
+                    Cancel job
+                  </button>
+                )}
+                {mayRun &&
+                  j.kind === "BACKUP" &&
+                  (j.state === "FAILED" || j.state === "MISSED" || j.state === "CANCELLED") &&
+                  j.agentId &&
+                  retryParams.success && (
+                    <button
+                      type="button"
+                      disabled={action.busy}
+                      onClick={() => {
+                        const agentId = j.agentId;
+                        if (!agentId) return;
+                        void action
+                          .run(() => api.runBackup(agentId, retryParams.data.volumeId))
+                          .then((r) => {
+                            if (r) {
+                              onChanged();
+                              navigate(`/jobs/${r.id}`);
+                            }
+                          });
+                      }}
+                    >
+                      Retry backup
+                    </button>
+                  )}
+              </div>
+              {action.error && <ErrorBox message={action.error} />}
+            </>
+          );
+        }}
+      </Show>
+    </section>
+  );
+}

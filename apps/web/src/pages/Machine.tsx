@@ -1,0 +1,205 @@
+// One machine: its volumes and their recovery-point status, the policy in effect, its restore
+// points on a timeline, and its jobs.
+import type { Backup } from "@bulwark/api";
+import { useCan } from "../App";
+import { api } from "../api/endpoints";
+import { href, navigate } from "../router";
+import { formatAgo, formatBytes, formatTime } from "../ui/format";
+import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+import { JOB_TABLE_HEAD, JobRow } from "./Jobs";
+
+const RPO_TEXT = {
+  ok: "on schedule",
+  late: "recovery point missed",
+  none: "no restore point yet",
+  unscheduled: "no policy applies",
+} as const;
+
+export function MachinePage({ id }: { id: string }) {
+  const mayRun = useCan("runBackup");
+  const mayRestore = useCan("restore");
+  const [agent, reload] = useLoad((signal) => api.agent(id, signal), [id]);
+  const [backups, reloadBackups] = useLoad((signal) => api.backups({ agentId: id }, signal), [id]);
+  const [jobs, reloadJobs] = useLoad((signal) => api.jobs({ agentId: id }, signal), [id]);
+  const action = useAction();
+
+  return (
+    <Show loaded={agent} what="the machine" onRetry={reload}>
+      {(a) => (
+        <>
+          <p className="breadcrumb">
+            <a href={href("/machines")}>Machines</a> /
+          </p>
+          <h1>{a.hostname}</h1>
+          <p className="meta">
+            {a.status === "REVOKED" ? "Revoked" : a.online ? "Online" : "Offline"} · {a.os}{" "}
+            {a.osVersion ?? ""} · agent {a.agentVersion} · last seen {formatAgo(a.lastSeenAt)}
+            {a.groups.length > 0 && ` · groups: ${a.groups.map((g) => g.name).join(", ")}`}
+            {a.tags.length > 0 && ` · tags: ${a.tags.join(", ")}`}
+          </p>
+          <section aria-labelledby="policy-heading">
+            <h2 id="policy-heading">Effective policy</h2>
+            {a.effectivePolicy ? (
+              <p>
+                <a href={href(`/policies/${a.effectivePolicy.policyId}`)}>{a.effectivePolicy.name}</a> (
+                {a.effectivePolicy.via === "agent" ? "assigned to this machine" : "through its group"}):{" "}
+                <code>{a.effectivePolicy.scheduleCron}</code> in {a.effectivePolicy.timezone}
+              </p>
+            ) : (
+              <Empty>No enabled policy applies: this machine is not backed up on a schedule.</Empty>
+            )}
+          </section>
+          <section aria-labelledby="volumes-heading">
+            <h2 id="volumes-heading">Volumes</h2>
+            {a.volumes.length === 0 ? (
+              <Empty>The agent has not reported any volume yet.</Empty>
+            ) : (
+              <div className="table-wrap">
+                <table>
+                  <caption className="visually-hidden">Volumes of {a.hostname}</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Device</th>
+                      <th scope="col">Mounted at</th>
+                      <th scope="col">Size</th>
+                      <th scope="col">Last restore point</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Actions</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {a.volumes.map((v) => (
+                      <tr key={v.id}>
+                        <th scope="row">
+                          {v.devicePath}
+                          {v.gone && " (gone)"}
+                        </th>
+                        <td>{v.mountPoint ?? "—"}</td>
+                        <td>{formatBytes(v.sizeBytes)}</td>
+                        <td>{v.lastBackup ? formatTime(v.lastBackup.capturedAt) : "—"}</td>
+                        <td className={v.rpo === "ok" ? "good" : v.rpo === "unscheduled" ? "" : "problem"}>
+                          {RPO_TEXT[v.rpo]}
+                        </td>
+                        <td className="actions">
+                          {mayRun && !v.gone && a.status === "ACTIVE" && (
+                            <button
+                              type="button"
+                              disabled={action.busy}
+                              aria-label={`Back up ${v.devicePath} now`}
+                              onClick={() =>
+                                void action
+                                  .run(() => api.runBackup(a.id, v.id))
+                                  .then((job) => {
+                                    if (job) navigate(`/jobs/${job.id}`);
+                                  })
+                              }
+                            >
+                              Back up now
+                            </button>
+                          )}
+                          {mayRestore && v.lastBackup && (
+                            <a className="button" href={href("/restore", { agent: a.id, volume: v.id })}>
+                              Restore…
+                            </a>
+                          )}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            {action.error && <ErrorBox message={action.error} />}
+          </section>
+          <section aria-labelledby="points-heading">
+            <h2 id="points-heading">Restore points</h2>
+            <Show loaded={backups} what="restore points" onRetry={reloadBackups}>
+              {(page) =>
+                page.items.length === 0 ? (
+                  <Empty>No restore points yet.</Empty>
+                ) : (
+                  <Timeline points={page.items} agentId={a.id} mayRestore={mayRestore} />
+                )
+              }
+            </Show>
+          </section>
+          <section aria-labelledby="machine-jobs-heading">
+            <h2 id="machine-jobs-heading">Jobs</h2>
+            <Show loaded={jobs} what="jobs" onRetry={reloadJobs}>
+              {(page) =>
+                page.items.length === 0 ? (
+                  <Empty>No jobs for this machine yet.</Empty>
+                ) : (
+                  <div className="table-wrap">
+                    <table>
+                      <caption className="visually-hidden">Jobs of {a.hostname}</caption>
+                      {JOB_TABLE_HEAD}
+                      <tbody>
+                        {page.items.map((j) => (
+                          <JobRow key={j.id} job={j} />
+                        ))}
+                      </tbody>
+                    </table>
+                  </div>
+                )
+              }
+            </Show>
+          </section>
+        </>
+      )}
+    </Show>
+  );
+}
+
+const TL_WIDTH = 640;
+const TL_HEIGHT = 56;
+const TL_PAD = 16;
+
+/** Restore points as dots on a time axis (each a link), with the same points as a list below. */
+function Timeline({
+  points,
+  agentId,
+  mayRestore,
+}: {
+  points: Backup[];
+  agentId: string;
+  mayRestore: boolean;
+}) {
+  const sorted = [...points].sort((a, b) => a.capturedAt.localeCompare(b.capturedAt));
+  const t0 = new Date(sorted[0]?.capturedAt ?? 0).getTime();
+  const t1 = Math.max(new Date(sorted[sorted.length - 1]?.capturedAt ?? 0).getTime(), t0 + 1);
+  const x = (iso: string) => TL_PAD + ((new Date(iso).getTime() - t0) / (t1 - t0)) * (TL_WIDTH - 2 * TL_PAD);
+  const link = (b: Backup) => href("/restore", { agent: agentId, volume: b.volumeId, backup: b.id });
+  return (
+    <>
+      <svg className="timeline" viewBox={`0 0 ${TL_WIDTH} ${TL_HEIGHT}`} aria-hidden="true">
+        <line x1={TL_PAD} x2={TL_WIDTH - TL_PAD} y1={24} y2={24} className="axis" />
+        {sorted.map((b) => (
+          <circle key={b.id} cx={x(b.capturedAt)} cy={24} r={6} className="dot">
+            <title>{formatTime(b.capturedAt)}</title>
+          </circle>
+        ))}
+        <text x={TL_PAD} y={50}>
+          {formatTime(sorted[0]?.capturedAt)}
+        </text>
+        <text x={TL_WIDTH - TL_PAD} y={50} textAnchor="end">
+          {formatTime(sorted[sorted.length - 1]?.capturedAt)}
+        </text>
+      </svg>
+      <ul className="points">
+        {[...sorted].reverse().map((b) => (
+          <li key={b.id}>
+            {formatTime(b.capturedAt)} — {formatBytes(b.volumeSize)} volume, {formatBytes(b.changedBytes)}{" "}
+            changed ({b.method.toLowerCase().replace("_", " ")})
+            {mayRestore && (
+              <>
+                {" "}
+                <a href={link(b)}>Restore from this point</a>
+              </>
+            )}
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}

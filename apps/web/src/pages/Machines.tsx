@@ -1,0 +1,219 @@
+// Machines: search and filter the fleet, and enroll a new machine (an enrollment token and the
+// command that installs it).
+import { useState } from "react";
+import { useCan } from "../App";
+import { api } from "../api/endpoints";
+import { href } from "../router";
+import { formatAgo, formatTime } from "../ui/format";
+import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+
+export function MachinesPage() {
+  const mayEnroll = useCan("enroll");
+  const [search, setSearch] = useState("");
+  const [group, setGroup] = useState("");
+  const [tag, setTag] = useState("");
+  const [status, setStatus] = useState("");
+  const [agents, reload] = useLoad(
+    (signal) =>
+      api.agents(
+        {
+          search: search.trim() || undefined,
+          group: group || undefined,
+          tag: tag.trim() || undefined,
+          status,
+        },
+        signal,
+      ),
+    [search, group, tag, status],
+  );
+  const [groups] = useLoad((signal) => api.groups(signal), []);
+
+  return (
+    <>
+      <h1>Machines</h1>
+      {mayEnroll && <EnrollPanel groups={groups.state === "ok" ? groups.data.items : []} />}
+      <form className="filters" aria-label="Filter machines" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search hostname
+          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} />
+        </label>
+        <label>
+          Group
+          <select value={group} onChange={(e) => setGroup(e.target.value)}>
+            <option value="">any</option>
+            {groups.state === "ok" &&
+              groups.data.items.map((g) => (
+                <option key={g.id} value={g.id}>
+                  {g.name}
+                </option>
+              ))}
+          </select>
+        </label>
+        <label>
+          Tag
+          <input value={tag} onChange={(e) => setTag(e.target.value)} pattern="[\w.:\-]*" />
+        </label>
+        <label>
+          Status
+          <select value={status} onChange={(e) => setStatus(e.target.value)}>
+            <option value="">any</option>
+            <option value="online">online</option>
+            <option value="offline">offline</option>
+            <option value="revoked">revoked</option>
+          </select>
+        </label>
+      </form>
+      <Show loaded={agents} what="machines" onRetry={reload}>
+        {(page) =>
+          page.items.length === 0 ? (
+            <Empty>
+              {search || group || tag || status
+                ? "No machine matches these filters."
+                : "No machines are enrolled yet. Create an enrollment token above to add one."}
+            </Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <caption className="visually-hidden">Machines</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Hostname</th>
+                    <th scope="col">Status</th>
+                    <th scope="col">OS</th>
+                    <th scope="col">Groups</th>
+                    <th scope="col">Tags</th>
+                    <th scope="col">Last seen</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.items.map((a) => (
+                    <tr key={a.id}>
+                      <th scope="row">
+                        <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>
+                      </th>
+                      <td>
+                        <span className={a.status === "REVOKED" ? "problem" : a.online ? "good" : ""}>
+                          {a.status === "REVOKED" ? "revoked" : a.online ? "online" : "offline"}
+                        </span>
+                      </td>
+                      <td>
+                        {a.os} {a.osVersion ?? ""}
+                      </td>
+                      <td>{a.groups.map((g) => g.name).join(", ") || "—"}</td>
+                      <td>{a.tags.join(", ") || "—"}</td>
+                      <td title={formatTime(a.lastSeenAt)}>{formatAgo(a.lastSeenAt)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Show>
+    </>
+  );
+}
+
+const TOKEN_PATH = "/root/bulwark-agent.token";
+
+/** The shell lines that put the token on the machine and enroll it (the token never goes on a command line). */
+export function installCommand(tokenFile: string): string {
+  const body = tokenFile.endsWith("\n") ? tokenFile : `${tokenFile}\n`;
+  return `umask 077 && cat > ${TOKEN_PATH} <<'BULWARK_TOKEN'\n${body}BULWARK_TOKEN\nbulwark-agent enroll --token-file ${TOKEN_PATH} && rm ${TOKEN_PATH}\nbulwark-agent run`;
+}
+
+function EnrollPanel({ groups }: { groups: { id: string; name: string }[] }) {
+  const [open, setOpen] = useState(false);
+  const [groupId, setGroupId] = useState("");
+  const [tags, setTags] = useState("");
+  const [hours, setHours] = useState(24);
+  const [made, setMade] = useState<{ command: string; expiresAt: string } | undefined>();
+  const [copied, setCopied] = useState(false);
+  const action = useAction();
+  if (!open) {
+    return (
+      <p>
+        <button type="button" onClick={() => setOpen(true)}>
+          Enroll a machine
+        </button>
+      </p>
+    );
+  }
+  return (
+    <section className="card" aria-labelledby="enroll-heading">
+      <h2 id="enroll-heading">Enroll a machine</h2>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          setCopied(false);
+          void action
+            .run(() =>
+              api.createEnrollmentToken({
+                groupId: groupId || undefined,
+                tags: tags.split(/[\s,]+/).filter(Boolean),
+                ttlSeconds: Math.round(hours * 3600),
+              }),
+            )
+            .then((r) => r && setMade({ command: installCommand(r.tokenFile), expiresAt: r.expiresAt }));
+        }}
+      >
+        <div className="form-row">
+          <label>
+            Group
+            <select value={groupId} onChange={(e) => setGroupId(e.target.value)}>
+              <option value="">none</option>
+              {groups.map((g) => (
+                <option key={g.id} value={g.id}>
+                  {g.name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            Tags (comma-separated)
+            <input value={tags} onChange={(e) => setTags(e.target.value)} />
+          </label>
+          <label>
+            Valid for (hours)
+            <input
+              type="number"
+              min={1}
+              max={720}
+              value={hours}
+              onChange={(e) => setHours(Number(e.target.value))}
+            />
+          </label>
+        </div>
+        <button type="submit" disabled={action.busy}>
+          {action.busy ? "Creating…" : "Create enrollment token"}
+        </button>
+        <button type="button" className="secondary" onClick={() => setOpen(false)}>
+          Close
+        </button>
+      </form>
+      {action.error && <ErrorBox message={action.error} />}
+      {made && (
+        <div className="token-box">
+          <p>
+            Run this as root on the new machine. The token works once and until {formatTime(made.expiresAt)}.
+            It is shown only now.
+          </p>
+          <label htmlFor="install-command">Install command</label>
+          <textarea id="install-command" readOnly rows={8} value={made.command} />
+          <button
+            type="button"
+            onClick={() =>
+              void navigator.clipboard.writeText(made.command).then(
+                () => setCopied(true),
+                () => setCopied(false),
+              )
+            }
+          >
+            Copy command
+          </button>
+          {copied && <span role="status"> Copied.</span>}
+        </div>
+      )}
+    </section>
+  );
+}

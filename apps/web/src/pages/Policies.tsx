@@ -1,0 +1,62 @@
+// Policies: the list, with where each applies.
+import { useCan } from "../App";
+import { api } from "../api/endpoints";
+import { href } from "../router";
+import { Empty, Show, useLoad } from "../ui/load";
+
+export function describeRetention(r: Record<string, number>): string {
+  const parts = Object.entries(r).map(([k, v]) => (k === "keepLast" ? `last ${v}` : `${v} ${k}`));
+  return parts.length ? parts.join(", ") : "keep everything";
+}
+
+export function PoliciesPage() {
+  const mayEdit = useCan("editPolicies");
+  const [policies, reload] = useLoad((signal) => api.policies(signal), []);
+  return (
+    <>
+      <h1>Policies</h1>
+      {mayEdit && (
+        <p>
+          <a className="button" href={href("/policies/new")}>
+            New policy
+          </a>
+        </p>
+      )}
+      <Show loaded={policies} what="policies" onRetry={reload}>
+        {(page) =>
+          page.items.length === 0 ? (
+            <Empty>No policies yet: nothing is backed up on a schedule.</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <caption className="visually-hidden">Backup policies</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Name</th>
+                    <th scope="col">Schedule</th>
+                    <th scope="col">Retention</th>
+                    <th scope="col">State</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.items.map((p) => (
+                    <tr key={p.id}>
+                      <th scope="row">
+                        <a href={href(`/policies/${p.id}`)}>{p.name}</a>
+                      </th>
+                      <td>
+                        <code>{p.scheduleCron}</code> ({p.timezone})
+                      </td>
+                      <td>{describeRetention(p.retention)}</td>
+                      <td>{p.enabled ? "enabled" : "disabled"}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Show>
+    </>
+  );
+}
