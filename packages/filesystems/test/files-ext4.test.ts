@@ -119,6 +119,11 @@ describe("ext4 file reader on mke2fs -d images", () => {
     expect(names).toEqual(["hard-b.bin", "up-link", "ファイル.txt"]);
     expect(await fs.readlink("/日本/up-link")).toBe("../../big.bin");
 
+    // A path lookup loads only the inode it names, not the 600 of its directory.
+    const fresh = new PatchedSource(readFileSync(image));
+    await (await openFilesystem(fresh)).stat("/many/entry-0300.txt");
+    expect(fresh.reads).toBeLessThan(20);
+
     // A 600-entry listing reads inode-table blocks (16 inodes of 256 bytes each), not one inode at a time.
     const beforeList = counted.reads;
     expect(await fs.readdir("/many")).toHaveLength(600);

@@ -20,6 +20,11 @@ export interface Driver<N extends NodeInfo> {
   root(): Promise<N>;
   /** Entries of a directory node, without "." and "..". */
   list(dir: N): Promise<DirectoryEntry<N>[]>;
+  /**
+   * One entry by name, loading only that entry's node (path lookups in a directory of thousands of
+   * files must not read thousands of inodes or MFT records).
+   */
+  lookup(dir: N, name: string): Promise<DirectoryEntry<N> | undefined>;
   /** Bytes [start, end) of a regular file, in pieces of at most READ_PIECE_BYTES. */
   content(file: N, start: number, end: number): AsyncIterable<Buffer>;
   linkTarget(link: N): Promise<string>;
@@ -34,4 +39,16 @@ export const READ_PIECE_BYTES = 1024 * 1024;
 /** One reusable page of zeros for holes; copied per piece so consumers may keep or mutate it. */
 export function zeros(length: number): Buffer {
   return Buffer.alloc(length);
+}
+
+/** The entry called `name`: the exact name first, then (case-insensitive filesystems) any case. */
+export function pickName<T extends { name: string }>(
+  entries: T[],
+  name: string,
+  caseInsensitive: boolean,
+): T | undefined {
+  const exact = entries.find((e) => e.name === name);
+  if (exact || !caseInsensitive) return exact;
+  const folded = name.toLowerCase();
+  return entries.find((e) => e.name.toLowerCase() === folded);
 }

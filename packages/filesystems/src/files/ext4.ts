@@ -16,13 +16,22 @@ import {
   parseExt4Inode,
 } from "../ext4/inode.js";
 import { EXT4_FEATURE, type Ext4Superblock, hasFeature, readExt4Superblock } from "../ext4/superblock.js";
-import { type DirectoryEntry, type Driver, type NodeInfo, READ_PIECE_BYTES, zeros } from "./driver.js";
+import {
+  type DirectoryEntry,
+  type Driver,
+  type NodeInfo,
+  pickName,
+  READ_PIECE_BYTES,
+  zeros,
+} from "./driver.js";
 import { decodeName } from "./names.js";
 import { loop } from "./reader.js";
 import type { FileType } from "./types.js";
 
 /** Inodes kept decoded; a directory listing touches each entry's inode once. */
 const INODE_CACHE_SIZE = 4096;
+/** Directories whose decoded names are kept. */
+const NAME_CACHE_SIZE = 64;
 /** Inode-table blocks kept (≤ 256 × 64 KiB even with the largest blocks). */
 const INODE_BLOCK_CACHE_SIZE = 256;
 /** i_block holds a fast symlink's target when it is shorter than the 60-byte array. */
@@ -73,6 +82,7 @@ function timestamp(raw: Buffer, seconds: number, extra: number | undefined): Dat
 export class Ext4Driver implements Driver<Ext4Node> {
   readonly kind = "ext4" as const;
   readonly caseInsensitive = false;
+  private readonly nameCache = new Map<number, Array<{ name: string; inode: number }>>();
   private readonly cache = new Map<number, Ext4Node>();
   private readonly tableBlocks = new Map<number, Buffer>();
 
@@ -285,21 +295,57 @@ export class Ext4Driver implements Driver<Ext4Node> {
    * every block's dirents and skipping inode 0 lists exactly the leaf entries.
    */
   async list(dir: Ext4Node): Promise<DirectoryEntry<Ext4Node>[]> {
-    const bs = this.sb.blockSize;
-    let blocks: Buffer[];
+    const out: DirectoryEntry<Ext4Node>[] = [];
+    for (const f of await this.names(dir)) out.push({ name: f.name, node: await this.node(f.inode) });
+    return out;
+  }
+
+  async lookup(dir: Ext4Node, name: string): Promise<DirectoryEntry<Ext4Node> | undefined> {
+    const found = pickName(await this.names(dir), name, false);
+    return found && { name: found.name, node: await this.node(found.inode) };
+  }
+
+  /** Decoded names per directory: a path is often resolved again right after a stat. */
+  private async names(dir: Ext4Node): Promise<Array<{ name: string; inode: number }>> {
+    const hit = this.nameCache.get(dir.id);
+    if (hit) return hit;
+    const names = await this.readNames(dir);
+    if (this.nameCache.size >= NAME_CACHE_SIZE) this.nameCache.delete(this.nameCache.keys().next().value!);
+    this.nameCache.set(dir.id, names);
+    return names;
+  }
+
+  /**
+   * A directory's blocks one at a time, so a damaged entry fails at the first bad block and a huge
+   * (hostile) directory size is never materialised at once.
+   */
+  private async *directoryBlocks(dir: Ext4Node): AsyncGenerator<Buffer> {
     if (dir.inode.flags & EXT4_INODE_FLAG.INLINE_DATA) {
       // An inline directory: i_block starts with the parent's inode number (the ".." entry), then
       // dirents to the end of i_block, then more dirents in system.data.
       const { head, tail } = this.inlineData(dir);
-      blocks = [head.subarray(4), tail].filter((b) => b.length > 0);
-    } else {
-      const data = await this.whole(dir, MAX_DIRECTORY_BYTES);
-      blocks = [];
-      for (let at = 0; at < data.length; at += bs) blocks.push(data.subarray(at, at + bs));
+      yield head.subarray(4);
+      if (tail.length > 0) yield tail;
+      return;
     }
+    if (dir.size > MAX_DIRECTORY_BYTES)
+      throw corrupt(`directory inode ${dir.id}: size ${dir.size} is implausible`);
+    const bs = this.sb.blockSize;
+    // Pieces start at block boundaries (extents and READ_PIECE_BYTES are whole blocks).
+    for await (const piece of this.content(dir, 0, dir.size)) {
+      for (let at = 0; at < piece.length; at += bs) yield piece.subarray(at, at + bs);
+    }
+  }
+
+  private async readNames(dir: Ext4Node): Promise<Array<{ name: string; inode: number }>> {
+    const bs = this.sb.blockSize;
     const withFileType = hasFeature(this.sb.featureIncompat, EXT4_FEATURE.incompat.FILETYPE);
     const found: Array<{ name: string; inode: number }> = [];
-    for (const [block, bytes] of blocks.entries()) {
+    let block = -1;
+    for await (const bytes of this.directoryBlocks(dir)) {
+      block++;
+      // A hole in a directory (allowed since Linux 5.x) reads as zeros and holds no entries.
+      if (bytes.every((b) => b === 0)) continue;
       const s = new Struct(bytes, `directory inode ${dir.id} block ${block}`);
       let at = 0;
       while (at + DIRENT_HEADER <= s.length) {
@@ -331,9 +377,7 @@ export class Ext4Driver implements Driver<Ext4Node> {
         at += recLen;
       }
     }
-    const out: DirectoryEntry<Ext4Node>[] = [];
-    for (const f of found) out.push({ name: f.name, node: await this.node(f.inode) });
-    return out;
+    return found;
   }
 
   async linkTarget(link: Ext4Node): Promise<string> {

@@ -2,7 +2,7 @@ import { Struct } from "../binary.js";
 import type { ByteSource } from "../byte-source.js";
 import { readExact, sourceSize } from "../byte-source.js";
 import { corrupt, notRecognised, outOfRange } from "../errors.js";
-import { type DirectoryEntry, type Driver, type NodeInfo, READ_PIECE_BYTES } from "./driver.js";
+import { type DirectoryEntry, type Driver, type NodeInfo, pickName, READ_PIECE_BYTES } from "./driver.js";
 import { decodeUtf16 } from "./names.js";
 import { loop } from "./reader.js";
 
@@ -358,6 +358,11 @@ export class FatDriver implements Driver<FatNode> {
       });
     }
     return out;
+  }
+
+  async lookup(dir: FatNode, name: string): Promise<DirectoryEntry<FatNode> | undefined> {
+    // A FAT directory entry holds everything a node needs: listing costs no extra reads.
+    return pickName(await this.list(dir), name, true);
   }
 
   async linkTarget(): Promise<string> {

@@ -17,7 +17,7 @@ import {
   readMftRuns,
 } from "../ntfs/mft-record.js";
 import { type DataRun, readRuns } from "../ntfs/runlist.js";
-import { type DirectoryEntry, type Driver, type NodeInfo, READ_PIECE_BYTES } from "./driver.js";
+import { type DirectoryEntry, type Driver, type NodeInfo, pickName, READ_PIECE_BYTES } from "./driver.js";
 import { decompressLznt1 } from "./lznt1.js";
 import { decodeUtf16 } from "./names.js";
 import { loop } from "./reader.js";
@@ -45,6 +45,8 @@ const MAX_INDEX_DEPTH = 32;
 /** Extension records one file may spread its attributes over through $ATTRIBUTE_LIST. */
 const MAX_EXTENSION_RECORDS = 1024;
 const NODE_CACHE_SIZE = 4096;
+/** Directories whose decoded names are kept. */
+const NAME_CACHE_SIZE = 64;
 /** Windows uses 16-cluster units (log 4); anything past 2^8 clusters would be damage. */
 const MAX_COMPRESSION_UNIT_LOG = 8;
 /** MFT records read together (16 KiB with 1 KiB records) and how many such pieces are kept. */
@@ -52,6 +54,12 @@ const MFT_PIECE_RECORDS = 16;
 const MFT_PIECE_CACHE_SIZE = 64;
 /** 100 ns intervals between 1601-01-01 and 1970-01-01. */
 const NTFS_EPOCH_OFFSET = 116444736000000000n;
+
+interface IndexRef {
+  name: string;
+  record: number;
+  sequence: number;
+}
 
 export interface NtfsNode extends NodeInfo {
   record: MftRecord;
@@ -75,6 +83,7 @@ function mftReference(bytes: Buffer, at: number): { record: number; sequence: nu
 export class NtfsDriver implements Driver<NtfsNode> {
   readonly kind = "ntfs" as const;
   readonly caseInsensitive = true;
+  private readonly nameCache = new Map<number, IndexRef[]>();
   private readonly cache = new Map<number, NtfsNode>();
   private readonly mftPieces = new Map<number, Buffer>();
 
@@ -313,6 +322,39 @@ export class NtfsDriver implements Driver<NtfsNode> {
    * MAX_INDEX_DEPTH is a loop.
    */
   async list(dir: NtfsNode): Promise<DirectoryEntry<NtfsNode>[]> {
+    const out: DirectoryEntry<NtfsNode>[] = [];
+    for (const ref of await this.names(dir)) out.push(await this.entry(dir, ref));
+    return out;
+  }
+
+  async lookup(dir: NtfsNode, name: string): Promise<DirectoryEntry<NtfsNode> | undefined> {
+    const ref = pickName(await this.names(dir), name, true);
+    return ref && this.entry(dir, ref);
+  }
+
+  private async entry(dir: NtfsNode, ref: IndexRef): Promise<DirectoryEntry<NtfsNode>> {
+    const node = await this.node(ref.record);
+    if (ref.sequence !== 0 && ref.sequence !== node.record.sequence) {
+      throw corrupt(`index entry "${ref.name}" refers to a reused MFT record ${ref.record}`);
+    }
+    if (ref.name.length === 0 || ref.name.includes("/") || ref.name.includes("\0")) {
+      throw corrupt(`record ${dir.id}: entry name "${ref.name}" cannot be a path component`);
+    }
+    return { name: ref.name, node };
+  }
+
+  /** The directory's entries as index references, user files only, without loading their records. */
+  /** Decoded names per directory: a path is often resolved again right after a stat. */
+  private async names(dir: NtfsNode): Promise<IndexRef[]> {
+    const hit = this.nameCache.get(dir.id);
+    if (hit) return hit;
+    const names = await this.readNames(dir);
+    if (this.nameCache.size >= NAME_CACHE_SIZE) this.nameCache.delete(this.nameCache.keys().next().value!);
+    this.nameCache.set(dir.id, names);
+    return names;
+  }
+
+  private async readNames(dir: NtfsNode): Promise<IndexRef[]> {
     const root = dir.attrs.find((a) => a.type === NTFS_ATTR.INDEX_ROOT && a.name === "$I30");
     if (!root?.resident) throw corrupt(`directory record ${dir.id} has no $I30 index root`);
     const allocation = dir.attrs.find((a) => a.type === NTFS_ATTR.INDEX_ALLOCATION && a.name === "$I30");
@@ -321,7 +363,7 @@ export class NtfsDriver implements Driver<NtfsNode> {
     if (blockSize !== this.boot.indexRecordSize)
       throw corrupt(`record ${dir.id}: index block size ${blockSize}`);
     const vcnShift = blockSize >= this.boot.clusterSize ? Math.log2(this.boot.clusterSize) : 9;
-    const refs: Array<{ name: string; record: number; sequence: number }> = [];
+    const refs: IndexRef[] = [];
     const visited = new Set<number>();
 
     const walkNode = async (bytes: Buffer, headerAt: number, depth: number, where: string): Promise<void> => {
@@ -379,19 +421,7 @@ export class NtfsDriver implements Driver<NtfsNode> {
     };
 
     await walkNode(root.value, 0x10, 0, `record ${dir.id} $INDEX_ROOT`);
-    const out: DirectoryEntry<NtfsNode>[] = [];
-    for (const ref of refs) {
-      if (ref.record < FIRST_USER_RECORD || ref.record === dir.id) continue;
-      const node = await this.node(ref.record);
-      if (ref.sequence !== 0 && ref.sequence !== node.record.sequence) {
-        throw corrupt(`index entry "${ref.name}" refers to a reused MFT record ${ref.record}`);
-      }
-      if (ref.name.length === 0 || ref.name.includes("/") || ref.name.includes("\0")) {
-        throw corrupt(`record ${dir.id}: entry name "${ref.name}" cannot be a path component`);
-      }
-      out.push({ name: ref.name, node });
-    }
-    return out;
+    return refs.filter((ref) => ref.record >= FIRST_USER_RECORD && ref.record !== dir.id);
   }
 }
 

@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { BulwarkError } from "@bulwark/errors";
 import { unsupported } from "../errors.js";
-import type { DirectoryEntry, Driver, NodeInfo } from "./driver.js";
+import { type DirectoryEntry, type Driver, type NodeInfo, pickName } from "./driver.js";
 import { nameMatcher } from "./glob.js";
 import { joinPath, splitPath } from "./path.js";
 import type {
@@ -96,12 +96,11 @@ export class DriverReader<N extends NodeInfo> implements FileSystemReader {
     let at = "/";
     for (const part of parts) {
       if (node.type !== "directory") throw notADirectory(at);
-      const entries = await this.list(node);
-      let found = entries.find((e) => e.name === part);
-      if (!found && this.driver.caseInsensitive) {
-        const folded = part.toLowerCase();
-        found = entries.find((e) => e.name.toLowerCase() === folded);
-      }
+      // A cached listing answers at once; otherwise only the matching entry's node is loaded.
+      const cached = this.listings.get(node.id);
+      const found = cached
+        ? pickName(cached, part, this.driver.caseInsensitive)
+        : await this.driver.lookup(node, part);
       if (!found) throw notFound(joinPath(at, part));
       node = found.node;
       at = joinPath(at, found.name);
