@@ -7,12 +7,14 @@ export const controlCodes = defineCodes("CONTROL", {
   BULWARK_CONTROL_AGENT_OFFLINE: {
     http: 503,
     grpc: "UNAVAILABLE",
-    summary: "No server node holds a live control stream for the agent, so the command cannot be delivered now.",
+    summary:
+      "No server node holds a live control stream for the agent, so the command cannot be delivered now.",
   },
   BULWARK_CONTROL_COMMAND_TIMEOUT: {
     http: 504,
     grpc: "DEADLINE_EXCEEDED",
-    summary: "The agent did not acknowledge the command in time; it stays pending and is resent when the agent reconnects.",
+    summary:
+      "The agent did not acknowledge the command in time; it stays pending and is resent when the agent reconnects.",
   },
   BULWARK_CONTROL_COMMAND_INVALID: {
     http: 400,
@@ -32,7 +34,8 @@ export const controlCodes = defineCodes("CONTROL", {
   BULWARK_CONTROL_HEARTBEAT_MISSED: {
     http: 408,
     grpc: "DEADLINE_EXCEEDED",
-    summary: "The agent sent nothing for three heartbeat intervals; the server marked it offline and closed the stream.",
+    summary:
+      "The agent sent nothing for three heartbeat intervals; the server marked it offline and closed the stream.",
   },
   BULWARK_CONTROL_SUPERSEDED: {
     http: 409,
@@ -67,6 +70,7 @@ export const controlCodes = defineCodes("CONTROL", {
   BULWARK_CONTROL_DISCONNECTED: {
     http: 503,
     grpc: "UNAVAILABLE",
-    summary: "The server ended the agent's control stream (the reason is in the message); the agent reconnects unless revoked.",
+    summary:
+      "The server ended the agent's control stream (the reason is in the message); the agent reconnects unless revoked.",
   },
 });
