@@ -20,6 +20,7 @@ import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
 import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
 import { apiOptionsFromConfig } from "./http/config.js";
+import { apiServices, jobSystemWhenStarted } from "./http/services.js";
 import { JobSystem, jobSettingsFromConfig } from "./jobs/index.js";
 import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
@@ -92,17 +93,6 @@ async function main(): Promise<void> {
   redis.on("error", (err) => log.warn({ err: err.message }, "redis connection error"));
   // Start even if Redis is down: /healthz reports it and the connection retries in the background.
   redis.connect().catch(() => undefined);
-
-  const app = buildApp({
-    catalog,
-    redis,
-    nodeName: config.nodeName,
-    logger: { level: config.logLevel, redact: REDACTED_LOG_PATHS },
-    consoleDir: config.consoleDir ?? DEFAULT_CONSOLE_DIR,
-    api: apiOptionsFromConfig(config),
-  });
-  await app.listen({ host: config.httpHost, port: config.httpPort });
-  log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, "bulwark-server listening");
 
   const repositories = new RepositoryRegistry({ catalog, secret: repositorySecret });
   // The server CA (created on first start) issues the listeners' certificate unless the
@@ -218,6 +208,29 @@ async function main(): Promise<void> {
       "NBD listener not started: instant access is off on this node",
     );
   }
+
+  // HTTP last: the REST API calls the enrollment service, the control plane, the job system and
+  // this node's NBD exports (apps/server/src/http/services.ts).
+  const app = buildApp({
+    catalog,
+    redis,
+    nodeName: config.nodeName,
+    logger: { level: config.logLevel, redact: REDACTED_LOG_PATHS },
+    consoleDir: config.consoleDir ?? DEFAULT_CONSOLE_DIR,
+    api: {
+      ...apiOptionsFromConfig(config),
+      ...apiServices({
+        catalog,
+        now: () => new Date(),
+        jobs: jobSystemWhenStarted(() => jobs),
+        enrollmentEndpoint: pki.endpoint,
+        onAgentRevoked: (agentId) => control.closeAgentStreams(agentId),
+        exports: nbd?.exports,
+      }),
+    },
+  });
+  await app.listen({ host: config.httpHost, port: config.httpPort });
+  log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, "bulwark-server listening");
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -3,6 +3,7 @@
 // plane exist, and passes them to buildApp as `api: { ...apiServices(...) }`.
 
 import type { Catalog } from "@bulwark/catalog";
+import { BulwarkError } from "@bulwark/errors";
 import { revokeAgent } from "../enrollment/revoke.js";
 import type { EnrollmentEndpoint } from "../enrollment/token.js";
 import {
@@ -27,6 +28,25 @@ export interface JobSystemApi {
   syncPolicySchedules(policyId: string): Promise<unknown>;
   enqueueBackupNow(agentId: string, volumeId: string, requestedById: string | null): Promise<string>;
   enqueueRestore(req: RestoreRequest): Promise<string>;
+}
+
+/**
+ * A job system that starts in the background (main.ts): calls before it is up are refused with
+ * BULWARK_QUEUE_UNAVAILABLE instead of being lost.
+ */
+export function jobSystemWhenStarted(current: () => JobSystemApi | undefined): JobSystemApi {
+  const get = (): JobSystemApi => {
+    const jobs = current();
+    if (!jobs)
+      throw new BulwarkError("BULWARK_QUEUE_UNAVAILABLE", "the job system is not started yet on this node");
+    return jobs;
+  };
+  return {
+    syncPolicySchedules: (policyId) => get().syncPolicySchedules(policyId),
+    enqueueBackupNow: (agentId, volumeId, requestedById) =>
+      get().enqueueBackupNow(agentId, volumeId, requestedById),
+    enqueueRestore: (req) => get().enqueueRestore(req),
+  };
 }
 
 export interface ApiServiceSources {
