@@ -281,7 +281,7 @@ export class NtfsDriver implements Driver<NtfsNode> {
     for (let unit = Math.floor(start / unitBytes); unit * unitBytes < end; unit++) {
       const lcns: Array<number | null> = [];
       for (let i = 0; i < unitClusters; i++) lcns.push(lcnOf(data.runs, unit * unitClusters + i));
-      const allocated = lcns.findIndex((l) => l === null);
+      const allocated = lcns.indexOf(null);
       const count = allocated < 0 ? unitClusters : allocated;
       if (lcns.slice(count).some((l) => l !== null)) {
         throw corrupt(`record ${record}: compression unit ${unit} has clusters after a hole`);
