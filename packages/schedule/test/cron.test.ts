@@ -2,15 +2,16 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { instantOf, nextRun, nextRuns, previousRun, wallClock } from "../src/index.js";
 
-// Zones with DST (both hemispheres), half-hour offsets, and fixed offsets. Not Lord Howe: cron-parser
-// 5.10 drops runs in its 30-minute spring gap (docs/jobs.md, known limitations).
+// Zones with DST (both hemispheres), half-hour offsets, and fixed offsets. Not Lord Howe or
+// Chatham: cron-parser 5.10 misplaces runs next to their DST changes, which are not on the hour
+// (docs/jobs.md, known limitations).
 const zones = [
   "UTC",
   "Europe/Berlin",
   "America/New_York",
   "Australia/Sydney",
   "Asia/Kolkata",
-  "Pacific/Chatham",
+  "America/St_Johns",
 ] as const;
 const zoneArb = fc.constantFrom(...zones);
 const FROM = Date.parse("2024-01-01T00:00:00Z");

@@ -16,7 +16,8 @@ export const jobCodes = defineCodes("JOB", {
   BULWARK_JOB_NO_POLICY: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary: "The machine has no enabled policy (directly or through a group), so it has no repository to back up to.",
+    summary:
+      "The machine has no enabled policy (directly or through a group), so it has no repository to back up to.",
   },
   BULWARK_JOB_VOLUME_UNKNOWN: {
     http: 404,
@@ -26,7 +27,8 @@ export const jobCodes = defineCodes("JOB", {
   BULWARK_JOB_WINDOW_MISSED: {
     http: 409,
     grpc: "DEADLINE_EXCEEDED",
-    summary: "The machine was offline (or the job could not start) until its backup window closed; the job is MISSED.",
+    summary:
+      "The machine was offline (or the job could not start) until its backup window closed; the job is MISSED.",
   },
   BULWARK_JOB_DEADLINE_EXCEEDED: {
     http: 504,
@@ -36,7 +38,8 @@ export const jobCodes = defineCodes("JOB", {
   BULWARK_JOB_STALLED: {
     http: 500,
     grpc: "ABORTED",
-    summary: "The server node running the job stopped renewing its lock more often than allowed; the job was given up.",
+    summary:
+      "The server node running the job stopped renewing its lock more often than allowed; the job was given up.",
   },
   BULWARK_JOB_NOT_OWNED: {
     http: 403,
@@ -56,6 +59,7 @@ export const jobCodes = defineCodes("JOB", {
   BULWARK_JOB_RESTORE_POINT_UNAVAILABLE: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary: "The restore point is being deleted or belongs to another machine's tenant, so it cannot be restored.",
+    summary:
+      "The restore point is being deleted or belongs to another machine's tenant, so it cannot be restored.",
   },
 });
