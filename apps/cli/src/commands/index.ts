@@ -28,6 +28,7 @@ import {
   policiesUnassignCommand,
 } from "./policies.js";
 import { repoStatusCommand } from "./repo.js";
+import { exportsCloseCommand, exportsLsCommand, restoreExportCommand, restoreNbdCommand } from "./restore.js";
 import { statusCommand } from "./status.js";
 import {
   apiCreateCommand,
@@ -73,6 +74,10 @@ export const COMMANDS: readonly CommandSpec[] = [
   jobsWatchCommand,
   jobsRunBackupCommand,
   jobsCancelCommand,
+  restoreNbdCommand,
+  restoreExportCommand,
+  exportsLsCommand,
+  exportsCloseCommand,
   enrollCreateCommand,
   enrollLsCommand,
   enrollRevokeCommand,
