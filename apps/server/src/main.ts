@@ -15,6 +15,7 @@ import { createControlRedis } from "./control/redis-connections.js";
 import type { EnrollmentContext } from "./enrollment/context.js";
 import { tokenCommand } from "./enrollment/token-cli.js";
 import { type NbdListener, startNbdListener } from "./exports/listener.js";
+import { RestorePointFiles } from "./files/restore-point-files.js";
 import { type EnrollListener, startEnrollListener } from "./grpc/enroll-listener.js";
 import { CatalogIdentityResolver } from "./grpc/identity.js";
 import { type AgentListener, startAgentListener } from "./grpc/server.js";
@@ -227,6 +228,8 @@ async function main(): Promise<void> {
         onAgentRevoked: (agentId) => control.closeAgentStreams(agentId),
         exports: nbd?.exports,
       }),
+      // File-level restore reads restore points from this node's repositories (no agent involved).
+      files: new RestorePointFiles({ catalog, repositories }),
     },
   });
   await app.listen({ host: config.httpHost, port: config.httpPort });
