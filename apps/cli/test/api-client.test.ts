@@ -135,6 +135,46 @@ describe("ApiClient against odd answers", () => {
     expect(err.message).toContain("no answer within 0.3 s");
   });
 
+  it("restore volume sends the restore request from its flags and follows the job with --wait", async () => {
+    const bodies: unknown[] = [];
+    routes.set("/api/v1/jobs/restore", (req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => {
+        body += d.toString();
+      });
+      req.on("end", () => {
+        bodies.push(JSON.parse(body));
+        res
+          .writeHead(202, { "content-type": "application/json" })
+          .end(JSON.stringify({ ...job("QUEUED", 0), kind: "RESTORE" }));
+      });
+    });
+    routes.set(`/api/v1/jobs/${JOB_ID}/events`, (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(
+        `event: progress\ndata: ${JSON.stringify({ ...pick(job("FAILED", 10)), errorCode: "BULWARK_RESTORE_TARGET_IN_USE", errorMessage: "mounted" })}\n\n`,
+      );
+      res.end(`event: end\ndata: ${JSON.stringify({ id: JOB_ID, state: "FAILED" })}\n\n`);
+    });
+    const out: string[] = [];
+    const err: string[] = [];
+    const backupId = "6e2a0000-0000-4000-8000-000000000000";
+    const code = await run(
+      ["--server", base, "restore", "volume", backupId, "--target", "/dev/sdb1", "--delta", "--wait"],
+      {
+        out: (t) => out.push(t),
+        err: (t) => err.push(t),
+        env: { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "bulwark-cli-")), BULWARK_TOKEN: "bwk_a_b" },
+      },
+    );
+    expect(bodies).toEqual([{ backupId, targetPath: "/dev/sdb1", mode: "delta" }]);
+    expect(out[0]).toBe(`queued restore job ${JOB_ID}`);
+    expect(code).toBe(EXIT.FAILED);
+    expect(err).toEqual([
+      `bulwark: BULWARK_CLI_JOB_FAILED: job ${JOB_ID} ended FAILED: BULWARK_RESTORE_TARGET_IN_USE: mounted`,
+    ]);
+  });
+
   it("jobs watch re-opens a stream that closed early and exits 0 when the job succeeds", async () => {
     let streams = 0;
     routes.set(`/api/v1/jobs/${JOB_ID}/events`, (_req, res) => {

@@ -28,7 +28,13 @@ import {
   policiesUnassignCommand,
 } from "./policies.js";
 import { repoStatusCommand } from "./repo.js";
-import { exportsCloseCommand, exportsLsCommand, restoreExportCommand, restoreNbdCommand } from "./restore.js";
+import {
+  exportsCloseCommand,
+  exportsLsCommand,
+  restoreExportCommand,
+  restoreNbdCommand,
+  restoreVolumeCommand,
+} from "./restore.js";
 import { statusCommand } from "./status.js";
 import {
   apiCreateCommand,
@@ -74,6 +80,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   jobsWatchCommand,
   jobsRunBackupCommand,
   jobsCancelCommand,
+  restoreVolumeCommand,
   restoreNbdCommand,
   restoreExportCommand,
   exportsLsCommand,

@@ -126,7 +126,7 @@ export async function watchJob(
 }
 
 /** The exit of a watched job: 0 when it succeeded, else BULWARK_CLI_JOB_FAILED (exit 5). */
-function finished(
+export function finished(
   ctx: CommandContext,
   final: Pick<JobProgressEvent, "id" | "state" | "errorCode" | "errorMessage">,
 ): number {

@@ -5,13 +5,14 @@
 
 import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
-import { exportSummarySchema, openedExportSchema } from "@bulwark/api";
+import { exportSummarySchema, jobSchema, openedExportSchema } from "@bulwark/api";
 import { BulwarkError } from "@bulwark/errors";
 import type { ApiClient } from "../api-client.js";
 import { defineCommand } from "../command.js";
 import { formatBytes, formatTime, table } from "../format.js";
 import { parseDuration } from "../values.js";
-import { API, enumValue, fetchList, noContent, usage } from "./common.js";
+import { API, enumValue, fetchList, noContent, resolveAgentId, usage } from "./common.js";
+import { finished, watchJob } from "./jobs.js";
 
 /** qemu-img's output formats for `restore export` (its own format names). */
 export const EXPORT_FORMATS = ["raw", "qcow2", "vhdx"] as const;
@@ -171,5 +172,60 @@ export const exportsCloseCommand = defineCommand({
       .api()
       .request("POST", `${API}/exports/${encodeURIComponent(args.id)}/close`, { schema: noContent });
     return { data: { id: args.id, closed: true }, text: `closed export ${args.id}` };
+  },
+});
+
+export const restoreVolumeCommand = defineCommand({
+  path: ["restore", "volume"],
+  summary: "restore a restore point onto a device or image file of a machine (a restore job)",
+  args: ["restorePoint"],
+  options: {
+    target: {
+      type: "string",
+      valueName: "device",
+      description: "device or image file on the machine, e.g. /dev/sdb1 (required)",
+    },
+    agent: {
+      type: "string",
+      valueName: "agent",
+      description: "the machine that writes it (default: the restore point's own)",
+    },
+    delta: { type: "boolean", description: "rewrite only the blocks that differ from what the target holds" },
+    "whole-disk": {
+      type: "boolean",
+      description: "the restore point is a whole disk (partition table included)",
+    },
+    "allow-foreign-target": {
+      type: "boolean",
+      description: "the target is not the volume the restore point came from",
+    },
+    wait: { type: "boolean", description: "follow the job until it ends, as `jobs watch` does" },
+  },
+  examples: [
+    "bulwark restore volume 6e2a… --target /dev/sdb1 --delta --wait",
+    "bulwark restore volume 6e2a… --agent web-02 --target /dev/vdb --allow-foreign-target",
+  ],
+  async run(ctx, { args, options }) {
+    if (!options.target) throw usage("restore volume: --target is required");
+    const api = ctx.api();
+    const agentId = options.agent === undefined ? undefined : await resolveAgentId(api, options.agent);
+    const job = await api.post(
+      `${API}/jobs/restore`,
+      {
+        backupId: args.restorePoint,
+        targetPath: options.target,
+        mode: options.delta ? "delta" : "full",
+        ...(agentId ? { agentId } : {}),
+        ...(options["whole-disk"] ? { wholeDisk: true } : {}),
+        ...(options["allow-foreign-target"] ? { allowForeignTarget: true } : {}),
+      },
+      jobSchema,
+    );
+    if (!options.wait)
+      return { data: job, text: `queued restore job ${job.id} (bulwark jobs watch ${job.id})` };
+    if (ctx.json) ctx.io.out(JSON.stringify({ event: "created", ...job }));
+    else ctx.io.out(`queued restore job ${job.id}`);
+    const final = await watchJob(ctx, api, job.id);
+    return { streamed: true, exitCode: finished(ctx, final) };
   },
 });
