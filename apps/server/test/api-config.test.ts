@@ -11,7 +11,7 @@ describe("API configuration", () => {
     expect(apiOptionsFromConfig(loadServerConfig({ environment: {} }))).toEqual({
       secureCookies: true,
       session: { idleSeconds: 1800, absoluteSeconds: 43200 },
-      loginRateLimit: { keyPrefix: "bulwark" },
+      loginRateLimit: { keyPrefix: "bulwark-bulwark" },
     });
     const custom = loadServerConfig({
       environment: {

@@ -62,6 +62,8 @@ const timeZone = z.string().refine(
   { message: "expected an IANA timezone, e.g. Europe/Berlin" },
 );
 
+const QUEUE_PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
 export const serverConfigSchema = z
   .object({
     httpHost: hostname.default("127.0.0.1"),
@@ -111,11 +113,15 @@ export const serverConfigSchema = z
     sessionIdleTimeoutSeconds: seconds(60, 7 * 24 * 3600).default(DEFAULT_SESSION_IDLE_TIMEOUT_S),
     /** How often this node marks expired sessions and aborts their repository ingest. */
     sessionSweepIntervalSeconds: seconds(1, 3600).default(DEFAULT_SESSION_SWEEP_INTERVAL_S),
-    /** BullMQ keys live under bull:<queuePrefix>; installations sharing one Redis need different ones. */
+    /**
+     * BullMQ keys live under bull:<queuePrefix>. Default: `bulwark-<catalog database name>`, because
+     * jobs belong to one catalog: two installations (or test runs) sharing a Redis must never pick
+     * up each other's jobs, while every node of one installation shares its catalog and so agrees.
+     */
     queuePrefix: z
       .string()
-      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, { message: "expected 1-64 letters, digits, _ . : -" })
-      .default("bulwark"),
+      .regex(QUEUE_PREFIX_PATTERN, { message: "expected 1-64 letters, digits, _ . : -" })
+      .optional(),
     /** Jobs of each queue this node runs at once (backups and restores mostly wait on agents). */
     jobWorkerConcurrency: count(1, 64).default(4),
     /** Backups and restores running at once against one repository, over all nodes. */
@@ -161,7 +167,14 @@ export const serverConfigSchema = z
     }
   });
 
-export type ServerConfig = z.output<typeof serverConfigSchema>;
+/** `bulwark-<database name>`, reduced to the characters a queue prefix allows. */
+export function defaultQueuePrefix(databaseUrl: string): string {
+  const name = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, "")) || "postgres";
+  return `bulwark-${name}`.replace(/[^A-Za-z0-9_.:-]/g, "_").slice(0, 64);
+}
+
+/** The validated configuration, with defaults that depend on other keys filled in. */
+export type ServerConfig = Omit<z.output<typeof serverConfigSchema>, "queuePrefix"> & { queuePrefix: string };
 
 export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   httpHost: "BULWARK_HTTP_HOST",
@@ -204,5 +217,6 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
 export function loadServerConfig(
   opts: { environment?: Record<string, string | undefined>; file?: string } = {},
 ): ServerConfig {
-  return loadConfig({ schema: serverConfigSchema, env: serverEnv, ...opts });
+  const cfg = loadConfig({ schema: serverConfigSchema, env: serverEnv, ...opts });
+  return { ...cfg, queuePrefix: cfg.queuePrefix ?? defaultQueuePrefix(cfg.databaseUrl) };
 }

@@ -27,6 +27,21 @@ describe("server configuration", () => {
     });
   });
 
+  it("keeps each catalog's jobs apart in a shared Redis unless told otherwise", () => {
+    expect(loadServerConfig({ environment: {} }).queuePrefix).toBe("bulwark-bulwark");
+    const other = loadServerConfig({
+      environment: { DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/site%20b-2?sslmode=disable" },
+    });
+    expect(other.queuePrefix).toBe("bulwark-site_b-2");
+    const given = loadServerConfig({
+      environment: { DATABASE_URL: "postgresql://db/x", BULWARK_QUEUE_PREFIX: "shared" },
+    });
+    expect(given.queuePrefix).toBe("shared");
+    expect(() => loadServerConfig({ environment: { BULWARK_QUEUE_PREFIX: "no spaces" } })).toThrow(
+      /BULWARK_QUEUE_PREFIX/,
+    );
+  });
+
   it("coerces environment strings and lets the environment win over the file", () => {
     const dir = mkdtempSync(join(tmpdir(), "bulwark-config-"));
     const file = join(dir, "server.json");
