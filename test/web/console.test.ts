@@ -185,7 +185,12 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
 
   it(
     "enrolls an agent, backs up a loop device, downloads a file and restores the volume",
-    async () => {
+    async ({ onTestFailed }) => {
+      onTestFailed(() => shot(page, "failure"));
+      // Logged in by the first test, unless this one runs alone (-t).
+      await page.goto(`${url}/#/`);
+      await page.locator("#login-email, .topbar").first().waitFor();
+      if (await page.locator("#login-email").count()) await login(page, ADMIN);
       // A group and a policy for it: the policy backs up the loop device (through the API with the
       // console's own session, CSRF header included, as the console's forms do).
       const csrf = (await admin.cookies()).find((c) => c.name === "bulwark_csrf")?.value ?? "";
@@ -229,10 +234,10 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
       await expect.poll(() => countAfterReload(page, hostLink), { timeout: 60_000 }).toBe(1);
       await shot(page, "machines");
       await hostLink.click();
-      // The loop device is reported as a disk and as the ext4 on it: back up the filesystem.
+      // The loop device is reported as a disk and as the volume on it: back up the volume.
       const backupNow = page
         .getByRole("row")
-        .filter({ hasText: "ext4" })
+        .filter({ hasText: "partition" })
         .getByRole("button", { name: `Back up ${sourceDevice} now` });
       await expect.poll(() => countAfterReload(page, backupNow), { timeout: 60_000 }).toBe(1);
       await backupNow.click();

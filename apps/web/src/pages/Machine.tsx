@@ -60,6 +60,7 @@ export function MachinePage({ id }: { id: string }) {
                   <thead>
                     <tr>
                       <th scope="col">Device</th>
+                      <th scope="col">Contents</th>
                       <th scope="col">Mounted at</th>
                       <th scope="col">Size</th>
                       <th scope="col">Last restore point</th>
@@ -74,6 +75,7 @@ export function MachinePage({ id }: { id: string }) {
                           {v.devicePath}
                           {v.gone && " (gone)"}
                         </th>
+                        <td>{v.fsType ?? v.kind.toLowerCase()}</td>
                         <td>{v.mountPoint ?? "—"}</td>
                         <td>{formatBytes(v.sizeBytes)}</td>
                         <td>{v.lastBackup ? formatTime(v.lastBackup.capturedAt) : "—"}</td>

@@ -199,7 +199,7 @@ function EnrollPanel({ groups }: { groups: { id: string; name: string }[] }) {
             It is shown only now.
           </p>
           <label htmlFor="install-command">Install command</label>
-          <textarea id="install-command" readOnly rows={8} value={made.command} />
+          <textarea id="install-command" readOnly rows={14} value={made.command} />
           <button
             type="button"
             onClick={() =>
