@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
+import type { Catalog } from "@bulwark/catalog";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import {
   type AgentHello,
   type Command,
+  type CommandAck,
   type ConnectRequest,
   type ConnectResponse,
   type Disconnect,
@@ -14,8 +16,9 @@ import {
   PROTOCOL_VERSION_STRING,
 } from "@bulwark/protocol";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import type { AgentIdentity } from "../grpc/identity.js";
-import type { ControlPlane } from "./control-plane.js";
+import type { Logger } from "pino";
+import type { AgentIdentity, AgentIdentityResolver } from "../grpc/identity.js";
+import type { JobEventSink } from "./contracts.js";
 import { applyInventory } from "./inventory.js";
 import { LogLimiter } from "./log-limiter.js";
 import {
@@ -38,6 +41,29 @@ import {
 
 /** Oldest protocol minor this server accepts on the control stream. */
 export const MIN_SUPPORTED_MINOR = 0;
+
+/**
+ * What one stream needs from the node's control plane (ControlPlane implements it): settings,
+ * identity checks, and the node-wide bookkeeping a stream's events lead to.
+ */
+export interface StreamHost {
+  readonly catalog: Catalog;
+  readonly identity: AgentIdentityResolver;
+  readonly sink: JobEventSink;
+  readonly node: string;
+  readonly serverVersion: string;
+  readonly log: Logger;
+  readonly heartbeatIntervalMs: number;
+  readonly helloTimeoutMs: number;
+  readonly missedHeartbeats: number;
+  readonly now: () => Date;
+  adopt(stream: AgentStream, hello: AgentHello): Promise<void>;
+  heartbeat(stream: AgentStream): Promise<void>;
+  acknowledged(agentId: string, ack: CommandAck): Promise<void>;
+  jobEvent(agentId: string, kind: string, jobId: string, deliver: () => Promise<void>): Promise<void>;
+  resendPending(stream: AgentStream): Promise<void>;
+  streamEnded(stream: AgentStream, reason: string): Promise<void>;
+}
 
 /**
  * Messages read ahead of the one being handled before the stream is paused (HTTP/2 flow control
@@ -71,7 +97,7 @@ export class AgentStream {
   private markEnded!: () => void;
 
   constructor(
-    private readonly plane: ControlPlane,
+    private readonly plane: StreamHost,
     private readonly call: ControlCall,
   ) {
     this.logs = new LogLimiter(() => plane.now().getTime());

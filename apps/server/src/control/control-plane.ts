@@ -11,7 +11,7 @@ import {
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AgentIdentityResolver } from "../grpc/identity.js";
-import { AgentStream, type ControlCall } from "./agent-stream.js";
+import { AgentStream, type ControlCall, type StreamHost } from "./agent-stream.js";
 import type { AgentCommandDispatcher, AgentPresenceListener, JobEventSink } from "./contracts.js";
 import { DEFAULT_COMMAND_TIMEOUT_MS, RedisCommandDispatcher } from "./dispatcher.js";
 import { StreamHolders } from "./holders.js";
@@ -58,7 +58,7 @@ export interface ControlPlaneOptions {
   now?: () => Date;
 }
 
-export class ControlPlane {
+export class ControlPlane implements StreamHost {
   readonly catalog: Catalog;
   readonly identity: AgentIdentityResolver;
   readonly sink: JobEventSink;
