@@ -202,6 +202,34 @@ export class ApiClient {
     }
     return res.body;
   }
+
+  /**
+   * Starts a download (file content, an archive): the answer's headers and its body as a stream,
+   * never buffered. As with event streams only connecting is bounded by the timeout; a large
+   * file may take as long as it takes.
+   */
+  async openDownload(
+    path: string,
+    query?: Record<string, QueryValue>,
+  ): Promise<{ body: ReadableStream<Uint8Array>; headers: Headers }> {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new DOMException("connect timeout", "TimeoutError")),
+      this.timeoutMs,
+    );
+    let res: Response;
+    try {
+      res = await this.fetch("GET", this.url(path, query), undefined, "*/*", controller.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      const json = await res.json().catch(() => undefined);
+      throw serverError("GET", path, res.status, json);
+    }
+    if (!res.body) throw badResponse("GET", path, `HTTP ${res.status} without a body`);
+    return { body: res.body, headers: res.headers };
+  }
 }
 
 function badResponse(method: HttpMethod, path: string, why: string): BulwarkError {

@@ -4,6 +4,7 @@ import { agentsLsCommand, agentsRevokeCommand, agentsShowCommand } from "./agent
 import { auditLsCommand } from "./audit.js";
 import { loginCommand, logoutCommand, whoamiCommand } from "./auth.js";
 import { backupsLsCommand, backupsRmCommand, backupsShowCommand } from "./backups.js";
+import { filesFindCommand, filesGetCommand, filesLsCommand, filesVolumeCommand } from "./files.js";
 import {
   groupsAddCommand,
   groupsCreateCommand,
@@ -85,6 +86,10 @@ export const COMMANDS: readonly CommandSpec[] = [
   restoreExportCommand,
   exportsLsCommand,
   exportsCloseCommand,
+  filesVolumeCommand,
+  filesLsCommand,
+  filesFindCommand,
+  filesGetCommand,
   enrollCreateCommand,
   enrollLsCommand,
   enrollRevokeCommand,
