@@ -243,10 +243,12 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
       await backupNow.click();
       await page.getByRole("heading", { name: /backup job/ }).waitFor();
       await page.locator(".job-live .state-succeeded").waitFor({ timeout: JOB_WAIT_MS });
+      // The ended job is read again: no Cancel button for a finished job.
+      await expect.poll(() => page.getByRole("button", { name: "Cancel job" }).count()).toBe(0);
       await shot(page, "job-backup");
 
       await page.goto(`${url}/#/`);
-      await page.getByText("1 restore points").waitFor();
+      await page.getByText("1 restore point", { exact: false }).first().waitFor();
       await page.locator("figure.chart svg").waitFor();
       await shot(page, "dashboard");
 
@@ -315,6 +317,9 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
     const nav = desk.getByRole("navigation", { name: "Main" });
     expect(await nav.getByRole("link", { name: "Restore" }).count()).toBe(1);
     expect(await nav.getByRole("link", { name: "Admin" }).count()).toBe(0);
+    await desk.goto(`${url}/#/machines`);
+    await desk.getByRole("heading", { name: "Machines" }).waitFor();
+    expect(await desk.getByRole("button", { name: "Enroll a machine" }).count()).toBe(0);
     await desk.goto(`${url}/#/admin/users`);
     await desk.getByRole("heading", { name: "Not available" }).waitFor();
     await shot(desk, "helpdesk-admin-refused");

@@ -25,9 +25,19 @@ export function sortJobsFailuresFirst(jobs: Job[]): Job[] {
   );
 }
 
-/** A machine is at risk when any of its volumes missed its recovery point or has none. */
-export function machineAtRisk(agent: AgentDetail): boolean {
-  return agent.volumes.some((v) => !v.gone && (v.rpo === "late" || v.rpo === "none"));
+/**
+ * Why a machine is at risk, or null: a volume missed its recovery point (`late`), or a policy
+ * applies and no volume has a restore point yet. A volume without restore points next to one that
+ * has them is usually one the policy's selector leaves out (a whole-disk twin, a scratch device).
+ */
+export function riskOf(agent: AgentDetail): string | null {
+  const live = agent.volumes.filter((v) => !v.gone);
+  const late = live.filter((v) => v.rpo === "late");
+  if (late.length > 0) return `recovery point missed on ${late.map((v) => v.devicePath).join(", ")}`;
+  if (agent.effectivePolicy && live.length > 0 && live.every((v) => v.rpo === "none")) {
+    return "no restore point yet";
+  }
+  return null;
 }
 
 export function DashboardPage() {
@@ -55,7 +65,11 @@ export function DashboardPage() {
           <h2 id="fleet-heading">Machines</h2>
           <Show loaded={fleet} what="machines" onRetry={reloadFleet}>
             {(agents) => {
-              const atRisk = agents.filter(machineAtRisk);
+              const atRisk = agents.flatMap((a) => {
+                const risk = riskOf(a);
+                return risk ? [{ agent: a, risk }] : [];
+              });
+              const unscheduled = agents.filter((a) => !a.effectivePolicy).length;
               return agents.length === 0 ? (
                 <Empty>
                   No machines yet. <a href={href("/machines")}>Enroll one</a>.
@@ -64,18 +78,23 @@ export function DashboardPage() {
                 <>
                   <p className="big-numbers">
                     <span className="good">
-                      <strong>{agents.length - atRisk.length}</strong> protected
+                      <strong>{agents.length - atRisk.length - unscheduled}</strong> protected
                     </span>
                     <span className={atRisk.length ? "problem" : ""}>
                       <strong>{atRisk.length}</strong> at risk
                     </span>
+                    {unscheduled > 0 && (
+                      <span>
+                        <strong>{unscheduled}</strong> without a policy
+                      </span>
+                    )}
                   </p>
                   {atRisk.length > 0 && (
                     <ul className="plain">
-                      {atRisk.map((a) => (
+                      {atRisk.map(({ agent: a, risk }) => (
                         <li key={a.id}>
-                          <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>: recovery point missed (last
-                          seen {formatAgo(a.lastSeenAt)})
+                          <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>: {risk} (last seen{" "}
+                          {formatAgo(a.lastSeenAt)})
                         </li>
                       ))}
                     </ul>
@@ -100,7 +119,7 @@ export function DashboardPage() {
                         <dd>
                           {formatBytes(r.storedBytes)} stored, dedup ratio{" "}
                           {r.dedupRatio === null ? "—" : `${r.dedupRatio.toFixed(2)}×`}, {r.backupCount}{" "}
-                          restore points
+                          {r.backupCount === 1 ? "restore point" : "restore points"}
                         </dd>
                       </div>
                     ))}

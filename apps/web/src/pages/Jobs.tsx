@@ -1,14 +1,14 @@
 // Jobs: a live list (refreshed while something runs) with progress bars, one job's details and
 // log, retry (a failed backup runs again) and cancel.
 import { type Job, jobKindSchema, jobStateSchema } from "@bulwark/api";
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { z } from "zod";
 import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { formatBytes, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { isTerminal, JobLive, ProgressBar } from "../ui/progress";
+import { isTerminal, JobLiveView, ProgressBar, useLiveJob } from "../ui/progress";
 
 /** How often the list refreshes while a job in it is queued or running. */
 const LIST_REFRESH_MS = 3_000;
@@ -53,6 +53,7 @@ export function JobsPage({ selected }: { selected?: string }) {
   const [state, setState] = useState("");
   const [kind, setKind] = useState("");
   const [tick, setTick] = useState(0);
+  const refreshList = useCallback(() => setTick((n) => n + 1), []);
   const [jobs, reload] = useLoad((signal) => api.jobs({ state, kind }, signal), [state, kind, tick]);
   const active = jobs.state === "ok" && jobs.data.items.some((j) => !isTerminal(j.state));
   useEffect(() => {
@@ -64,7 +65,7 @@ export function JobsPage({ selected }: { selected?: string }) {
   return (
     <>
       <h1>Jobs</h1>
-      {selected && <JobDetail id={selected} onChanged={() => setTick((n) => n + 1)} />}
+      {selected && <JobDetail id={selected} onChanged={refreshList} />}
       <form className="filters" aria-label="Filter jobs" onSubmit={(e) => e.preventDefault()}>
         <label>
           State
@@ -112,6 +113,15 @@ function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
   const mayCancel = useCan("cancelJob");
   const mayRun = useCan("runBackup");
   const [job, reload] = useLoad((signal) => api.job(id, signal), [id]);
+  const live = useLiveJob(id);
+  const liveState = live.event?.state;
+  // When the live stream says the job ended, read it again for its times, result and actions.
+  useEffect(() => {
+    if (liveState && isTerminal(liveState)) {
+      reload();
+      onChanged();
+    }
+  }, [liveState, reload, onChanged]);
   const action = useAction();
   return (
     <section className="card" aria-labelledby="job-heading">
@@ -123,7 +133,7 @@ function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
               <h2 id="job-heading">
                 {j.kind.toLowerCase()} job <code>{j.id.slice(0, 8)}</code>
               </h2>
-              <JobLive jobId={j.id} initial={j} />
+              <JobLiveView live={live} initial={j} />
               <dl>
                 <dt>Machine</dt>
                 <dd>{j.agentId ? <a href={href(`/machines/${j.agentId}`)}>open machine</a> : "—"}</dd>

@@ -44,6 +44,10 @@ export function StoredBytesChart({ points, title }: { points: Point[]; title: st
           {last?.at.toLocaleString()}
         </text>
         <path d={d} className="line" />
+        {points.map((p, i) => (
+          // biome-ignore lint/suspicious/noArrayIndexKey: points are fixed and may share a time
+          <circle key={i} cx={x(p.at.getTime())} cy={y(p.value)} r={4} className="dot" />
+        ))}
       </svg>
       <figcaption>{summary}</figcaption>
     </figure>

@@ -67,8 +67,12 @@ export function useLiveJob(jobId: string | undefined): LiveJob {
   return live;
 }
 
+/** A job's live state, following the events itself. */
 export function JobLive({ jobId, initial }: { jobId: string; initial?: Job }) {
-  const live = useLiveJob(jobId);
+  return <JobLiveView live={useLiveJob(jobId)} initial={initial} />;
+}
+
+export function JobLiveView({ live, initial }: { live: LiveJob; initial?: Job }) {
   const ev = live.event ?? initial;
   if (!ev) return <p role="status">Connecting to the job's live progress…</p>;
   return (
