@@ -228,6 +228,29 @@ describe("files volume, ls, find and get", () => {
     expect(existsSync(join(dir, "x"))).toBe(false);
   });
 
+  it("names a directory's archive after it by default and reports an unwritable output as a local error", async () => {
+    const cwd = process.cwd();
+    const work = mkdtempSync(join(dir, "dir-"));
+    process.chdir(work);
+    try {
+      const res = await cli(["files", "get", BACKUP_ID, "/etc"]);
+      expect(res.code).toBe(0);
+      expect(readFileSync(join(work, "etc.tar")).equals(ARCHIVE)).toBe(true);
+    } finally {
+      process.chdir(cwd);
+    }
+    const nowhere = await cli([
+      "files",
+      "get",
+      BACKUP_ID,
+      "/etc/big.bin",
+      "-o",
+      join(dir, "no-such-dir", "x"),
+    ]);
+    expect(nowhere.code).toBe(4);
+    expect(nowhere.err).toContain("BULWARK_CLI_FILE: cannot write");
+  });
+
   it("leaves no file behind when the download is shorter than announced", async () => {
     const work = mkdtempSync(join(dir, "short-"));
     const out = join(work, "short.bin");

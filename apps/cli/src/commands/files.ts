@@ -240,7 +240,9 @@ async function saveAtomically(
       );
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.syscall === "open")
+      // A local file error (open, write: ENOSPC, EACCES) carries its system call; a broken
+      // connection does not.
+      if (e.syscall !== undefined)
         throw new BulwarkError("BULWARK_CLI_FILE", `cannot write ${out}: ${e.message}`);
       throw new BulwarkError(
         "BULWARK_CLI_UNREACHABLE",
