@@ -311,8 +311,9 @@ export const filesGetCommand = defineCommand({
     },
     format: {
       type: "string",
-      valueName: "tar|zip",
-      description: "archive format for a directory (default tar)",
+      // Not "tar|zip": a pipe in the value name would split the docs' Markdown table.
+      valueName: "format",
+      description: "archive format for a directory: tar (default) or zip",
     },
     force: { type: "boolean", description: "replace the output file if it exists" },
     ...partitionOption,
