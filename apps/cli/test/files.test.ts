@@ -7,7 +7,10 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DownloadStalledError, downloadMeter } from "../src/commands/files.js";
 import { run } from "../src/run.js";
 
 const BACKUP_ID = randomUUID();
@@ -258,5 +261,16 @@ describe("files volume, ls, find and get", () => {
     expect(res.code).not.toBe(0);
     expect(res.err).toMatch(/BULWARK_CLI_(UNREACHABLE|BAD_RESPONSE)/);
     expect(readdirSync(work)).toEqual([]);
+  });
+
+  it("fails a download that stops sending instead of waiting forever", async () => {
+    const source = new PassThrough();
+    source.write(Buffer.alloc(100));
+    const meter = downloadMeter(150);
+    const sink = new Writable({ write: (_c, _e, done) => done() });
+    const started = Date.now();
+    await expect(pipeline(source, meter, sink)).rejects.toBeInstanceOf(DownloadStalledError);
+    expect(meter.bytes).toBe(100);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
   });
 });

@@ -192,16 +192,47 @@ function safeLocalName(name: string): string | undefined {
   return name;
 }
 
-/** Counts the bytes that pass through (checked against Content-Length at the end). */
-function byteCounter(): Transform & { bytes: number } {
-  const counter = new Transform({
+/**
+ * Without a byte for this long a download is taken as hung (a dead connection that never closed):
+ * the server streams as it reads, and even a slow repository answers well within it.
+ */
+export const DOWNLOAD_IDLE_TIMEOUT_MS = 120_000;
+
+export class DownloadStalledError extends Error {
+  constructor(idleMs: number) {
+    super(`no data for ${idleMs / 1000} s`);
+    this.name = "DownloadStalledError";
+  }
+}
+
+/**
+ * Counts the bytes that pass through (checked against Content-Length at the end) and fails the
+ * pipeline when nothing arrives for `idleMs`.
+ */
+export function downloadMeter(idleMs = DOWNLOAD_IDLE_TIMEOUT_MS): Transform & { bytes: number } {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => meter.destroy(new DownloadStalledError(idleMs)), idleMs);
+  };
+  const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
-      counter.bytes += chunk.length;
+      meter.bytes += chunk.length;
+      arm();
       done(null, chunk);
     },
+    flush(done) {
+      clearTimeout(timer);
+      done();
+    },
+    destroy(err, done) {
+      clearTimeout(timer);
+      done(err);
+    },
   }) as Transform & { bytes: number };
-  counter.bytes = 0;
-  return counter;
+  meter.bytes = 0;
+  arm();
+  return meter;
 }
 
 function expectedLength(headers: Headers): number | undefined {
@@ -230,7 +261,7 @@ async function saveAtomically(
   what: string,
 ): Promise<number> {
   const tmp = join(dirname(out), `.${basename(out)}.bulwark-partial-${randomBytes(6).toString("hex")}`);
-  const counter = byteCounter();
+  const counter = downloadMeter();
   try {
     try {
       await pipeline(
@@ -283,7 +314,7 @@ async function streamToStdout(
   headers: Headers,
   what: string,
 ): Promise<number> {
-  const counter = byteCounter();
+  const counter = downloadMeter();
   try {
     await pipeline(Readable.fromWeb(body as never), counter, process.stdout, { end: false });
   } catch (err) {
