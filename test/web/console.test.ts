@@ -191,14 +191,11 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
       await page.goto(`${url}/#/`);
       await page.locator("#login-email, .topbar").first().waitFor();
       if (await page.locator("#login-email").count()) await login(page, ADMIN);
-      // A group and a policy for it: the policy backs up the loop device (through the API with the
-      // console's own session, CSRF header included, as the console's forms do).
-      const csrf = (await admin.cookies()).find((c) => c.name === "bulwark_csrf")?.value ?? "";
-      const group = await page.request.post(`${url}/api/v1/groups`, {
-        data: { name: "lab" },
-        headers: { "x-csrf-token": csrf },
-      });
-      expect(group.status(), await group.text()).toBe(201);
+      // A group, made on the Machines page.
+      await page.goto(`${url}/#/machines`);
+      await page.getByLabel("New group name").fill("lab");
+      await page.getByRole("button", { name: "Create group" }).click();
+      await page.getByText("Group lab created.").waitFor();
 
       // Policies page: create one with the schedule preview, assigned to the group.
       await page.goto(`${url}/#/policies/new`);

@@ -8,6 +8,7 @@ export type Capability =
   | "cancelJob"
   | "restore"
   | "editPolicies"
+  | "manageGroups"
   | "viewRepositories"
   | "viewAdmin"
   | "manageUsers";
@@ -18,6 +19,8 @@ const GRANTS: Record<Capability, readonly Role[]> = {
   cancelJob: ["ADMIN", "OPERATOR"],
   restore: ["ADMIN", "OPERATOR", "HELPDESK"],
   editPolicies: ["ADMIN", "OPERATOR"],
+  // Groups, and a machine's groups and tags.
+  manageGroups: ["ADMIN", "OPERATOR"],
   viewRepositories: ["ADMIN", "OPERATOR", "AUDITOR"],
   // Users and the audit log: admins manage, auditors read.
   viewAdmin: ["ADMIN", "AUDITOR"],

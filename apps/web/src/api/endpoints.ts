@@ -45,7 +45,11 @@ export const api = {
     list("/agents", agentSchema, q, signal),
   agent: (id: string, signal?: AbortSignal) =>
     request("GET", `/agents/${encodeURIComponent(id)}`, agentDetailSchema, { signal }),
+  updateAgent: (id: string, body: { tags?: string[]; groupIds?: string[] }) =>
+    request("PATCH", `/agents/${encodeURIComponent(id)}`, agentDetailSchema, { body }),
   groups: (signal?: AbortSignal) => list("/groups", groupSchema, {}, signal),
+  createGroup: (body: { name: string; description?: string }) =>
+    request("POST", "/groups", groupSchema, { body }),
   enrollmentTokens: (signal?: AbortSignal) =>
     list("/enrollment-tokens", enrollmentTokenSchema, { active: "true" }, signal),
   createEnrollmentToken: (body: { groupId?: string; tags?: string[]; ttlSeconds: number }) =>

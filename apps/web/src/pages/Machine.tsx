@@ -1,6 +1,7 @@
 // One machine: its volumes and their recovery-point status, the policy in effect, its restore
 // points on a timeline, and its jobs.
-import type { Backup } from "@bulwark/api";
+import type { AgentDetail, Backup } from "@bulwark/api";
+import { useState } from "react";
 import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
@@ -18,6 +19,7 @@ const RPO_TEXT = {
 export function MachinePage({ id }: { id: string }) {
   const mayRun = useCan("runBackup");
   const mayRestore = useCan("restore");
+  const mayGroup = useCan("manageGroups");
   const [agent, reload] = useLoad((signal) => api.agent(id, signal), [id]);
   const [backups, reloadBackups] = useLoad((signal) => api.backups({ agentId: id }, signal), [id]);
   const [jobs, reloadJobs] = useLoad((signal) => api.jobs({ agentId: id }, signal), [id]);
@@ -37,6 +39,7 @@ export function MachinePage({ id }: { id: string }) {
             {a.groups.length > 0 && ` · groups: ${a.groups.map((g) => g.name).join(", ")}`}
             {a.tags.length > 0 && ` · tags: ${a.tags.join(", ")}`}
           </p>
+          {mayGroup && <Membership agent={a} onSaved={reload} />}
           <section aria-labelledby="policy-heading">
             <h2 id="policy-heading">Effective policy</h2>
             {a.effectivePolicy ? (
@@ -203,5 +206,65 @@ function Timeline({
         ))}
       </ul>
     </>
+  );
+}
+
+/** A machine's groups (which decide its policy) and tags. */
+function Membership({ agent, onSaved }: { agent: AgentDetail; onSaved: () => void }) {
+  const [groups, reload] = useLoad((signal) => api.groups(signal), []);
+  const [chosen, setChosen] = useState(() => new Set(agent.groups.map((g) => g.id)));
+  const [tags, setTags] = useState(agent.tags.join(", "));
+  const action = useAction();
+  return (
+    <details className="card">
+      <summary>Groups and tags</summary>
+      <Show loaded={groups} what="groups" onRetry={reload}>
+        {(page) => (
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void action
+                .run(() =>
+                  api.updateAgent(agent.id, {
+                    groupIds: [...chosen],
+                    tags: tags.split(/[\s,]+/).filter(Boolean),
+                  }),
+                )
+                .then((r) => r && onSaved());
+            }}
+          >
+            <fieldset>
+              <legend>Groups</legend>
+              {page.items.length === 0 && (
+                <p className="empty">No groups exist yet (create one on Machines).</p>
+              )}
+              {page.items.map((g) => (
+                <label key={g.id} className="check">
+                  <input
+                    type="checkbox"
+                    checked={chosen.has(g.id)}
+                    onChange={(e) => {
+                      const next = new Set(chosen);
+                      if (e.target.checked) next.add(g.id);
+                      else next.delete(g.id);
+                      setChosen(next);
+                    }}
+                  />
+                  {g.name}
+                </label>
+              ))}
+            </fieldset>
+            <label>
+              Tags (comma-separated)
+              <input value={tags} onChange={(e) => setTags(e.target.value)} />
+            </label>
+            {action.error && <ErrorBox message={action.error} />}
+            <button type="submit" disabled={action.busy}>
+              Save groups and tags
+            </button>
+          </form>
+        )}
+      </Show>
+    </details>
   );
 }

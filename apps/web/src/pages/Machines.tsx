@@ -26,12 +26,14 @@ export function MachinesPage() {
       ),
     [search, group, tag, status],
   );
-  const [groups] = useLoad((signal) => api.groups(signal), []);
+  const mayGroup = useCan("manageGroups");
+  const [groups, reloadGroups] = useLoad((signal) => api.groups(signal), []);
 
   return (
     <>
       <h1>Machines</h1>
       {mayEnroll && <EnrollPanel groups={groups.state === "ok" ? groups.data.items : []} />}
+      {mayGroup && <NewGroup onCreated={reloadGroups} />}
       <form className="filters" aria-label="Filter machines" onSubmit={(e) => e.preventDefault()}>
         <label>
           Search hostname
@@ -215,5 +217,38 @@ function EnrollPanel({ groups }: { groups: { id: string; name: string }[] }) {
         </div>
       )}
     </section>
+  );
+}
+
+function NewGroup({ onCreated }: { onCreated: () => void }) {
+  const [name, setName] = useState("");
+  const [made, setMade] = useState<string | undefined>();
+  const action = useAction();
+  return (
+    <form
+      className="filters"
+      aria-label="New group"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void action
+          .run(() => api.createGroup({ name: name.trim() }))
+          .then((g) => {
+            if (!g) return;
+            setMade(g.name);
+            setName("");
+            onCreated();
+          });
+      }}
+    >
+      <label>
+        New group name
+        <input required maxLength={100} value={name} onChange={(e) => setName(e.target.value)} />
+      </label>
+      <button type="submit" disabled={action.busy}>
+        Create group
+      </button>
+      {made && <span role="status">Group {made} created.</span>}
+      {action.error && <ErrorBox message={action.error} />}
+    </form>
   );
 }
