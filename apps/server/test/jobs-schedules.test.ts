@@ -270,7 +270,7 @@ describe("configuration", () => {
   it("the job keys load with defaults, from the environment, and a bad schedule stops start-up", async () => {
     const defaults = jobSettingsFromConfig(loadServerConfig({ environment: {} }));
     expect(defaults).toEqual({
-      queuePrefix: "bulwark",
+      queuePrefix: "bulwark-bulwark",
       workerConcurrency: 4,
       repositoryConcurrency: 2,
       gcCron: "0 3 * * *",
