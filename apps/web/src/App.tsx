@@ -1,6 +1,6 @@
 // The console shell: who is logged in, the role-aware navigation, and which page the address shows.
 import type { MeResponse } from "@bulwark/api";
-import { createContext, useCallback, useContext, useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { errorMessage, setCsrfToken, setUnauthorizedHandler } from "./api/client";
 import { api } from "./api/endpoints";
 import { AdminPage } from "./pages/Admin";
@@ -14,25 +14,13 @@ import { PolicyEditPage } from "./pages/PolicyEdit";
 import { RestorePage } from "./pages/Restore";
 import { type Capability, can } from "./roles";
 import { href, type Route, useRoute } from "./router";
+import { SessionContext } from "./session";
 import { ErrorBox, Waiting } from "./ui/load";
 
 type Session =
   | { state: "checking" }
   | { state: "anonymous"; reason?: string }
   | { state: "in"; me: MeResponse };
-
-const SessionContext = createContext<MeResponse | undefined>(undefined);
-
-/** The logged-in user (pages render only inside a session). */
-export function useMe(): MeResponse {
-  const me = useContext(SessionContext);
-  if (!me) throw new Error("useMe outside a session");
-  return me;
-}
-
-export function useCan(capability: Capability): boolean {
-  return can(useMe().role, capability);
-}
 
 interface NavItem {
   path: string;

@@ -1,9 +1,9 @@
 // Admin: users and roles, API tokens, the audit log with filters, repository status (verify / GC).
 import { type Role, roleSchema } from "@bulwark/api";
 import { useState } from "react";
-import { useCan, useMe } from "../App";
 import { api } from "../api/endpoints";
 import { href } from "../router";
+import { useCan, useMe } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 

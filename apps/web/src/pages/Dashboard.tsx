@@ -1,8 +1,8 @@
 // The first page after login: is the fleet protected, what failed lately, how full is the storage.
 import type { AgentDetail, Job } from "@bulwark/api";
-import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href } from "../router";
+import { useCan } from "../session";
 import { StoredBytesChart } from "../ui/chart";
 import { formatAgo, formatBytes } from "../ui/format";
 import { Empty, Show, useLoad } from "../ui/load";

@@ -3,9 +3,9 @@
 import { type Job, jobKindSchema, jobStateSchema } from "@bulwark/api";
 import { useCallback, useEffect, useState } from "react";
 import { z } from "zod";
-import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
+import { useCan } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { isTerminal, JobLiveView, ProgressBar, useLiveJob } from "../ui/progress";

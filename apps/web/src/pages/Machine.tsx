@@ -2,9 +2,9 @@
 // points on a timeline, and its jobs.
 import type { AgentDetail, Backup } from "@bulwark/api";
 import { useState } from "react";
-import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
+import { useCan } from "../session";
 import { formatAgo, formatBytes, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { JOB_TABLE_HEAD, JobRow } from "./Jobs";

@@ -1,9 +1,9 @@
 // Machines: search and filter the fleet, and enroll a new machine (an enrollment token and the
 // command that installs it).
 import { useState } from "react";
-import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href } from "../router";
+import { useCan } from "../session";
 import { formatAgo, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 

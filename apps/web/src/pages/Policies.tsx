@@ -1,7 +1,8 @@
 // Policies: the list, with where each applies.
-import { useCan } from "../App";
+
 import { api } from "../api/endpoints";
 import { href } from "../router";
+import { useCan } from "../session";
 import { Empty, Show, useLoad } from "../ui/load";
 
 export function describeRetention(r: Record<string, number>): string {

@@ -16,9 +16,9 @@ import {
 } from "@bulwark/retention";
 import { previewRuns } from "@bulwark/schedule";
 import { useMemo, useState } from "react";
-import { useCan } from "../App";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
+import { useCan } from "../session";
 import { formatTime } from "../ui/format";
 import { ErrorBox, Show, useAction, useLoad } from "../ui/load";
 
