@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo PKI for the agent listener (mTLS), made with openssl: a CA, a server certificate for
-# 127.0.0.1/localhost and an agent certificate whose CN is the agent's ID. Enrollment (not built
-# yet) will replace this: the server's own CA will sign the agent's CSR.
+# 127.0.0.1/localhost and an agent certificate whose CN is the agent's ID. Only the benchmark
+# harness (bench/src/tools/bulwark-agent.ts) uses it now; scripts/start enrolls its agent with a
+# token and the server's own CA.
 # Usage: pki.sh DIR   (does nothing if DIR already holds the files)
 set -euo pipefail
 dir="$1"

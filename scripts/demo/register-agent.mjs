@@ -1,6 +1,7 @@
-// Demo stand-in for enrollment and scheduling (issue 5, not built yet): records the demo agent and
-// its certificate in the catalog the way enrollment will, and creates one backup job the way the
-// scheduler will. Prints the job's ID. Runs from the built catalog package (pnpm build first).
+// Stand-in for enrollment and scheduling, used only by the benchmark harness
+// (bench/src/tools/bulwark-agent.ts) to drive the one-shot `bulwark-agent backup`: records the agent
+// and its certificate in the catalog and creates one backup job. Prints the job's ID. Runs from
+// the built catalog package (pnpm build first). scripts/start uses the real enrollment and jobs.
 //   node scripts/demo/register-agent.mjs --ca ca.pem --cert agent.pem --hostname NAME
 import { createHash, randomUUID, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
