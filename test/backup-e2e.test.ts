@@ -56,6 +56,7 @@ describe.skipIf(!isRoot)(`backup end to end through the real server (${ROOT_REAS
       BULWARK_GRPC_TLS_KEY_FILE: pki.serverKeyPath,
       BULWARK_AGENT_CA_FILE: pki.caPath,
       BULWARK_DATA_DIR: join(dir, "server-data"),
+      BULWARK_ENROLL_PORT: String(await freePort()),
     });
     const deadline = Date.now() + 90_000;
     while (!proc.output().includes("agent listener")) {
@@ -77,15 +78,11 @@ describe.skipIf(!isRoot)(`backup end to end through the real server (${ROOT_REAS
       BULWARK_REPOSITORY_KEY_FILE: keyFile(),
     });
     expect((await init.exited).code, init.output()).toBe(0);
-    // Enrollment (issue 5) is not built yet: register the agent and its certificate as it will.
+    // The server creates its CA on first start. This test's agent certificate comes from the test
+    // PKI (accepted through BULWARK_AGENT_CA_FILE), recorded against the server's CA as an issued one.
+    await startServer();
     tenantId = (await db.catalog.tenant.findFirstOrThrow({ where: { slug: "default" } })).id;
-    const ca = await db.catalog.certificateAuthority.create({
-      data: {
-        certPem: readFileSync(pki.caPath, "utf8"),
-        encryptedPrivateKey: new Uint8Array(1),
-        notAfter: new Date(Date.now() + 86_400_000),
-      },
-    });
+    const ca = await db.catalog.certificateAuthority.findFirstOrThrow({ where: { retiredAt: null } });
     agentId = pki.agentId;
     await db.catalog.agent.create({
       data: {
@@ -107,7 +104,6 @@ describe.skipIf(!isRoot)(`backup end to end through the real server (${ROOT_REAS
         notAfter: new Date(x509.validTo),
       },
     });
-    await startServer();
   }, 180_000);
 
   afterEach(() => loops.cleanup());
@@ -118,10 +114,22 @@ describe.skipIf(!isRoot)(`backup end to end through the real server (${ROOT_REAS
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A backup job as the scheduler will create it (one restore point per job). */
+  /**
+   * A one-shot backup job (one restore point per job). Its deadline matters when the server
+   * restarts: the job system then takes over open jobs, waits for the (one-shot, so never online)
+   * agent until the deadline, and finds the committed restore point once the agent commits.
+   */
   async function job(): Promise<string> {
+    const deadline = new Date(Date.now() + 3_600_000).toISOString();
     const row = await db.catalog.job.create({
-      data: { tenantId, kind: "BACKUP", state: "RUNNING", idempotencyKey: randomUUID(), agentId, params: {} },
+      data: {
+        tenantId,
+        kind: "BACKUP",
+        state: "RUNNING",
+        idempotencyKey: randomUUID(),
+        agentId,
+        params: { manual: true, deadline },
+      },
     });
     return row.id;
   }
