@@ -12,7 +12,8 @@ import { createCatalogClient } from "../../packages/catalog/dist/index.js";
 const { values } = parseArgs({
   options: { ca: { type: "string" }, cert: { type: "string" }, hostname: { type: "string" } },
 });
-if (!values.ca || !values.cert) {
+// --ca names the CA that signed --cert; only the server's CA row is recorded, so it is not read.
+if (!values.cert) {
   console.error("usage: register-agent.mjs --ca CA.pem --cert AGENT.pem [--hostname NAME]");
   process.exit(2);
 }
@@ -20,22 +21,19 @@ const catalog = createCatalogClient({
   databaseUrl: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/bulwark",
 });
 try {
-  const caPem = readFileSync(values.ca, "utf8");
   const cert = new X509Certificate(readFileSync(values.cert));
   const agentId = /CN=([0-9a-f-]{36})/.exec(cert.subject)?.[1];
   if (!agentId) throw new Error(`the agent certificate's CN must be the agent ID (a UUID): ${cert.subject}`);
   // `bulwark-server repo init` creates the default tenant with the repository.
   const tenant = await catalog.tenant.findFirstOrThrow({ where: { slug: "default" } });
-  // The demo CA's key stays in the demo's PKI folder, not with the server: nothing to store.
-  const ca =
-    (await catalog.certificateAuthority.findFirst({ where: { certPem: caPem } })) ??
-    (await catalog.certificateAuthority.create({
-      data: {
-        certPem: caPem,
-        encryptedPrivateKey: new Uint8Array(0),
-        notAfter: new Date(new X509Certificate(caPem).validTo),
-      },
-    }));
+  // The certificate comes from the bench's own CA (accepted through BULWARK_AGENT_CA_FILE); it is
+  // recorded against the CA the server created at its first start, so no CA row without a key
+  // appears (a server starting later would refuse such a row).
+  const ca = await catalog.certificateAuthority.findFirst({
+    where: { retiredAt: null },
+    orderBy: { createdAt: "desc" },
+  });
+  if (!ca) throw new Error("the server has not created its CA yet: start bulwark-server once first");
   await catalog.agent.upsert({
     where: { id: agentId },
     create: {
