@@ -225,10 +225,13 @@ describe("at-least-once delivery", () => {
           (await h.db.catalog.agent.findUniqueOrThrow({ where: { id: agent.id } })).connectedNode === null,
         5000,
       );
-      const offline = [...a.sink.presence, ...b.sink.presence].filter(
-        (p) => p.agentId === agent.id && p.state === "offline",
-      );
-      expect(offline).toHaveLength(1);
+      // The sweep clears connectedNode, then tells the presence listener: wait for the telling too.
+      const offline = () =>
+        [...a.sink.presence, ...b.sink.presence].filter(
+          (p) => p.agentId === agent.id && p.state === "offline",
+        );
+      await eventually(async () => offline().length > 0, 5000);
+      expect(offline()).toHaveLength(1);
     } finally {
       await c.stop();
     }
