@@ -468,6 +468,10 @@ export class MemoryBackend {
                   },
                   totalChunks: point.entries.length,
                   indexDigest: point.digest,
+                  // The in-memory service keeps no volume identity: the agent treats the target as foreign.
+                  sourceVolumeKey: "",
+                  sourceDevicePath: "",
+                  sourceAgent: false,
                   windowChunks: 64,
                 },
               });
