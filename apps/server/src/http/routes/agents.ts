@@ -45,8 +45,8 @@ function agentOut(a: AgentWithGroups): AgentOut {
   };
 }
 
-/** See rpoStatusSchema in @bulwark/api. */
-function rpoStatus(
+/** See rpoStatusSchema in @bulwark/api. Also counted by /metrics (bulwark_rpo_violations). */
+export function rpoStatus(
   policy: Policy | null,
   lastCapturedAt: Date | null,
   now: Date,

@@ -14,6 +14,34 @@ function ratio(numerator: number, denominator: number): number | null {
   return denominator > 0 ? Math.round((numerator / denominator) * 1000) / 1000 : null;
 }
 
+/** A repository's size and deduplication from the catalog; the REST status and /metrics both report it. */
+export async function repositoryUsage(catalog: ApiDeps["catalog"], repositoryId: string) {
+  const [chunks, backups] = await Promise.all([
+    catalog.chunk.aggregate({
+      where: { repositoryId },
+      _count: true,
+      _sum: { storedSize: true, plainSize: true },
+    }),
+    catalog.backup.aggregate({
+      where: { repositoryId, status: "AVAILABLE" },
+      _count: true,
+      _sum: { changedBytes: true },
+    }),
+  ]);
+  const storedBytes = chunks._sum.storedSize ?? 0;
+  const plainBytes = chunks._sum.plainSize ?? 0;
+  const ingestedBytes = num(backups._sum.changedBytes ?? 0n);
+  return {
+    chunkCount: chunks._count,
+    storedBytes,
+    plainBytes,
+    backupCount: backups._count,
+    ingestedBytes,
+    dedupRatio: ratio(ingestedBytes, plainBytes),
+    compressionRatio: ratio(plainBytes, storedBytes),
+  };
+}
+
 function runOut(job: Job | null) {
   return job
     ? {
@@ -72,36 +100,18 @@ export function repositoryRoutes(deps: ApiDeps): FastifyPluginAsyncZod {
         );
         const items = await Promise.all(
           page.items.map(async (repo): Promise<RepositoryStatus> => {
-            const [chunks, backups, lastVerify, lastGc] = await Promise.all([
-              catalog.chunk.aggregate({
-                where: { repositoryId: repo.id },
-                _count: true,
-                _sum: { storedSize: true, plainSize: true },
-              }),
-              catalog.backup.aggregate({
-                where: { repositoryId: repo.id, status: "AVAILABLE" },
-                _count: true,
-                _sum: { changedBytes: true },
-              }),
+            const [usage, lastVerify, lastGc] = await Promise.all([
+              repositoryUsage(catalog, repo.id),
               lastRun(tenantId, repo.id, "VERIFY"),
               lastRun(tenantId, repo.id, "GC"),
             ]);
-            const storedBytes = chunks._sum.storedSize ?? 0;
-            const plainBytes = chunks._sum.plainSize ?? 0;
-            const ingestedBytes = num(backups._sum.changedBytes ?? 0n);
             return {
               id: repo.id,
               name: repo.name,
               kind: repo.kind,
               location: repo.location,
               createdAt: iso(repo.createdAt),
-              chunkCount: chunks._count,
-              storedBytes,
-              plainBytes,
-              backupCount: backups._count,
-              ingestedBytes,
-              dedupRatio: ratio(ingestedBytes, plainBytes),
-              compressionRatio: ratio(plainBytes, storedBytes),
+              ...usage,
               lastVerify: runOut(lastVerify),
               lastGc: runOut(lastGc),
             };
