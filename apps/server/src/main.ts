@@ -23,6 +23,7 @@ import { agentListenerCredentials, loadAgentListenerTls } from "./grpc/tls.js";
 import { apiOptionsFromConfig } from "./http/config.js";
 import { apiServices, jobSystemWhenStarted } from "./http/services.js";
 import { JobSystem, jobSettingsFromConfig } from "./jobs/index.js";
+import { bullmqQueueDepths } from "./metrics/queues.js";
 import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
 import { repoCommand } from "./repo-cli.js";
@@ -230,6 +231,8 @@ async function main(): Promise<void> {
       }),
       // File-level restore reads restore points from this node's repositories (no agent involved).
       files: new RestorePointFiles({ catalog, repositories }),
+      // /metrics reports queue depth once the job system has started (no queue samples before).
+      queueDepths: bullmqQueueDepths(() => jobs?.ctx.queues),
     },
   });
   await app.listen({ host: config.httpHost, port: config.httpPort });

@@ -104,6 +104,9 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
 
   // audit log
   "GET /audit-events": ["ADMIN", "AUDITOR"],
+
+  // monitoring: Prometheus scrapes with an auditor's API token (read-only, whole tenant)
+  "GET /metrics": ["ADMIN", "OPERATOR", "AUDITOR"],
 };
 
 /** The permission for a registered route, or undefined when the table has no entry. HEAD is GET's. */

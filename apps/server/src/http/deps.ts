@@ -127,6 +127,11 @@ export interface RestorePointFileAccess {
   ): Promise<{ partition: number; reader: FileSystemReader }>;
 }
 
+/** BullMQ job counts per queue and state for /metrics (apps/server/src/metrics/queues.ts). */
+export interface QueueDepths {
+  jobCounts(): Promise<{ queue: string; counts: Record<string, number> }[]>;
+}
+
 export interface ApiDeps {
   catalog: Catalog;
   redis: Redis;
@@ -138,6 +143,7 @@ export interface ApiDeps {
   jobs?: JobControl;
   exports?: RestorePointExports;
   files?: RestorePointFileAccess;
+  queueDepths?: QueueDepths;
 }
 
 export type { Role };

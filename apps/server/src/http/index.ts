@@ -10,6 +10,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fast
 import { API_PREFIX } from "../auth/permissions.js";
 import { DEFAULT_LOGIN_RATE_LIMIT, type LoginRateLimitOptions } from "../auth/rate-limit.js";
 import { DEFAULT_SESSION_LIFETIME, type SessionLifetime } from "../auth/sessions.js";
+import { metricsRoutes } from "../metrics/route.js";
 import { serverVersion } from "../version.js";
 import type { ApiDeps } from "./deps.js";
 import { type ApiRoute, CSRF_HEADER, registerRbac } from "./rbac.js";
@@ -40,6 +41,7 @@ export interface ApiOptions {
   jobs?: ApiDeps["jobs"];
   exports?: ApiDeps["exports"];
   files?: ApiDeps["files"];
+  queueDepths?: ApiDeps["queueDepths"];
 }
 
 export function registerApi(
@@ -60,6 +62,7 @@ export function registerApi(
     jobs: opts.jobs,
     exports: opts.exports,
     files: opts.files,
+    queueDepths: opts.queueDepths,
   };
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -102,6 +105,7 @@ export function registerApi(
       if (deps.exports) await api.register(exportRoutes(deps, deps.exports));
       if (deps.files) await api.register(fileRoutes(deps, deps.files));
       await api.register(auditRoutes(deps));
+      await api.register(metricsRoutes(deps));
     },
     { prefix: API_PREFIX },
   );
