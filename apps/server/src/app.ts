@@ -12,7 +12,7 @@ import type { Redis } from "ioredis";
 import { checkHealth } from "./health.js";
 import { type ApiOptions, registerApi } from "./http/index.js";
 import type { ApiRoute } from "./http/rbac.js";
-import { registerErrorHandling } from "./http-errors.js";
+import { frameworkErrors, registerErrorHandling } from "./http-errors.js";
 import { serverVersion } from "./version.js";
 
 export interface AppOptions {
@@ -54,6 +54,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       return typeof given === "string" && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
     },
     logController: new LogController({ requestIdLogLabel: "requestId", disableRequestLogging: false }),
+    frameworkErrors,
   });
   registerErrorHandling(app);
   const now = opts.now ?? (() => new Date());
