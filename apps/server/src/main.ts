@@ -76,6 +76,14 @@ async function main(): Promise<void> {
       `unknown command ${args[0]}; commands: (none) = serve, repo init, user create, token create|list|revoke`,
     );
   }
+  // A signal during start-up is held until everything has started and then stops it cleanly; the
+  // default action would kill the process with listeners and Redis connections half set up.
+  let signalDuringStart: string | undefined;
+  const holdSignal = (signal: string) => {
+    signalDuringStart ??= signal;
+  };
+  process.on("SIGTERM", holdSignal);
+  process.on("SIGINT", holdSignal);
   // Read before anything starts: a missing file stops start-up naming its key.
   const tls = loadAgentListenerTls(config);
   const repositorySecret = loadRepositorySecret(config);
@@ -254,8 +262,11 @@ async function main(): Promise<void> {
     await catalog.$disconnect();
     process.exit(0);
   };
+  process.off("SIGTERM", holdSignal);
+  process.off("SIGINT", holdSignal);
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+  if (signalDuringStart) void stop(signalDuringStart);
 }
 
 main().catch((err: unknown) => {

@@ -50,9 +50,15 @@ interface CentralRecord {
   zip64: boolean;
 }
 
+/** DOS date-times span 1980-01-01 to 2107-12-31 (a 7-bit year); a damaged image may say anything. */
+const DOS_MIN_MS = Date.UTC(1980, 0, 1);
+const DOS_MAX_MS = Date.UTC(2107, 11, 31, 23, 59, 58);
+
 function dosDateTime(date: Date): { dosTime: number; dosDate: number } {
-  // DOS times cannot go before 1980; the extended-timestamp field carries the exact UTC time.
-  const d = date.getTime() < Date.UTC(1980, 0, 1) ? new Date(Date.UTC(1980, 0, 1)) : date;
+  // Clamped into the DOS range (invalid dates read as its start); the extended-timestamp field
+  // carries the exact UTC time where it fits.
+  const ms = date.getTime();
+  const d = new Date(Number.isNaN(ms) ? DOS_MIN_MS : Math.min(Math.max(ms, DOS_MIN_MS), DOS_MAX_MS));
   return {
     dosTime: (d.getUTCHours() << 11) | (d.getUTCMinutes() << 5) | (d.getUTCSeconds() >> 1),
     dosDate: ((d.getUTCFullYear() - 1980) << 9) | ((d.getUTCMonth() + 1) << 5) | d.getUTCDate(),
