@@ -11,6 +11,7 @@ import {
 import type { Metadata, ServerDuplexStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { writeAudit } from "../audit/write.js";
+import { messages } from "../grpc/call-messages.js";
 import type { AgentIdentity, AgentIdentityResolver } from "../grpc/identity.js";
 import { type OpenedRestore, openRestore, type RestoreServiceContext } from "./open.js";
 import { emptyTotals, serveRange } from "./ranges.js";
@@ -264,41 +265,4 @@ async function write(call: RestoreCall, message: RestoreResponse, gone: () => bo
     });
   }
   if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
-}
-
-/**
- * The messages of the call one at a time (paused in between, so the agent is held back by HTTP/2
- * while a range is served), without destroying the call when the consumer stops early.
- */
-async function* messages<T>(call: RestoreCall): AsyncGenerator<T> {
-  const queue: T[] = [];
-  let done = false;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    wake?.();
-    wake = undefined;
-  };
-  call.on("data", (m: T) => {
-    queue.push(m);
-    call.pause();
-    notify();
-  });
-  for (const event of ["end", "cancelled", "error"] as const) {
-    call.on(event, () => {
-      done = true;
-      notify();
-    });
-  }
-  while (true) {
-    const next = queue.shift();
-    if (next !== undefined) {
-      yield next;
-      if (queue.length === 0 && !done) call.resume();
-      continue;
-    }
-    if (done) return;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-  }
 }
