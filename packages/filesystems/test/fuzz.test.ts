@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { isBulwarkError } from "@bulwark/errors";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -12,6 +11,7 @@ import {
   readPartitionTable,
   usedRanges,
 } from "../src/index.js";
+import { outcome as sharedOutcome } from "./helpers/fuzz.js";
 import {
   MiB,
   makeExt4,
@@ -28,24 +28,8 @@ import { PatchedSource } from "./helpers/sources.js";
 const HANG_LIMIT_MS = 5_000;
 const RUNS = 400;
 
-async function outcome(
-  parse: (s: ByteSource) => Promise<unknown>,
-  source: ByteSource,
-): Promise<"ok" | string> {
-  let timer: NodeJS.Timeout | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("HANG")), HANG_LIMIT_MS);
-  });
-  try {
-    await Promise.race([parse(source), hang]);
-    return "ok";
-  } catch (err) {
-    if (isBulwarkError(err)) return err.code;
-    throw err; // anything else (RangeError, TypeError, HANG) fails the property
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const outcome = (parse: (s: ByteSource) => Promise<unknown>, source: ByteSource) =>
+  sharedOutcome(parse, source, HANG_LIMIT_MS);
 
 /** Byte patches biased to the values that break parsers: 0, all-ones, sign bits, small counts. */
 function patchesIn(regions: [number, number][]): fc.Arbitrary<Map<number, number>> {

@@ -13,10 +13,11 @@ export const HANG_LIMIT_MS = 10_000;
 export async function outcome(
   parse: (s: ByteSource) => Promise<unknown>,
   source: ByteSource,
+  hangLimitMs = HANG_LIMIT_MS,
 ): Promise<"ok" | string> {
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("HANG")), HANG_LIMIT_MS);
+    timer = setTimeout(() => reject(new Error("HANG")), hangLimitMs);
   });
   try {
     await Promise.race([parse(source), hang]);
