@@ -76,6 +76,40 @@ describe("BackupService", () => {
     client.close();
   });
 
+  it("reports as stored bytes the chunk files a backup wrote plus its index nodes", async () => {
+    const client = h.client(agent);
+    const { repo } = await h.registry!.get(h.repositoryId);
+    const fileBytes = async (ids: Buffer[]) => {
+      let sum = 0;
+      for (const id of ids) sum += (await repo.backend.stat(chunkKey(id)))!.size;
+      return sum;
+    };
+    const storedOf = async (backupId: string) => {
+      const row = await h.db.catalog.backup.findUniqueOrThrow({ where: { id: backupId } });
+      const indexBytes = (row.stats as { repository: { newStoredBytes: number } }).repository.newStoredBytes;
+      return { stored: Number(row.storedBytes), indexBytes };
+    };
+    // Random chunks do not compress, so their files outweigh their plaintext (header, GCM tag).
+    const volume = Volume.random(12, { zeroEvery: 5 });
+    const full = await backup(client, { ...agent, jobId: await h.job(agent.id) }, "vol-stored", volume);
+    const sentIds = full.ids.filter((id): id is Buffer => id !== null);
+    const first = await storedOf(full.commit.restorePointId);
+    expect(first.indexBytes).toBeGreaterThan(0);
+    expect(first.stored).toBe((await fileBytes(sentIds)) + first.indexBytes);
+    expect(first.stored).toBeGreaterThan(full.commit.newBytes);
+
+    // Incremental: only the two changed chunks' files are new.
+    for (const i of [1, 8]) volume.change(i);
+    const incr = await backup(client, { ...agent, jobId: await h.job(agent.id) }, "vol-stored", volume, {
+      previousRestorePointId: full.commit.restorePointId,
+      previousIndexDigest: volume.index(full.ids).digest,
+    });
+    expect(incr.sent).toBe(2);
+    const second = await storedOf(incr.commit.restorePointId);
+    expect(second.stored).toBe((await fileBytes([incr.ids[1]!, incr.ids[8]!])) + second.indexBytes);
+    client.close();
+  });
+
   it("says a stale cache is stale", async () => {
     const client = h.client(agent);
     const volume = Volume.random(3);

@@ -20,6 +20,8 @@ export interface StoreResult {
   alreadyPresent: number;
   /** Plaintext bytes of the chunks this batch wrote. */
   newPlainBytes: number;
+  /** Bytes of the chunk files this batch wrote (encrypted blobs, as stored). */
+  newStoredBytes: number;
 }
 
 export async function storeChunks(
@@ -74,11 +76,13 @@ export async function storeChunks(
   );
   let stored = 0;
   let newPlainBytes = 0;
+  let newStoredBytes = 0;
   created.forEach((c, k) => {
     if (c) {
       stored++;
       newPlainBytes += chunks[toWrite[k]!]!.plain.length;
+      newStoredBytes += blobs[k]!.length;
     }
   });
-  return { stored, alreadyPresent: chunks.length - stored, newPlainBytes };
+  return { stored, alreadyPresent: chunks.length - stored, newPlainBytes, newStoredBytes };
 }

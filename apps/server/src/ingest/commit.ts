@@ -299,7 +299,8 @@ export class CommitStream {
             committedAt: now,
             volumeSize: session.volumeSize,
             chunkSize: session.chunkSize,
-            storedBytes: BigInt(point.stats.newStoredBytes),
+            // Chunk files written by the session's batches plus the index nodes the commit wrote.
+            storedBytes: current.storedBytes + BigInt(point.stats.newStoredBytes),
             changedBytes: BigInt(stats?.bytesSentPlain ?? 0),
             method: METHODS[stats?.method ?? 0] ?? "FULL_HASH",
             indexRef: point.id,
@@ -310,6 +311,7 @@ export class CommitStream {
               capture: stats ? captureJson(stats) : null,
               chunksReceived: current.chunksReceived,
               bytesReceived: Number(current.bytesReceived),
+              chunkStoredBytes: Number(current.storedBytes),
             },
           },
         });

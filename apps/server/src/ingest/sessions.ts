@@ -86,11 +86,27 @@ export function expiryFrom(ctx: IngestContext, now: Date): Date {
   return new Date(now.getTime() + ctx.idleTimeoutSeconds * 1000);
 }
 
-/** Activity: pushes the expiry out and adds to the session's counters. Only while still OPEN. */
+/** What one acked batch adds to its session's counters. */
+export interface ReceivedCounts {
+  chunks: number;
+  /** Payload bytes as received (compressed or raw). */
+  bytes: number;
+  /** Plaintext bytes of the chunks the batch wrote. */
+  newBytes: number;
+  /** Stored bytes of the chunk files the batch wrote. */
+  storedBytes: number;
+}
+
+const NOTHING_RECEIVED: ReceivedCounts = { chunks: 0, bytes: 0, newBytes: 0, storedBytes: 0 };
+
+/**
+ * Activity: pushes the expiry out and adds to the session's counters, in one UPDATE (atomic per
+ * batch). Only while still OPEN.
+ */
 export async function recordActivity(
   ctx: IngestContext,
   sessionId: string,
-  received: { chunks: number; bytes: number; newBytes: number } = { chunks: 0, bytes: 0, newBytes: 0 },
+  received: ReceivedCounts = NOTHING_RECEIVED,
 ): Promise<void> {
   const now = ctx.now();
   await ctx.catalog.backupSession.updateMany({
@@ -101,6 +117,7 @@ export async function recordActivity(
       chunksReceived: { increment: received.chunks },
       bytesReceived: { increment: BigInt(received.bytes) },
       newBytes: { increment: BigInt(received.newBytes) },
+      storedBytes: { increment: BigInt(received.storedBytes) },
     },
   });
 }

@@ -110,6 +110,7 @@ export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): Uplo
         chunks: req.chunks.length,
         bytes: payloadBytes,
         newBytes: result.newPlainBytes,
+        storedBytes: result.newStoredBytes,
       });
       return { batchSeq: req.batchSeq, stored: result.stored, alreadyPresent: result.alreadyPresent };
     },
