@@ -1,4 +1,5 @@
 import { agentCodes } from "./codes/agent.js";
+import { alertCodes } from "./codes/alert.js";
 import { apiCodes } from "./codes/api.js";
 import { authCodes } from "./codes/auth.js";
 import { catalogCodes } from "./codes/catalog.js";
@@ -39,6 +40,7 @@ export const errorCatalogue = {
   ...controlCodes,
   ...authCodes,
   ...apiCodes,
+  ...alertCodes,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
