@@ -85,6 +85,8 @@ export const serverConfigSchema = z
     migrateOnStart: boolean.default(true),
     /** The built web console to serve at /; defaults to apps/web/dist of this installation. */
     consoleDir: path.optional(),
+    /** The address people open the console at (http/https); links in webhook alerts point there. */
+    publicUrl: url(["http", "https"]).optional(),
     /**
      * Agent listener (gRPC, mutual TLS) until enrollment issues certificates from the catalog CA:
      * the server's certificate chain (PEM), its private key (PEM), and the CA (PEM) that signs
@@ -190,6 +192,7 @@ export const serverEnv: EnvNames<z.input<typeof serverConfigSchema>> = {
   nodeName: "BULWARK_NODE_NAME",
   migrateOnStart: "BULWARK_MIGRATE_ON_START",
   consoleDir: "BULWARK_CONSOLE_DIR",
+  publicUrl: "BULWARK_PUBLIC_URL",
   grpcTlsCertFile: "BULWARK_GRPC_TLS_CERT_FILE",
   grpcTlsKeyFile: "BULWARK_GRPC_TLS_KEY_FILE",
   agentCaFile: "BULWARK_AGENT_CA_FILE",
