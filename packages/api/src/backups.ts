@@ -55,6 +55,10 @@ export const jobSchema = z.object({
   scheduledFor: timestampSchema.nullable(),
   startedAt: timestampSchema.nullable(),
   finishedAt: timestampSchema.nullable(),
+  /** The job this one retries (POST /jobs/:id/retry), else null. */
+  retryOfId: idSchema.nullable(),
+  /** When someone first asked to cancel it; a running job stays RUNNING until its worker has stopped it. */
+  cancelRequestedAt: timestampSchema.nullable(),
 });
 export type Job = z.infer<typeof jobSchema>;
 

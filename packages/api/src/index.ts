@@ -6,4 +6,5 @@ export * from "./exports.js";
 export * from "./files.js";
 export * from "./fleet.js";
 export { type Health, healthSchema, type Probe, probeSchema } from "./health.js";
+export * from "./jobs.js";
 export * from "./policies.js";

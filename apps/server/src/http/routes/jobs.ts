@@ -40,6 +40,8 @@ export function jobOut(j: Job): JobOut {
     scheduledFor: iso(j.scheduledFor),
     startedAt: iso(j.startedAt),
     finishedAt: iso(j.finishedAt),
+    retryOfId: j.retryOfId,
+    cancelRequestedAt: iso(j.cancelRequestedAt),
   };
 }
 
