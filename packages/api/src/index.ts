@@ -8,3 +8,4 @@ export * from "./fleet.js";
 export { type Health, healthSchema, type Probe, probeSchema } from "./health.js";
 export * from "./jobs.js";
 export * from "./policies.js";
+export * from "./webhooks.js";
