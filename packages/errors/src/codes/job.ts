@@ -62,4 +62,20 @@ export const jobCodes = defineCodes("JOB", {
     summary:
       "The restore point is being deleted or belongs to another machine's tenant, so it cannot be restored.",
   },
+  BULWARK_JOB_ALREADY_FINISHED: {
+    http: 409,
+    grpc: "FAILED_PRECONDITION",
+    summary: "The job has already finished (succeeded, failed or missed), so it cannot be cancelled.",
+  },
+  BULWARK_JOB_NOT_RETRYABLE: {
+    http: 409,
+    grpc: "FAILED_PRECONDITION",
+    summary:
+      "Only a failed, cancelled or missed backup, restore, verify, GC or prune job can be retried.",
+  },
+  BULWARK_JOB_NOT_CANCELLABLE: {
+    http: 409,
+    grpc: "FAILED_PRECONDITION",
+    summary: "The job system does not run jobs of this kind, so it cannot cancel them.",
+  },
 });
