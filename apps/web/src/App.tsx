@@ -1,21 +1,47 @@
 // The console shell: who is logged in, the role-aware navigation, and which page the address shows.
 import type { MeResponse } from "@bulwark/api";
-import { useCallback, useEffect, useState } from "react";
+import { Component, lazy, type ReactNode, Suspense, useCallback, useEffect, useState } from "react";
 import { errorMessage, setCsrfToken, setUnauthorizedHandler } from "./api/client";
 import { api } from "./api/endpoints";
-import { AdminPage } from "./pages/Admin";
-import { DashboardPage } from "./pages/Dashboard";
-import { JobsPage } from "./pages/Jobs";
 import { LoginPage } from "./pages/Login";
-import { MachinePage } from "./pages/Machine";
-import { MachinesPage } from "./pages/Machines";
-import { PoliciesPage } from "./pages/Policies";
-import { PolicyEditPage } from "./pages/PolicyEdit";
-import { RestorePage } from "./pages/Restore";
 import { type Capability, can } from "./roles";
 import { href, type Route, useRoute } from "./router";
 import { SessionContext } from "./session";
 import { ErrorBox, Waiting } from "./ui/load";
+
+// Each page is its own chunk, loaded when first shown: the first load carries only the shell,
+// the login page and the API client (sizes in docs/console.md).
+const AdminPage = lazy(() => import("./pages/Admin").then((m) => ({ default: m.AdminPage })));
+const DashboardPage = lazy(() => import("./pages/Dashboard").then((m) => ({ default: m.DashboardPage })));
+const JobsPage = lazy(() => import("./pages/Jobs").then((m) => ({ default: m.JobsPage })));
+const MachinePage = lazy(() => import("./pages/Machine").then((m) => ({ default: m.MachinePage })));
+const MachinesPage = lazy(() => import("./pages/Machines").then((m) => ({ default: m.MachinesPage })));
+const PoliciesPage = lazy(() => import("./pages/Policies").then((m) => ({ default: m.PoliciesPage })));
+const PolicyEditPage = lazy(() => import("./pages/PolicyEdit").then((m) => ({ default: m.PolicyEditPage })));
+const RestorePage = lazy(() => import("./pages/Restore").then((m) => ({ default: m.RestorePage })));
+
+/**
+ * A page's code that fails to load (the server was upgraded and the old chunk is gone, or the
+ * network dropped) shows an error with a way out instead of a blank page.
+ */
+class PageLoadBoundary extends Component<{ children: ReactNode; page: string }, { failed: boolean }> {
+  override state = { failed: false };
+  static getDerivedStateFromError(): { failed: boolean } {
+    return { failed: true };
+  }
+  override componentDidUpdate(prev: { page: string }): void {
+    if (prev.page !== this.props.page && this.state.failed) this.setState({ failed: false });
+  }
+  override render(): ReactNode {
+    if (!this.state.failed) return this.props.children;
+    return (
+      <ErrorBox
+        message="This page could not be shown: its code did not load (the server may have been upgraded, or the connection dropped)."
+        onRetry={() => window.location.reload()}
+      />
+    );
+  }
+}
 
 type Session =
   | { state: "checking" }
@@ -132,7 +158,15 @@ export function App() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
-        {allowed ? <Page route={route} /> : <NotAllowed />}
+        {allowed ? (
+          <PageLoadBoundary page={route.segments.join("/")}>
+            <Suspense fallback={<Waiting what="the page" />}>
+              <Page route={route} />
+            </Suspense>
+          </PageLoadBoundary>
+        ) : (
+          <NotAllowed />
+        )}
       </main>
     </SessionContext.Provider>
   );

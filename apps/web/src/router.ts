@@ -33,6 +33,26 @@ export function href(path: string, query?: Record<string, string | undefined>): 
   return `#${path}${qs ? `?${qs}` : ""}`;
 }
 
-export function navigate(path: string, query?: Record<string, string | undefined>): void {
-  window.location.hash = href(path, query);
+/**
+ * Goes to a console address. `replace` swaps the current history entry (filter edits, so Back
+ * leaves the page instead of undoing keystrokes) and tells every useRoute about it, because
+ * replaceState fires no hashchange.
+ */
+export function navigate(
+  path: string,
+  query?: Record<string, string | undefined>,
+  opts: { replace?: boolean } = {},
+): void {
+  const target = href(path, query);
+  if (opts.replace) {
+    window.history.replaceState(window.history.state, "", target);
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+  } else {
+    window.location.hash = target;
+  }
+}
+
+/** The path part of a route ("/machines/<id>"), to build addresses on the same page. */
+export function routePath(route: Route): string {
+  return `/${route.segments.map(encodeURIComponent).join("/")}`;
 }

@@ -5,6 +5,7 @@ import { riskOf, sortJobsFailuresFirst } from "../src/pages/Dashboard";
 import { installCommand } from "../src/pages/Machines";
 import { can } from "../src/roles";
 import { formatBytes } from "../src/ui/format";
+import { dayToIso, parseLimit } from "../src/ui/paging";
 
 const volume = (rpo: AgentDetail["volumes"][number]["rpo"], devicePath = "/dev/sda1") => ({
   id: crypto.randomUUID(),
@@ -99,5 +100,23 @@ describe("console helpers", () => {
     expect(can("HELPDESK", "restore")).toBe(true);
     expect(can("AUDITOR", "restore")).toBe(false);
     expect(can("AUDITOR", "viewAdmin")).toBe(true);
+  });
+
+  it("takes a page size from the address only within the API's limits", () => {
+    expect(parseLimit(null)).toBe(50);
+    expect(parseLimit("25")).toBe(25);
+    expect(parseLimit("200")).toBe(200);
+    expect(parseLimit("201")).toBe(50);
+    expect(parseLimit("0")).toBe(50);
+    expect(parseLimit("2.5")).toBe(50);
+    expect(parseLimit("abc")).toBe(50);
+  });
+
+  it("turns day filters into the start of the day, or of the next day for 'to'", () => {
+    expect(dayToIso("", "from")).toBeUndefined();
+    expect(dayToIso("2026-03-01", "from")).toBe(new Date("2026-03-01T00:00:00").toISOString());
+    expect(dayToIso("2026-02-28", "to", true)).toBe(new Date("2026-03-01T00:00:00").toISOString());
+    expect(() => dayToIso("2026-13-01", "from")).toThrow(/not a day/);
+    expect(() => dayToIso("yesterday", "to", true)).toThrow(/"yesterday" is not a day/);
   });
 });

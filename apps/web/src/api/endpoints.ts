@@ -15,6 +15,7 @@ import {
   groupSchema,
   jobSchema,
   loginResponseSchema,
+  MAX_PAGE_SIZE,
   meResponseSchema,
   pageSchema,
   policySchema,
@@ -28,9 +29,15 @@ import {
 import { z } from "zod";
 import { apiUrl, type Query, request } from "./client";
 
-/** Lists the console shows in one go: the largest page the API serves (MAX_PAGE_SIZE). */
-const LIST_LIMIT = 200;
+/**
+ * Lists used whole (pickers, the dashboard) ask for the largest page the API serves
+ * (MAX_PAGE_SIZE); paged lists pass their own `limit` and `cursor`.
+ */
+const LIST_LIMIT = MAX_PAGE_SIZE;
 const noContent = z.unknown();
+
+/** `?limit=&cursor=` of a paged list (see ui/paging.tsx). */
+export type PageQuery = { limit?: number; cursor?: string };
 
 const list = <S extends z.ZodType>(path: string, item: S, query: Query = {}, signal?: AbortSignal) =>
   request("GET", path, pageSchema(item), { query: { limit: LIST_LIMIT, ...query }, signal });
@@ -41,8 +48,10 @@ export const api = {
   logout: () => request("POST", "/auth/logout", noContent),
   me: (signal?: AbortSignal) => request("GET", "/auth/me", meResponseSchema, { signal }),
 
-  agents: (q: { search?: string; group?: string; tag?: string; status?: string }, signal?: AbortSignal) =>
-    list("/agents", agentSchema, q, signal),
+  agents: (
+    q: { search?: string; group?: string; tag?: string; status?: string } & PageQuery,
+    signal?: AbortSignal,
+  ) => list("/agents", agentSchema, q, signal),
   agent: (id: string, signal?: AbortSignal) =>
     request("GET", `/agents/${encodeURIComponent(id)}`, agentDetailSchema, { signal }),
   updateAgent: (id: string, body: { tags?: string[]; groupIds?: string[] }) =>
@@ -55,8 +64,10 @@ export const api = {
   createEnrollmentToken: (body: { groupId?: string; tags?: string[]; ttlSeconds: number }) =>
     request("POST", "/enrollment-tokens", createEnrollmentTokenResponseSchema, { body }),
 
-  backups: (q: { agentId?: string; volumeId?: string }, signal?: AbortSignal) =>
-    list("/backups", backupSchema, { ...q, status: "AVAILABLE" }, signal),
+  backups: (
+    q: { agentId?: string; volumeId?: string; from?: string; to?: string } & PageQuery,
+    signal?: AbortSignal,
+  ) => list("/backups", backupSchema, { ...q, status: "AVAILABLE" }, signal),
   backup: (id: string, signal?: AbortSignal) =>
     request("GET", `/backups/${encodeURIComponent(id)}`, backupSchema, { signal }),
 
@@ -78,8 +89,10 @@ export const api = {
   archiveUrl: (backupId: string, path: string, partition: number | undefined, format: "tar" | "zip") =>
     apiUrl(`/backups/${encodeURIComponent(backupId)}/files/archive`, { path, partition, format }),
 
-  jobs: (q: { agentId?: string; state?: string; kind?: string; from?: string }, signal?: AbortSignal) =>
-    list("/jobs", jobSchema, q, signal),
+  jobs: (
+    q: { agentId?: string; state?: string; kind?: string; from?: string; to?: string } & PageQuery,
+    signal?: AbortSignal,
+  ) => list("/jobs", jobSchema, q, signal),
   job: (id: string, signal?: AbortSignal) =>
     request("GET", `/jobs/${encodeURIComponent(id)}`, jobSchema, { signal }),
   runBackup: (agentId: string, volumeId: string) =>
@@ -88,7 +101,8 @@ export const api = {
   cancelJob: (id: string) => request("POST", `/jobs/${encodeURIComponent(id)}/cancel`, jobSchema),
   jobEventsUrl: (id: string) => apiUrl(`/jobs/${encodeURIComponent(id)}/events`),
 
-  policies: (signal?: AbortSignal) => list("/policies", policySchema, {}, signal),
+  policies: (q: { search?: string } & PageQuery, signal?: AbortSignal) =>
+    list("/policies", policySchema, q, signal),
   policy: (id: string, signal?: AbortSignal) =>
     request("GET", `/policies/${encodeURIComponent(id)}`, policySchema, { signal }),
   createPolicy: (body: CreatePolicyRequest) => request("POST", "/policies", policySchema, { body }),
@@ -101,15 +115,20 @@ export const api = {
   unassign: (id: string) => request("DELETE", `/assignments/${encodeURIComponent(id)}`, noContent),
 
   repositories: (signal?: AbortSignal) => list("/repositories", repositoryStatusSchema, {}, signal),
-  users: (signal?: AbortSignal) => list("/users", userSchema, {}, signal),
+  users: (q: { role?: string; search?: string } & PageQuery, signal?: AbortSignal) =>
+    list("/users", userSchema, q, signal),
   createUser: (body: { email: string; displayName: string; role: Role; password: string }) =>
     request("POST", "/users", userSchema, { body }),
   updateUser: (id: string, body: { role?: Role; disabled?: boolean }) =>
     request("PATCH", `/users/${encodeURIComponent(id)}`, userSchema, { body }),
-  apiTokens: (signal?: AbortSignal) => list("/api-tokens", apiTokenSchema, { all: "true" }, signal),
+  /** `all`: every user's tokens (admins and auditors), else the caller's own. */
+  apiTokens: (q: { all?: boolean } & PageQuery, signal?: AbortSignal) =>
+    list("/api-tokens", apiTokenSchema, { ...q, all: q.all ? "true" : undefined }, signal),
   createApiToken: (body: { name: string; role?: Role; ttlSeconds?: number }) =>
     request("POST", "/api-tokens", createApiTokenResponseSchema, { body }),
   revokeApiToken: (id: string) => request("DELETE", `/api-tokens/${encodeURIComponent(id)}`, noContent),
-  audit: (q: { action?: string; outcome?: string; from?: string }, signal?: AbortSignal) =>
-    list("/audit-events", auditEventSchema, q, signal),
+  audit: (
+    q: { action?: string; outcome?: string; from?: string; to?: string } & PageQuery,
+    signal?: AbortSignal,
+  ) => list("/audit-events", auditEventSchema, q, signal),
 };

@@ -6,6 +6,7 @@ import { href } from "../router";
 import { useCan, useMe } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+import { dayToIso, Pager, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
 const TABS = [
   { id: "users", label: "Users" },
@@ -13,6 +14,10 @@ const TABS = [
   { id: "audit", label: "Audit log" },
   { id: "repositories", label: "Repositories" },
 ] as const;
+
+const USER_FILTERS = ["role", "search"] as const;
+const TOKEN_FILTERS = ["whose"] as const;
+const AUDIT_FILTERS = ["action", "outcome", "from", "to"] as const;
 
 export function AdminPage({ tab }: { tab?: string }) {
   const current = TABS.find((t) => t.id === tab) ?? TABS[0];
@@ -41,7 +46,22 @@ export function AdminPage({ tab }: { tab?: string }) {
 function Users() {
   const manage = useCan("manageUsers");
   const me = useMe();
-  const [users, reload] = useLoad((signal) => api.users(signal), []);
+  const params = useListParams(USER_FILTERS);
+  const { role: roleFilter, search } = params.filters;
+  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
+  const [users, reload] = useLoad(
+    (signal) =>
+      api.users(
+        {
+          role: roleFilter || undefined,
+          search: search || undefined,
+          limit: params.limit,
+          cursor: params.cursor,
+        },
+        signal,
+      ),
+    [roleFilter, search, params.limit, params.cursor],
+  );
   const action = useAction();
   const [email, setEmail] = useState("");
   const [displayName, setDisplayName] = useState("");
@@ -51,68 +71,96 @@ function Users() {
     <section aria-labelledby="users-heading">
       <h2 id="users-heading">Users and roles</h2>
       {action.error && <ErrorBox message={action.error} />}
+      <form className="filters" aria-label="Filter users" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search e-mail or name
+          <input
+            type="search"
+            maxLength={200}
+            value={searchBox.value}
+            onChange={(e) => searchBox.onChange(e.target.value)}
+          />
+        </label>
+        <label>
+          Role
+          <select value={roleFilter} onChange={(e) => params.setFilters({ role: e.target.value })}>
+            <option value="">any</option>
+            {roleSchema.options.map((r) => (
+              <option key={r}>{r}</option>
+            ))}
+          </select>
+        </label>
+        <ResetFilters params={params} />
+      </form>
       <Show loaded={users} what="users" onRetry={reload}>
         {(page) => (
-          <div className="table-wrap">
-            <table>
-              <caption className="visually-hidden">Users</caption>
-              <thead>
-                <tr>
-                  <th scope="col">E-mail</th>
-                  <th scope="col">Name</th>
-                  <th scope="col">Role</th>
-                  <th scope="col">Last login</th>
-                  <th scope="col">Account</th>
-                </tr>
-              </thead>
-              <tbody>
-                {page.items.map((u) => (
-                  <tr key={u.id}>
-                    <th scope="row">{u.email}</th>
-                    <td>{u.displayName}</td>
-                    <td>
-                      {manage && u.id !== me.user.id ? (
-                        <select
-                          aria-label={`Role of ${u.email}`}
-                          value={u.role}
-                          onChange={(e) =>
-                            void action
-                              .run(() => api.updateUser(u.id, { role: roleSchema.parse(e.target.value) }))
-                              .then(reload)
-                          }
-                        >
-                          {roleSchema.options.map((r) => (
-                            <option key={r}>{r}</option>
-                          ))}
-                        </select>
-                      ) : (
-                        u.role
-                      )}
-                    </td>
-                    <td>{formatTime(u.lastLoginAt)}</td>
-                    <td>
-                      {manage && u.id !== me.user.id ? (
-                        <button
-                          type="button"
-                          onClick={() =>
-                            void action
-                              .run(() => api.updateUser(u.id, { disabled: !u.disabled }))
-                              .then(reload)
-                          }
-                        >
-                          {u.disabled ? `Enable ${u.email}` : `Disable ${u.email}`}
-                        </button>
-                      ) : u.disabled ? (
-                        "disabled"
-                      ) : (
-                        "active"
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <>
+            {page.items.length === 0 ? (
+              <Empty>No user matches these filters.</Empty>
+            ) : (
+              <div className="table-wrap">
+                <table>
+                  <caption className="visually-hidden">Users</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">E-mail</th>
+                      <th scope="col">Name</th>
+                      <th scope="col">Role</th>
+                      <th scope="col">Last login</th>
+                      <th scope="col">Account</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {page.items.map((u) => (
+                      <tr key={u.id}>
+                        <th scope="row">{u.email}</th>
+                        <td>{u.displayName}</td>
+                        <td>
+                          {manage && u.id !== me.user.id ? (
+                            <select
+                              aria-label={`Role of ${u.email}`}
+                              value={u.role}
+                              onChange={(e) =>
+                                void action
+                                  .run(() => api.updateUser(u.id, { role: roleSchema.parse(e.target.value) }))
+                                  .then(reload)
+                              }
+                            >
+                              {roleSchema.options.map((r) => (
+                                <option key={r}>{r}</option>
+                              ))}
+                            </select>
+                          ) : (
+                            u.role
+                          )}
+                        </td>
+                        <td>{formatTime(u.lastLoginAt)}</td>
+                        <td>
+                          {manage && u.id !== me.user.id ? (
+                            <button
+                              type="button"
+                              onClick={() =>
+                                void action
+                                  .run(() => api.updateUser(u.id, { disabled: !u.disabled }))
+                                  .then(reload)
+                              }
+                            >
+                              {u.disabled ? `Enable ${u.email}` : `Disable ${u.email}`}
+                            </button>
+                          ) : u.disabled ? (
+                            "disabled"
+                          ) : (
+                            "active"
+                          )}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="users" />
+          </>
         )}
       </Show>
       {manage && (
@@ -172,11 +220,17 @@ function Users() {
 }
 
 function Tokens() {
-  const [tokens, reload] = useLoad((signal) => api.apiTokens(signal), []);
+  const manage = useCan("manageUsers");
+  const params = useListParams(TOKEN_FILTERS);
+  // Only admins may list other users' tokens: they see everyone's unless they ask for their own.
+  const everyone = manage && params.filters.whose !== "mine";
+  const [tokens, reload] = useLoad(
+    (signal) => api.apiTokens({ all: everyone, limit: params.limit, cursor: params.cursor }, signal),
+    [everyone, params.limit, params.cursor],
+  );
   const action = useAction();
   const [name, setName] = useState("");
   const [secret, setSecret] = useState<string | undefined>();
-  const manage = useCan("manageUsers");
   return (
     <section aria-labelledby="tokens-heading">
       <h2 id="tokens-heading">API tokens</h2>
@@ -209,65 +263,94 @@ function Tokens() {
           <input id="new-token" readOnly value={secret} />
         </div>
       )}
+      {manage && (
+        <form className="filters" aria-label="Filter API tokens" onSubmit={(e) => e.preventDefault()}>
+          <label>
+            Whose tokens
+            <select
+              value={everyone ? "" : "mine"}
+              onChange={(e) => params.setFilters({ whose: e.target.value })}
+            >
+              <option value="">every user's</option>
+              <option value="mine">mine</option>
+            </select>
+          </label>
+          <ResetFilters params={params} />
+        </form>
+      )}
       <Show loaded={tokens} what="API tokens" onRetry={reload}>
-        {(page) =>
-          page.items.length === 0 ? (
-            <Empty>No API tokens.</Empty>
-          ) : (
-            <div className="table-wrap">
-              <table>
-                <caption className="visually-hidden">API tokens</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Prefix</th>
-                    <th scope="col">Role</th>
-                    <th scope="col">Last used</th>
-                    <th scope="col">State</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.items.map((t) => (
-                    <tr key={t.id}>
-                      <th scope="row">{t.name}</th>
-                      <td>
-                        <code>{t.prefix}</code>
-                      </td>
-                      <td>{t.role ?? "owner's"}</td>
-                      <td>{formatTime(t.lastUsedAt)}</td>
-                      <td>
-                        {t.revokedAt ? (
-                          "revoked"
-                        ) : manage ? (
-                          <button
-                            type="button"
-                            onClick={() => void action.run(() => api.revokeApiToken(t.id)).then(reload)}
-                          >
-                            Revoke {t.name}
-                          </button>
-                        ) : (
-                          "active"
-                        )}
-                      </td>
+        {(page) => (
+          <>
+            {page.items.length === 0 ? (
+              <Empty>{everyone ? "No API tokens." : "You have no API tokens."}</Empty>
+            ) : (
+              <div className="table-wrap">
+                <table>
+                  <caption className="visually-hidden">API tokens</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Name</th>
+                      <th scope="col">Prefix</th>
+                      <th scope="col">Role</th>
+                      <th scope="col">Last used</th>
+                      <th scope="col">State</th>
                     </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )
-        }
+                  </thead>
+                  <tbody>
+                    {page.items.map((t) => (
+                      <tr key={t.id}>
+                        <th scope="row">{t.name}</th>
+                        <td>
+                          <code>{t.prefix}</code>
+                        </td>
+                        <td>{t.role ?? "owner's"}</td>
+                        <td>{formatTime(t.lastUsedAt)}</td>
+                        <td>
+                          {t.revokedAt ? (
+                            "revoked"
+                          ) : manage ? (
+                            <button
+                              type="button"
+                              onClick={() => void action.run(() => api.revokeApiToken(t.id)).then(reload)}
+                            >
+                              Revoke {t.name}
+                            </button>
+                          ) : (
+                            "active"
+                          )}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="API tokens" />
+          </>
+        )}
       </Show>
     </section>
   );
 }
 
 function Audit() {
-  const [actionFilter, setActionFilter] = useState("");
-  const [outcome, setOutcome] = useState("");
+  const params = useListParams(AUDIT_FILTERS);
+  const { action: actionFilter, outcome, from, to } = params.filters;
+  const actionBox = useDebouncedFilter(actionFilter, (v) => params.setFilters({ action: v }));
   const [events, reload] = useLoad(
     (signal) =>
-      api.audit({ action: actionFilter.trim() || undefined, outcome: outcome || undefined }, signal),
-    [actionFilter, outcome],
+      api.audit(
+        {
+          action: actionFilter || undefined,
+          outcome: outcome || undefined,
+          from: dayToIso(from, "from"),
+          to: dayToIso(to, "to", true),
+          limit: params.limit,
+          cursor: params.cursor,
+        },
+        signal,
+      ),
+    [actionFilter, outcome, from, to, params.limit, params.cursor],
   );
   return (
     <section aria-labelledby="audit-heading">
@@ -275,52 +358,76 @@ function Audit() {
       <form className="filters" aria-label="Filter the audit log" onSubmit={(e) => e.preventDefault()}>
         <label>
           Action (exact, or a prefix ending in “.”)
-          <input value={actionFilter} onChange={(e) => setActionFilter(e.target.value)} placeholder="auth." />
+          <input
+            value={actionBox.value}
+            maxLength={100}
+            onChange={(e) => actionBox.onChange(e.target.value)}
+            placeholder="auth."
+          />
         </label>
         <label>
           Outcome
-          <select value={outcome} onChange={(e) => setOutcome(e.target.value)}>
+          <select value={outcome} onChange={(e) => params.setFilters({ outcome: e.target.value })}>
             <option value="">any</option>
             <option>SUCCESS</option>
             <option>FAILURE</option>
             <option>DENIED</option>
           </select>
         </label>
+        <label>
+          From
+          <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />
+        </label>
+        <label>
+          to (inclusive)
+          <input type="date" value={to} onChange={(e) => params.setFilters({ to: e.target.value })} />
+        </label>
+        <ResetFilters params={params} />
       </form>
       <Show loaded={events} what="the audit log" onRetry={reload}>
-        {(page) =>
-          page.items.length === 0 ? (
-            <Empty>No audit events match.</Empty>
-          ) : (
-            <div className="table-wrap">
-              <table>
-                <caption className="visually-hidden">Audit events, newest first</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Who</th>
-                    <th scope="col">Action</th>
-                    <th scope="col">Target</th>
-                    <th scope="col">Outcome</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.items.map((e) => (
-                    <tr key={e.id}>
-                      <td>{formatTime(e.at)}</td>
-                      <td>{e.actorName ?? e.actorType.toLowerCase()}</td>
-                      <td>
-                        <code>{e.action}</code>
-                      </td>
-                      <td>{e.targetType ? `${e.targetType} ${e.targetId?.slice(0, 8) ?? ""}` : "—"}</td>
-                      <td className={e.outcome === "SUCCESS" ? "good" : "problem"}>{e.outcome}</td>
+        {(page) => (
+          <>
+            {page.items.length === 0 ? (
+              <Empty>
+                {params.filtered ? "No audit events match these filters." : "The audit log is empty."}
+              </Empty>
+            ) : (
+              <div className="table-wrap">
+                <table>
+                  <caption className="visually-hidden">Audit events, newest first</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">When</th>
+                      <th scope="col">Who</th>
+                      <th scope="col">Action</th>
+                      <th scope="col">Target</th>
+                      <th scope="col">Outcome</th>
                     </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )
-        }
+                  </thead>
+                  <tbody>
+                    {page.items.map((e) => (
+                      <tr key={e.id}>
+                        <td>{formatTime(e.at)}</td>
+                        <td>{e.actorName ?? e.actorType.toLowerCase()}</td>
+                        <td>
+                          <code>{e.action}</code>
+                        </td>
+                        <td>{e.targetType ? `${e.targetType} ${e.targetId?.slice(0, 8) ?? ""}` : "—"}</td>
+                        <td className={e.outcome === "SUCCESS" ? "good" : "problem"}>{e.outcome}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager
+              params={params}
+              count={page.items.length}
+              nextCursor={page.nextCursor}
+              what="audit events"
+            />
+          </>
+        )}
       </Show>
     </section>
   );

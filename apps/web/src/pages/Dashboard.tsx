@@ -5,8 +5,8 @@ import { href } from "../router";
 import { useCan } from "../session";
 import { StoredBytesChart } from "../ui/chart";
 import { formatAgo, formatBytes } from "../ui/format";
+import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
 import { Empty, Show, useLoad } from "../ui/load";
-import { JOB_TABLE_HEAD, JobRow } from "./Jobs";
 
 const DAY_MS = 86_400_000;
 /** Failures first, then running, then the rest; newest first within each. */

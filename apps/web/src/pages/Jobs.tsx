@@ -1,66 +1,52 @@
-// Jobs: a live list (refreshed while something runs) with progress bars, one job's details and
-// log, retry (a failed backup runs again) and cancel.
-import { type Job, jobKindSchema, jobStateSchema } from "@bulwark/api";
+// Jobs: a live list (refreshed while something runs) with progress bars, filters and pages kept
+// in the address, one job's details and log, retry and cancel.
+import { jobKindSchema, jobStateSchema } from "@bulwark/api";
 import { useCallback, useEffect, useState } from "react";
 import { z } from "zod";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { useCan } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
+import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { isTerminal, JobLiveView, ProgressBar, useLiveJob } from "../ui/progress";
+import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
+import { isTerminal, JobLiveView, useLiveJob } from "../ui/progress";
 
 /** How often the list refreshes while a job in it is queued or running. */
 const LIST_REFRESH_MS = 3_000;
 
-export const JOB_TABLE_HEAD = (
-  <thead>
-    <tr>
-      <th scope="col">Job</th>
-      <th scope="col">State</th>
-      <th scope="col">Progress</th>
-      <th scope="col">Created</th>
-      <th scope="col">Problem</th>
-    </tr>
-  </thead>
-);
-
-export function JobRow({ job }: { job: Job }) {
-  return (
-    <tr>
-      <td>
-        <a href={href(`/jobs/${job.id}`)}>{job.kind.toLowerCase().replace("_", " ")}</a>
-      </td>
-      <td>
-        <span className={`state state-${job.state.toLowerCase()}`}>{job.state}</span>
-      </td>
-      <td>
-        <ProgressBar
-          value={job.state === "SUCCEEDED" ? 1 : job.progress}
-          label={`Progress of ${job.kind} job`}
-        />
-      </td>
-      <td>{formatTime(job.createdAt)}</td>
-      <td>{job.errorCode ? `${job.errorMessage ?? ""} (${job.errorCode})` : ""}</td>
-    </tr>
-  );
-}
-
-/** A backup job's params name the volume, so a failed one can run again. */
-const backupParamsSchema = z.object({ volumeId: z.uuid() });
+const JOB_FILTERS = ["state", "kind", "agent", "from", "to"] as const;
 
 export function JobsPage({ selected }: { selected?: string }) {
-  const [state, setState] = useState("");
-  const [kind, setKind] = useState("");
+  const params = useListParams(JOB_FILTERS);
+  const { state, kind, agent, from, to } = params.filters;
+  const { cursor, limit } = params;
   const [tick, setTick] = useState(0);
   const refreshList = useCallback(() => setTick((n) => n + 1), []);
-  const [jobs, reload] = useLoad((signal) => api.jobs({ state, kind }, signal), [state, kind, tick]);
+  const [jobs, reload] = useLoad(
+    (signal) =>
+      api.jobs(
+        {
+          state: state || undefined,
+          kind: kind || undefined,
+          agentId: agent || undefined,
+          from: dayToIso(from, "from"),
+          to: dayToIso(to, "to", true),
+          limit,
+          cursor,
+        },
+        signal,
+      ),
+    [state, kind, agent, from, to, limit, cursor, tick],
+  );
+  const [machines] = useLoad((signal) => api.agents({}, signal), []);
   const active = jobs.state === "ok" && jobs.data.items.some((j) => !isTerminal(j.state));
   useEffect(() => {
     if (!active) return;
     const t = setTimeout(() => setTick((n) => n + 1), LIST_REFRESH_MS);
     return () => clearTimeout(t);
   }, [active]);
+  const machineOptions = machines.state === "ok" ? machines.data.items : [];
 
   return (
     <>
@@ -69,7 +55,7 @@ export function JobsPage({ selected }: { selected?: string }) {
       <form className="filters" aria-label="Filter jobs" onSubmit={(e) => e.preventDefault()}>
         <label>
           State
-          <select value={state} onChange={(e) => setState(e.target.value)}>
+          <select value={state} onChange={(e) => params.setFilters({ state: e.target.value })}>
             <option value="">any</option>
             {jobStateSchema.options.map((s) => (
               <option key={s}>{s}</option>
@@ -78,36 +64,65 @@ export function JobsPage({ selected }: { selected?: string }) {
         </label>
         <label>
           Kind
-          <select value={kind} onChange={(e) => setKind(e.target.value)}>
+          <select value={kind} onChange={(e) => params.setFilters({ kind: e.target.value })}>
             <option value="">any</option>
             {jobKindSchema.options.map((k) => (
               <option key={k}>{k}</option>
             ))}
           </select>
         </label>
+        <label>
+          Machine
+          <select value={agent} onChange={(e) => params.setFilters({ agent: e.target.value })}>
+            <option value="">any</option>
+            {agent && !machineOptions.some((m) => m.id === agent) && (
+              <option value={agent}>the machine in the link</option>
+            )}
+            {machineOptions.map((m) => (
+              <option key={m.id} value={m.id}>
+                {m.hostname}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Created from
+          <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />
+        </label>
+        <label>
+          to (inclusive)
+          <input type="date" value={to} onChange={(e) => params.setFilters({ to: e.target.value })} />
+        </label>
+        <ResetFilters params={params} />
       </form>
       <Show loaded={jobs} what="jobs" onRetry={reload}>
-        {(page) =>
-          page.items.length === 0 ? (
-            <Empty>No jobs match.</Empty>
-          ) : (
-            <div className="table-wrap">
-              <table>
-                <caption className="visually-hidden">Jobs, newest first</caption>
-                {JOB_TABLE_HEAD}
-                <tbody>
-                  {page.items.map((j) => (
-                    <JobRow key={j.id} job={j} />
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )
-        }
+        {(page) => (
+          <>
+            {page.items.length === 0 ? (
+              <Empty>{params.filtered ? "No jobs match these filters." : "No jobs yet."}</Empty>
+            ) : (
+              <div className="table-wrap" aria-busy={jobs.state === "ok" && jobs.stale}>
+                <table>
+                  <caption className="visually-hidden">Jobs, newest first</caption>
+                  {JOB_TABLE_HEAD}
+                  <tbody>
+                    {page.items.map((j) => (
+                      <JobRow key={j.id} job={j} />
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="jobs" />
+          </>
+        )}
       </Show>
     </>
   );
 }
+
+/** A backup job's params name the volume, so a failed one can run again. */
+const backupParamsSchema = z.object({ volumeId: z.uuid() });
 
 function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
   const mayCancel = useCan("cancelJob");

@@ -1,13 +1,14 @@
 // One machine: its volumes and their recovery-point status, the policy in effect, its restore
 // points on a timeline, and its jobs.
-import type { AgentDetail, Backup } from "@bulwark/api";
+import { type AgentDetail, type Backup, jobKindSchema, jobStateSchema } from "@bulwark/api";
 import { useState } from "react";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatBytes, formatTime } from "../ui/format";
+import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { JOB_TABLE_HEAD, JobRow } from "./Jobs";
+import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
 
 const RPO_TEXT = {
   ok: "on schedule",
@@ -16,13 +17,45 @@ const RPO_TEXT = {
   unscheduled: "no policy applies",
 } as const;
 
+const POINT_FILTERS = ["volume", "from", "to"] as const;
+const JOB_FILTERS = ["state", "kind"] as const;
+
 export function MachinePage({ id }: { id: string }) {
   const mayRun = useCan("runBackup");
   const mayRestore = useCan("restore");
   const mayGroup = useCan("manageGroups");
   const [agent, reload] = useLoad((signal) => api.agent(id, signal), [id]);
-  const [backups, reloadBackups] = useLoad((signal) => api.backups({ agentId: id }, signal), [id]);
-  const [jobs, reloadJobs] = useLoad((signal) => api.jobs({ agentId: id }, signal), [id]);
+  const points = useListParams(POINT_FILTERS, "points-");
+  const jobList = useListParams(JOB_FILTERS, "jobs-");
+  const [backups, reloadBackups] = useLoad(
+    (signal) =>
+      api.backups(
+        {
+          agentId: id,
+          volumeId: points.filters.volume || undefined,
+          from: dayToIso(points.filters.from, "points-from"),
+          to: dayToIso(points.filters.to, "points-to", true),
+          limit: points.limit,
+          cursor: points.cursor,
+        },
+        signal,
+      ),
+    [id, points.filters.volume, points.filters.from, points.filters.to, points.limit, points.cursor],
+  );
+  const [jobs, reloadJobs] = useLoad(
+    (signal) =>
+      api.jobs(
+        {
+          agentId: id,
+          state: jobList.filters.state || undefined,
+          kind: jobList.filters.kind || undefined,
+          limit: jobList.limit,
+          cursor: jobList.cursor,
+        },
+        signal,
+      ),
+    [id, jobList.filters.state, jobList.filters.kind, jobList.limit, jobList.cursor],
+  );
   const action = useAction();
 
   return (
@@ -118,36 +151,122 @@ export function MachinePage({ id }: { id: string }) {
           </section>
           <section aria-labelledby="points-heading">
             <h2 id="points-heading">Restore points</h2>
+            <form className="filters" aria-label="Filter restore points" onSubmit={(e) => e.preventDefault()}>
+              <label>
+                Volume
+                <select
+                  value={points.filters.volume}
+                  onChange={(e) => points.setFilters({ volume: e.target.value })}
+                >
+                  <option value="">any</option>
+                  {a.volumes.map((v) => (
+                    <option key={v.id} value={v.id}>
+                      {v.devicePath}
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <label>
+                Captured from
+                <input
+                  type="date"
+                  value={points.filters.from}
+                  onChange={(e) => points.setFilters({ from: e.target.value })}
+                />
+              </label>
+              <label>
+                to (inclusive)
+                <input
+                  type="date"
+                  value={points.filters.to}
+                  onChange={(e) => points.setFilters({ to: e.target.value })}
+                />
+              </label>
+              <ResetFilters params={points} />
+            </form>
             <Show loaded={backups} what="restore points" onRetry={reloadBackups}>
-              {(page) =>
-                page.items.length === 0 ? (
-                  <Empty>No restore points yet.</Empty>
-                ) : (
-                  <Timeline points={page.items} agentId={a.id} mayRestore={mayRestore} />
-                )
-              }
+              {(page) => (
+                <>
+                  {page.items.length === 0 ? (
+                    <Empty>
+                      {points.filtered ? "No restore point matches these filters." : "No restore points yet."}
+                    </Empty>
+                  ) : (
+                    <Timeline points={page.items} agentId={a.id} mayRestore={mayRestore} />
+                  )}
+                  <Pager
+                    params={points}
+                    count={page.items.length}
+                    nextCursor={page.nextCursor}
+                    what="restore points"
+                  />
+                </>
+              )}
             </Show>
           </section>
           <section aria-labelledby="machine-jobs-heading">
             <h2 id="machine-jobs-heading">Jobs</h2>
+            <form
+              className="filters"
+              aria-label="Filter the machine's jobs"
+              onSubmit={(e) => e.preventDefault()}
+            >
+              <label>
+                State
+                <select
+                  value={jobList.filters.state}
+                  onChange={(e) => jobList.setFilters({ state: e.target.value })}
+                >
+                  <option value="">any</option>
+                  {jobStateSchema.options.map((st) => (
+                    <option key={st}>{st}</option>
+                  ))}
+                </select>
+              </label>
+              <label>
+                Kind
+                <select
+                  value={jobList.filters.kind}
+                  onChange={(e) => jobList.setFilters({ kind: e.target.value })}
+                >
+                  <option value="">any</option>
+                  {jobKindSchema.options.map((k) => (
+                    <option key={k}>{k}</option>
+                  ))}
+                </select>
+              </label>
+              <ResetFilters params={jobList} />
+            </form>
             <Show loaded={jobs} what="jobs" onRetry={reloadJobs}>
-              {(page) =>
-                page.items.length === 0 ? (
-                  <Empty>No jobs for this machine yet.</Empty>
-                ) : (
-                  <div className="table-wrap">
-                    <table>
-                      <caption className="visually-hidden">Jobs of {a.hostname}</caption>
-                      {JOB_TABLE_HEAD}
-                      <tbody>
-                        {page.items.map((j) => (
-                          <JobRow key={j.id} job={j} />
-                        ))}
-                      </tbody>
-                    </table>
-                  </div>
-                )
-              }
+              {(page) => (
+                <>
+                  {page.items.length === 0 ? (
+                    <Empty>
+                      {jobList.filtered
+                        ? "No job of this machine matches these filters."
+                        : "No jobs for this machine yet."}
+                    </Empty>
+                  ) : (
+                    <div className="table-wrap">
+                      <table>
+                        <caption className="visually-hidden">Jobs of {a.hostname}</caption>
+                        {JOB_TABLE_HEAD}
+                        <tbody>
+                          {page.items.map((j) => (
+                            <JobRow key={j.id} job={j} />
+                          ))}
+                        </tbody>
+                      </table>
+                    </div>
+                  )}
+                  <Pager
+                    params={jobList}
+                    count={page.items.length}
+                    nextCursor={page.nextCursor}
+                    what="jobs"
+                  />
+                </>
+              )}
             </Show>
           </section>
         </>

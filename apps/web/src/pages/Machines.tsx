@@ -6,25 +6,31 @@ import { href } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+import { Pager, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
+
+const MACHINE_FILTERS = ["search", "group", "tag", "status"] as const;
 
 export function MachinesPage() {
   const mayEnroll = useCan("enroll");
-  const [search, setSearch] = useState("");
-  const [group, setGroup] = useState("");
-  const [tag, setTag] = useState("");
-  const [status, setStatus] = useState("");
+  const params = useListParams(MACHINE_FILTERS);
+  const { search, group, tag, status } = params.filters;
+  const { limit, cursor } = params;
+  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
+  const tagBox = useDebouncedFilter(tag, (v) => params.setFilters({ tag: v }));
   const [agents, reload] = useLoad(
     (signal) =>
       api.agents(
         {
-          search: search.trim() || undefined,
+          search: search || undefined,
           group: group || undefined,
-          tag: tag.trim() || undefined,
-          status,
+          tag: tag || undefined,
+          status: status || undefined,
+          limit,
+          cursor,
         },
         signal,
       ),
-    [search, group, tag, status],
+    [search, group, tag, status, limit, cursor],
   );
   const mayGroup = useCan("manageGroups");
   const [groups, reloadGroups] = useLoad((signal) => api.groups(signal), []);
@@ -37,12 +43,20 @@ export function MachinesPage() {
       <form className="filters" aria-label="Filter machines" onSubmit={(e) => e.preventDefault()}>
         <label>
           Search hostname
-          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} />
+          <input
+            type="search"
+            maxLength={200}
+            value={searchBox.value}
+            onChange={(e) => searchBox.onChange(e.target.value)}
+          />
         </label>
         <label>
           Group
-          <select value={group} onChange={(e) => setGroup(e.target.value)}>
+          <select value={group} onChange={(e) => params.setFilters({ group: e.target.value })}>
             <option value="">any</option>
+            {group && groups.state === "ok" && !groups.data.items.some((g) => g.id === group) && (
+              <option value={group}>the group in the link</option>
+            )}
             {groups.state === "ok" &&
               groups.data.items.map((g) => (
                 <option key={g.id} value={g.id}>
@@ -53,64 +67,75 @@ export function MachinesPage() {
         </label>
         <label>
           Tag
-          <input value={tag} onChange={(e) => setTag(e.target.value)} pattern="[\w.:\-]*" />
+          <input
+            value={tagBox.value}
+            maxLength={64}
+            onChange={(e) => tagBox.onChange(e.target.value)}
+            pattern="[\w.:\-]*"
+          />
         </label>
         <label>
           Status
-          <select value={status} onChange={(e) => setStatus(e.target.value)}>
+          <select value={status} onChange={(e) => params.setFilters({ status: e.target.value })}>
             <option value="">any</option>
             <option value="online">online</option>
             <option value="offline">offline</option>
             <option value="revoked">revoked</option>
           </select>
         </label>
+        <ResetFilters params={params} />
       </form>
       <Show loaded={agents} what="machines" onRetry={reload}>
-        {(page) =>
-          page.items.length === 0 ? (
-            <Empty>
-              {search || group || tag || status
-                ? "No machine matches these filters."
-                : "No machines are enrolled yet. Create an enrollment token above to add one."}
-            </Empty>
-          ) : (
-            <div className="table-wrap">
-              <table>
-                <caption className="visually-hidden">Machines</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Hostname</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">OS</th>
-                    <th scope="col">Groups</th>
-                    <th scope="col">Tags</th>
-                    <th scope="col">Last seen</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.items.map((a) => (
-                    <tr key={a.id}>
-                      <th scope="row">
-                        <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>
-                      </th>
-                      <td>
-                        <span className={a.status === "REVOKED" ? "problem" : a.online ? "good" : ""}>
-                          {a.status === "REVOKED" ? "revoked" : a.online ? "online" : "offline"}
-                        </span>
-                      </td>
-                      <td>
-                        {a.os} {a.osVersion ?? ""}
-                      </td>
-                      <td>{a.groups.map((g) => g.name).join(", ") || "—"}</td>
-                      <td>{a.tags.join(", ") || "—"}</td>
-                      <td title={formatTime(a.lastSeenAt)}>{formatAgo(a.lastSeenAt)}</td>
+        {(page) => (
+          <>
+            {page.items.length === 0 ? (
+              <Empty>
+                {params.filtered
+                  ? "No machine matches these filters."
+                  : mayEnroll
+                    ? "No machines are enrolled yet. Use “Enroll a machine” above to add one."
+                    : "No machines are enrolled yet."}
+              </Empty>
+            ) : (
+              <div className="table-wrap" aria-busy={agents.state === "ok" && agents.stale}>
+                <table>
+                  <caption className="visually-hidden">Machines</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Hostname</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">OS</th>
+                      <th scope="col">Groups</th>
+                      <th scope="col">Tags</th>
+                      <th scope="col">Last seen</th>
                     </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )
-        }
+                  </thead>
+                  <tbody>
+                    {page.items.map((a) => (
+                      <tr key={a.id}>
+                        <th scope="row">
+                          <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>
+                        </th>
+                        <td>
+                          <span className={a.status === "REVOKED" ? "problem" : a.online ? "good" : ""}>
+                            {a.status === "REVOKED" ? "revoked" : a.online ? "online" : "offline"}
+                          </span>
+                        </td>
+                        <td>
+                          {a.os} {a.osVersion ?? ""}
+                        </td>
+                        <td>{a.groups.map((g) => g.name).join(", ") || "—"}</td>
+                        <td>{a.tags.join(", ") || "—"}</td>
+                        <td title={formatTime(a.lastSeenAt)}>{formatAgo(a.lastSeenAt)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="machines" />
+          </>
+        )}
       </Show>
     </>
   );

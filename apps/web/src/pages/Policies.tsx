@@ -4,6 +4,9 @@ import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan } from "../session";
 import { Empty, Show, useLoad } from "../ui/load";
+import { Pager, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
+
+const POLICY_FILTERS = ["search"] as const;
 
 export function describeRetention(r: Record<string, number>): string {
   const parts = Object.entries(r).map(([k, v]) => (k === "keepLast" ? `last ${v}` : `${v} ${k}`));
@@ -12,7 +15,14 @@ export function describeRetention(r: Record<string, number>): string {
 
 export function PoliciesPage() {
   const mayEdit = useCan("editPolicies");
-  const [policies, reload] = useLoad((signal) => api.policies(signal), []);
+  const params = useListParams(POLICY_FILTERS);
+  const { search } = params.filters;
+  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
+  const [policies, reload] = useLoad(
+    (signal) =>
+      api.policies({ search: search || undefined, limit: params.limit, cursor: params.cursor }, signal),
+    [search, params.limit, params.cursor],
+  );
   return (
     <>
       <h1>Policies</h1>
@@ -23,40 +33,59 @@ export function PoliciesPage() {
           </a>
         </p>
       )}
+      <form className="filters" aria-label="Filter policies" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search name
+          <input
+            type="search"
+            maxLength={200}
+            value={searchBox.value}
+            onChange={(e) => searchBox.onChange(e.target.value)}
+          />
+        </label>
+        <ResetFilters params={params} />
+      </form>
       <Show loaded={policies} what="policies" onRetry={reload}>
-        {(page) =>
-          page.items.length === 0 ? (
-            <Empty>No policies yet: nothing is backed up on a schedule.</Empty>
-          ) : (
-            <div className="table-wrap">
-              <table>
-                <caption className="visually-hidden">Backup policies</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Schedule</th>
-                    <th scope="col">Retention</th>
-                    <th scope="col">State</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.items.map((p) => (
-                    <tr key={p.id}>
-                      <th scope="row">
-                        <a href={href(`/policies/${p.id}`)}>{p.name}</a>
-                      </th>
-                      <td>
-                        <code>{p.scheduleCron}</code> ({p.timezone})
-                      </td>
-                      <td>{describeRetention(p.retention)}</td>
-                      <td>{p.enabled ? "enabled" : "disabled"}</td>
+        {(page) => (
+          <>
+            {page.items.length === 0 ? (
+              <Empty>
+                {params.filtered
+                  ? "No policy matches this search."
+                  : "No policies yet: nothing is backed up on a schedule."}
+              </Empty>
+            ) : (
+              <div className="table-wrap">
+                <table>
+                  <caption className="visually-hidden">Backup policies</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Name</th>
+                      <th scope="col">Schedule</th>
+                      <th scope="col">Retention</th>
+                      <th scope="col">State</th>
                     </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )
-        }
+                  </thead>
+                  <tbody>
+                    {page.items.map((p) => (
+                      <tr key={p.id}>
+                        <th scope="row">
+                          <a href={href(`/policies/${p.id}`)}>{p.name}</a>
+                        </th>
+                        <td>
+                          <code>{p.scheduleCron}</code> ({p.timezone})
+                        </td>
+                        <td>{describeRetention(p.retention)}</td>
+                        <td>{p.enabled ? "enabled" : "disabled"}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="policies" />
+          </>
+        )}
       </Show>
     </>
   );

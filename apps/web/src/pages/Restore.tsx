@@ -6,6 +6,7 @@ import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { formatBytes, formatTime } from "../ui/format";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+import { Pager, useDebouncedFilter, useListParams } from "../ui/paging";
 import { JobLive } from "../ui/progress";
 
 type Mode = "files" | "volume";
@@ -79,35 +80,48 @@ export function RestorePage({ query }: { query: URLSearchParams }) {
 }
 
 function PickMachine({ onPick }: { onPick: (id: string) => void }) {
-  const [search, setSearch] = useState("");
+  const params = useListParams(["search"], "m-");
+  const { search } = params.filters;
+  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
   const [agents, reload] = useLoad(
-    (signal) => api.agents({ search: search.trim() || undefined }, signal),
-    [search],
+    (signal) =>
+      api.agents({ search: search || undefined, limit: params.limit, cursor: params.cursor }, signal),
+    [search, params.limit, params.cursor],
   );
   return (
     <section aria-labelledby="pick-machine-heading">
       <h2 id="pick-machine-heading">Whose data?</h2>
-      <label>
-        Search hostname
-        <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} />
-      </label>
+      <form className="filters" aria-label="Find a machine" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search hostname
+          <input
+            type="search"
+            maxLength={200}
+            value={searchBox.value}
+            onChange={(e) => searchBox.onChange(e.target.value)}
+          />
+        </label>
+      </form>
       <Show loaded={agents} what="machines" onRetry={reload}>
-        {(page) =>
-          page.items.length === 0 ? (
-            <Empty>No machine matches.</Empty>
-          ) : (
-            <ul className="pick-list">
-              {page.items.map((a) => (
-                <li key={a.id}>
-                  <button type="button" onClick={() => onPick(a.id)}>
-                    {a.hostname}
-                  </button>{" "}
-                  <span className="meta">{a.online ? "online" : "offline"}</span>
-                </li>
-              ))}
-            </ul>
-          )
-        }
+        {(page) => (
+          <>
+            {page.items.length === 0 ? (
+              <Empty>{search ? "No machine matches this search." : "No machines are enrolled yet."}</Empty>
+            ) : (
+              <ul className="pick-list">
+                {page.items.map((a) => (
+                  <li key={a.id}>
+                    <button type="button" onClick={() => onPick(a.id)}>
+                      {a.hostname}
+                    </button>{" "}
+                    <span className="meta">{a.online ? "online" : "offline"}</span>
+                  </li>
+                ))}
+              </ul>
+            )}
+            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="machines" />
+          </>
+        )}
       </Show>
     </section>
   );
@@ -129,27 +143,28 @@ function PickPoint({
   onPick: (b: Backup) => void;
   onBack: () => void;
 }) {
+  const params = useListParams([], "p-");
   const [data, reload] = useLoad(
     async (signal) => {
       const [agent, backups] = await Promise.all([
         api.agent(agentId, signal),
-        api.backups({ agentId, volumeId }, signal),
+        api.backups({ agentId, volumeId, limit: params.limit, cursor: params.cursor }, signal),
       ]);
-      return { agent, backups: backups.items };
+      return { agent, backups };
     },
-    [agentId, volumeId],
+    [agentId, volumeId, params.limit, params.cursor],
   );
   return (
     <section aria-labelledby="pick-point-heading">
       <Show loaded={data} what="restore points" onRetry={reload}>
-        {({ agent, backups }) => (
+        {({ agent, backups: page }) => (
           <>
             <h2 id="pick-point-heading">Restore points of {agent.hostname}</h2>
-            {backups.length === 0 ? (
+            {page.items.length === 0 ? (
               <Empty>This machine has no restore point yet.</Empty>
             ) : (
               <ul className="pick-list">
-                {backups.map((b) => (
+                {page.items.map((b) => (
                   <li key={b.id}>
                     <button type="button" onClick={() => onPick(b)}>
                       {formatTime(b.capturedAt)}
@@ -161,6 +176,12 @@ function PickPoint({
                 ))}
               </ul>
             )}
+            <Pager
+              params={params}
+              count={page.items.length}
+              nextCursor={page.nextCursor}
+              what="restore points"
+            />
             <p>
               <button type="button" className="secondary" onClick={onBack}>
                 Back: pick another machine

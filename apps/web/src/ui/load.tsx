@@ -3,7 +3,11 @@
 import { type ReactNode, useCallback, useEffect, useState } from "react";
 import { errorMessage, REQUEST_TIMEOUT_MS } from "../api/client";
 
-export type Loaded<T> = { state: "loading" } | { state: "error"; message: string } | { state: "ok"; data: T };
+/** `stale`: the data shown is the previous answer while a new one (next page, new filter) loads. */
+export type Loaded<T> =
+  | { state: "loading" }
+  | { state: "error"; message: string }
+  | { state: "ok"; data: T; stale?: boolean };
 
 export function useLoad<T>(
   load: (signal: AbortSignal) => Promise<T>,
@@ -14,7 +18,7 @@ export function useLoad<T>(
   // biome-ignore lint/correctness/useExhaustiveDependencies: the caller lists what `load` reads
   useEffect(() => {
     const controller = new AbortController();
-    setResult((r) => (r.state === "ok" ? r : { state: "loading" }));
+    setResult((r) => (r.state === "ok" ? { ...r, stale: true } : { state: "loading" }));
     load(controller.signal).then(
       (data) => {
         if (!controller.signal.aborted) setResult({ state: "ok", data });

@@ -1,0 +1,43 @@
+// A job as a table row, shared by the Jobs, Machine and Dashboard pages (kept out of any page so
+// each page stays its own chunk).
+import type { Job } from "@bulwark/api";
+import { href } from "../router";
+import { formatTime } from "./format";
+import { ProgressBar } from "./progress";
+
+export function jobKindLabel(kind: Job["kind"]): string {
+  return kind.toLowerCase().replace("_", " ");
+}
+
+export const JOB_TABLE_HEAD = (
+  <thead>
+    <tr>
+      <th scope="col">Job</th>
+      <th scope="col">State</th>
+      <th scope="col">Progress</th>
+      <th scope="col">Created</th>
+      <th scope="col">Problem</th>
+    </tr>
+  </thead>
+);
+
+export function JobRow({ job }: { job: Job }) {
+  return (
+    <tr>
+      <td>
+        <a href={href(`/jobs/${job.id}`)}>{jobKindLabel(job.kind)}</a>
+      </td>
+      <td>
+        <span className={`state state-${job.state.toLowerCase()}`}>{job.state}</span>
+      </td>
+      <td>
+        <ProgressBar
+          value={job.state === "SUCCEEDED" ? 1 : job.progress}
+          label={`Progress of ${jobKindLabel(job.kind)} job`}
+        />
+      </td>
+      <td>{formatTime(job.createdAt)}</td>
+      <td>{job.errorCode ? `${job.errorMessage ?? ""} (${job.errorCode})` : ""}</td>
+    </tr>
+  );
+}
