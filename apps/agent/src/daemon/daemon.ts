@@ -32,6 +32,14 @@ import type { ReleaseRegistry } from "../snapshot/release-registry.js";
 import { type LimiterClock, systemLimiterClock } from "../upload/token-bucket.js";
 import { asBulwarkError, grpcTarget, mtlsCredentials, type TlsFiles } from "../upload/transport.js";
 import { Backoff } from "./backoff.js";
+import {
+  checkHooks,
+  type HookRun,
+  hookLogMessage,
+  hookSucceeded,
+  preHookFailure,
+  runHooks,
+} from "./hooks.js";
 import { JobRecords } from "./job-records.js";
 import type { RestoreRunner } from "./restore-runner.js";
 import { type AgentVolumes, describeVolumes } from "./volumes.js";
@@ -87,6 +95,14 @@ export interface DaemonOptions {
 
 /** Why run() returned. */
 export type DaemonExit = { kind: "stopped" } | { kind: "revoked"; message: string };
+
+/** A backup command resolved against this machine's storage. */
+interface BackupTarget {
+  /** The volume or disk ID: the restore point's volume key on the server. */
+  key: string;
+  kind: "volume" | "disk";
+  source: { kind: "device"; devicePath: string; freeze?: string } | { kind: "file"; path: string };
+}
 
 interface RunningJob {
   jobId: string;
@@ -373,9 +389,9 @@ export class AgentDaemon {
       case "backup": {
         const job = body.value;
         if (this.running.has(job.jobId) || this.records.get(job.jobId)) return accepted; // same job again
-        const refusal = await this.checkBackup(job);
-        if (refusal) return refuse(command, refusal);
-        this.startBackup(job);
+        const target = await this.resolveBackup(job);
+        if (target instanceof BulwarkError) return refuse(command, target);
+        this.startBackup(job, target);
         return accepted;
       }
       case "restore": {
@@ -436,36 +452,65 @@ export class AgentDaemon {
     }
   }
 
-  /** Why a backup command cannot be run here, or undefined. */
-  private async checkBackup(job: BackupCommand): Promise<BulwarkError | undefined> {
+  /** What a backup command targets here, or why it cannot be run. */
+  private async resolveBackup(job: BackupCommand): Promise<BackupTarget | BulwarkError> {
     const target = job.target;
-    if (target?.$case !== "volumeId") {
+    if (!target)
       return new BulwarkError(
-        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
-        "whole-disk backups (disk_id) are not supported by this agent yet; back up its volumes",
+        "BULWARK_CONTROL_COMMAND_INVALID",
+        "a backup command needs a volume_id or disk_id",
+      );
+    const hooksRefusal = checkHooks(job.policy);
+    if (hooksRefusal) return hooksRefusal;
+    // The server keys a whole disk by its Disk.id and may send it as volume_id (a policy selector
+    // picks catalog volumes, and a disk is one of them): a disk ID is a disk either way.
+    const lookup = (v: AgentVolumes) =>
+      target.$case === "diskId"
+        ? v.disks.get(target.value)
+        : (v.sources.get(target.value) ?? v.disks.get(target.value));
+    let source = this.volumes ? lookup(this.volumes) : undefined;
+    if (!source) source = lookup(await this.refreshVolumes());
+    if (!source) {
+      const what = target.$case === "diskId" ? "disk" : "volume";
+      return new BulwarkError(
+        "BULWARK_CONTROL_VOLUME_UNKNOWN",
+        `no ${what} ${target.value} on this machine`,
+        {
+          details: { [target.$case]: target.value },
+        },
       );
     }
     const policy = job.policy;
-    if (policy && (policy.preHooks.length > 0 || policy.postHooks.length > 0)) {
+    const kind = source.kind === "disk" ? "device" : source.kind;
+    if (policy?.snapshotProvider && policy.snapshotProvider !== kind) {
       return new BulwarkError(
         "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
-        "backup hooks are not supported by this agent yet",
+        `snapshot provider ${policy.snapshotProvider} is not available for ${target.value} (this agent uses ${kind})`,
       );
     }
-    let source = this.volumes?.sources.get(target.value);
-    if (!source) source = (await this.refreshVolumes()).sources.get(target.value);
-    if (!source) {
-      return new BulwarkError("BULWARK_CONTROL_VOLUME_UNKNOWN", `no volume ${target.value} on this machine`, {
-        details: { volumeId: target.value },
-      });
+    let freeze: string | undefined;
+    if (policy?.freezeFilesystem && source.kind !== "file") {
+      const mounts =
+        source.kind === "disk" ? source.mountPoints : source.mountPoint ? [source.mountPoint] : [];
+      if (mounts.length > 1) {
+        // The device provider freezes one filesystem; freezing several one after the other would
+        // not give one consistent moment either, so say so instead of pretending.
+        return new BulwarkError(
+          "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+          `freezing ${mounts.length} mounted filesystems of disk ${target.value} at once is not supported; unmount all but one or back up its volumes`,
+          { details: { mountPoints: mounts } },
+        );
+      }
+      freeze = mounts[0];
     }
-    if (policy?.snapshotProvider && policy.snapshotProvider !== source.kind) {
-      return new BulwarkError(
-        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
-        `snapshot provider ${policy.snapshotProvider} is not available for ${target.value} (this agent uses ${source.kind})`,
-      );
-    }
-    return undefined;
+    return {
+      key: target.value,
+      kind: source.kind === "disk" ? "disk" : "volume",
+      source:
+        source.kind === "file"
+          ? { kind: "file", path: source.path }
+          : { kind: "device", devicePath: source.devicePath, ...(freeze ? { freeze } : {}) },
+    };
   }
 
   private track(
@@ -513,15 +558,20 @@ export class AgentDaemon {
     });
   }
 
-  private startBackup(cmd: BackupCommand): void {
-    const volumeId = (cmd.target as { $case: "volumeId"; value: string }).value;
-    const source = this.volumes!.sources.get(volumeId)!;
+  private startBackup(cmd: BackupCommand, target: BackupTarget): void {
     const interval = this.opts.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+    const policy = cmd.policy;
+    const preHooks = policy?.preHooks ?? [];
+    const postHooks = policy?.postHooks ?? [];
+    // What every hook learns about the job (docs/jobs.md, "Hooks").
+    const hookEnv: Record<string, string> = {
+      BULWARK_JOB_ID: cmd.jobId,
+      BULWARK_VOLUME: target.key,
+      BULWARK_TARGET_KIND: target.kind,
+      BULWARK_DEVICE: target.source.kind === "file" ? target.source.path : target.source.devicePath,
+    };
     this.track(cmd.jobId, "backup", async (job) => {
       const startedAt = this.now();
-      job.phase = JobPhase.JOB_PHASE_SNAPSHOT;
-      this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
-      this.sendLog(LogLevel.LOG_LEVEL_INFO, `backup of ${volumeId} started`, cmd.jobId);
       let lastSent = 0;
       let lastBytes = 0;
       let lastAt = Date.now();
@@ -529,21 +579,32 @@ export class AgentDaemon {
         new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${cmd.jobId} was cancelled`, {
           details: { jobId: cmd.jobId },
         });
+      let result: JobResult;
       try {
         if (job.controller.signal.aborted) throw cancelled();
-        const policy = cmd.policy;
+        if (preHooks.length > 0) {
+          job.phase = JobPhase.JOB_PHASE_PRE_HOOKS;
+          this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
+          // A cancel during a pre hook takes effect when the hook ends (or hits its timeout).
+          const runs = await runHooks(this.runner, "pre", preHooks, hookEnv, (r) =>
+            this.logHook(cmd.jobId, r),
+          );
+          const failed = runs.find((r) => !hookSucceeded(r));
+          if (failed) throw preHookFailure(failed);
+          if (job.controller.signal.aborted) throw cancelled();
+        }
+        job.phase = JobPhase.JOB_PHASE_SNAPSHOT;
+        this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
+        this.sendLog(
+          LogLevel.LOG_LEVEL_INFO,
+          `backup of ${target.kind === "disk" ? "whole disk " : ""}${target.key} started`,
+          cmd.jobId,
+        );
         const report: BackupReport = await runBackup({
-          source:
-            source.kind === "file"
-              ? { kind: "file", path: source.path }
-              : {
-                  kind: "device",
-                  devicePath: source.devicePath,
-                  ...(policy?.freezeFilesystem && source.mountPoint ? { freeze: source.mountPoint } : {}),
-                },
+          source: target.source,
           serverUrl: this.opts.serverUrl,
           tls: this.opts.tls,
-          volumeKey: volumeId,
+          volumeKey: target.key,
           stateDir: this.opts.stateDir,
           jobId: cmd.jobId,
           ...(this.opts.chunkSize ? { chunkSize: this.opts.chunkSize } : {}),
@@ -574,7 +635,8 @@ export class AgentDaemon {
             });
           },
         });
-        return {
+        for (const w of report.warnings) this.sendLog(LogLevel.LOG_LEVEL_WARN, w, cmd.jobId);
+        result = {
           jobId: cmd.jobId,
           outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
           restorePointId: report.restorePointId,
@@ -597,8 +659,64 @@ export class AgentDaemon {
           restore: undefined,
         };
       } catch (err) {
-        return this.failure(job, startedAt, err);
+        result = this.failure(job, startedAt, err);
       }
+      if (postHooks.length > 0) {
+        // runBackup has released the snapshot by now, on every path: post hooks run after it,
+        // whatever the outcome, and are told the outcome. Their failure does not undo a backup.
+        job.phase = JobPhase.JOB_PHASE_CLEANUP;
+        this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
+        await runHooks(
+          this.runner,
+          "post",
+          postHooks,
+          {
+            ...hookEnv,
+            BULWARK_JOB_OUTCOME: OUTCOME_NAME[result.outcome] ?? "failed",
+            ...(result.restorePointId ? { BULWARK_RESTORE_POINT_ID: result.restorePointId } : {}),
+            ...(result.error ? { BULWARK_ERROR_CODE: result.error.code } : {}),
+          },
+          (r) => this.logHook(cmd.jobId, r),
+        );
+        result.finishedAt = this.now();
+      }
+      return result;
+    });
+  }
+
+  /** A hook's end and output as a job log record (the server logs it under the job's ID). */
+  private logHook(jobId: string, run: HookRun): void {
+    const ok = hookSucceeded(run);
+    this.log(ok ? "info" : "warn", "hook finished", {
+      jobId,
+      phase: run.phase,
+      index: run.index,
+      exitCode: run.exitCode,
+      signal: run.signal,
+      durationMs: run.durationMs,
+      ...(run.startError ? { startError: run.startError } : {}),
+      stdout: run.stdout,
+      stderr: run.stderr,
+    });
+    this.stream?.write({
+      $case: "log",
+      value: {
+        time: this.now(),
+        level: ok
+          ? LogLevel.LOG_LEVEL_INFO
+          : run.phase === "pre"
+            ? LogLevel.LOG_LEVEL_ERROR
+            : LogLevel.LOG_LEVEL_WARN,
+        message: hookLogMessage(run),
+        jobId,
+        fields: {
+          hookPhase: run.phase,
+          hookIndex: String(run.index),
+          exitCode: run.exitCode === null ? "" : String(run.exitCode),
+          ...(run.signal ? { signal: run.signal } : {}),
+          ...(run.timedOut ? { timedOut: "true" } : {}),
+        },
+      },
     });
   }
 
@@ -678,6 +796,13 @@ function abortableClock(signal: AbortSignal, reason: () => Error): LimiterClock 
       }),
   };
 }
+
+/** BULWARK_JOB_OUTCOME for post hooks. */
+const OUTCOME_NAME: Partial<Record<JobOutcome, string>> = {
+  [JobOutcome.JOB_OUTCOME_SUCCEEDED]: "succeeded",
+  [JobOutcome.JOB_OUTCOME_FAILED]: "failed",
+  [JobOutcome.JOB_OUTCOME_CANCELLED]: "cancelled",
+};
 
 const CAPTURE_METHOD: Record<BackupReport["method"], ChangeDetectionMethod> = {
   "cbt-thin-delta": ChangeDetectionMethod.CHANGE_DETECTION_METHOD_CBT_THIN_DELTA,

@@ -17,10 +17,22 @@ export type VolumeSource =
   | { kind: "device"; devicePath: string; mountPoint?: string }
   | { kind: "file"; path: string };
 
+/**
+ * A whole disk the daemon can back up as one volume (partition table, gaps and every partition
+ * read from one device in one pass). `mountPoints` are those of its partitions' filesystems.
+ */
+export interface DiskSource {
+  kind: "disk";
+  devicePath: string;
+  mountPoints: string[];
+}
+
 export interface AgentVolumes {
   message: InventoryMessage;
   /** Volume.id → how to read it. */
   sources: Map<string, VolumeSource>;
+  /** Disk.id → the whole disk. */
+  disks: Map<string, DiskSource>;
 }
 
 /** `fs:<uuid>` when the filesystem has one, else `dev:<path>`; image files are `file:<absolute path>`. */
@@ -28,7 +40,7 @@ export function volumeId(v: InventoryVolume): string {
   return v.uuid ? `fs:${v.uuid}` : `dev:${v.path}`;
 }
 
-function diskId(d: InventoryDisk): string {
+export function diskId(d: InventoryDisk): string {
   return d.serial ? `disk:serial:${d.serial}` : `disk:${d.path}`;
 }
 
@@ -51,6 +63,7 @@ export async function describeVolumes(
   now: Date,
 ): Promise<AgentVolumes> {
   const sources = new Map<string, VolumeSource>();
+  const diskSources = new Map<string, DiskSource>();
   const disks: Disk[] = [];
   const volumes: Volume[] = [];
   const addVolume = (v: InventoryVolume, disk: string): string => {
@@ -76,6 +89,12 @@ export async function describeVolumes(
   for (const d of inv.disks) {
     const id = diskId(d);
     for (const v of d.volumes) addVolume(v, id);
+    if (!diskSources.has(id)) {
+      const mountPoints = [...d.volumes, ...d.partitions.flatMap((p) => p.volumes)].flatMap(
+        (v) => v.mountpoints,
+      );
+      diskSources.set(id, { kind: "disk", devicePath: d.path, mountPoints: [...new Set(mountPoints)] });
+    }
     disks.push({
       id,
       devicePath: d.path,
@@ -121,5 +140,5 @@ export async function describeVolumes(
       lvm: undefined,
     });
   }
-  return { message: { collectedAt: now, disks, volumes }, sources };
+  return { message: { collectedAt: now, disks, volumes }, sources, disks: diskSources };
 }
