@@ -21,7 +21,7 @@ import {
 } from "./plan/index-cache.js";
 import type { ChangeMethod } from "./plan/read-plan.js";
 import { planVolume } from "./plan/volume-plan.js";
-import { createProvider, type ProviderConfig } from "./snapshot/index.js";
+import { createProvider, DEFAULT_LVM_COW_SIZE, type ProviderConfig } from "./snapshot/index.js";
 import { SnapshotJournal } from "./snapshot/journal.js";
 import { processReleases, type ReleaseRegistry } from "./snapshot/release-registry.js";
 import { withSnapshot } from "./snapshot/session.js";
@@ -43,8 +43,12 @@ import { ChunkWorkerPool } from "./upload/worker-pool.js";
 const CACHE_STEP_IDS = 131_072;
 
 export interface BackupOptions {
-  /** What to back up: a block device (device provider) or an image file (file provider). */
-  source: { kind: "device"; devicePath: string; freeze?: string } | { kind: "file"; path: string };
+  /** What to back up: a block device, an image file, or an LVM volume (classic or thin snapshot). */
+  source:
+    | { kind: "device"; devicePath: string; freeze?: string }
+    | { kind: "file"; path: string }
+    | { kind: "lvm"; vg: string; lv: string; cowSize?: string }
+    | { kind: "lvm-thin"; vg: string; lv: string };
   serverUrl: string;
   tls: TlsFiles;
   /** Stable name of the volume (inventory Volume.id); keys the local cache and the session. */
@@ -91,6 +95,23 @@ export interface BackupReport {
   warnings: string[];
 }
 
+function toProviderConfig(source: BackupOptions["source"]): ProviderConfig {
+  switch (source.kind) {
+    case "file":
+      return { kind: "file", path: source.path };
+    case "device":
+      return {
+        kind: "device",
+        devicePath: source.devicePath,
+        ...(source.freeze ? { freeze: source.freeze } : {}),
+      };
+    case "lvm":
+      return { kind: "lvm", vg: source.vg, lv: source.lv, cowSize: source.cowSize ?? DEFAULT_LVM_COW_SIZE };
+    case "lvm-thin":
+      return { kind: "lvm-thin", vg: source.vg, lv: source.lv };
+  }
+}
+
 /**
  * One backup of one volume: snapshot → plan → begin (or resume) a session → upload → commit →
  * write the local index cache. Only a successful commit creates a restore point; after a failure
@@ -104,14 +125,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
     journal: SnapshotJournal.inDirectory(opts.stateDir),
     releases: opts.releases ?? processReleases,
   };
-  const providerConfig: ProviderConfig =
-    opts.source.kind === "file"
-      ? { kind: "file", path: opts.source.path }
-      : {
-          kind: "device",
-          devicePath: opts.source.devicePath,
-          ...(opts.source.freeze ? { freeze: opts.source.freeze } : {}),
-        };
+  const providerConfig = toProviderConfig(opts.source);
   const provider = createProvider(ctx, providerConfig);
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   const statePath = volumeStatePath(opts.stateDir, opts.volumeKey);
