@@ -1,4 +1,4 @@
-import type { AgentPathStep, StepMeasurement, ToolRun } from "./results.js";
+import type { AgentPathStep, AgentRestoreRun, StepMeasurement, ToolRun } from "./results.js";
 
 export function median(values: number[]): number {
   if (values.length === 0) throw new Error("median of nothing");
@@ -23,6 +23,36 @@ function medianAgentStep(steps: AgentPathStep[]): AgentPathStep {
   };
 }
 
+/** Medians of the issue-6 restore measurements; verified only if every run's restores were. */
+export function medianAgentRestore(runs: AgentRestoreRun[]): AgentRestoreRun {
+  const first = runs[0];
+  if (!first) throw new Error("median of no restore runs");
+  const m = (pick: (r: AgentRestoreRun) => number) => median(runs.map(pick));
+  return {
+    full: {
+      bytesFetched: m((r) => r.full.bytesFetched),
+      serverCpuSeconds: m((r) => r.full.serverCpuSeconds),
+    },
+    delta: {
+      ...medianStep(runs.map((r) => r.delta)),
+      changedBlocks: first.delta.changedBlocks,
+      bytesFetched: m((r) => r.delta.bytesFetched),
+      volumeBytes: first.delta.volumeBytes,
+      chunksUnchanged: m((r) => r.delta.chunksUnchanged),
+      serverCpuSeconds: m((r) => r.delta.serverCpuSeconds),
+      verified: runs.every((r) => r.delta.verified),
+    },
+    file: {
+      path: first.file.path,
+      bytes: first.file.bytes,
+      headersSeconds: m((r) => r.file.headersSeconds),
+      firstByteSeconds: m((r) => r.file.firstByteSeconds),
+      lastByteSeconds: m((r) => r.file.lastByteSeconds),
+      verified: runs.every((r) => r.file.verified),
+    },
+  };
+}
+
 /**
  * Folds repeated runs (`runs[r]` lists the tools of run r, same order) into one result per tool:
  * the median of every measurement. Growth is the median of each run's own growth, so a noisy
@@ -42,6 +72,7 @@ export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
     const growth = median(all.map((r) => r.incremental.repoBytes - r.ingest.repoBytes));
     const failed = all.find((r) => !r.restore.verified);
     const agent = all.map((r) => r.agentPath).filter((a) => a !== undefined);
+    const restores = all.map((r) => r.agentRestore).filter((a) => a !== undefined);
     return {
       ...template,
       ingest: { ...medianStep(all.map((r) => r.ingest)), repoBytes: ingestBytes },
@@ -59,6 +90,9 @@ export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
               incremental: medianAgentStep(agent.map((a) => a.incremental)),
             },
           }
+        : {}),
+      ...(restores.length === all.length && restores.length > 0
+        ? { agentRestore: medianAgentRestore(restores) }
         : {}),
     };
   });

@@ -16,6 +16,8 @@ export interface BenchOptions {
   databaseUrl: string;
   /** `--streams N` for bulwark-agent; undefined keeps the agent's default. */
   agentStreams: number | undefined;
+  /** Share of the restored target's 4 KiB blocks the delta restore has to repair (bulwark-agent). */
+  deltaChange: number;
 }
 
 export const DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -29,7 +31,9 @@ export const USAGE = `usage: pnpm bench [options]
 
 Builds a seeded ext4 image and, in one run, compares bulwark-repo and the agent → gRPC (mTLS) →
 bulwark-server path with restic and borg on it: full ingest, incremental after scattered 4 KiB
-writes, restore (hash-checked). Ratios are against restic. Writes the results to docs/benchmarks.md.
+writes, restore (hash-checked); for bulwark-agent also a delta restore and a single-file download
+(issue 6; its time-to-first-byte target counts from a 3 GB image: --size 3G). Ratios are against
+restic. Writes the results to docs/benchmarks.md.
 
   --size SIZE        image size, e.g. 2G, 512M, 1073741824 (default 2G)
   --quick            a 256M image (unless --size is given): a smoke run in well under a minute
@@ -45,6 +49,8 @@ writes, restore (hash-checked). Ratios are against restic. Writes the results to
   --database-url URL Postgres where bulwark-agent creates (and drops) its per-run catalog database
                      (default ${DEFAULT_ADMIN_DATABASE_URL})
   --agent-streams N  pass --streams N to bulwark-agent (default: the agent's own default)
+  --delta-change F   share of the restored target's 4 KiB blocks overwritten before bulwark-agent's
+                     delta restore (default 0.01 = 1%)
   --no-build         use the already built Bulwark tools instead of building them first
   --keep             keep the work directory (image, repositories) for inspection
   --help`;
@@ -82,6 +88,7 @@ export function parseBenchArgs(
       keep: { type: "boolean", default: false },
       "database-url": { type: "string", default: DEFAULT_ADMIN_DATABASE_URL },
       "agent-streams": { type: "string" },
+      "delta-change": { type: "string", default: "0.01" },
       help: { type: "boolean", default: false },
     },
   });
@@ -108,6 +115,9 @@ export function parseBenchArgs(
     (!Number.isSafeInteger(agentStreams) || agentStreams < 1 || agentStreams > 64)
   )
     throw new Error("--agent-streams must be an integer from 1 to 64");
+  const deltaChange = Number(values["delta-change"]);
+  if (!(deltaChange > 0 && deltaChange <= 0.5))
+    throw new Error("--delta-change must be a fraction in (0, 0.5], e.g. 0.01 for 1%");
   if (!tools.includes("restic")) tools.unshift("restic"); // the baseline every ratio needs
   return {
     size,
@@ -123,5 +133,6 @@ export function parseBenchArgs(
     keep: values.keep,
     databaseUrl: values["database-url"],
     agentStreams,
+    deltaChange,
   };
 }

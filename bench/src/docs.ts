@@ -62,6 +62,10 @@ export function renderResults(results: BenchResults): string {
       "# (scattered writes)",
       t.commands.incremental,
       t.commands.restore,
+      ...(t.commands.deltaRestore
+        ? [`# (scattered damage to the restored target, then a delta restore job)`, t.commands.deltaRestore]
+        : []),
+      ...(t.commands.fileDownload ? [`# ${t.commands.fileDownload}`] : []),
     );
   }
   lines.push("```");

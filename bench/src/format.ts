@@ -2,7 +2,9 @@ import {
   AGENT_TARGETS,
   BASELINE,
   evaluateTargets,
+  FILE_TARGET_IMAGE_BYTES,
   growthFactor,
+  RESTORE_TARGETS,
   ratiosAgainst,
   throughput,
 } from "./metrics.js";
@@ -139,7 +141,117 @@ export function resultTables(results: BenchResults): Table[] {
   ];
   const agentRuns = results.tools.filter((t) => t.agentPath);
   if (agentRuns.length > 0) tables.push(...agentTables(results, agentRuns));
+  const restoreRuns = results.tools.filter((t) => t.agentRestore);
+  if (restoreRuns.length > 0) tables.push(...restoreTables(results, restoreRuns));
   return tables;
+}
+
+/** Issue 6: restores through bulwark-server → gRPC → bulwark-agent, and one file over REST. */
+export function restoreTables(results: BenchResults, runs: ToolRun[]): Table[] {
+  const size = results.image.sizeBytes;
+  const base = results.tools.find((t) => t.tool === BASELINE);
+  const cpu = (m: { userSeconds: number; systemSeconds: number }) =>
+    formatSeconds(m.userSeconds + m.systemSeconds);
+  const rows: string[][] = [];
+  if (base)
+    rows.push([
+      base.tool,
+      "full",
+      formatSeconds(base.restore.wallSeconds),
+      formatRate(throughput(size, base.restore.wallSeconds)),
+      "1.00×",
+      "–",
+      cpu(base.restore),
+      "–",
+      base.restore.verified ? "yes (SHA-256)" : "**NO**",
+    ]);
+  for (const t of runs) {
+    const x = t.agentRestore!;
+    rows.push(
+      [
+        t.tool,
+        "full",
+        formatSeconds(t.restore.wallSeconds),
+        formatRate(throughput(size, t.restore.wallSeconds)),
+        base ? formatRatio(base.restore.wallSeconds / t.restore.wallSeconds) : "–",
+        `${formatBytes(x.full.bytesFetched)} (${percent(x.full.bytesFetched, size)})`,
+        cpu(t.restore),
+        formatSeconds(x.full.serverCpuSeconds),
+        !t.restore.verified
+          ? "**NO**"
+          : t.restore.mismatch
+            ? "allocated blocks (free space zero)"
+            : "yes (SHA-256)",
+      ],
+      [
+        t.tool,
+        `delta (${x.delta.changedBlocks} blocks changed)`,
+        formatSeconds(x.delta.wallSeconds),
+        formatRate(throughput(size, x.delta.wallSeconds)),
+        base ? formatRatio(base.restore.wallSeconds / x.delta.wallSeconds) : "–",
+        `${formatBytes(x.delta.bytesFetched)} (${percent(x.delta.bytesFetched, x.delta.volumeBytes)})`,
+        cpu(x.delta),
+        formatSeconds(x.delta.serverCpuSeconds),
+        x.delta.verified ? "yes (SHA-256 = full restore's)" : "**NO**",
+      ],
+    );
+  }
+  const files = runs.map((t) => {
+    const f = t.agentRestore!.file;
+    return [
+      t.tool,
+      `\`${f.path}\``,
+      formatBytes(f.bytes),
+      formatMilliseconds(f.headersSeconds),
+      formatMilliseconds(f.firstByteSeconds),
+      formatMilliseconds(f.lastByteSeconds),
+      formatRate(f.bytes / Math.max(f.lastByteSeconds, 1e-6)),
+      f.verified ? "yes (SHA-256)" : "**NO**",
+    ];
+  });
+  return [
+    {
+      title: "e. Volume restore: bulwark-server → gRPC (mTLS) → `bulwark-agent restore` to a file",
+      header: [
+        "tool",
+        "restore",
+        "wall",
+        "throughput",
+        "speed vs restic restore",
+        "fetched (of volume)",
+        "CPU (restoring process)",
+        "CPU (bulwark-server)",
+        "bytes check",
+      ],
+      rows,
+    },
+    {
+      title: `f. One file over REST (GET …/files/content) from the ${formatBytes(size)} image`,
+      header: ["tool", "file", "size", "headers", "first byte", "last byte", "throughput", "bytes match"],
+      rows: files,
+    },
+    {
+      title: "Targets (issue 6): restores",
+      header: ["target", "measured", "verdict"],
+      rows: evaluateTargets(results, RESTORE_TARGETS).map((o) => [
+        o.target.description,
+        o.value === undefined
+          ? o.target.id === "restore-file" && size < FILE_TARGET_IMAGE_BYTES
+            ? `image is ${formatBytes(size)}: run with --size 3G`
+            : "not measured"
+          : `${o.value.toFixed(2)}${o.target.unit}`,
+        o.verdict,
+      ]),
+    },
+  ];
+}
+
+function percent(part: number, whole: number): string {
+  return whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : "–";
+}
+
+export function formatMilliseconds(seconds: number): string {
+  return `${Math.round(seconds * 1000)} ms`;
 }
 
 /** The agent → gRPC → server path: what the agent sent and both processes' peak memory. */

@@ -33,6 +33,9 @@ function createTool(id: string, ctx: ToolContext, opts: BenchOptions): BackupToo
         build: opts.build,
         adminDatabaseUrl: opts.databaseUrl,
         streams: opts.agentStreams,
+        deltaChange: opts.deltaChange,
+        seed: opts.seed,
+        fill: opts.fill,
         log,
       });
     default:
@@ -171,7 +174,13 @@ async function main(): Promise<number> {
     }
     if (opts.json) await writeFile(opts.json, `${JSON.stringify(results, null, 2)}\n`);
 
-    const broken = results.tools.filter((t) => !t.restore.verified).map((t) => t.tool);
+    const broken = results.tools
+      .filter(
+        (t) =>
+          !t.restore.verified ||
+          (t.agentRestore && (!t.agentRestore.delta.verified || !t.agentRestore.file.verified)),
+      )
+      .map((t) => t.tool);
     if (broken.length > 0) {
       log(`restores that did not return the image: ${broken.join(", ")}`);
       return 1;

@@ -16,6 +16,33 @@ export interface AgentPathStep {
   serverPeakRssBytes: number;
 }
 
+/** Issue 6 on the agent → server path: the full restore's extras, the delta restore, one file over REST. */
+export interface AgentRestoreRun {
+  /** The full restore (step c): payload bytes the agent fetched, bulwark-server's CPU seconds meanwhile. */
+  full: { bytesFetched: number; serverCpuSeconds: number };
+  /** Delta restore of the same point onto the full restore's target after `changedBlocks` scattered 4 KiB writes to it. */
+  delta: StepMeasurement & {
+    changedBlocks: number;
+    bytesFetched: number;
+    volumeBytes: number;
+    chunksUnchanged: number;
+    serverCpuSeconds: number;
+    /** The target's SHA-256 after the delta equals its (verified) SHA-256 after the full restore. */
+    verified: boolean;
+  };
+  /** One file through GET /api/v1/backups/:id/files/content, timed from the request. */
+  file: {
+    path: string;
+    bytes: number;
+    /** Response headers received. */
+    headersSeconds: number;
+    firstByteSeconds: number;
+    lastByteSeconds: number;
+    /** The body's SHA-256 equals the file's as debugfs reads it from the image. */
+    verified: boolean;
+  };
+}
+
 export interface ToolRun {
   tool: string;
   version: string;
@@ -26,8 +53,17 @@ export interface ToolRun {
   restore: StepMeasurement & { verified: boolean; restoredSha256: string; mismatch?: string };
   /** Only for the agent → server path: bytes the agent sent and the server's peak RSS. */
   agentPath?: { ingest: AgentPathStep; incremental: AgentPathStep };
+  /** Only for the agent → server path: the issue-6 restore measurements. */
+  agentRestore?: AgentRestoreRun;
   /** The exact commands, work directory shown as $WORK. */
-  commands: { init: string; backup: string; incremental: string; restore: string };
+  commands: {
+    init: string;
+    backup: string;
+    incremental: string;
+    restore: string;
+    deltaRestore?: string;
+    fileDownload?: string;
+  };
 }
 
 export interface MachineFacts {

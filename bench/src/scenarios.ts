@@ -31,7 +31,9 @@ export interface ScenarioOutcome {
  * state and similar machine conditions:
  *  a. full ingest of the image into an empty repository;
  *  b. scattered 4 KiB writes to the image, then an incremental backup of it;
- *  c. restore of the incremental backup to a file, hashed against the image.
+ *  c. restore of the incremental backup to a file, hashed against the image; then, for a tool
+ *     that has them (the agent → server path), a delta restore onto that file after scattered
+ *     damage and a single-file download, hash-checked too.
  */
 export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutcome> {
   const { tools, image, log } = opts;
@@ -91,7 +93,7 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
   for (const tool of tools) {
     const outDir = join(opts.runDir, "restore", tool.id);
     await mkdir(outDir, { recursive: true });
-    const { command, restoredPath } = tool.restore(refs.get(tool.id)!, image, outDir);
+    const { command, restoredPath } = await tool.restore(refs.get(tool.id)!, image, outDir);
     log(`c. ${tool.id}: ${show(command)}`);
     const m = await measure(command, scratch);
     const restoredSha256 = await sha256File(restoredPath).catch(() => "missing");
@@ -116,6 +118,22 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     log(
       `   ${m.elapsedSeconds.toFixed(2)} s, ${verdict}${result.restore.mismatch ? `: ${result.restore.mismatch}` : ""}`,
     );
+    // Delta restore onto this target and single-file download: only after a restore that counts.
+    if (verified && tool.afterRestore) {
+      const extra = await tool.afterRestore({
+        restoredPath,
+        restoredSha256,
+        restoreStdout: m.stdout,
+        image,
+        seed: opts.seed,
+        measure: (spec) => measure(spec, scratch),
+        show,
+        scratchDir: scratch,
+      });
+      result.agentRestore = extra.run;
+      result.commands!.deltaRestore = extra.commands.deltaRestore;
+      result.commands!.fileDownload = extra.commands.fileDownload;
+    }
     // Free the space now: the next tool restores another full copy.
     await rm(outDir, { recursive: true, force: true });
   }

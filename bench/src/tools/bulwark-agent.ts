@@ -1,13 +1,21 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { access, mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import { access, mkdir, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { agentBytesSent, parseVmHwm } from "../agent-report.js";
-import { run } from "../exec.js";
-import type { AgentPathStep } from "../results.js";
+import { agentBytesSent, agentRestorePointId, parseVmHwm } from "../agent-report.js";
+import { type CommandSpec, run } from "../exec.js";
+import { applyScatteredWrites, planScatteredWrites, sha256File } from "../image.js";
+import {
+  cookieHeader,
+  damageBlockCount,
+  downloadFile,
+  parseAgentRestoreReport,
+  parseProcStatCpuSeconds,
+} from "../restore-path.js";
+import type { AgentPathStep, AgentRestoreRun } from "../results.js";
 import { REPO_ROOT } from "./bulwark-repo.js";
-import type { BackupTool, ToolContext } from "./tool.js";
+import type { AfterRestoreContext, BackupTool, ToolContext } from "./tool.js";
 
 const AGENT_CLI = join(REPO_ROOT, "apps", "agent", "dist", "cli.js");
 const SERVER_MAIN = join(REPO_ROOT, "apps", "server", "dist", "main.js");
@@ -23,6 +31,11 @@ export interface AgentToolOptions {
   adminDatabaseUrl: string;
   /** `--streams N` for the agent; undefined leaves the agent's default. */
   streams: number | undefined;
+  /** Share of the restored target's 4 KiB blocks overwritten before the delta restore (0.01 = 1%). */
+  deltaChange: number;
+  /** The image's seed and fill: the single-file download picks its file from the same tree plan. */
+  seed: string;
+  fill: number;
   log: (line: string) => void;
 }
 
@@ -43,8 +56,10 @@ export function benchDatabaseName(): string {
  * dropped at the end, also on failure), openssl PKI, repository and `bulwark-server` on loopback
  * with mutual TLS, set up the way scripts/start does. The measured command is the agent's one-shot
  * `backup --json` under GNU time (the agent's RSS); the server's peak RSS is its VmHWM, read from
- * /proc right after each backup and reset before the next. Restore is the offline tool's
- * `cat latest`, hash-checked by the harness like every other tool's.
+ * /proc right after each backup and reset before the next. Restore is the help desk's path: a
+ * restore job through the REST API (admin session), run by `bulwark-agent restore JOB --target
+ * FILE` while bulwark-server streams the point over gRPC; then (issue 6) a delta restore onto the
+ * same target after scattered damage, and one file downloaded over REST timed to its first byte.
  */
 export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): BackupTool {
   const pki = join(ctx.dir, "pki");
@@ -56,6 +71,13 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
   let databaseUrl = "";
   let server: ChildProcess | undefined;
   let grpcPort = 0;
+  let httpPort = 0;
+  let agentId = "";
+  let ticksPerSecond = 100;
+  /** Cookie header and CSRF token of the bench's admin session (the help desk's REST path). */
+  let session: { cookie: string; csrf: string } | undefined;
+  const adminEmail = "bench-admin@bench.invalid";
+  const adminPasswordFile = join(ctx.dir, "admin.password");
   const jobs = new Map<string, string>();
   const serverEnv = () => ({
     DATABASE_URL: databaseUrl,
@@ -89,12 +111,131 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
   async function teardown(): Promise<void> {
     await stopServer();
     await dropDatabase();
+    session = undefined;
+  }
+
+  let restoreRef = "";
+  let fullCpuBefore = 0;
+
+  /** bulwark-server's CPU seconds so far (it does the server half of every restore). */
+  async function serverCpuSeconds(): Promise<number> {
+    const pid = server?.pid;
+    if (!pid || server?.exitCode !== null) throw new Error("bulwark-server is not running");
+    return parseProcStatCpuSeconds(await readFile(`/proc/${pid}/stat`, "utf8"), ticksPerSecond);
+  }
+
+  /** POST /api/v1/jobs/restore as the admin: the job the help desk starts from the console. */
+  async function restoreJob(backupId: string, target: string, mode: "full" | "delta"): Promise<string> {
+    if (!session) throw new Error("bulwark-agent: not logged in to bulwark-server");
+    const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/jobs/restore`, {
+      method: "POST",
+      headers: { "content-type": "application/json", cookie: session.cookie, "x-csrf-token": session.csrf },
+      body: JSON.stringify({ backupId, agentId, targetPath: target, mode, allowForeignTarget: true }),
+    });
+    const body = (await res.json()) as { id?: unknown };
+    if (res.status !== 202 || typeof body.id !== "string")
+      throw new Error(`POST /api/v1/jobs/restore answered ${res.status}: ${JSON.stringify(body)}`);
+    return body.id;
+  }
+
+  /** `bulwark-agent restore JOB --target FILE` (the bare-metal / help-desk path) with --json. */
+  function agentRestore(job: string, target: string, mode: "full" | "delta"): CommandSpec {
+    return {
+      argv: [
+        "node",
+        AGENT_CLI,
+        "restore",
+        job,
+        "--target",
+        target,
+        ...(mode === "delta" ? ["--delta"] : []),
+        "--yes-overwrite-foreign",
+        "--json",
+        "--server",
+        `https://127.0.0.1:${grpcPort}`,
+        "--state-dir",
+        stateDir,
+        "--ca",
+        join(pki, "ca.pem"),
+        "--cert",
+        join(pki, "agent.pem"),
+        "--key",
+        join(pki, "agent.key"),
+      ],
+    };
+  }
+
+  /**
+   * After the full restore: scattered damage to the target, a delta restore that must bring back
+   * the full restore's exact bytes, then one file over REST timed to its first and last byte.
+   */
+  async function restoreExtras(
+    actx: AfterRestoreContext,
+  ): Promise<{ run: AgentRestoreRun; commands: { deltaRestore: string; fileDownload: string } }> {
+    const full = parseAgentRestoreReport(actx.restoreStdout);
+    const fullServerCpu = (await serverCpuSeconds()) - fullCpuBefore;
+
+    const size = (await stat(actx.restoredPath)).size;
+    const count = damageBlockCount(size, opts.deltaChange);
+    const offsets = planScatteredWrites(`${actx.seed}:delta-damage`, size, count);
+    await applyScatteredWrites(actx.restoredPath, `${actx.seed}:delta-damage`, offsets);
+    opts.log(`   delta: overwrote ${count} scattered 4 KiB blocks of the restored target`);
+    const deltaJob = await restoreJob(restoreRef, actx.restoredPath, "delta");
+    const deltaSpec = agentRestore(deltaJob, actx.restoredPath, "delta");
+    const cpuBefore = await serverCpuSeconds();
+    const m = await actx.measure(deltaSpec);
+    const deltaServerCpu = (await serverCpuSeconds()) - cpuBefore;
+    const report = parseAgentRestoreReport(m.stdout);
+    const verified = (await sha256File(actx.restoredPath)) === actx.restoredSha256;
+    opts.log(
+      `   delta: ${m.elapsedSeconds.toFixed(2)} s, fetched ${report.bytesFetched} of ${report.volumeBytes} bytes, ` +
+        (verified ? "bytes match the full restore" : "BYTES DIFFER FROM THE FULL RESTORE"),
+    );
+
+    const file = downloadFile(opts.seed, size, opts.fill);
+    const expected = await imageFileSha256(actx.image, file.path, actx.scratchDir);
+    const url = `http://127.0.0.1:${httpPort}/api/v1/backups/${restoreRef}/files/content?path=${encodeURIComponent(file.path)}`;
+    const timing = await timedDownload(url, session!.cookie);
+    const fileOk = timing.sha256 === expected && timing.bytes === file.size;
+    opts.log(
+      `   file ${file.path} (${file.size} bytes): first byte ${timing.firstByteSeconds.toFixed(3)} s, ` +
+        `last ${timing.lastByteSeconds.toFixed(3)} s, ${fileOk ? "SHA-256 matches" : "SHA-256 DIFFERS"}`,
+    );
+    return {
+      run: {
+        full: { bytesFetched: full.bytesFetched, serverCpuSeconds: fullServerCpu },
+        delta: {
+          wallSeconds: m.elapsedSeconds,
+          userSeconds: m.userSeconds,
+          systemSeconds: m.systemSeconds,
+          maxRssBytes: m.maxRssBytes,
+          changedBlocks: count,
+          bytesFetched: report.bytesFetched,
+          volumeBytes: report.volumeBytes,
+          chunksUnchanged: report.chunksUnchanged,
+          serverCpuSeconds: deltaServerCpu,
+          verified,
+        },
+        file: {
+          path: file.path,
+          bytes: timing.bytes,
+          headersSeconds: timing.headersSeconds,
+          firstByteSeconds: timing.firstByteSeconds,
+          lastByteSeconds: timing.lastByteSeconds,
+          verified: fileOk,
+        },
+      },
+      commands: {
+        deltaRestore: actx.show(deltaSpec),
+        fileDownload: `GET /api/v1/backups/<restore point>/files/content?path=${file.path} (admin session)`,
+      },
+    };
   }
 
   return {
     id: "bulwark-agent",
     backupLabel: "bulwark-agent backup → bulwark-server",
-    restoreLabel: "bulwark-repo cat latest",
+    restoreLabel: "bulwark-agent restore ← bulwark-server",
     requirements: [
       { program: "psql", debianPackage: "postgresql-client" },
       { program: "openssl", debianPackage: "openssl" },
@@ -119,6 +260,7 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
         await access(file).catch(() => {
           throw new Error(`${file} is missing: run pnpm build first`);
         });
+      ticksPerSecond = Number((await run({ argv: ["getconf", "CLK_TCK"] })).stdout.trim()) || 100;
       await psqlAdmin("SELECT 1").catch((err: unknown) => {
         throw new Error(
           `bulwark-agent needs Postgres at ${opts.adminDatabaseUrl} (bash scripts/services starts it): ${err instanceof Error ? err.message : String(err)}`,
@@ -159,7 +301,7 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
       };
     },
     async afterInit() {
-      const httpPort = await freePort();
+      httpPort = await freePort();
       grpcPort = await freePort();
       const logFile = await open(serverLog, "w");
       try {
@@ -213,6 +355,27 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
         });
         jobs.set(name, stdout.trim().split("\n").pop()!.trim());
       }
+      agentId = await certificateAgentId(join(pki, "agent.pem"));
+      // An admin, made on the server host as an installation does, logged in over REST: restore
+      // jobs and file downloads go through the API the console and the CLI use.
+      await writeFile(adminPasswordFile, randomBytes(18).toString("hex"), { mode: 0o600 });
+      await run({
+        argv: [
+          "node",
+          SERVER_MAIN,
+          "user",
+          "create",
+          "--email",
+          adminEmail,
+          "--role",
+          "admin",
+          "--password-file",
+          adminPasswordFile,
+        ],
+        cwd: REPO_ROOT,
+        env: serverEnv(),
+      });
+      session = await login(httpPort, adminEmail, (await readFile(adminPasswordFile, "utf8")).trim());
     },
     backup(image, name) {
       const job = jobs.get(name);
@@ -271,21 +434,99 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
         acceptable,
       };
     },
-    async snapshotRef() {
-      return "latest";
+    async snapshotRef(_name, backupStdout) {
+      const id = agentRestorePointId(backupStdout);
+      if (!id) throw new Error("bulwark-agent backup --json names no restore point");
+      return id;
     },
-    restore(ref, _image, outDir) {
+    async restore(ref, image, outDir) {
+      // The target: an empty sparse file of the image's size, as a new disk would be.
       const restoredPath = join(outDir, "image.img");
-      return {
-        command: {
-          argv: ["node", REPO_TOOL, "--repo", repo, "--key-file", keyFile, "cat", ref, "-o", restoredPath],
-        },
-        restoredPath,
-      };
+      await (await open(restoredPath, "w")).close();
+      await truncate(restoredPath, (await stat(image)).size);
+      restoreRef = ref;
+      const job = await restoreJob(ref, restoredPath, "full");
+      fullCpuBefore = await serverCpuSeconds();
+      return { command: agentRestore(job, restoredPath, "full"), restoredPath };
+    },
+    async afterRestore(actx) {
+      return await restoreExtras(actx);
     },
     repositoryDirs: () => [repo],
     afterRun: teardown,
     stop: teardown,
+  };
+}
+
+/** The agent ID: the CN of its certificate (as the server reads it). */
+async function certificateAgentId(certPem: string): Promise<string> {
+  const cert = new X509Certificate(await readFile(certPem));
+  const id = /CN=([0-9a-f-]{36})/.exec(cert.subject)?.[1];
+  if (!id) throw new Error(`the agent certificate's CN is not an agent ID: ${cert.subject}`);
+  return id;
+}
+
+/** POST /api/v1/auth/login: the session cookie and the CSRF token state-changing calls need. */
+async function login(
+  port: number,
+  email: string,
+  password: string,
+): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  const body = (await res.json()) as { csrfToken?: unknown };
+  if (!res.ok || typeof body.csrfToken !== "string")
+    throw new Error(`login answered ${res.status}: ${JSON.stringify(body)}`);
+  return { cookie: cookieHeader(res.headers.getSetCookie()), csrf: body.csrfToken };
+}
+
+/** The SHA-256 of one file inside the ext4 image, read by debugfs (independent of Bulwark). */
+async function imageFileSha256(image: string, path: string, scratch: string): Promise<string> {
+  const out = join(scratch, "download-expected.bin");
+  await rm(out, { force: true });
+  try {
+    await run({ argv: ["debugfs", "-R", `dump ${path} ${out}`, image] });
+    return await sha256File(out);
+  } finally {
+    await rm(out, { force: true });
+  }
+}
+
+/** GET `url`, hashing the body: seconds from the request to the headers, the first and the last byte. */
+export async function timedDownload(
+  url: string,
+  cookie: string,
+): Promise<{
+  headersSeconds: number;
+  firstByteSeconds: number;
+  lastByteSeconds: number;
+  bytes: number;
+  sha256: string;
+}> {
+  const started = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - started) / 1e9;
+  const res = await fetch(url, { headers: { cookie } });
+  const headersSeconds = since();
+  if (!res.ok || !res.body) throw new Error(`GET ${url} answered ${res.status}: ${await res.text()}`);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  let firstByteSeconds: number | undefined;
+  for await (const piece of res.body as AsyncIterable<Uint8Array>) {
+    if (piece.length === 0) continue;
+    firstByteSeconds ??= since();
+    hash.update(piece);
+    bytes += piece.length;
+  }
+  const lastByteSeconds = since();
+  return {
+    headersSeconds,
+    firstByteSeconds: firstByteSeconds ?? lastByteSeconds,
+    lastByteSeconds,
+    bytes,
+    sha256: hash.digest("hex"),
   };
 }
 

@@ -1,6 +1,6 @@
-import type { CommandSpec } from "../exec.js";
+import type { CommandSpec, Measurement } from "../exec.js";
 import type { Requirement } from "../prereqs.js";
-import type { AgentPathStep } from "../results.js";
+import type { AgentPathStep, AgentRestoreRun } from "../results.js";
 
 /** What every adapter gets: a private directory and the passphrase all tools share. */
 export interface ToolContext {
@@ -15,6 +15,23 @@ export interface ToolContext {
 export interface RestoreSpec {
   command: CommandSpec;
   restoredPath: string;
+}
+
+/** What a tool's extra restore scenarios get after its measured (and checked) restore. */
+export interface AfterRestoreContext {
+  /** The restored file, still in place, and its SHA-256 (checked against the image by the harness). */
+  restoredPath: string;
+  restoredSha256: string;
+  /** The restore command's stdout (e.g. a --json report). */
+  restoreStdout: string;
+  /** The image as the restored backup saw it (the scattered writes applied). */
+  image: string;
+  seed: string;
+  /** Runs a command under GNU time, as the harness measures every step. */
+  measure: (spec: CommandSpec) => Promise<Measurement>;
+  /** A command as the docs show it. */
+  show: (spec: CommandSpec) => string;
+  scratchDir: string;
 }
 
 /**
@@ -40,8 +57,18 @@ export interface BackupTool {
   backup(image: string, name: string): CommandSpec;
   /** Resolves what `restore` needs to find the backup just made (unmeasured). */
   snapshotRef(name: string, backupStdout: string): Promise<string>;
-  /** The measured restore of `ref` (a backup of `image`) into the empty directory `outDir`. */
-  restore(ref: string, image: string, outDir: string): RestoreSpec;
+  /**
+   * The measured restore of `ref` (a backup of `image`) into the empty directory `outDir`. Working
+   * out the command (e.g. asking a server for a restore job) is not measured.
+   */
+  restore(ref: string, image: string, outDir: string): RestoreSpec | Promise<RestoreSpec>;
+  /**
+   * Only after a restore that returned the image: further restore scenarios only this tool has
+   * (delta restore, single-file download), measured by the adapter itself, with their commands.
+   */
+  afterRestore?(
+    ctx: AfterRestoreContext,
+  ): Promise<{ run: AgentRestoreRun; commands: { deltaRestore: string; fileDownload: string } }>;
   /** Directories whose total size is the repository's size (caches and temp files excluded). */
   repositoryDirs(): string[];
   /** Unmeasured, every run, before `init` (the harness has just emptied `dir`): e.g. a database. */
