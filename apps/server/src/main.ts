@@ -7,6 +7,12 @@ import { applyMigrations, createCatalogClient } from "@bulwark/catalog";
 import { loadServerConfig } from "@bulwark/config";
 import { BulwarkError } from "@bulwark/errors";
 import pino from "pino";
+import {
+  AlertSystem,
+  CatalogWebhookService,
+  DEFAULT_ALERT_SETTINGS,
+  WebhookSecretSeal,
+} from "./alerts/index.js";
 import { buildApp, REDACTED_LOG_PATHS } from "./app.js";
 import { userCommand } from "./auth/user-cli.js";
 import { ControlPlane } from "./control/control-plane.js";
@@ -24,6 +30,7 @@ import { apiOptionsFromConfig } from "./http/config.js";
 import { apiServices, jobSystemWhenStarted } from "./http/services.js";
 import { JobSystem, jobSettingsFromConfig } from "./jobs/index.js";
 import { bullmqQueueDepths } from "./metrics/queues.js";
+import { loadOrCreateCaKey } from "./pki/key-file.js";
 import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
 import { repoCommand } from "./repo-cli.js";
@@ -180,6 +187,18 @@ async function main(): Promise<void> {
     log.info({ ...synced, requeued }, "job system started");
   });
   jobsStarted.catch((err: unknown) => log.error({ err: (err as Error).message }, "job system start failed"));
+  // Signed webhook alerts (docs/alerts.md): secrets sealed with a key derived from the CA key file.
+  const webhookSeal = new WebhookSecretSeal((await loadOrCreateCaKey(pki.caKeyFile)).key);
+  const userAgent = `bulwark-server/${serverVersion}`;
+  const alerts = await AlertSystem.start({
+    catalog,
+    redisUrl: config.redisUrl,
+    seal: webhookSeal,
+    log: log.child({ component: "alerts" }),
+    settings: { queuePrefix: config.queuePrefix },
+    ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
+    userAgent,
+  });
   // Like NBD, optional for the node: one whose enroll port is taken still serves enrolled agents.
   let enroller: EnrollListener | undefined;
   try {
@@ -241,6 +260,13 @@ async function main(): Promise<void> {
       files: new RestorePointFiles({ catalog, repositories }),
       // /metrics reports queue depth once the job system has started (no queue samples before).
       queueDepths: bullmqQueueDepths(() => jobs?.ctx.queues),
+      webhooks: new CatalogWebhookService({
+        catalog,
+        seal: webhookSeal,
+        timeoutMs: DEFAULT_ALERT_SETTINGS.deliveryTimeoutMs,
+        userAgent,
+        now: () => new Date(),
+      }),
     },
   });
   await app.listen({ host: config.httpHost, port: config.httpPort });
@@ -255,6 +281,7 @@ async function main(): Promise<void> {
     force.unref();
     await Promise.all([app.close(), agents.close(), enroller?.close(), nbd?.close()]);
     await jobs?.close();
+    await alerts.close();
     await repositories.close();
     redis.disconnect();
     controlRedis.commands.disconnect();

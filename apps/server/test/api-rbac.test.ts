@@ -35,6 +35,7 @@ const SERVICES: ApiOptions = {
     volume: async (_tenant, id) => noSuchBackup(id),
     filesystem: async (_tenant, id) => noSuchBackup(id),
   },
+  webhooks: { newSecret: () => unreachable(), ping: async () => unreachable() },
   jobs: {
     backupNow: async () => unreachable(),
     restore: async () => unreachable(),

@@ -107,6 +107,15 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
 
   // monitoring: Prometheus scrapes with an auditor's API token (read-only, whole tenant)
   "GET /metrics": ["ADMIN", "OPERATOR", "AUDITOR"],
+
+  // alert webhooks: admins manage them (a URL that receives fleet failures); auditors read them
+  "GET /webhooks": ["ADMIN", "AUDITOR"],
+  "GET /webhooks/:id": ["ADMIN", "AUDITOR"],
+  "POST /webhooks": ADMIN_ONLY,
+  "PATCH /webhooks/:id": ADMIN_ONLY,
+  "DELETE /webhooks/:id": ADMIN_ONLY,
+  "POST /webhooks/:id/test": ADMIN_ONLY,
+  "GET /webhooks/:id/deliveries": ["ADMIN", "AUDITOR"],
 };
 
 /** The permission for a registered route, or undefined when the table has no entry. HEAD is GET's. */

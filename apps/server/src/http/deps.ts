@@ -6,6 +6,7 @@
 import type { Catalog, Role } from "@bulwark/catalog";
 import type { FileSystemReader, Volume } from "@bulwark/filesystems";
 import type { Redis } from "ioredis";
+import type { WebhookService } from "../alerts/service.js";
 import type { LoginRateLimitOptions } from "../auth/rate-limit.js";
 import type { SessionLifetime } from "../auth/sessions.js";
 
@@ -144,6 +145,8 @@ export interface ApiDeps {
   exports?: RestorePointExports;
   files?: RestorePointFileAccess;
   queueDepths?: QueueDepths;
+  /** Webhook alert endpoints (apps/server/src/alerts): sealed secrets and test pings. */
+  webhooks?: WebhookService;
 }
 
 export type { Role };

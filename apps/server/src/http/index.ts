@@ -27,6 +27,7 @@ import { DEFAULT_JOB_EVENTS, type JobEventsOptions, jobRoutes } from "./routes/j
 import { policyRoutes } from "./routes/policies.js";
 import { repositoryRoutes } from "./routes/repositories.js";
 import { userRoutes } from "./routes/users.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 
 /** What buildApp's caller may set for the API; everything has a production default. */
 export interface ApiOptions {
@@ -42,6 +43,7 @@ export interface ApiOptions {
   exports?: ApiDeps["exports"];
   files?: ApiDeps["files"];
   queueDepths?: ApiDeps["queueDepths"];
+  webhooks?: ApiDeps["webhooks"];
 }
 
 export function registerApi(
@@ -63,6 +65,7 @@ export function registerApi(
     exports: opts.exports,
     files: opts.files,
     queueDepths: opts.queueDepths,
+    webhooks: opts.webhooks,
   };
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -106,6 +109,7 @@ export function registerApi(
       if (deps.files) await api.register(fileRoutes(deps, deps.files));
       await api.register(auditRoutes(deps));
       await api.register(metricsRoutes(deps));
+      if (deps.webhooks) await api.register(webhookRoutes(deps, deps.webhooks));
     },
     { prefix: API_PREFIX },
   );
