@@ -13,6 +13,7 @@ import {
   fileListingSchema,
   fileSearchResultSchema,
   groupSchema,
+  jobLogPageSchema,
   jobSchema,
   loginResponseSchema,
   MAX_PAGE_SIZE,
@@ -99,6 +100,14 @@ export const api = {
     request("POST", "/jobs/backup", jobSchema, { body: { agentId, volumeId } }),
   startRestore: (body: StartRestoreRequest) => request("POST", "/jobs/restore", jobSchema, { body }),
   cancelJob: (id: string) => request("POST", `/jobs/${encodeURIComponent(id)}/cancel`, jobSchema),
+  /** A new job with the same parameters (202); its retryOfId names this one. */
+  retryJob: (id: string) => request("POST", `/jobs/${encodeURIComponent(id)}/retry`, jobSchema),
+  /** Log lines with seq > afterSeq, oldest first. */
+  jobLog: (id: string, afterSeq: number, signal?: AbortSignal) =>
+    request("GET", `/jobs/${encodeURIComponent(id)}/log`, jobLogPageSchema, {
+      query: { afterSeq, limit: MAX_PAGE_SIZE },
+      signal,
+    }),
   jobEventsUrl: (id: string) => apiUrl(`/jobs/${encodeURIComponent(id)}/events`),
 
   policies: (q: { search?: string } & PageQuery, signal?: AbortSignal) =>

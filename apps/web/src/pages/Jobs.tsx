@@ -1,14 +1,21 @@
 // Jobs: a live list (refreshed while something runs) with progress bars, filters and pages kept
 // in the address, one job's details and log, retry and cancel.
-import { jobKindSchema, jobStateSchema } from "@bulwark/api";
-import { useCallback, useEffect, useState } from "react";
-import { z } from "zod";
+import {
+  type JobLogEntry,
+  jobKindSchema,
+  jobStateSchema,
+  RETRYABLE_JOB_KINDS,
+  RETRYABLE_JOB_STATES,
+} from "@bulwark/api";
+import { useCallback, useEffect, useRef, useState } from "react";
+import { errorMessage } from "../api/client";
 import { api } from "../api/endpoints";
+import { canControlJob } from "../roles";
 import { href, navigate } from "../router";
-import { useCan } from "../session";
-import { formatBytes, formatTime } from "../ui/format";
-import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
-import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
+import { useMe } from "../session";
+import { formatBytes, formatClock, formatTime } from "../ui/format";
+import { JOB_TABLE_HEAD, JobRow, jobKindLabel } from "../ui/jobs";
+import { Empty, ErrorBox, Show, useAction, useLoad, Waiting } from "../ui/load";
 import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
 import { isTerminal, JobLiveView, useLiveJob } from "../ui/progress";
 
@@ -51,7 +58,7 @@ export function JobsPage({ selected }: { selected?: string }) {
   return (
     <>
       <h1>Jobs</h1>
-      {selected && <JobDetail id={selected} onChanged={refreshList} />}
+      {selected && <JobDetail key={selected} id={selected} onChanged={refreshList} />}
       <form className="filters" aria-label="Filter jobs" onSubmit={(e) => e.preventDefault()}>
         <label>
           State
@@ -121,12 +128,8 @@ export function JobsPage({ selected }: { selected?: string }) {
   );
 }
 
-/** A backup job's params name the volume, so a failed one can run again. */
-const backupParamsSchema = z.object({ volumeId: z.uuid() });
-
 function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
-  const mayCancel = useCan("cancelJob");
-  const mayRun = useCan("runBackup");
+  const me = useMe();
   const [job, reload] = useLoad((signal) => api.job(id, signal), [id]);
   const live = useLiveJob(id);
   const liveState = live.event?.state;
@@ -138,20 +141,40 @@ function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
     }
   }, [liveState, reload, onChanged]);
   const action = useAction();
+  const [confirming, setConfirming] = useState(false);
   return (
     <section className="card" aria-labelledby="job-heading">
       <Show loaded={job} what="the job" onRetry={reload}>
         {(j) => {
-          const retryParams = backupParamsSchema.safeParse(j.params);
+          const state = liveState && isTerminal(liveState) ? liveState : j.state;
+          const mayControl = canControlJob(me.role, j.kind);
+          const mayCancel = mayControl && !isTerminal(state) && j.cancelRequestedAt === null;
+          const mayRetry =
+            mayControl &&
+            (RETRYABLE_JOB_STATES as readonly string[]).includes(state) &&
+            (RETRYABLE_JOB_KINDS as readonly string[]).includes(j.kind);
           return (
             <>
               <h2 id="job-heading">
-                {j.kind.toLowerCase()} job <code>{j.id.slice(0, 8)}</code>
+                {jobKindLabel(j.kind)} job <code>{j.id.slice(0, 8)}</code>
               </h2>
               <JobLiveView live={live} initial={j} />
+              {j.cancelRequestedAt && !isTerminal(state) && (
+                <p role="status" className="meta">
+                  Cancel requested {formatTime(j.cancelRequestedAt)}: waiting for the machine to stop the job.
+                </p>
+              )}
               <dl>
                 <dt>Machine</dt>
                 <dd>{j.agentId ? <a href={href(`/machines/${j.agentId}`)}>open machine</a> : "—"}</dd>
+                {j.retryOfId && (
+                  <>
+                    <dt>Retry of</dt>
+                    <dd>
+                      <a href={href(`/jobs/${j.retryOfId}`)}>job {j.retryOfId.slice(0, 8)}</a>
+                    </dd>
+                  </>
+                )}
                 <dt>Created</dt>
                 <dd>{formatTime(j.createdAt)}</dd>
                 <dt>Started</dt>
@@ -171,61 +194,149 @@ function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
                   </>
                 )}
               </dl>
-              <details>
-                <summary>Log (parameters and result)</summary>
-                <pre className="log">
-                  {JSON.stringify({ params: j.params, result: j.result, error: j.errorMessage }, null, 2)}
-                </pre>
-              </details>
-              <div className="actions">
-                {mayCancel && !isTerminal(j.state) && (
-                  <button
-                    type="button"
-                    disabled={action.busy}
-                    onClick={() =>
-                      void action
-                        .run(() => api.cancelJob(j.id))
-                        .then((r) => {
-                          if (r) {
-                            reload();
-                            onChanged();
-                          }
-                        })
-                    }
-                  >
-                    Cancel job
-                  </button>
-                )}
-                {mayRun &&
-                  j.kind === "BACKUP" &&
-                  (j.state === "FAILED" || j.state === "MISSED" || j.state === "CANCELLED") &&
-                  j.agentId &&
-                  retryParams.success && (
+              {(mayCancel || mayRetry) && (
+                <div className="actions">
+                  {mayCancel && !confirming && (
+                    <button type="button" disabled={action.busy} onClick={() => setConfirming(true)}>
+                      Cancel job
+                    </button>
+                  )}
+                  {mayCancel && confirming && (
+                    <fieldset className="danger confirm">
+                      <legend>Cancel this {jobKindLabel(j.kind)} job?</legend>
+                      <p>
+                        {state === "RUNNING"
+                          ? "The machine stops the job; a cancelled backup leaves no restore point."
+                          : "The job will not run."}
+                      </p>
+                      <button
+                        type="button"
+                        disabled={action.busy}
+                        onClick={() =>
+                          void action
+                            .run(() => api.cancelJob(j.id))
+                            .then((r) => {
+                              setConfirming(false);
+                              if (r) {
+                                reload();
+                                onChanged();
+                              }
+                            })
+                        }
+                      >
+                        Yes, cancel the job
+                      </button>
+                      <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+                        Keep it
+                      </button>
+                    </fieldset>
+                  )}
+                  {mayRetry && (
                     <button
                       type="button"
                       disabled={action.busy}
-                      onClick={() => {
-                        const agentId = j.agentId;
-                        if (!agentId) return;
+                      onClick={() =>
                         void action
-                          .run(() => api.runBackup(agentId, retryParams.data.volumeId))
+                          .run(() => api.retryJob(j.id))
                           .then((r) => {
                             if (r) {
                               onChanged();
                               navigate(`/jobs/${r.id}`);
                             }
-                          });
-                      }}
+                          })
+                      }
                     >
-                      Retry backup
+                      Retry {jobKindLabel(j.kind)}
                     </button>
                   )}
-              </div>
+                </div>
+              )}
               {action.error && <ErrorBox message={action.error} />}
+              <JobLog jobId={j.id} />
+              <details>
+                <summary>Parameters and result</summary>
+                <pre className="log">{JSON.stringify({ params: j.params, result: j.result }, null, 2)}</pre>
+              </details>
             </>
           );
         }}
       </Show>
+    </section>
+  );
+}
+
+/** While the job runs, the log is read again this often for new lines. */
+const LOG_FOLLOW_MS = 2_000;
+/** After a failed read, the next try comes this much later (the error stays shown meanwhile). */
+const LOG_RETRY_MS = 10_000;
+
+type LogState = { lines: JobLogEntry[]; loaded: boolean; error?: string };
+
+/**
+ * A job's log, oldest first: every page up to the end, then new lines while the job is not
+ * final (the API's afterSeq cursor), stopping once the job is final and nothing new came.
+ */
+export function useJobLog(jobId: string): LogState & { retry: () => void } {
+  const [log, setLog] = useState<LogState>({ lines: [], loaded: false });
+  const [attempt, setAttempt] = useState(0);
+  const seen = useRef({ jobId, after: 0 });
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `attempt` restarts reading after an error
+  useEffect(() => {
+    if (seen.current.jobId !== jobId) {
+      seen.current = { jobId, after: 0 };
+      setLog({ lines: [], loaded: false });
+    }
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const read = async () => {
+      try {
+        const page = await api.jobLog(jobId, seen.current.after, controller.signal);
+        if (controller.signal.aborted) return;
+        const last = page.items[page.items.length - 1];
+        if (last) seen.current.after = last.seq;
+        setLog((l) => ({ lines: page.items.length ? [...l.lines, ...page.items] : l.lines, loaded: true }));
+        if (page.nextAfterSeq !== null) timer = setTimeout(read, 0);
+        else if (!isTerminal(page.jobState) || page.items.length > 0) timer = setTimeout(read, LOG_FOLLOW_MS);
+      } catch (err) {
+        if (controller.signal.aborted) return;
+        setLog((l) => ({ ...l, error: errorMessage(err) }));
+        timer = setTimeout(() => setAttempt((n) => n + 1), LOG_RETRY_MS);
+      }
+    };
+    setLog((l) => (l.error ? { ...l, error: undefined } : l));
+    void read();
+    return () => {
+      controller.abort();
+      clearTimeout(timer);
+    };
+  }, [jobId, attempt]);
+  return { ...log, retry: () => setAttempt((n) => n + 1) };
+}
+
+const LEVEL_CLASS = { INFO: "", WARN: "warn", ERROR: "problem" } as const;
+
+function JobLog({ jobId }: { jobId: string }) {
+  const log = useJobLog(jobId);
+  return (
+    <section aria-labelledby="job-log-heading">
+      <h3 id="job-log-heading">Log</h3>
+      {log.error && <ErrorBox message={`Could not read the log: ${log.error}`} onRetry={log.retry} />}
+      {!log.loaded && !log.error && <Waiting what="the log" />}
+      {log.loaded && log.lines.length === 0 && <Empty>No log lines yet.</Empty>}
+      {log.lines.length > 0 && (
+        <ol className="job-log" role="log" aria-label="Job log, oldest first">
+          {log.lines.map((l) => (
+            <li key={l.seq} className={LEVEL_CLASS[l.level]}>
+              <time dateTime={l.at}>{formatClock(l.at)}</time>
+              <span className="level">{l.level}</span>
+              <span>
+                {l.message}
+                {l.code && <code> {l.code}</code>}
+              </span>
+            </li>
+          ))}
+        </ol>
+      )}
     </section>
   );
 }

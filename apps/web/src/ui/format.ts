@@ -28,3 +28,12 @@ export function formatAgo(iso: string | null | undefined, now: Date = new Date()
 export function formatPercent(fraction: number): string {
   return `${Math.round(fraction * 100)} %`;
 }
+
+/** A log line's time: the clock only, with seconds (the day is in the job's own times). */
+export function formatClock(iso: string): string {
+  return new Date(iso).toLocaleTimeString(undefined, {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
+}
