@@ -95,6 +95,10 @@ function PolicyForm({
         : "";
   });
   const [repositoryId, setRepositoryId] = useState(policy?.repositoryId ?? repos[0]?.id ?? "");
+  // KiB/s in the form ("" = unlimited); the API takes bytes per second.
+  const [bandwidthKiB, setBandwidthKiB] = useState(
+    policy?.bandwidthLimitBps ? String(Math.round(policy.bandwidthLimitBps / 1024)) : "",
+  );
   const [groupIds, setGroupIds] = useState(
     () => new Set(assignments.flatMap((a) => (a.groupId ? [a.groupId] : []))),
   );
@@ -144,6 +148,10 @@ function PolicyForm({
     if (!selector.success) throw new Error("The volume selector needs at least one entry.");
     if (!retentionCheck.success)
       throw new Error(retentionCheck.error.issues.map((i) => i.message).join("; "));
+    const kib = bandwidthKiB.trim() === "" ? null : Number(bandwidthKiB);
+    if (kib !== null && !(Number.isInteger(kib) && kib >= 1)) {
+      throw new Error("The bandwidth limit is a whole number of KiB/s (1 or more), or empty for no limit.");
+    }
     const body: CreatePolicyRequest = {
       name,
       enabled,
@@ -153,6 +161,7 @@ function PolicyForm({
       windowMinutes,
       retention: retentionCheck.data,
       volumeSelector: selector.data,
+      bandwidthLimitBps: kib === null ? null : kib * 1024,
       repositoryId,
     };
     const savedPolicy = policy ? await api.updatePolicy(policy.id, body) : await api.createPolicy(body);
@@ -200,6 +209,17 @@ function PolicyForm({
               </option>
             ))}
           </select>
+        </label>
+        <label>
+          Upload limit per machine (KiB/s, empty for none)
+          <input
+            type="number"
+            min={1}
+            step={1}
+            inputMode="numeric"
+            value={bandwidthKiB}
+            onChange={(e) => setBandwidthKiB(e.target.value)}
+          />
         </label>
       </fieldset>
       <fieldset disabled={!mayEdit}>
