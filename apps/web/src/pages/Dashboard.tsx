@@ -1,5 +1,5 @@
 // The first page after login: is the fleet protected, what failed lately, how full is the storage.
-import type { AgentDetail, Job } from "@bulwark/api";
+import type { AgentDetail, Backup, Job } from "@bulwark/api";
 import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan } from "../session";
@@ -9,6 +9,14 @@ import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
 import { Empty, Show, useLoad } from "../ui/load";
 
 const DAY_MS = 86_400_000;
+/** Pages of restore points the storage chart reads at most (MAX_PAGE_SIZE each). */
+const CHART_PAGES = 5;
+
+/** A time's day in the browser's zone, as the Jobs page's date filter takes it. */
+function localDay(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
 /** Failures first, then running, then the rest; newest first within each. */
 const JOB_ORDER: Record<Job["state"], number> = {
   FAILED: 0,
@@ -55,7 +63,18 @@ export function DashboardPage() {
     (signal) => (seeRepos ? api.repositories(signal) : Promise.resolve(null)),
     [seeRepos],
   );
-  const [backups, reloadBackups] = useLoad((signal) => api.backups({}, signal), []);
+  // The chart sums what restore points stored: read a bounded number of pages (newest first).
+  const [backups, reloadBackups] = useLoad(async (signal) => {
+    const items: Backup[] = [];
+    let cursor: string | undefined;
+    for (let i = 0; i < CHART_PAGES; i++) {
+      const page = await api.backups({ cursor }, signal);
+      items.push(...page.items);
+      if (page.nextCursor === null) return { items, complete: true };
+      cursor = page.nextCursor;
+    }
+    return { items, complete: false };
+  }, []);
 
   return (
     <>
@@ -137,17 +156,27 @@ export function DashboardPage() {
             page.items.length === 0 ? (
               <Empty>No jobs ran in the last 24 hours.</Empty>
             ) : (
-              <div className="table-wrap">
-                <table>
-                  <caption className="visually-hidden">Jobs of the last 24 hours, failures first</caption>
-                  {JOB_TABLE_HEAD}
-                  <tbody>
-                    {sortJobsFailuresFirst(page.items).map((j) => (
-                      <JobRow key={j.id} job={j} />
-                    ))}
-                  </tbody>
-                </table>
-              </div>
+              <>
+                {page.nextCursor !== null && (
+                  <p className="meta">
+                    More than {page.items.length} jobs ran: this shows the newest.{" "}
+                    <a href={href("/jobs", { from: localDay(Date.now() - DAY_MS) })}>
+                      All jobs since yesterday
+                    </a>
+                  </p>
+                )}
+                <div className="table-wrap">
+                  <table>
+                    <caption className="visually-hidden">Jobs of the last 24 hours, failures first</caption>
+                    {JOB_TABLE_HEAD}
+                    <tbody>
+                      {sortJobsFailuresFirst(page.items).map((j) => (
+                        <JobRow key={j.id} job={j} />
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              </>
             )
           }
         </Show>
@@ -163,7 +192,16 @@ export function DashboardPage() {
               total += b.storedBytes;
               return { at: new Date(b.committedAt), value: total };
             });
-            return <StoredBytesChart points={points} title="Bytes stored by restore points" />;
+            return (
+              <StoredBytesChart
+                points={points}
+                title={
+                  page.complete
+                    ? "Bytes stored by restore points"
+                    : `Bytes stored by the newest ${page.items.length} restore points`
+                }
+              />
+            );
           }}
         </Show>
       </section>

@@ -10,10 +10,19 @@ const WIDTH = 640;
 const HEIGHT = 200;
 const PAD = { left: 72, right: 16, top: 12, bottom: 28 };
 
-export function StoredBytesChart({ points, title }: { points: Point[]; title: string }) {
+/** The line runs on to `until` (now): what is stored stays stored, and one point is not a lone dot. */
+export function StoredBytesChart({
+  points,
+  title,
+  until = new Date(),
+}: {
+  points: Point[];
+  title: string;
+  until?: Date;
+}) {
   if (points.length === 0) return null;
   const t0 = points[0]?.at.getTime() ?? 0;
-  const t1 = Math.max(points[points.length - 1]?.at.getTime() ?? 0, t0 + 1);
+  const t1 = Math.max(points[points.length - 1]?.at.getTime() ?? 0, until.getTime(), t0 + 1);
   const max = Math.max(...points.map((p) => p.value), 1);
   const x = (t: number) => PAD.left + ((t - t0) / (t1 - t0)) * (WIDTH - PAD.left - PAD.right);
   const y = (v: number) => HEIGHT - PAD.bottom - (v / max) * (HEIGHT - PAD.top - PAD.bottom);
@@ -24,8 +33,9 @@ export function StoredBytesChart({ points, title }: { points: Point[]; title: st
     if (i === 0) d += `M${px},${py}`;
     else d += `H${px}V${py}`;
   });
+  d += `H${x(t1)}`;
   const last = points[points.length - 1];
-  const summary = `${title}: from ${formatBytes(points[0]?.value ?? 0)} to ${formatBytes(last?.value ?? 0)} between ${points[0]?.at.toLocaleDateString()} and ${last?.at.toLocaleDateString()}.`;
+  const summary = `${title}: from ${formatBytes(points[0]?.value ?? 0)} on ${points[0]?.at.toLocaleDateString()} to ${formatBytes(last?.value ?? 0)} now.`;
   return (
     <figure className="chart">
       <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label={summary}>
@@ -41,7 +51,7 @@ export function StoredBytesChart({ points, title }: { points: Point[]; title: st
           {points[0]?.at.toLocaleString()}
         </text>
         <text x={WIDTH - PAD.right} y={HEIGHT - 8} textAnchor="end">
-          {last?.at.toLocaleString()}
+          now
         </text>
         <path d={d} className="line" />
         {points.map((p, i) => (

@@ -133,6 +133,10 @@ export function Pager<F extends string>({
         ? `${count} ${what} on a later page`
         : `${what[0]?.toUpperCase()}${what.slice(1)} ${start}–${start + count - 1}`;
   const back = params.previous ?? params.first;
+  // A list that fits on one page needs no buttons, only the count.
+  if (!back && !nextCursor) {
+    return count === 0 ? null : <p className="pager-status">{`All ${what} shown (${count}).`}</p>;
+  }
   return (
     <nav className="pager" aria-label={`Pages of ${what}`}>
       <button
@@ -160,7 +164,7 @@ export function Pager<F extends string>({
       <label className="inline">
         Per page
         <select value={params.limit} onChange={(e) => params.setLimit(Number(e.target.value))}>
-          {PAGE_SIZES.map((n) => (
+          {(PAGE_SIZES.some((n) => n === limit) ? PAGE_SIZES : [limit, ...PAGE_SIZES]).map((n) => (
             <option key={n} value={n}>
               {n}
             </option>
