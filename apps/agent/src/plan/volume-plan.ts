@@ -37,8 +37,8 @@ export interface VolumePlan {
  * Plans one volume: its filesystem bitmap when readable, CBT when the snapshot provides it. A bitmap
  * that cannot be read never fails a backup: reading everything is always correct, only slower.
  *
- * A volume with no filesystem of its own but a partition table is a whole disk: everything outside
- * the partitions (table structures, boot-loader gaps, the GPT backup) is read as is, and each
+ * A volume with no filesystem of its own but a partition table is a whole disk: the table
+ * structures and the boot area before the first partition are read as they are, and each
  * partition by its own filesystem's bitmap, so one image holds what a bare-metal restore needs.
  */
 export async function planVolume(
@@ -91,15 +91,11 @@ async function planDisk(
     .map((p) => ({ ...p, length: Math.max(0, Math.min(p.length, size - p.offset)) }))
     .filter((p) => p.offset >= 0 && p.offset < size && p.length > 0)
     .sort((a, b) => a.offset - b.offset);
+  // The table structures (MBR/EBRs, GPT header and entries, GPT backup at the end) and everything
+  // before the first partition, where boot loaders keep code (GRUB's core.img in the MBR gap).
+  // Other unpartitioned space is not captured: it is restored as zeros (docs/agent.md).
   const ranges: ByteRange[] = [...table.metadataRegions];
-  // Bytes outside every partition are read whatever they hold (usually zeros, so cheap): boot code
-  // in a gap, a hidden recovery area or a partition the table does not list must not be lost.
-  let at = 0;
-  for (const p of parts) {
-    if (p.offset > at) ranges.push({ offset: at, length: p.offset - at });
-    at = Math.max(at, p.offset + p.length);
-  }
-  if (at < size) ranges.push({ offset: at, length: size - at });
+  ranges.push({ offset: 0, length: parts[0]?.offset ?? size });
   const planned: PlannedDiskPartition[] = [];
   for (const p of parts) {
     const slice = new SliceByteSource(source, p.offset, p.length);
