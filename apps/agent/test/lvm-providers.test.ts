@@ -131,6 +131,37 @@ describe("LVM providers by command construction (no device-mapper on this kernel
     expect(await ctx.journal.list()).toEqual([]);
   });
 
+  it("lvm: a killed run's leftover snapshot of the same volume is removed before the new one", async () => {
+    const leftover = { vg: "vg0", lv: "bulwark-snap-root-1" };
+    await ctx.journal.add({ provider: "lvm", volumeKey: "root", retained: false, data: leftover });
+    await ctx.journal.add({
+      provider: "lvm",
+      volumeKey: "var",
+      retained: false,
+      data: { vg: "vg0", lv: "bulwark-snap-var-1" },
+    });
+    runner
+      .on([...LVS.split(" "), "lv_name,vg_name", "vg0/bulwark-snap-root-1"], {
+        stdout: lvsJson([{ lv_name: "bulwark-snap-root-1", vg_name: "vg0" }]),
+      })
+      .on(["lvremove", "-y", "vg0/bulwark-snap-root-1"])
+      .on(isCmd("lvcreate"))
+      .on((c) => c.command === "lvs" && c.args.includes("lv_name,vg_name,lv_size,lv_attr"), {
+        stdout: lvsJson([{ lv_name: "x", vg_name: "vg0", lv_size: String(GiB), lv_attr: "swi-a-s---" }]),
+      });
+    const provider = new LvmProvider(ctx, { vg: "vg0", lv: "root", cowSize: "1G" });
+    const snap = await provider.prepare("root");
+    expect(runner.commandLines.slice(0, 3)).toEqual([
+      `${LVS} lv_name,vg_name vg0/bulwark-snap-root-1`,
+      "lvremove -y vg0/bulwark-snap-root-1",
+      `lvcreate -s -n ${snap.name} -L 1G --addtag bulwark-agent vg0/root`,
+    ]);
+    // Another volume's entry is not this backup's business (the cleanup command handles it).
+    expect((await ctx.journal.list()).map((e) => e.data.lv)).toEqual(["bulwark-snap-var-1", snap.name]);
+    runner.on(isCmd("lvremove"));
+    await snap.release();
+  });
+
   it("lvm: an overflowed snapshot is never committed and is still removed", async () => {
     runner
       .on(isCmd("lvcreate"))

@@ -2,7 +2,7 @@ import { clipRanges } from "@bulwark/filesystems";
 import { runChecked } from "../command-runner.js";
 import { agentError } from "../errors.js";
 import type { JournalEntry } from "./journal.js";
-import { removeIfPresent } from "./lvm.js";
+import { removeIfPresent, removeLeftovers } from "./lvm.js";
 import {
   BULWARK_LV_TAG,
   checkLvmName,
@@ -40,6 +40,7 @@ export class LvmThinProvider implements SnapshotProvider {
 
   async prepare(volumeKey: string): Promise<LvmThinSnapshot> {
     const { vg, lv } = this.options;
+    await removeLeftovers(this.ctx, this.kind, volumeKey, cleanupStaleLvmThin);
     const name = snapshotName(LVM_THIN_SNAPSHOT_PREFIX, lv);
     const base = (await this.ctx.journal.list()).find(
       (e) =>

@@ -40,6 +40,7 @@ export class LvmProvider implements SnapshotProvider {
 
   async prepare(volumeKey: string): Promise<LvmSnapshot> {
     const { vg, lv, cowSize } = this.options;
+    await removeLeftovers(this.ctx, this.kind, volumeKey, cleanupStaleLvm);
     const name = snapshotName(LVM_SNAPSHOT_PREFIX, lv);
     const entry = await this.ctx.journal.add({
       provider: this.kind,
@@ -81,6 +82,24 @@ export async function cleanupStaleLvm(ctx: ProviderContext, entry: JournalEntry)
   const { vg, lv } = entry.data;
   if (vg && lv) await removeIfPresent(ctx.runner, vg, lv);
   await ctx.journal.remove(entry.id);
+}
+
+/**
+ * A killed run of this volume's backup left its snapshot and journal entry behind: remove them
+ * before taking a new one, so leftovers never fill the VG even if nobody runs `bulwark-agent
+ * cleanup`. Safe because one agent never backs up the same volume twice at once. Retained lvm-thin
+ * bases are not leftovers.
+ */
+export async function removeLeftovers(
+  ctx: ProviderContext,
+  kind: "lvm" | "lvm-thin",
+  volumeKey: string,
+  cleanup: (ctx: ProviderContext, entry: JournalEntry) => Promise<void>,
+): Promise<void> {
+  for (const entry of await ctx.journal.list()) {
+    if (entry.provider === kind && entry.volumeKey === volumeKey && !entry.retained)
+      await cleanup(ctx, entry);
+  }
 }
 
 /** lvremove, treating "not found" as done: a stale entry may point at a snapshot already gone. */
