@@ -52,6 +52,13 @@ import {
   usersLsCommand,
   usersRoleCommand,
 } from "./users.js";
+import {
+  webhooksCreateCommand,
+  webhooksDeliveriesCommand,
+  webhooksLsCommand,
+  webhooksRmCommand,
+  webhooksTestCommand,
+} from "./webhooks.js";
 
 export const COMMANDS: readonly CommandSpec[] = [
   loginCommand,
@@ -103,4 +110,9 @@ export const COMMANDS: readonly CommandSpec[] = [
   usersRoleCommand,
   auditLsCommand,
   repoStatusCommand,
+  webhooksLsCommand,
+  webhooksCreateCommand,
+  webhooksRmCommand,
+  webhooksTestCommand,
+  webhooksDeliveriesCommand,
 ];
