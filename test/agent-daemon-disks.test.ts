@@ -42,6 +42,7 @@ import {
   testPrefix,
 } from "../apps/server/test/support/control.js";
 import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
+import { repoRoot, runTs } from "./support/processes.js";
 
 // The agent daemon on real loop devices against a real server node (agent listener with the
 // control plane, BackupService and RestoreService; Postgres; Redis under its own prefix):
@@ -617,4 +618,77 @@ describe.skipIf(!isRoot)(`agent daemon: whole disks, hooks, NTFS (${ROOT_REASON}
     const old = await files.filesystem(h.tenantId, full.restorePointId);
     expect((await readAll(old.reader.read("/readme.txt"))).toString()).toBe("first version\n");
   }, 300_000);
+});
+
+describe("agent daemon process: hooks and SIGTERM", () => {
+  it("bulwark-agent run stopped by SIGTERM mid-backup still runs the post hook, after the snapshot is released", async () => {
+    const agent = await h.agent();
+    const work = join(dir, `${agent.id}-sigterm`);
+    mkdirSync(work);
+    writeFileSync(join(work, "ca.pem"), h.ca.cert);
+    writeFileSync(join(work, "cert.pem"), agent.tls.cert);
+    writeFileSync(join(work, "key.pem"), agent.tls.key, { mode: 0o600 });
+    const image = join(work, "random.img");
+    writeFileSync(image, randomBytes(16 * MiB));
+    const stateDir = join(work, "state");
+    const proc = runTs(
+      join(repoRoot, "apps/agent/src/cli.ts"),
+      [
+        "run",
+        "--server",
+        `https://127.0.0.1:${node.listener.port}`,
+        "--ca",
+        join(work, "ca.pem"),
+        "--cert",
+        join(work, "cert.pem"),
+        "--key",
+        join(work, "key.pem"),
+        "--state-dir",
+        stateDir,
+        "--image",
+        image,
+      ],
+      {},
+    );
+    try {
+      await eventually(() => node.plane.dispatcher.isOnline(agent.id), 60_000);
+      // 16 MiB at 1 MiB/s: still uploading when the signal comes.
+      const ack = await node.plane.dispatcher.dispatch(
+        agent.id,
+        backupCommand(
+          agent.jobId,
+          { $case: "volumeId", value: `file:${image}` },
+          {
+            bandwidthLimitBytesPerSecond: MiB,
+            postHooks: [
+              {
+                argv: [
+                  "/bin/sh",
+                  "-c",
+                  `cat ${stateDir}/snapshots.json > ${work}/post.journal; env | grep ^BULWARK_ | sort > ${work}/post.env`,
+                ],
+                timeoutSeconds: 30,
+              },
+            ],
+          },
+        ),
+      );
+      expect(ack.error, proc.output()).toBeUndefined();
+      await eventually(
+        () =>
+          node.sink.progressEvents.some((p) => p.progress.jobId === agent.jobId && p.progress.bytesDone > 0),
+        60_000,
+      );
+      proc.child.kill("SIGTERM");
+      const exited = await proc.exited;
+      expect(exited.code, proc.output()).not.toBeNull();
+      expect(readFileSync(join(work, "post.env"), "utf8"), proc.output()).toContain(
+        "BULWARK_JOB_OUTCOME=cancelled",
+      );
+      expect(JSON.parse(readFileSync(join(work, "post.journal"), "utf8")).entries).toEqual([]);
+      expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) proc.child.kill("SIGKILL");
+    }
+  }, 180_000);
 });

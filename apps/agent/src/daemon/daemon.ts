@@ -579,6 +579,25 @@ export class AgentDaemon {
         new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${cmd.jobId} was cancelled`, {
           details: { jobId: cmd.jobId },
         });
+      // Post hooks run once, from whichever comes first: the job's own end, or the release
+      // registry on SIGTERM/SIGINT (which releases the snapshot first: it registered later, and
+      // the registry releases newest first), so a stopping agent still resumes the application.
+      let postRun: Promise<unknown> | undefined;
+      const runPost = (env: Record<string, string>) => {
+        postRun ??= runHooks(this.runner, "post", postHooks, { ...hookEnv, ...env }, (r) =>
+          this.logHook(cmd.jobId, r),
+        );
+        return postRun;
+      };
+      const unregisterPost =
+        postHooks.length > 0 && this.opts.releases
+          ? this.opts.releases.register(`post hooks of job ${cmd.jobId}`, async () => {
+              await runPost({
+                BULWARK_JOB_OUTCOME: "cancelled",
+                BULWARK_ERROR_CODE: "BULWARK_CONTROL_JOB_CANCELLED",
+              });
+            })
+          : undefined;
       let result: JobResult;
       try {
         if (job.controller.signal.aborted) throw cancelled();
@@ -666,18 +685,12 @@ export class AgentDaemon {
         // whatever the outcome, and are told the outcome. Their failure does not undo a backup.
         job.phase = JobPhase.JOB_PHASE_CLEANUP;
         this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
-        await runHooks(
-          this.runner,
-          "post",
-          postHooks,
-          {
-            ...hookEnv,
-            BULWARK_JOB_OUTCOME: OUTCOME_NAME[result.outcome] ?? "failed",
-            ...(result.restorePointId ? { BULWARK_RESTORE_POINT_ID: result.restorePointId } : {}),
-            ...(result.error ? { BULWARK_ERROR_CODE: result.error.code } : {}),
-          },
-          (r) => this.logHook(cmd.jobId, r),
-        );
+        await runPost({
+          BULWARK_JOB_OUTCOME: OUTCOME_NAME[result.outcome] ?? "failed",
+          ...(result.restorePointId ? { BULWARK_RESTORE_POINT_ID: result.restorePointId } : {}),
+          ...(result.error ? { BULWARK_ERROR_CODE: result.error.code } : {}),
+        });
+        unregisterPost?.();
         result.finishedAt = this.now();
       }
       return result;
