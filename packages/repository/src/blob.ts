@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
 import { BulwarkError } from "@bulwark/errors";
-import { compress, decompress } from "zstd-napi";
 import { DEFAULT_ZSTD_LEVEL, MAX_BLOB_PLAINTEXT } from "./constants.js";
 import type { ChunkId } from "./ids.js";
 
@@ -26,6 +26,27 @@ export enum BlobKind {
 
 const SUBKEY_LABEL = Buffer.from("bulwark blob subkey v1", "utf8");
 
+/**
+ * zstd-napi's raw binding: it (de)compresses into buffers we give it, so a thread reuses one
+ * scratch buffer instead of allocating (and page-faulting in) a fresh one per chunk. Loaded with
+ * require because it is a CommonJS module over a .node file (no named ESM exports).
+ */
+type ZstdBinding = typeof import("zstd-napi/binding.js");
+const zstd = createRequire(import.meta.url)("zstd-napi/binding.js") as ZstdBinding;
+/** Per thread (each worker loads its own copy of this module). */
+let cctx: InstanceType<ZstdBinding["CCtx"]> | undefined;
+let dctx: InstanceType<ZstdBinding["DCtx"]> | undefined;
+let packScratch = Buffer.alloc(0);
+
+/** zstd-compresses src into a per-thread scratch buffer; the view is valid until the next call. */
+function compressScratch(src: Uint8Array, level: number): Buffer {
+  const bound = zstd.compressBound(src.length);
+  if (packScratch.length < bound) packScratch = Buffer.allocUnsafeSlow(bound);
+  cctx ??= new zstd.CCtx();
+  const n = cctx.compress(packScratch, src, level);
+  return packScratch.subarray(0, n);
+}
+
 function subkey(dataKey: Buffer, nonce: Buffer): Buffer {
   return createHmac("sha256", dataKey).update(SUBKEY_LABEL).update(nonce.subarray(0, 12)).digest();
 }
@@ -35,13 +56,21 @@ export function chunkIdOf(idKey: Buffer, data: Uint8Array): ChunkId {
   return createHmac("sha256", idKey).update(data).digest();
 }
 
-export function encodeBlob(
+/** A blob as its three parts (header + nonce, ciphertext, tag), for a gathered write without a copy. */
+export interface BlobParts {
+  head: Buffer;
+  body: Buffer;
+  tag: Buffer;
+  length: number;
+}
+
+export function encodeBlobParts(
   kind: BlobKind,
   name: Buffer,
   plaintext: Uint8Array,
   dataKey: Buffer,
   opts: { level?: number } = {},
-): Buffer {
+): BlobParts {
   if (plaintext.length > MAX_BLOB_PLAINTEXT) {
     throw new BulwarkError(
       "BULWARK_REPO_INVALID_ARGUMENT",
@@ -51,31 +80,41 @@ export function encodeBlob(
   let payload: Uint8Array = plaintext;
   let flags = 0;
   if (plaintext.length > 0) {
-    const packed = compress(plaintext, { compressionLevel: opts.level ?? DEFAULT_ZSTD_LEVEL });
+    // The scratch view is consumed by cipher.update below, before anything else compresses.
+    const packed = compressScratch(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
     if (packed.length < plaintext.length) {
       payload = packed;
       flags |= FLAG_ZSTD;
     }
   }
-  const header = Buffer.alloc(BLOB_HEADER_BYTES);
-  BLOB_MAGIC.copy(header, 0);
-  header[4] = BLOB_VERSION;
-  header[5] = kind;
-  header[6] = flags;
-  header.writeUInt32LE(plaintext.length, 8);
-  header.writeUInt32LE(payload.length, 12);
-  const nonce = randomBytes(BLOB_NONCE_BYTES);
+  const head = Buffer.allocUnsafe(BLOB_HEADER_BYTES + BLOB_NONCE_BYTES);
+  BLOB_MAGIC.copy(head, 0);
+  head[4] = BLOB_VERSION;
+  head[5] = kind;
+  head[6] = flags;
+  head[7] = 0;
+  head.writeUInt32LE(plaintext.length, 8);
+  head.writeUInt32LE(payload.length, 12);
+  const nonce = head.subarray(BLOB_HEADER_BYTES);
+  randomBytes(BLOB_NONCE_BYTES).copy(nonce);
   const cipher = createCipheriv("aes-256-gcm", subkey(dataKey, nonce), nonce.subarray(12));
-  cipher.setAAD(Buffer.concat([header, name]));
-  const out = Buffer.allocUnsafe(BLOB_OVERHEAD + payload.length);
-  header.copy(out, 0);
-  nonce.copy(out, BLOB_HEADER_BYTES);
-  const body = cipher.update(payload);
-  body.copy(out, BLOB_HEADER_BYTES + BLOB_NONCE_BYTES);
-  const tail = cipher.final();
-  if (tail.length) tail.copy(out, BLOB_HEADER_BYTES + BLOB_NONCE_BYTES + body.length);
-  cipher.getAuthTag().copy(out, out.length - BLOB_TAG_BYTES);
-  return out;
+  cipher.setAAD(Buffer.concat([head.subarray(0, BLOB_HEADER_BYTES), name]));
+  let body = cipher.update(payload);
+  const tail = cipher.final(); // GCM: empty
+  if (tail.length) body = Buffer.concat([body, tail]);
+  const tag = cipher.getAuthTag();
+  return { head, body, tag, length: head.length + body.length + tag.length };
+}
+
+export function encodeBlob(
+  kind: BlobKind,
+  name: Buffer,
+  plaintext: Uint8Array,
+  dataKey: Buffer,
+  opts: { level?: number } = {},
+): Buffer {
+  const p = encodeBlobParts(kind, name, plaintext, dataKey, opts);
+  return Buffer.concat([p.head, p.body, p.tag], p.length);
 }
 
 function corrupt(what: string, why: string): BulwarkError {
@@ -86,7 +125,8 @@ function corrupt(what: string, why: string): BulwarkError {
 
 /**
  * Authenticates and opens a blob. Throws BULWARK_REPO_CORRUPT / _UNSUPPORTED_VERSION on any defect;
- * never returns unauthenticated bytes.
+ * never returns unauthenticated bytes. With `into`, a compressed payload is decompressed into it
+ * (it must hold the plaintext length) and the result is a view of it.
  */
 export function decodeBlob(
   expectedKind: BlobKind,
@@ -94,6 +134,7 @@ export function decodeBlob(
   blob: Uint8Array,
   dataKey: Buffer,
   what: string,
+  into?: Buffer,
 ): Buffer {
   const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   if (buf.length < BLOB_OVERHEAD) throw corrupt(what, `blob is ${buf.length} bytes, shorter than its header`);
@@ -141,12 +182,16 @@ export function decodeBlob(
     throw corrupt(what, "authentication failed (bytes changed, or the blob belongs to another name or key)");
   }
   if ((flags & FLAG_ZSTD) === 0) return payload;
-  let plain: Buffer;
+  // Authenticated, so plainLen (≤ MAX_BLOB_PLAINTEXT) is the writer's: a frame that would produce
+  // more than it fails instead of growing the buffer.
+  const plain = into && into.length >= plainLen ? into.subarray(0, plainLen) : Buffer.allocUnsafe(plainLen);
+  let n: number;
   try {
-    plain = decompress(payload);
+    dctx ??= new zstd.DCtx();
+    n = dctx.decompress(plain, payload);
   } catch (cause) {
     throw new BulwarkError("BULWARK_REPO_CORRUPT", `${what}: zstd payload does not decompress`, { cause });
   }
-  if (plain.length !== plainLen) throw corrupt(what, "decompressed length mismatch");
+  if (n !== plainLen) throw corrupt(what, "decompressed length mismatch");
   return plain;
 }

@@ -124,6 +124,35 @@ export class CodecPool {
     return { worker, job, ids: res.ids!.map((id) => Buffer.from(id.buffer, id.byteOffset, id.byteLength)) };
   }
 
+  /**
+   * Reads [offset, offset + length) of an open file in a worker (threads share the descriptor
+   * table), cut into chunks of chunkSize; hashes the non-zero ones. The chunks stay in the worker
+   * for `encode`; all-zero chunks get the zero ID. Nothing of the data passes the main thread.
+   */
+  async scan(
+    fd: number,
+    offset: number,
+    length: number,
+    chunkSize: number,
+    what: string,
+  ): Promise<HashTicket> {
+    const worker = this.leastBusy();
+    const job = this.nextJob++;
+    const res = await this.send(this.slots[worker]!, {
+      op: "scan",
+      job,
+      fd,
+      offset,
+      length,
+      chunkSize,
+      what,
+    });
+    const flat = Buffer.from(res.flatIds!.buffer, res.flatIds!.byteOffset, res.flatIds!.byteLength);
+    const ids: Buffer[] = [];
+    for (let off = 0; off < flat.length; off += 32) ids.push(flat.subarray(off, off + 32));
+    return { worker, job, ids };
+  }
+
   /** Encodes the chunks of a hashed batch at the given positions; releases the batch. */
   async encode(ticket: HashTicket, which: number[]): Promise<Buffer[]> {
     const job = this.nextJob++;

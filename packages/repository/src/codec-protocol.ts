@@ -10,6 +10,8 @@ export interface WorkerKeys {
 
 export type CodecRequest =
   | { op: "hash"; job: number; chunks: { buffer: ArrayBuffer; offset: number; length: number }[] }
+  /** Read [offset, offset + length) of an open file (shared fd table) in chunks; hash the non-zero ones. */
+  | { op: "scan"; job: number; fd: number; offset: number; length: number; chunkSize: number; what: string }
   | { op: "encode"; job: number; batch: number; ids: Uint8Array[]; which: number[]; files?: string[] }
   | {
       op: "restore";
@@ -33,6 +35,8 @@ export type CodecRequest =
 export interface CodecResponse {
   job: number;
   ids?: Uint8Array[];
+  /** scan: every chunk's ID, 32 bytes each, in order; all-zero chunks get the zero ID. */
+  flatIds?: Uint8Array;
   blobs?: Uint8Array[];
   plains?: Uint8Array[];
   sizes?: number[];

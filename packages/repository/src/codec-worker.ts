@@ -1,17 +1,21 @@
 import {
   closeSync,
   constants as fsc,
+  fstatSync,
   mkdirSync,
   openSync,
-  readFileSync,
+  readSync,
   unlinkSync,
   writeSync,
+  writevSync,
 } from "node:fs";
 import { dirname } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
-import { BlobKind, chunkIdOf, decodeBlob, encodeBlob } from "./blob.js";
+import { BLOB_OVERHEAD, BlobKind, chunkIdOf, decodeBlob, encodeBlob, encodeBlobParts } from "./blob.js";
 import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
+import { MAX_BLOB_PLAINTEXT } from "./constants.js";
+import { ID_BYTES, isAllZero } from "./ids.js";
 import { nodeIdOf } from "./index-tree.js";
 import { ioError } from "./local-backend.js";
 
@@ -23,43 +27,97 @@ const keys = workerData as WorkerKeys;
 const idKey = Buffer.from(keys.idKey);
 const nodeIdKey = Buffer.from(keys.nodeIdKey);
 const dataKey = Buffer.from(keys.dataKey);
-const held = new Map<number, Buffer[]>();
+/** A hashed batch waiting for `encode`: its chunks, and the pooled read buffer they live in. */
+const held = new Map<number, { chunks: Buffer[]; pooled?: Buffer }>();
+
+/**
+ * Read buffers of `scan`, reused: a fresh large buffer per batch costs a zero-fill or page faults
+ * on every page, which measured more than hashing the data. Bounded by the ingest's in-flight
+ * limit (batches are held only until encoded).
+ */
+const freeReadBuffers: Buffer[] = [];
+const MAX_FREE_READ_BUFFERS = 48;
+
+function takeReadBuffer(length: number): Buffer {
+  for (let i = freeReadBuffers.length - 1; i >= 0; i--) {
+    const b = freeReadBuffers[i]!;
+    if (b.length >= length) {
+      freeReadBuffers.splice(i, 1);
+      return b;
+    }
+  }
+  return Buffer.allocUnsafeSlow(length);
+}
+
+function giveReadBuffer(b: Buffer): void {
+  if (freeReadBuffers.length < MAX_FREE_READ_BUFFERS) freeReadBuffers.push(b);
+}
+
+/** Restore scratch: one blob and one plaintext at a time per worker, grown as needed. */
+let blobScratch = Buffer.alloc(0);
+let plainScratch = Buffer.alloc(0);
 
 function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[] } {
   switch (req.op) {
     case "hash": {
       const chunks = req.chunks.map((c) => Buffer.from(c.buffer, c.offset, c.length));
-      held.set(req.job, chunks);
+      held.set(req.job, { chunks });
       // Own 32-byte buffers: a pooled digest would carry its whole 8 KiB slab through postMessage.
       const ids = chunks.map((c) => new Uint8Array(chunkIdOf(idKey, c)));
       return { res: { job: req.job, ids }, transfer: [] };
     }
-    case "encode": {
-      const chunks = held.get(req.batch);
-      held.delete(req.batch);
-      if (!chunks) throw new Error(`no held batch ${req.batch}`);
-      const encode = (i: number) =>
-        encodeBlob(BlobKind.Data, Buffer.from(req.ids[i]!), chunks[i]!, dataKey, { level: keys.level });
-      const files = req.files;
-      if (!files) return { res: { job: req.job, blobs: req.which.map(encode) }, transfer: [] };
-      // Local staging: the blobs go straight to their temp files (no fsync: the ingest's barrier
-      // makes them durable), so neither they nor a copy of them cross back to the main thread.
-      const sizes: number[] = [];
+    case "scan": {
+      const buf = takeReadBuffer(req.length);
       try {
-        req.which.forEach((i, k) => {
-          const blob = encode(i);
-          writeNewFile(files[k]!, blob);
-          sizes.push(blob.length);
-        });
-      } catch (err) {
-        for (const f of files) {
-          try {
-            unlinkSync(f);
-          } catch {}
+        let got = 0;
+        while (got < req.length) {
+          const n = readSync(req.fd, buf, got, req.length - got, req.offset + got);
+          if (n === 0) break;
+          got += n;
         }
-        throw err;
+        if (got !== req.length) {
+          throw new BulwarkError(
+            "BULWARK_REPO_IO",
+            `${req.what} shrank while it was read (at ${req.offset + got})`,
+          );
+        }
+      } catch (err) {
+        giveReadBuffer(buf);
+        throw ioError(err, `read ${req.what}`);
       }
-      return { res: { job: req.job, sizes }, transfer: [] };
+      const chunks: Buffer[] = [];
+      const count = Math.ceil(req.length / req.chunkSize);
+      const flatIds = new Uint8Array(count * ID_BYTES); // zero chunks keep the zero ID
+      for (let k = 0; k < count; k++) {
+        const chunk = buf.subarray(k * req.chunkSize, Math.min(req.length, (k + 1) * req.chunkSize));
+        chunks.push(chunk);
+        if (!isAllZero(chunk)) flatIds.set(chunkIdOf(idKey, chunk), k * ID_BYTES);
+      }
+      held.set(req.job, { chunks, pooled: buf });
+      return { res: { job: req.job, flatIds }, transfer: [flatIds.buffer as ArrayBuffer] };
+    }
+    case "encode": {
+      const batch = held.get(req.batch);
+      held.delete(req.batch);
+      if (!batch) throw new Error(`no held batch ${req.batch}`);
+      const { chunks } = batch;
+      const files = req.files;
+      try {
+        if (!files) {
+          const blobs = req.which.map((i) =>
+            encodeBlob(BlobKind.Data, Buffer.from(req.ids[i]!), chunks[i]!, dataKey, { level: keys.level }),
+          );
+          return { res: { job: req.job, blobs }, transfer: [] };
+        }
+        // Local staging: the blobs go straight to their temp files (no fsync: the ingest's barrier
+        // makes them durable), so neither they nor a copy of them cross back to the main thread.
+        return {
+          res: { job: req.job, sizes: encodeToFiles(chunks, req.ids, req.which, files) },
+          transfer: [],
+        };
+      } finally {
+        if (batch.pooled) giveReadBuffer(batch.pooled);
+      }
     }
     case "decode": {
       const plains: Buffer[] = [];
@@ -84,7 +142,7 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
         let blob: Buffer;
         if (item.file !== undefined) {
           try {
-            blob = readFileSync(item.file);
+            blob = readWhole(item.file);
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code === "ENOENT") {
               throw new BulwarkError("BULWARK_REPO_CHUNK_MISSING", `chunk ${item.what} is missing`, {
@@ -94,7 +152,8 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
             throw ioError(err, `read ${item.what}`);
           }
         } else blob = Buffer.from(item.blob!);
-        const plain = decodeBlob(BlobKind.Data, name, blob, dataKey, item.what);
+        if (plainScratch.length < item.length) plainScratch = Buffer.allocUnsafeSlow(item.length);
+        const plain = decodeBlob(BlobKind.Data, name, blob, dataKey, item.what, plainScratch);
         if (!chunkIdOf(idKey, plain).equals(name)) {
           throw new BulwarkError("BULWARK_REPO_CORRUPT", `${item.what}: content does not match its ID`, {
             details: { object: item.what, reason: "id mismatch" },
@@ -120,7 +179,50 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
   }
 }
 
-function writeNewFile(path: string, data: Buffer): void {
+/** Encodes chunks[which[k]] into the new file files[k] each; returns the blob sizes. */
+function encodeToFiles(chunks: Buffer[], ids: Uint8Array[], which: number[], files: string[]): number[] {
+  const sizes: number[] = [];
+  try {
+    which.forEach((i, k) => {
+      const p = encodeBlobParts(BlobKind.Data, Buffer.from(ids[i]!), chunks[i]!, dataKey, {
+        level: keys.level,
+      });
+      writeNewFile(files[k]!, [p.head, p.body, p.tag], p.length);
+      sizes.push(p.length);
+    });
+  } catch (err) {
+    for (const f of files) {
+      try {
+        unlinkSync(f);
+      } catch {}
+    }
+    throw err;
+  }
+  return sizes;
+}
+
+/**
+ * A whole blob file into the worker's scratch buffer (valid until the next call): no fresh buffer
+ * per chunk. Anything over the blob size limit is read only as far as the decoder needs to refuse it.
+ */
+function readWhole(path: string): Buffer {
+  const fd = openSync(path, "r");
+  try {
+    const size = Math.min(fstatSync(fd).size, BLOB_OVERHEAD + MAX_BLOB_PLAINTEXT + 1);
+    if (blobScratch.length < size) blobScratch = Buffer.allocUnsafeSlow(Math.max(size, 128 * 1024));
+    let got = 0;
+    while (got < size) {
+      const n = readSync(fd, blobScratch, got, size - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return blobScratch.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeNewFile(path: string, parts: Buffer[], length: number): void {
   let fd: number;
   const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
   try {
@@ -132,8 +234,12 @@ function writeNewFile(path: string, data: Buffer): void {
       fd = openSync(path, flags, 0o600);
     }
     try {
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      let off = writevSync(fd, parts);
+      // A short gathered write (rare) is finished part by part.
+      if (off < length) {
+        const all = Buffer.concat(parts, length);
+        while (off < length) off += writeSync(fd, all, off, length - off);
+      }
     } finally {
       closeSync(fd);
     }
@@ -144,8 +250,8 @@ function writeNewFile(path: string, data: Buffer): void {
 
 parentPort!.on("message", (req: CodecRequest) => {
   try {
-    const { res } = handle(req);
-    parentPort!.postMessage(res);
+    const { res, transfer } = handle(req);
+    parentPort!.postMessage(res, transfer);
   } catch (err) {
     const e = err as Error & { code?: string; details?: Record<string, unknown> };
     parentPort!.postMessage({

@@ -1,7 +1,6 @@
 import { open } from "node:fs/promises";
 import { BulwarkError } from "@bulwark/errors";
 import { type IngestOptions, IngestSession } from "./ingest.js";
-import { ioError } from "./local-backend.js";
 import type { RestorePoint } from "./records.js";
 import type { Repository } from "./repository.js";
 
@@ -21,7 +20,7 @@ export async function ingestStream(
   }
 }
 
-/** Bytes read per read(2) from an image: whole chunks, large enough to stream at disk speed. */
+/** Bytes handed to the workers per call: whole chunks (each worker reads 1 MiB batches of them). */
 const READ_BLOCK = 4 * 1024 * 1024;
 
 /** Ingests a whole image file or block device (its size is found by seeking to the end). */
@@ -45,29 +44,17 @@ export async function ingestFile(
     const size = st.isBlockDevice() ? await blockDeviceSize(fh) : st.size;
     const chunkSize = opts.chunkSize ?? repo.config.chunkSize;
     const block = Math.max(chunkSize, Math.floor(READ_BLOCK / chunkSize) * chunkSize);
-    // One read buffer for the whole image: `write` has copied the data when it resolves.
-    const readBuf = Buffer.allocUnsafe(Math.min(block, size));
-    async function* reads(): AsyncIterable<{ offset: number; data: Uint8Array }> {
+    // The codec workers read the file themselves (see IngestSession.writeFromFile).
+    const session = await IngestSession.open(repo, { ...opts, volumeSize: size });
+    try {
       for (let offset = 0; offset < size; offset += block) {
-        const want = Math.min(block, size - offset);
-        const buf = readBuf.subarray(0, want);
-        let got = 0;
-        try {
-          while (got < want) {
-            const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
-            if (bytesRead === 0) break;
-            got += bytesRead;
-          }
-        } catch (err) {
-          throw ioError(err, `read ${path}`);
-        }
-        if (got !== want) {
-          throw new BulwarkError("BULWARK_REPO_IO", `${path} shrank while it was read (at ${offset + got})`);
-        }
-        yield { offset, data: buf };
+        await session.writeFromFile(fh.fd, offset, Math.min(block, size - offset), path);
       }
+      return await session.commit();
+    } catch (err) {
+      await session.abort();
+      throw err;
     }
-    return await ingestStream(repo, reads(), { ...opts, volumeSize: size });
   } finally {
     await fh.close();
   }

@@ -174,6 +174,48 @@ export class IngestSession {
       }
     }
     if (batch.length) this.dispatch(batch, batchBytes);
+    await this.belowInFlightLimit();
+  }
+
+  /**
+   * Like `write`, for volume bytes [offset, offset + length) that sit at the same offsets in an
+   * open file (an image or block device): the codec workers read them straight from the
+   * descriptor (worker threads share it), so the data never passes through this thread. The file
+   * must stay open and unchanged until commit or abort; `what` names it in errors.
+   */
+  async writeFromFile(fd: number, offset: number, length: number, what: string): Promise<void> {
+    this.ensureOpen();
+    const { chunkSize, volumeSize } = this.geometry;
+    const end = offset + length;
+    if (
+      !Number.isSafeInteger(fd) ||
+      fd < 0 ||
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset % chunkSize !== 0 ||
+      end > volumeSize ||
+      (length % chunkSize !== 0 && end !== volumeSize)
+    ) {
+      throw new BulwarkError(
+        "BULWARK_REPO_INVALID_ARGUMENT",
+        `write at ${offset} of ${length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
+      );
+    }
+    const step = Math.max(chunkSize, Math.floor(CODEC_BATCH_BYTES / chunkSize) * chunkSize);
+    for (let off = offset; off < end; off += step) {
+      const n = Math.min(step, end - off);
+      const first = off / chunkSize;
+      const indexes = Array.from({ length: Math.ceil(n / chunkSize) }, (_, k) => first + k);
+      this.track(n, (release) =>
+        this.store(indexes, this.repo.pool.scan(fd, off, n, chunkSize, what), release),
+      );
+    }
+    await this.belowInFlightLimit();
+  }
+
+  private async belowInFlightLimit(): Promise<void> {
     while (this.inFlight > INGEST_MAX_IN_FLIGHT_BYTES && !this.failure) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
@@ -217,6 +259,14 @@ export class IngestSession {
   }
 
   private dispatch(batch: { index: number; data: Uint8Array }[], bytes: number): void {
+    const ticketP = this.repo.pool.hash(batch.map((b) => b.data)); // copies synchronously
+    // Only the indexes travel on: the caller's buffers must not stay referenced until durable.
+    const indexes = batch.map((b) => b.index);
+    this.track(bytes, (release) => this.store(indexes, ticketP, release));
+  }
+
+  /** Runs one batch's store task, counting its bytes in flight until it releases them. */
+  private track(bytes: number, run: (release: () => void) => Promise<void>): void {
     this.inFlight += bytes;
     let released = false;
     // The batch's memory is free once its blobs are staged, long before they are durable.
@@ -228,13 +278,7 @@ export class IngestSession {
       this.waiters = [];
       for (const f of w) f();
     };
-    const ticketP = this.repo.pool.hash(batch.map((b) => b.data)); // copies synchronously
-    // Only the indexes travel on: the caller's buffers must not stay referenced until durable.
-    const task = this.store(
-      batch.map((b) => b.index),
-      ticketP,
-      release,
-    )
+    const task = run(release)
       .catch((err) => {
         this.failure ??= err;
       })
@@ -251,6 +295,7 @@ export class IngestSession {
     const fresh: number[] = [];
     const seenHere = new Map<string, number>();
     for (let i = 0; i < indexes.length; i++) {
+      if (isZeroId(ticket.ids[i]!)) continue; // a zero chunk found by `scan`: never stored
       if (this.known.has(hexes[i]!) || seenHere.has(hexes[i]!)) continue;
       seenHere.set(hexes[i]!, i);
       fresh.push(i);

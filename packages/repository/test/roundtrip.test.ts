@@ -1,11 +1,21 @@
+import { open, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { IngestSession, ingestStream, LocalBackend, PointReader, Repository } from "../src/index.js";
+import {
+  IngestSession,
+  ingestFile,
+  ingestStream,
+  LocalBackend,
+  PointReader,
+  Repository,
+} from "../src/index.js";
 import {
   newRepo,
   PASS,
   randomImage,
   readAll,
   repetitiveImage,
+  tempDir,
   track,
   writesOf,
   zeroHeavyImage,
@@ -139,5 +149,45 @@ describe("ingest and read back", () => {
     await expect(Repository.init(new LocalBackend(dir), PASS)).rejects.toMatchObject({
       code: "BULWARK_REPO_ALREADY_EXISTS",
     });
+  });
+
+  it("ingests an image file read by the workers: zero, duplicate and random chunks, a short tail", async () => {
+    const { repo, dir } = await newRepo();
+    // Over several 1 MiB worker batches, so batches run on both threads and hold read buffers.
+    const image = Buffer.concat([
+      zeroHeavyImage(300 * CHUNK, CHUNK),
+      Buffer.alloc(100 * CHUNK),
+      repetitiveImage(200 * CHUNK),
+      randomImage(250 * CHUNK),
+      randomImage(1000), // a last chunk shorter than the chunk size
+    ]);
+    image.copy(image, 700 * CHUNK, 0, 50 * CHUNK); // the same chunks again, later
+    const file = join(await tempDir(), "image.img");
+    await writeFile(file, image);
+    const point = await ingestFile(repo, file, { name: "vol" });
+    expect(point.volumeSize).toBe(image.length);
+    expect(point.stats.zeroChunks).toBeGreaterThanOrEqual(100);
+    const again = track(await Repository.open(new LocalBackend(dir), PASS, { threads: 2 }));
+    const reader = new PointReader(again, await again.resolvePoint(point.id));
+    expect((await readAll(reader.stream())).equals(image)).toBe(true);
+  });
+
+  it("writeFromFile refuses misaligned ranges and a file shorter than the volume", async () => {
+    const { repo } = await newRepo();
+    const file = join(await tempDir(), "short.img");
+    await writeFile(file, randomImage(10 * CHUNK));
+    const fh = await open(file, "r");
+    try {
+      const session = await IngestSession.open(repo, { name: "v", volumeSize: 20 * CHUNK });
+      await expect(session.writeFromFile(fh.fd, 1, CHUNK, file)).rejects.toMatchObject({
+        code: "BULWARK_REPO_INVALID_ARGUMENT",
+      });
+      // The file ends at 10 chunks: reading chunks 8..16 comes up short in the worker.
+      await session.writeFromFile(fh.fd, 8 * CHUNK, 8 * CHUNK, file).catch(() => {});
+      await expect(session.commit()).rejects.toMatchObject({ code: "BULWARK_REPO_IO" });
+      expect((await repo.scanPoints()).points).toHaveLength(0);
+    } finally {
+      await fh.close();
+    }
   });
 });
