@@ -40,6 +40,7 @@ const SERVICES: ApiOptions = {
     backupNow: async () => unreachable(),
     restore: async () => unreachable(),
     cancel: async () => unreachable(),
+    retry: async () => unreachable(),
   },
 };
 

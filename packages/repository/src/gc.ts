@@ -22,6 +22,12 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Called before each chunk is condemned (tests use it to interleave an ingest). */
   onCondemn?: (key: string) => Promise<void> | void;
+  /**
+   * Stops the run between steps (throwing `signal.reason`), as if the process had stopped there:
+   * before a point or session is marked, before a chunk is condemned. A sweep that stops still
+   * tells the chunk index what it deleted.
+   */
+  signal?: AbortSignal;
 }
 
 export interface GcReport {
@@ -71,7 +77,10 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         marked.add(hex);
       },
     });
-  for (const p of points) await mark(p);
+  for (const p of points) {
+    opts.signal?.throwIfAborted();
+    await mark(p);
+  }
 
   // 2. Then the sessions: their bases, and the oldest start. Dead sessions are removed.
   let oldest = Number.POSITIVE_INFINITY;
@@ -83,6 +92,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     if (m && RECORD_ID.test(m[1]!)) sessionIds.add(m[1]!);
   }
   for (const id of sessionIds) {
+    opts.signal?.throwIfAborted();
     const rec = await backend.stat(`sessions/${id}`);
     const alive = await backend.stat(`sessions/${id}.alive`);
     const last = Math.max(rec?.mtimeMs ?? 0, alive?.mtimeMs ?? 0);
@@ -140,7 +150,9 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
 
   // 4b. Sweep: condemn (rename to trash), re-check the age, then delete or put back.
   const removed: Buffer[] = [];
+  opts.signal?.throwIfAborted();
   for await (const key of backend.list("chunks/")) {
+    if (opts.signal?.aborted) break;
     const hex = key.slice(key.lastIndexOf("/") + 1);
     if (!HEX64.test(hex) || key !== chunkKey(hex)) continue;
     report.scanned++;
@@ -173,6 +185,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     }
   }
   if (removed.length) await repo.chunkIndex.removed(removed);
+  opts.signal?.throwIfAborted();
 
   // 5. Temp files of crashed writers.
   if (!opts.dryRun && backend.removeStaleTemp) {

@@ -36,7 +36,8 @@ const READ_CONCURRENCY = 8;
 
 export async function verifyRepository(
   repo: Repository,
-  opts: { readData?: boolean } = {},
+  /** `signal` stops the run (throwing its reason) before the next restore point or chunk. */
+  opts: { readData?: boolean; signal?: AbortSignal } = {},
 ): Promise<VerifyReport> {
   const { points, broken } = await repo.scanPoints();
   const problems: VerifyProblem[] = broken.map((b) => ({
@@ -50,6 +51,7 @@ export async function verifyRepository(
   const nodeProblems = new Map<string, { err: unknown; points: Set<string> }>();
   let nodes = 0;
   for (const point of points) {
+    opts.signal?.throwIfAborted();
     const seen = new Set<string>();
     await walkTree(repo, point, {
       onNode: (hex) => {
@@ -83,6 +85,7 @@ export async function verifyRepository(
   let next = 0;
   const check = async (): Promise<void> => {
     while (next < ids.length) {
+      opts.signal?.throwIfAborted();
       const hex = ids[next++]!;
       const key = chunkKey(hex);
       try {

@@ -79,13 +79,17 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
   "GET /backups/:id": READERS,
   "DELETE /backups/:id": FLEET_WRITERS,
 
-  // jobs: helpdesk starts restores, never backups or cancellations
+  // jobs: helpdesk starts restores, never backups. Who may start a kind may cancel and retry it:
+  // the route admits the roles that start some kind, the handler checks the job's kind
+  // (JOB_KIND_STARTERS below).
   "GET /jobs": READERS,
   "GET /jobs/:id": READERS,
   "GET /jobs/:id/events": READERS,
+  "GET /jobs/:id/log": READERS,
   "POST /jobs/backup": FLEET_WRITERS,
   "POST /jobs/restore": ["ADMIN", "OPERATOR", "HELPDESK"],
-  "POST /jobs/:id/cancel": FLEET_WRITERS,
+  "POST /jobs/:id/cancel": ["ADMIN", "OPERATOR", "HELPDESK"],
+  "POST /jobs/:id/retry": ["ADMIN", "OPERATOR", "HELPDESK"],
 
   // instant access over NBD: a copy-on-write view, never a change to the restore point
   "POST /backups/:id/exports": ["ADMIN", "OPERATOR", "HELPDESK"],
@@ -116,6 +120,20 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
   "DELETE /webhooks/:id": ADMIN_ONLY,
   "POST /webhooks/:id/test": ADMIN_ONLY,
   "GET /webhooks/:id/deliveries": ["ADMIN", "AUDITOR"],
+};
+
+/**
+ * Who may start (and so cancel and retry) a job of each kind. Restores, file restores and exports
+ * are the help desk's; backups and maintenance (verify, GC, prune) are the fleet writers'.
+ */
+export const JOB_KIND_STARTERS: Readonly<Record<string, readonly Role[]>> = {
+  BACKUP: FLEET_WRITERS,
+  RESTORE: RESTORERS,
+  FILE_RESTORE: RESTORERS,
+  EXPORT: RESTORERS,
+  VERIFY: FLEET_WRITERS,
+  GC: FLEET_WRITERS,
+  PRUNE: FLEET_WRITERS,
 };
 
 /** The permission for a registered route, or undefined when the table has no entry. HEAD is GET's. */

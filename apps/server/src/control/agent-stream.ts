@@ -61,7 +61,8 @@ export interface StreamHost {
   heartbeat(stream: AgentStream): Promise<void>;
   acknowledged(agentId: string, ack: CommandAck): Promise<void>;
   jobEvent(agentId: string, kind: string, jobId: string, deliver: () => Promise<void>): Promise<void>;
-  resendPending(stream: AgentStream): Promise<void>;
+  /** After the hello: unacknowledged commands again, and cancels for cancelled jobs it still runs. */
+  resendPending(stream: AgentStream, runningJobs: string[]): Promise<void>;
   streamEnded(stream: AgentStream, reason: string): Promise<void>;
 }
 
@@ -306,7 +307,10 @@ export class AgentStream {
       },
       "agent connected",
     );
-    await this.plane.resendPending(this);
+    await this.plane.resendPending(
+      this,
+      h.runningJobs.map((j) => j.jobId),
+    );
   }
 
   /** Sends a command down the stream (held until ServerHello is out, so it always comes after it). */

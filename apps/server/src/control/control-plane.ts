@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto";
 import type { Catalog } from "@bulwark/catalog";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import {
   type AgentHello,
+  type Command,
   type CommandAck,
   type ControlServiceServer,
   DisconnectReason,
@@ -19,6 +21,13 @@ import { type BusMessage, type CloseReason, NodeBus } from "./node-bus.js";
 import { PendingCommands } from "./pending-commands.js";
 import { PresenceSweeper } from "./presence-sweeper.js";
 import { ControlKeys } from "./redis-keys.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function jobOf(command: Command): string | undefined {
+  const body = command.command;
+  return body?.$case === "backup" || body?.$case === "restore" ? body.value.jobId : undefined;
+}
 
 // The control plane of one server node: the ControlService handler, the agents' streams this
 // node holds, its side of the Redis routing (holder entries, its pub/sub channel, pending
@@ -287,8 +296,45 @@ export class ControlPlane implements StreamHost {
     }
   }
 
-  async resendPending(stream: AgentStream): Promise<void> {
-    for (const p of await this.pending.all(stream.agentId!)) stream.sendCommand(p.command);
+  async resendPending(stream: AgentStream, runningJobs: string[] = []): Promise<void> {
+    const agentId = stream.agentId!;
+    const pending = await this.pending.all(agentId);
+    const cancelled = await this.cancelledJobs(agentId, [
+      ...pending.flatMap((p) => jobOf(p.command) ?? []),
+      ...runningJobs,
+    ]);
+    for (const p of pending) {
+      const body = p.command.command;
+      // A backup or restore cancelled while the agent was away must not start when it returns.
+      if ((body?.$case === "backup" || body?.$case === "restore") && cancelled.has(body.value.jobId)) {
+        await this.pending.take(agentId, p.command.commandId);
+        this.log.info({ agentId, jobId: body.value.jobId }, "dropped the command of a cancelled job");
+        continue;
+      }
+      stream.sendCommand(p.command);
+    }
+    // Still running a job that was cancelled meanwhile (e.g. while it was offline): stop it.
+    for (const jobId of runningJobs) {
+      if (!cancelled.has(jobId)) continue;
+      stream.sendCommand({
+        commandId: randomUUID(),
+        command: {
+          $case: "cancel",
+          value: { jobId, reason: "the job was cancelled while the agent was away" },
+        },
+      });
+    }
+  }
+
+  /** Which of these jobs of the agent have a cancel request (cancelled or being cancelled). */
+  private async cancelledJobs(agentId: string, jobIds: string[]): Promise<Set<string>> {
+    const ids = [...new Set(jobIds)].filter((id) => UUID.test(id));
+    if (ids.length === 0) return new Set();
+    const rows = await this.catalog.job.findMany({
+      where: { id: { in: ids }, agentId, cancelRequestedAt: { not: null } },
+      select: { id: true },
+    });
+    return new Set(rows.map((r) => r.id));
   }
 
   async streamEnded(stream: AgentStream, reason: string): Promise<void> {

@@ -74,7 +74,10 @@ export interface RestoreInput {
 export interface JobControl {
   backupNow?(actor: Actor, input: { agentId: string; volumeId: string }): Promise<{ jobId: string }>;
   restore?(actor: Actor, input: RestoreInput): Promise<{ jobId: string }>;
+  /** Idempotent; BULWARK_JOB_ALREADY_FINISHED for a job that ended otherwise (docs/jobs.md, "Cancel"). */
   cancel?(actor: Actor, jobId: string): Promise<void>;
+  /** A new job with the old one's parameters (docs/jobs.md, "Retry"). */
+  retry?(actor: Actor, jobId: string): Promise<{ jobId: string }>;
 }
 
 /** Whether an agent's control stream is held by some node right now (apps/server/src/control). */

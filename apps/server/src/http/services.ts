@@ -28,6 +28,8 @@ export interface JobSystemApi {
   syncPolicySchedules(policyId: string): Promise<unknown>;
   enqueueBackupNow(agentId: string, volumeId: string, requestedById: string | null): Promise<string>;
   enqueueRestore(req: RestoreRequest): Promise<string>;
+  cancel(jobId: string, actor: { userId: string | null; name: string }): Promise<void>;
+  retry(jobId: string, requestedById: string | null): Promise<string>;
 }
 
 /**
@@ -46,6 +48,8 @@ export function jobSystemWhenStarted(current: () => JobSystemApi | undefined): J
     enqueueBackupNow: (agentId, volumeId, requestedById) =>
       get().enqueueBackupNow(agentId, volumeId, requestedById),
     enqueueRestore: (req) => get().enqueueRestore(req),
+    cancel: (jobId, actor) => get().cancel(jobId, actor),
+    retry: (jobId, requestedById) => get().retry(jobId, requestedById),
   };
 }
 
@@ -107,6 +111,8 @@ export function apiServices(
     restore: async (actor, input) => ({
       jobId: await jobs.enqueueRestore({ ...input, requestedById: actor.userId }),
     }),
+    cancel: (actor, jobId) => jobs.cancel(jobId, { userId: actor.userId, name: actor.name }),
+    retry: async (actor, jobId) => ({ jobId: await jobs.retry(jobId, actor.userId) }),
   };
   const manager = src.exports;
   const requester = (actor: Actor) => ({

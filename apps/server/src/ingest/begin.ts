@@ -110,6 +110,12 @@ async function assignedJob(ctx: IngestContext, agent: AgentIdentity, jobId: stri
       },
     );
   }
+  // A cancelled job takes no uploads (docs/jobs.md, "Cancel"), whatever the agent has heard yet.
+  if (job.cancelRequestedAt) {
+    throw new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${jobId} was cancelled`, {
+      details: { jobId },
+    });
+  }
   // One restore point per job (Backup.jobId is unique): a job that has one is done.
   const done = await ctx.catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
   if (done) {

@@ -287,6 +287,16 @@ export class CommitStream {
             },
           );
         }
+        // After the session row is locked above: a cancel either landed before this read (the
+        // commit is refused) or waits for this transaction and finds the session committed.
+        const job = session.jobId
+          ? await tx.job.findUnique({ where: { id: session.jobId }, select: { cancelRequestedAt: true } })
+          : null;
+        if (job?.cancelRequestedAt) {
+          throw new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${session.jobId} was cancelled`, {
+            details: { sessionId: session.id, jobId: session.jobId },
+          });
+        }
         const current = await tx.backupSession.findUniqueOrThrow({ where: { id: session.id } });
         const created = await tx.backup.create({
           data: {

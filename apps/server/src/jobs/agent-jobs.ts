@@ -3,7 +3,9 @@ import type { Prisma } from "@bulwark/catalog";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import { type Command, RestoreMode } from "@bulwark/protocol";
 import { type Job as BullJob, DelayedError, UnrecoverableError } from "bullmq";
+import { CANCELLED_CODE, cancelledMessage, finishCancelled, tellAgentLater } from "./cancel.js";
 import type { JobContext } from "./context.js";
+import { appendJobLog } from "./log.js";
 import { errorFields, finishJob, TERMINAL_STATES } from "./mirror.js";
 import { enqueuePrune } from "./prune.js";
 
@@ -67,24 +69,43 @@ async function delay(job: BullJob, token: string | undefined, until: number): Pr
 /** The outcome when the deadline passed without the job starting or finishing. */
 async function expire(ctx: JobContext, row: JobRow): Promise<void> {
   const now = ctx.now();
+  const opts = { log: ctx.log };
   if (row.attempts === 0 && row.kind === "BACKUP") {
-    await finishJob(ctx.catalog, row.id, "MISSED", {
-      finishedAt: now,
-      errorCode: "BULWARK_JOB_WINDOW_MISSED",
-      errorMessage: `the machine did not start the backup before its window closed at ${deadlineOf(row).toISOString()}`,
-    });
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "MISSED",
+      {
+        finishedAt: now,
+        errorCode: "BULWARK_JOB_WINDOW_MISSED",
+        errorMessage: `the machine did not start the backup before its window closed at ${deadlineOf(row).toISOString()}`,
+      },
+      opts,
+    );
   } else if (row.attempts === 0) {
-    await finishJob(ctx.catalog, row.id, "FAILED", {
-      finishedAt: now,
-      errorCode: "BULWARK_CONTROL_AGENT_OFFLINE",
-      errorMessage: `the machine did not come online before ${deadlineOf(row).toISOString()}`,
-    });
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "FAILED",
+      {
+        finishedAt: now,
+        errorCode: "BULWARK_CONTROL_AGENT_OFFLINE",
+        errorMessage: `the machine did not come online before ${deadlineOf(row).toISOString()}`,
+      },
+      opts,
+    );
   } else {
-    await finishJob(ctx.catalog, row.id, "FAILED", {
-      finishedAt: now,
-      errorCode: row.errorCode ?? "BULWARK_JOB_DEADLINE_EXCEEDED",
-      errorMessage: row.errorMessage ?? `no result before the deadline ${deadlineOf(row).toISOString()}`,
-    });
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "FAILED",
+      {
+        finishedAt: now,
+        errorCode: row.errorCode ?? "BULWARK_JOB_DEADLINE_EXCEEDED",
+        errorMessage: row.errorMessage ?? `no result before the deadline ${deadlineOf(row).toISOString()}`,
+      },
+      opts,
+    );
   }
 }
 
@@ -132,6 +153,49 @@ async function buildCommand(ctx: JobContext, row: JobRow, deadline: Date): Promi
   };
 }
 
+/** Who asked to cancel the job, for its final message (null: the user is gone or it was the system). */
+async function requesterName(ctx: JobContext, row: JobRow): Promise<string | null> {
+  if (!row.cancelRequestedBy) return null;
+  const user = await ctx.catalog.user.findUnique({
+    where: { id: row.cancelRequestedBy },
+    select: { email: true },
+  });
+  return user?.email ?? null;
+}
+
+/** Finishes a job whose cancel was requested before it ran to the end. */
+async function cancelNow(ctx: JobContext, row: JobRow): Promise<string> {
+  await finishCancelled(ctx, row.id, row.kind, cancelledMessage(await requesterName(ctx, row)));
+  const after = await ctx.catalog.job.findUnique({ where: { id: row.id }, select: { state: true } });
+  return after?.state ?? "GONE";
+}
+
+async function logAttemptFailed(
+  ctx: JobContext,
+  job: BullJob,
+  row: JobRow,
+  code: string,
+  message: string,
+): Promise<void> {
+  // BullMQ's exponential backoff: delay × 2^(attempts made before this one).
+  const retryInMs = Math.round(ctx.settings.backoffMs * 2 ** job.attemptsMade);
+  await appendJobLog(
+    ctx.catalog,
+    row.id,
+    {
+      level: "WARN",
+      event: "attempt_failed",
+      code,
+      message: `attempt ${row.attempts} failed: ${message}; trying again in ${Math.round(retryInMs / 1000)} s`,
+      data: {
+        attempt: row.attempts,
+        retryAt: new Date(ctx.now().getTime() + retryInMs).toISOString(),
+      },
+    },
+    { log: ctx.log },
+  );
+}
+
 /** After a success: the backup's prune, by its policy's retention. */
 async function afterSuccess(ctx: JobContext, row: JobRow): Promise<void> {
   if (row.kind === "BACKUP" && row.policyId) await enqueuePrune(ctx, row);
@@ -141,29 +205,44 @@ async function afterSuccess(ctx: JobContext, row: JobRow): Promise<void> {
 async function settle(ctx: JobContext, job: BullJob, row: JobRow, outcome: StoredOutcome): Promise<void> {
   const now = ctx.now();
   if (outcome.outcome === "SUCCEEDED") {
-    await finishJob(ctx.catalog, row.id, "SUCCEEDED", { finishedAt: now, progress: 1 });
+    await finishJob(ctx.catalog, row.id, "SUCCEEDED", { finishedAt: now, progress: 1 }, { log: ctx.log });
     await afterSuccess(ctx, row);
     return;
   }
-  if (outcome.outcome === "CANCELLED") {
-    await finishJob(ctx.catalog, row.id, "CANCELLED", {
-      finishedAt: now,
-      errorCode: "BULWARK_CONTROL_JOB_CANCELLED",
-      errorMessage: outcome.error?.message ?? "cancelled",
-    });
+  // A failure after a cancel request is how the agent's stop looks from here (ingest refused it).
+  if (outcome.outcome === "CANCELLED" || row.cancelRequestedAt) {
+    const by = row.cancelRequestedAt ? await requesterName(ctx, row) : undefined;
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "CANCELLED",
+      {
+        finishedAt: now,
+        errorCode: CANCELLED_CODE,
+        errorMessage: by !== undefined ? cancelledMessage(by) : (outcome.error?.message ?? "cancelled"),
+      },
+      { log: ctx.log },
+    );
     return;
   }
   const code = outcome.error?.code ?? "BULWARK_GENERAL_INTERNAL";
   const message = outcome.error?.message ?? "the agent reported a failure";
   const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
   if (PERMANENT_AGENT_ERRORS.has(code) || lastAttempt || now >= deadlineOf(row)) {
-    await finishJob(ctx.catalog, row.id, "FAILED", {
-      finishedAt: now,
-      errorCode: code,
-      errorMessage: message,
-    });
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "FAILED",
+      {
+        finishedAt: now,
+        errorCode: code,
+        errorMessage: message,
+      },
+      { log: ctx.log },
+    );
     throw new UnrecoverableError(`${code}: ${message}`);
   }
+  // The retry's log line is written by processAgentJob's catch, like a thrown attempt's.
   // Consume the outcome (the retry sends the command again) and let BullMQ back off.
   await ctx.catalog.job.updateMany({
     where: { id: row.id, state: "RUNNING" },
@@ -190,11 +269,17 @@ async function processAgentJobOnce(
     // A committed backup of this job exists: it ran (maybe on a node that died before recording it).
     const backup = await ctx.catalog.backup.findUnique({ where: { jobId: row.id }, select: { id: true } });
     if (backup) {
-      await finishJob(ctx.catalog, row.id, "SUCCEEDED", {
-        finishedAt: now,
-        progress: 1,
-        result: { outcome: "SUCCEEDED", restorePointId: backup.id, reportedAt: now.toISOString() },
-      });
+      await finishJob(
+        ctx.catalog,
+        row.id,
+        "SUCCEEDED",
+        {
+          finishedAt: now,
+          progress: 1,
+          result: { outcome: "SUCCEEDED", restorePointId: backup.id, reportedAt: now.toISOString() },
+        },
+        { log: ctx.log },
+      );
       await afterSuccess(ctx, row);
       return "SUCCEEDED";
     }
@@ -204,6 +289,13 @@ async function processAgentJobOnce(
     await settle(ctx, job, row, reported);
     return reported.outcome;
   }
+  // Cancelled while waiting (for a worker, the machine, a retry) or by a node that died since.
+  if (row.cancelRequestedAt) {
+    if (row.state === "RUNNING" && row.agentId) {
+      tellAgentLater(ctx, row.agentId, row.id, cancelledMessage(await requesterName(ctx, row)));
+    }
+    return cancelNow(ctx, row);
+  }
   const deadline = deadlineOf(row);
   if (now >= deadline) {
     await expire(ctx, row);
@@ -211,6 +303,20 @@ async function processAgentJobOnce(
   }
   const agentId = row.agentId!;
   if (!(await ctx.dispatcher.isOnline(agentId))) {
+    if (row.errorCode !== "BULWARK_CONTROL_AGENT_OFFLINE") {
+      await appendJobLog(
+        ctx.catalog,
+        row.id,
+        {
+          level: "INFO",
+          event: "waiting",
+          code: "BULWARK_CONTROL_AGENT_OFFLINE",
+          message: `the machine is offline; waiting for it until ${deadline.toISOString()}`,
+          data: { reason: "offline", until: deadline.toISOString() },
+        },
+        { log: ctx.log },
+      );
+    }
     await ctx.catalog.job.updateMany({
       where: { id: row.id, state: { in: ["QUEUED", "RUNNING"] } },
       data: {
@@ -229,8 +335,9 @@ async function processAgentJobOnce(
     return delay(job, token, Math.min(now.getTime() + ctx.settings.slotRetryMs, deadline.getTime()));
   }
   const run = async (): Promise<string> => {
-    row = await ctx.catalog.job.update({
-      where: { id: row!.id },
+    // Conditional: a cancel (or any final state) that landed since the row was read wins.
+    const started = await ctx.catalog.job.updateManyAndReturn({
+      where: { id: row!.id, state: { notIn: [...TERMINAL_STATES] }, cancelRequestedAt: null },
       data: {
         state: "RUNNING",
         attempts: { increment: 1 },
@@ -240,6 +347,14 @@ async function processAgentJobOnce(
         errorMessage: null,
       },
     });
+    if (!started[0]) {
+      const current = await ctx.catalog.job.findUnique({ where: { id: row!.id } });
+      if (!current) return "GONE";
+      return current.cancelRequestedAt && !TERMINAL_STATES.includes(current.state)
+        ? cancelNow(ctx, current)
+        : current.state;
+    }
+    row = started[0];
     let ack: Awaited<ReturnType<JobContext["dispatcher"]["dispatch"]>>;
     try {
       ack = await ctx.dispatcher.dispatch(agentId, await buildCommand(ctx, row, deadline), {
@@ -258,13 +373,38 @@ async function processAgentJobOnce(
     }
     if (!ack.accepted) {
       const code = ack.error?.code || "BULWARK_JOB_REJECTED";
-      await finishJob(ctx.catalog, row.id, "FAILED", {
-        finishedAt: ctx.now(),
-        errorCode: "BULWARK_JOB_REJECTED",
-        errorMessage: `the agent refused the job: ${code}: ${ack.error?.message ?? ""}`.trim(),
-        result: { rejected: { code, message: ack.error?.message ?? "" } },
-      });
+      await finishJob(
+        ctx.catalog,
+        row.id,
+        "FAILED",
+        {
+          finishedAt: ctx.now(),
+          errorCode: "BULWARK_JOB_REJECTED",
+          errorMessage: `the agent refused the job: ${code}: ${ack.error?.message ?? ""}`.trim(),
+          result: { rejected: { code, message: ack.error?.message ?? "" } },
+        },
+        { log: ctx.log },
+      );
       throw new UnrecoverableError(`agent refused job ${row.id} (${code})`);
+    }
+    await appendJobLog(
+      ctx.catalog,
+      row.id,
+      {
+        level: "INFO",
+        event: "attempt",
+        message: `attempt ${row.attempts} of ${row.maxAttempts}: the machine accepted the ${row.kind.toLowerCase()} command`,
+        data: { attempt: row.attempts, maxAttempts: row.maxAttempts, deadline: deadline.toISOString() },
+      },
+      { log: ctx.log },
+    );
+    // A cancel that arrived while the command was on its way found nothing to stop on the agent.
+    const sent = await ctx.catalog.job.findUnique({
+      where: { id: row.id },
+      select: { cancelRequestedAt: true },
+    });
+    if (sent?.cancelRequestedAt) {
+      tellAgentLater(ctx, agentId, row.id, cancelledMessage(await requesterName(ctx, row)));
     }
     const waitUntil = new Date(deadline.getTime() + ctx.settings.resultGraceMs);
     const settled = await ctx.wakeups.waitFor(
@@ -273,16 +413,28 @@ async function processAgentJobOnce(
         const current = await ctx.catalog.job.findUnique({ where: { id: row!.id } });
         if (!current) return "GONE";
         if (TERMINAL_STATES.includes(current.state) && !storedOutcome(current)) return current.state;
-        return storedOutcome(current) ? current : undefined;
+        if (storedOutcome(current)) return current;
+        // The agent did not confirm a cancel in time: stop waiting (ingest refuses the job anyway).
+        const asked = current.cancelRequestedAt?.getTime();
+        if (asked !== undefined && ctx.now().getTime() >= asked + ctx.settings.cancelGraceMs) {
+          return cancelNow(ctx, current);
+        }
+        return undefined;
       },
       { deadline: waitUntil, pollMs: ctx.settings.resultPollMs, now: ctx.now },
     );
     if (settled === undefined) {
-      await finishJob(ctx.catalog, row.id, "FAILED", {
-        finishedAt: ctx.now(),
-        errorCode: "BULWARK_JOB_DEADLINE_EXCEEDED",
-        errorMessage: `the agent reported no result by ${waitUntil.toISOString()}`,
-      });
+      await finishJob(
+        ctx.catalog,
+        row.id,
+        "FAILED",
+        {
+          finishedAt: ctx.now(),
+          errorCode: "BULWARK_JOB_DEADLINE_EXCEEDED",
+          errorMessage: `the agent reported no result by ${waitUntil.toISOString()}`,
+        },
+        { log: ctx.log },
+      );
       throw new UnrecoverableError(`job ${row.id}: no result before the deadline`);
     }
     if (typeof settled === "string") return settled;
@@ -311,15 +463,32 @@ export async function processAgentJob(
     return await processAgentJobOnce(ctx, job, token);
   } catch (err) {
     if (err instanceof DelayedError || err instanceof UnrecoverableError) throw err;
+    const row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } }).catch(() => null);
+    if (row?.cancelRequestedAt && !TERMINAL_STATES.includes(row.state)) {
+      // Cancelled meanwhile: no retry.
+      return cancelNow(ctx, row);
+    }
     const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    await ctx.catalog.job
-      .updateMany({
-        where: { id: job.data.jobId, state: { notIn: [...TERMINAL_STATES] } },
-        data: final
-          ? { state: "FAILED", finishedAt: ctx.now(), ...errorFields(err) }
-          : { state: "QUEUED", ...errorFields(err) },
-      })
-      .catch(() => undefined);
+    const fields = errorFields(err);
+    if (final) {
+      await finishJob(
+        ctx.catalog,
+        job.data.jobId,
+        "FAILED",
+        { finishedAt: ctx.now(), ...fields },
+        { log: ctx.log },
+      ).catch(() => undefined);
+    } else {
+      await ctx.catalog.job
+        .updateMany({
+          where: { id: job.data.jobId, state: { notIn: [...TERMINAL_STATES] } },
+          data: { state: "QUEUED", ...fields },
+        })
+        .catch(() => undefined);
+      if (row && !TERMINAL_STATES.includes(row.state)) {
+        await logAttemptFailed(ctx, job, row, fields.errorCode, fields.errorMessage);
+      }
+    }
     throw err;
   }
 }

@@ -1,7 +1,9 @@
 export type { AgentJobData, StoredOutcome } from "./agent-jobs.js";
+export { type CancelActor, cancelJob } from "./cancel.js";
 export type { JobContext } from "./context.js";
 export { enqueueBackupNow, enqueueRestore, type RestoreRequest } from "./enqueue.js";
-export { insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
+export { appendJobLog, JOB_LOG_LIMIT, type JobLogLine } from "./log.js";
+export { finishJob, insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
 export {
   agentsGovernedBy,
   type EffectivePolicy,
@@ -10,6 +12,7 @@ export {
   selectedVolumes,
 } from "./policy.js";
 export { createJobQueues, type JobQueues, QUEUE_NAMES, type QueueName } from "./queues.js";
+export { retryJob } from "./retry.js";
 export {
   assignmentSchedulerId,
   GC_SCHEDULER_ID,

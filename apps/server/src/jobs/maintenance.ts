@@ -1,13 +1,16 @@
 import type { Prisma } from "@bulwark/catalog";
 import { collectGarbage, verifyRepository } from "@bulwark/repository";
 import type { Job as BullJob } from "bullmq";
+import { CANCELLED_CODE, cancelledMessage, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
-import { errorFields, TERMINAL_STATES } from "./mirror.js";
+import { errorFields, finishJob, TERMINAL_STATES } from "./mirror.js";
 
 // GC and verify of one repository, on their own schedules (config gcCron / verifyCron). The
 // repository library does the work (GC keeps chunks younger than its grace period and those of
 // open sessions; verify checks every index and chunk reference); the report is the Job's result,
 // which the console shows. One at a time per repository is enough: their queues' concurrency is 1.
+// A cancel aborts the run's AbortSignal; the library stops between steps, as after a crash
+// (GC's next run settles what this one left, e.g. chunks in trash/).
 
 export async function processMaintenance(
   ctx: JobContext,
@@ -17,19 +20,35 @@ export async function processMaintenance(
   const row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
   if (!row || TERMINAL_STATES.includes(row.state)) return row?.state ?? "GONE";
   const now = ctx.now();
+  const opts = { log: ctx.log };
+  if (row.cancelRequestedAt) {
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "CANCELLED",
+      { finishedAt: now, errorCode: CANCELLED_CODE, errorMessage: cancelledMessage(null) },
+      opts,
+    );
+    return "CANCELLED";
+  }
   await ctx.catalog.job.update({
     where: { id: row.id },
     data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
   });
   const { repositoryId } = row.params as { repositoryId: string };
+  const watch = watchCancel(ctx, row.id);
   try {
     const { repo } = await ctx.repositories.get(repositoryId);
-    const report = kind === "GC" ? await collectGarbage(repo) : await verifyRepository(repo);
+    const report =
+      kind === "GC"
+        ? await collectGarbage(repo, { signal: watch.signal })
+        : await verifyRepository(repo, { signal: watch.signal });
     const problems = kind === "VERIFY" && !(report as { ok: boolean }).ok;
-    await ctx.catalog.job.update({
-      where: { id: row.id },
-      data: {
-        state: problems ? "FAILED" : "SUCCEEDED",
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      problems ? "FAILED" : "SUCCEEDED",
+      {
         finishedAt: ctx.now(),
         progress: 1,
         result: report as unknown as Prisma.InputJsonObject,
@@ -40,13 +59,27 @@ export async function processMaintenance(
             }
           : {}),
       },
-    });
+      opts,
+    );
     return report;
   } catch (err) {
-    await ctx.catalog.job.update({
-      where: { id: row.id },
-      data: { state: "FAILED", finishedAt: ctx.now(), ...errorFields(err) },
-    });
+    if (watch.signal.aborted) {
+      await finishJob(
+        ctx.catalog,
+        row.id,
+        "CANCELLED",
+        {
+          finishedAt: ctx.now(),
+          errorCode: CANCELLED_CODE,
+          errorMessage: `${kind === "GC" ? "garbage collection" : "verify"} stopped between steps on a cancel request`,
+        },
+        opts,
+      );
+      return "CANCELLED";
+    }
+    await finishJob(ctx.catalog, row.id, "FAILED", { finishedAt: ctx.now(), ...errorFields(err) }, opts);
     throw err;
+  } finally {
+    watch.stop();
   }
 }

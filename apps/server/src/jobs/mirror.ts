@@ -1,9 +1,12 @@
 import type { Catalog, JobKind, JobState, Prisma } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
+import type { Logger } from "pino";
+import { appendJobLog, finishedSummary } from "./log.js";
 
 // The catalog's Job rows mirror BullMQ jobs: they are created before the BullMQ job (with an
 // idempotency key, so a repeated tick or a rerun lands on the same row), carry state, progress,
-// attempts, timing and error, and outlive Redis. BullMQ jobs are named by the row's ID.
+// attempts, timing and error, and outlive Redis. BullMQ jobs are named by the row's ID. The
+// creation and the final state of a row are written to its job log here, once each.
 
 export const TERMINAL_STATES: readonly JobState[] = ["SUCCEEDED", "FAILED", "CANCELLED", "MISSED"];
 
@@ -17,10 +20,22 @@ export interface NewJob {
   params: Prisma.InputJsonObject;
   scheduledFor?: Date | null;
   maxAttempts?: number;
+  /** The job this one retries. */
+  retryOfId?: string | null;
 }
 
+const CREATED_BY: Record<JobKind, string> = {
+  BACKUP: "backup",
+  RESTORE: "restore",
+  VERIFY: "verify",
+  PRUNE: "prune",
+  GC: "garbage collection",
+  FILE_RESTORE: "file restore",
+  EXPORT: "export",
+};
+
 /** Inserts the row unless one with the key exists; returns the row either way and whether it was new. */
-export async function insertOrGetJob(catalog: Catalog, job: NewJob) {
+export async function insertOrGetJob(catalog: Catalog, job: NewJob, opts: { log?: Logger } = {}) {
   // ON CONFLICT DO NOTHING: two nodes running the same tick race here, and exactly one row results.
   const { count } = await catalog.job.createMany({
     data: [
@@ -33,12 +48,38 @@ export async function insertOrGetJob(catalog: Catalog, job: NewJob) {
         requestedById: job.requestedById ?? null,
         params: job.params,
         scheduledFor: job.scheduledFor ?? null,
+        retryOfId: job.retryOfId ?? null,
         ...(job.maxAttempts !== undefined ? { maxAttempts: job.maxAttempts } : {}),
       },
     ],
     skipDuplicates: true,
   });
   const row = await catalog.job.findUniqueOrThrow({ where: { idempotencyKey: job.idempotencyKey } });
+  if (count === 1) {
+    const how = job.retryOfId
+      ? `as a retry of job ${job.retryOfId}`
+      : job.requestedById
+        ? "on request"
+        : job.scheduledFor
+          ? `for the run of ${job.scheduledFor.toISOString()}`
+          : "by the server";
+    await appendJobLog(
+      catalog,
+      row.id,
+      {
+        level: "INFO",
+        event: "created",
+        message: `${CREATED_BY[job.kind]} job created ${how}`,
+        data: {
+          kind: job.kind,
+          ...(job.retryOfId ? { retryOf: job.retryOfId } : {}),
+          ...(job.requestedById ? { requestedById: job.requestedById } : {}),
+          ...(job.scheduledFor ? { scheduledFor: job.scheduledFor.toISOString() } : {}),
+        },
+      },
+      { log: opts.log },
+    );
+  }
   return { row, created: count === 1 };
 }
 
@@ -50,16 +91,42 @@ export function errorFields(err: unknown): { errorCode: string; errorMessage: st
   };
 }
 
-/** Moves a job to a final state unless it already has one (first final state wins). */
+const FINISHED_LEVEL: Record<string, "INFO" | "WARN" | "ERROR"> = {
+  SUCCEEDED: "INFO",
+  CANCELLED: "WARN",
+  FAILED: "ERROR",
+  MISSED: "ERROR",
+};
+
+/**
+ * Moves a job to a final state unless it already has one (first final state wins); the winner
+ * writes the job log's `finished` line with the result's counters.
+ */
 export async function finishJob(
   catalog: Catalog,
   jobId: string,
   state: JobState,
   data: Omit<Prisma.JobUpdateManyMutationInput, "state"> & { finishedAt: Date },
+  opts: { log?: Logger } = {},
 ): Promise<boolean> {
-  const { count } = await catalog.job.updateMany({
+  const rows = await catalog.job.updateManyAndReturn({
     where: { id: jobId, state: { notIn: [...TERMINAL_STATES] } },
     data: { ...data, state },
   });
-  return count === 1;
+  const row = rows[0];
+  if (!row) return false;
+  const word = state === "MISSED" ? "missed its window" : state.toLowerCase();
+  await appendJobLog(
+    catalog,
+    jobId,
+    {
+      level: FINISHED_LEVEL[state] ?? "INFO",
+      event: "finished",
+      code: row.errorCode,
+      message: row.errorMessage ? `job ${word}: ${row.errorMessage}` : `job ${word}`,
+      data: finishedSummary(row),
+    },
+    { now: data.finishedAt, log: opts.log },
+  );
+  return true;
 }

@@ -1,8 +1,9 @@
 import type { Prisma } from "@bulwark/catalog";
 import { parseRetentionPolicy, planRetention } from "@bulwark/retention";
 import type { Job as BullJob } from "bullmq";
+import { CANCELLED_CODE, cancelledMessage, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
-import { insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
+import { finishJob, insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
 import { queueCall } from "./queues.js";
 
 // Prune after each successful backup: the policy's GFS retention (planRetention, the same logic
@@ -22,19 +23,23 @@ interface BackupJobRow {
 export async function enqueuePrune(ctx: JobContext, backupJob: BackupJobRow): Promise<string> {
   const p = (backupJob.params ?? {}) as Record<string, unknown>;
   const backup = await ctx.catalog.backup.findUnique({ where: { jobId: backupJob.id } });
-  const { row } = await insertOrGetJob(ctx.catalog, {
-    tenantId: backupJob.tenantId,
-    kind: "PRUNE",
-    idempotencyKey: `prune:${backupJob.id}`,
-    agentId: backupJob.agentId,
-    policyId: backupJob.policyId,
-    params: {
-      afterJobId: backupJob.id,
-      volumeId: backup?.volumeId ?? String(p.volumeId),
-      repositoryId: backup?.repositoryId ?? String(p.repositoryId),
+  const { row } = await insertOrGetJob(
+    ctx.catalog,
+    {
+      tenantId: backupJob.tenantId,
+      kind: "PRUNE",
+      idempotencyKey: `prune:${backupJob.id}`,
+      agentId: backupJob.agentId,
+      policyId: backupJob.policyId,
+      params: {
+        afterJobId: backupJob.id,
+        volumeId: backup?.volumeId ?? String(p.volumeId),
+        repositoryId: backup?.repositoryId ?? String(p.repositoryId),
+      },
+      maxAttempts: 3,
     },
-    maxAttempts: 3,
-  });
+    { log: ctx.log },
+  );
   await queueCall("enqueueing a prune", () =>
     ctx.queues
       .queue("prune")
@@ -62,6 +67,17 @@ export async function processPrune(
   const row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
   if (!row || TERMINAL_STATES.includes(row.state)) return row?.state ?? "GONE";
   const now = ctx.now();
+  const logOpts = { log: ctx.log };
+  if (row.cancelRequestedAt) {
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "CANCELLED",
+      { finishedAt: now, errorCode: CANCELLED_CODE, errorMessage: cancelledMessage(null) },
+      logOpts,
+    );
+    return "CANCELLED";
+  }
   await ctx.catalog.job.update({
     where: { id: row.id },
     data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
@@ -69,12 +85,31 @@ export async function processPrune(
   const p = row.params as { volumeId: string; repositoryId: string };
   const policy = row.policyId ? await ctx.catalog.policy.findUnique({ where: { id: row.policyId } }) : null;
   if (!policy) {
-    await ctx.catalog.job.update({
-      where: { id: row.id },
-      data: { state: "SUCCEEDED", finishedAt: now, progress: 1, result: { skipped: "policy deleted" } },
-    });
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "SUCCEEDED",
+      { finishedAt: now, progress: 1, result: { skipped: "policy deleted" } },
+      logOpts,
+    );
     return "SKIPPED";
   }
+  const watch = watchCancel(ctx, row.id);
+  try {
+    return await prunePoints(ctx, row, p, policy, now, watch.signal);
+  } finally {
+    watch.stop();
+  }
+}
+
+async function prunePoints(
+  ctx: JobContext,
+  row: { id: string; tenantId: string },
+  p: { volumeId: string; repositoryId: string },
+  policy: { id: string; retention: Prisma.JsonValue; timezone: string },
+  now: Date,
+  signal: AbortSignal,
+): Promise<PruneResult | string> {
   const retention = parseRetentionPolicy(policy.retention);
   const points = await ctx.catalog.backup.findMany({
     where: { volumeId: p.volumeId, repositoryId: p.repositoryId, status: "AVAILABLE" },
@@ -88,7 +123,27 @@ export async function processPrune(
   const byId = new Map(points.map((b) => [b.id, b]));
   const { repo } = await ctx.repositories.get(p.repositoryId);
   const deleted: PruneResult["deleted"] = [];
+  // Cancelling stops between points: a point is marked DELETING and its index deleted as one
+  // step (an index a crash leaves behind is finished by the volume's next prune, below).
+  const stopped = async (): Promise<string | undefined> => {
+    if (!signal.aborted) return undefined;
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "CANCELLED",
+      {
+        finishedAt: ctx.now(),
+        errorCode: CANCELLED_CODE,
+        errorMessage: `prune stopped between restore points on a cancel request (${deleted.length} of ${plan.remove.length} deleted)`,
+        result: { policyId: policy.id, deleted } as unknown as Prisma.InputJsonObject,
+      },
+      { log: ctx.log },
+    );
+    return "CANCELLED";
+  };
   for (const r of plan.remove) {
+    const early = await stopped();
+    if (early) return early;
     const b = byId.get(r.id)!;
     await ctx.catalog.$transaction(async (tx) => {
       const marked = await tx.backup.updateMany({
@@ -124,23 +179,29 @@ export async function processPrune(
     select: { id: true, indexRef: true },
   });
   const finished: string[] = [];
-  for (const b of marked) if (await repo.deletePoint(b.indexRef)) finished.push(b.id);
+  for (const b of marked) {
+    const early = await stopped();
+    if (early) return early;
+    if (await repo.deletePoint(b.indexRef)) finished.push(b.id);
+  }
   const result: PruneResult = {
     policyId: policy.id,
     kept: plan.keep.map((k) => ({ id: k.id, reasons: [...k.reasons] })),
     deleted,
     finishedEarlierDeletes: finished,
   };
-  await ctx.catalog.job.update({
-    where: { id: row.id },
-    data: {
-      state: "SUCCEEDED",
+  await finishJob(
+    ctx.catalog,
+    row.id,
+    "SUCCEEDED",
+    {
       finishedAt: ctx.now(),
       progress: 1,
       result: result as unknown as Prisma.InputJsonObject,
       errorCode: null,
       errorMessage: null,
     },
-  });
+    { log: ctx.log },
+  );
   return result;
 }

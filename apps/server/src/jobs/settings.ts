@@ -37,6 +37,13 @@ export interface JobSettings {
   manualDeadlineMs: number;
   /** How long the agent gets to acknowledge a command. */
   ackTimeoutMs: number;
+  /** How long a cancel request waits for the agent's acknowledgement before answering the caller. */
+  cancelAckTimeoutMs: number;
+  /**
+   * How long a running job whose cancel was requested waits for the agent to report it stopped;
+   * then it is CANCELLED anyway (ingest refuses the job's sessions from the request on).
+   */
+  cancelGraceMs: number;
 }
 
 export const DEFAULT_JOB_SETTINGS: JobSettings = {
@@ -62,6 +69,10 @@ export const DEFAULT_JOB_SETTINGS: JobSettings = {
   resultGraceMs: 5 * 60_000,
   manualDeadlineMs: 12 * 3_600_000,
   ackTimeoutMs: 30_000,
+  // A person pressed "cancel": answer quickly; an unacknowledged cancel stays pending for the agent.
+  cancelAckTimeoutMs: 10_000,
+  // An agent stops at its next chunk group or hook end; two minutes covers a slow hook timeout.
+  cancelGraceMs: 2 * 60_000,
 };
 
 /** The operator-facing settings from the server's configuration (docs/jobs.md, configuration). */

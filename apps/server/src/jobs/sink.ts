@@ -1,10 +1,11 @@
 import type { Catalog } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
-import { JobOutcome, type JobProgress, type JobResult } from "@bulwark/protocol";
+import { JobOutcome, JobPhase, type JobProgress, type JobResult } from "@bulwark/protocol";
 import type { JobEventSink } from "../control/contracts.js";
 import type { StoredOutcome } from "./agent-jobs.js";
 import type { JobContext } from "./context.js";
-import { TERMINAL_STATES } from "./mirror.js";
+import { appendJobLog } from "./log.js";
+import { finishJob, TERMINAL_STATES } from "./mirror.js";
 import { enqueuePrune } from "./prune.js";
 
 // What agents report about their jobs, from the control stream on whichever node holds it: the
@@ -30,12 +31,54 @@ async function ownedJob(catalog: Catalog, agentId: string, jobId: string) {
   return row;
 }
 
+/** Words for the job log's phase lines (agent milestones). */
+const PHASE_TEXT: Partial<Record<JobPhase, string>> = {
+  [JobPhase.JOB_PHASE_QUEUED]: "accepted by the machine",
+  [JobPhase.JOB_PHASE_PRE_HOOKS]: "running the pre-backup hooks",
+  [JobPhase.JOB_PHASE_SNAPSHOT]: "taking the snapshot",
+  [JobPhase.JOB_PHASE_TRANSFER]: "transferring data",
+  [JobPhase.JOB_PHASE_COMMIT]: "committing the restore point",
+  [JobPhase.JOB_PHASE_CLEANUP]: "cleaning up (snapshot release, post hooks)",
+  [JobPhase.JOB_PHASE_DONE]: "finished on the machine",
+  [JobPhase.JOB_PHASE_SCAN_TARGET]: "comparing the restore target with the restore point",
+};
+
+/** Phases remembered per job, so only changes reach the job log; bounded like any cache. */
+const MAX_TRACKED_PHASES = 10_000;
+
 export class CatalogJobEventSink implements JobEventSink {
+  private readonly phases = new Map<string, JobPhase>();
+
   constructor(private readonly ctx: JobContext) {}
+
+  /** A phase change becomes a job log line; progress ticks within a phase do not. */
+  private async logPhase(jobId: string, progress: JobProgress): Promise<void> {
+    const phase = progress.phase;
+    if (phase === JobPhase.JOB_PHASE_UNSPECIFIED || this.phases.get(jobId) === phase) return;
+    if (this.phases.size >= MAX_TRACKED_PHASES) this.phases.delete(this.phases.keys().next().value!);
+    this.phases.set(jobId, phase);
+    const name = (JobPhase[phase] ?? String(phase)).replace(/^JOB_PHASE_/, "").toLowerCase();
+    await appendJobLog(
+      this.ctx.catalog,
+      jobId,
+      {
+        level: "INFO",
+        event: "phase",
+        message: PHASE_TEXT[phase] ?? `phase ${name}`,
+        data: {
+          phase: name,
+          bytesDone: progress.bytesDone,
+          ...(progress.bytesTotal > 0 ? { bytesTotal: progress.bytesTotal } : {}),
+        },
+      },
+      { now: this.ctx.now(), log: this.ctx.log },
+    );
+  }
 
   async progress(agentId: string, progress: JobProgress): Promise<void> {
     const row = await ownedJob(this.ctx.catalog, agentId, progress.jobId);
     if (TERMINAL_STATES.includes(row.state)) return;
+    await this.logPhase(row.id, progress);
     const total = progress.bytesTotal > 0 ? progress.bytesTotal : null;
     await this.ctx.catalog.job.updateMany({
       where: { id: row.id, state: { in: ["QUEUED", "RUNNING"] } },
@@ -50,6 +93,7 @@ export class CatalogJobEventSink implements JobEventSink {
 
   async result(agentId: string, result: JobResult): Promise<void> {
     const row = await ownedJob(this.ctx.catalog, agentId, result.jobId);
+    this.phases.delete(row.id);
     if (TERMINAL_STATES.includes(row.state)) return;
     const outcome = OUTCOMES[result.outcome];
     if (!outcome) {
@@ -81,17 +125,19 @@ export class CatalogJobEventSink implements JobEventSink {
     const capture = result.capture ? { capture: { ...result.capture } } : {};
     const restore = result.restore ? { restore: { ...result.restore } } : {};
     if (outcome === "SUCCEEDED") {
-      await this.ctx.catalog.job.updateMany({
-        where: { id: row.id, state: { notIn: [...TERMINAL_STATES] } },
-        data: {
-          state: "SUCCEEDED",
+      await finishJob(
+        this.ctx.catalog,
+        row.id,
+        "SUCCEEDED",
+        {
           progress: 1,
           finishedAt: result.finishedAt ?? now,
           result: { ...stored, ...capture, ...restore },
           errorCode: null,
           errorMessage: null,
         },
-      });
+        { log: this.ctx.log },
+      );
       // The waiting worker does this too; whichever comes first, the prune job is made once.
       if (row.kind === "BACKUP" && row.policyId) await enqueuePrune(this.ctx, row);
     } else {

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { AgentCommandDispatcher } from "../control/contracts.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
 import { type AgentJobData, processAgentJob } from "./agent-jobs.js";
+import { type CancelActor, cancelJob } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { enqueueBackupNow, enqueueRestore, type RestoreRequest } from "./enqueue.js";
 import { processMaintenance } from "./maintenance.js";
@@ -14,6 +15,7 @@ import { effectivePolicy } from "./policy.js";
 import { JobPresenceListener } from "./presence.js";
 import { processPrune } from "./prune.js";
 import { createJobQueues, type QueueName } from "./queues.js";
+import { retryJob } from "./retry.js";
 import { syncPolicySchedules, syncSchedules, type TickData } from "./schedules.js";
 import { DEFAULT_JOB_SETTINGS, type JobSettings } from "./settings.js";
 import { CatalogJobEventSink } from "./sink.js";
@@ -107,11 +109,17 @@ export class JobSystem {
       this.ctx.log.warn({ queue: name, job: job.id, err: err.message }, "job attempt failed");
       // Failed by BullMQ's stall check, not by our processor: the row still says RUNNING.
       if (/stalled/i.test(err.message) && typeof (job.data as { jobId?: unknown }).jobId === "string") {
-        void finishJob(this.ctx.catalog, (job.data as { jobId: string }).jobId, "FAILED", {
-          finishedAt: this.ctx.now(),
-          errorCode: "BULWARK_JOB_STALLED",
-          errorMessage: err.message,
-        }).catch(() => undefined);
+        void finishJob(
+          this.ctx.catalog,
+          (job.data as { jobId: string }).jobId,
+          "FAILED",
+          {
+            finishedAt: this.ctx.now(),
+            errorCode: "BULWARK_JOB_STALLED",
+            errorMessage: err.message,
+          },
+          { log: this.ctx.log },
+        ).catch(() => undefined);
       }
     });
     worker.on("error", (err) => this.ctx.log.warn({ queue: name, err: err.message }, "queue worker error"));
@@ -156,6 +164,16 @@ export class JobSystem {
 
   enqueueRestore(req: RestoreRequest) {
     return enqueueRestore(this.ctx, req);
+  }
+
+  /** Cancels a job of any kind the job system runs (idempotent; docs/jobs.md, "Cancel"). */
+  cancel(jobId: string, actor: CancelActor): Promise<void> {
+    return cancelJob(this.ctx, jobId, actor);
+  }
+
+  /** A new job with the parameters of a failed, cancelled or missed one; returns its ID. */
+  retry(jobId: string, requestedById: string | null): Promise<string> {
+    return retryJob(this.ctx, jobId, requestedById);
   }
 
   /**

@@ -26,6 +26,24 @@ export class JobWakeups {
     await this.subscriber.subscribe(this.channel);
   }
 
+  /**
+   * Calls `fn` on every wake-up for `jobId` (any node's notify) until the returned function is
+   * called. Used by running maintenance jobs to hear of a cancel request at once.
+   */
+  subscribe(jobId: string, fn: () => void): () => void {
+    let set = this.waiters.get(jobId);
+    if (!set) {
+      set = new Set();
+      this.waiters.set(jobId, set);
+    }
+    const own = set;
+    own.add(fn);
+    return () => {
+      own.delete(fn);
+      if (own.size === 0 && this.waiters.get(jobId) === own) this.waiters.delete(jobId);
+    };
+  }
+
   /** Tells every node that the job's catalog row changed. */
   async notify(jobId: string): Promise<void> {
     await this.publisher.publish(this.channel, jobId);

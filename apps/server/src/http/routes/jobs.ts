@@ -1,9 +1,12 @@
-// Jobs: list and filter, one, live progress (server-sent events), run a backup now, cancel.
+// Jobs: list and filter, one, live progress (server-sent events), run a backup now, start a
+// restore, cancel, retry, and the per-job log.
 
 import {
   idParamsSchema,
   type Job as JobOut,
   jobListQuerySchema,
+  jobLogPageSchema,
+  jobLogQuerySchema,
   jobSchema,
   pageQuerySchema,
   pageSchema,
@@ -12,11 +15,15 @@ import {
   TERMINAL_JOB_STATES,
 } from "@bulwark/api";
 import type { Prisma } from "@bulwark/catalog";
+import { BulwarkError } from "@bulwark/errors";
+import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { JOB_KIND_STARTERS } from "../../auth/permissions.js";
 import { actorOf, audit, notFound, tenantOf } from "../context.js";
 import type { ApiDeps } from "../deps.js";
 import type { Job } from "../models.js";
 import { cursorDate, decodeCursor, pageOf } from "../pagination.js";
+import { principalOf } from "../rbac.js";
 import { iso, num } from "../serialize.js";
 
 export function jobOut(j: Job): JobOut {
@@ -62,6 +69,16 @@ export const DEFAULT_JOB_EVENTS: JobEventsOptions = {
 };
 
 const terminal = new Set<string>(TERMINAL_JOB_STATES);
+
+/** Who may start a job kind may cancel and retry it (auth/permissions.ts, JOB_KIND_STARTERS). */
+function assertMayControl(request: FastifyRequest, kind: string, what: "cancel" | "retry"): void {
+  const role = principalOf(request).role;
+  if (!(JOB_KIND_STARTERS[kind] ?? []).includes(role)) {
+    throw new BulwarkError("BULWARK_AUTH_FORBIDDEN", `role ${role} may not ${what} ${kind} jobs`, {
+      details: { kind, role },
+    });
+  }
+}
 
 export function jobRoutes(deps: ApiDeps, events: JobEventsOptions): FastifyPluginAsyncZod {
   const { catalog } = deps;
@@ -260,6 +277,43 @@ export function jobRoutes(deps: ApiDeps, events: JobEventsOptions): FastifyPlugi
       );
     }
 
+    app.get(
+      "/jobs/:id/log",
+      {
+        schema: {
+          tags: ["jobs"],
+          summary:
+            "The job's log, oldest first: state changes, attempts, agent milestones, cancel requests, the result. Follow with afterSeq",
+          params: idParamsSchema,
+          querystring: jobLogQuerySchema,
+          response: { 200: jobLogPageSchema },
+        },
+      },
+      async (request) => {
+        const job = await find(tenantOf(request), request.params.id);
+        const { afterSeq, limit } = request.query;
+        const rows = await catalog.jobLogEntry.findMany({
+          where: { jobId: job.id, seq: { gt: afterSeq } },
+          orderBy: { seq: "asc" },
+          take: limit + 1,
+        });
+        const items = rows.slice(0, limit).map((e) => ({
+          seq: e.seq,
+          at: e.at.toISOString(),
+          level: e.level,
+          event: e.event as never,
+          code: e.code,
+          message: e.message,
+          data: (e.data ?? null) as Record<string, unknown> | null,
+        }));
+        return {
+          items,
+          nextAfterSeq: rows.length > limit ? items.at(-1)!.seq : null,
+          jobState: job.state,
+        };
+      },
+    );
+
     const cancel = deps.jobs?.cancel?.bind(deps.jobs);
     if (cancel) {
       app.post(
@@ -267,21 +321,52 @@ export function jobRoutes(deps: ApiDeps, events: JobEventsOptions): FastifyPlugi
         {
           schema: {
             tags: ["jobs"],
-            summary: "Cancel a queued or running job",
+            summary:
+              "Cancel a job: a waiting one at once, a running one once its agent or worker has stopped (cancelRequestedAt is set meanwhile). Idempotent; 409 for a job that finished otherwise",
             params: idParamsSchema,
             response: { 200: jobSchema },
           },
         },
         async (request) => {
           const job = await find(tenantOf(request), request.params.id);
+          assertMayControl(request, job.kind, "cancel");
           await cancel(actorOf(request), job.id);
+          // Audited after the fact: a refused cancel (409) changed nothing.
           await audit(deps, request, {
             action: "job.cancel",
             targetType: "job",
             targetId: job.id,
-            details: { kind: job.kind },
+            details: { kind: job.kind, stateBefore: job.state, agentId: job.agentId },
           });
           return jobOut(await find(job.tenantId, job.id));
+        },
+      );
+    }
+
+    const retry = deps.jobs?.retry?.bind(deps.jobs);
+    if (retry) {
+      app.post(
+        "/jobs/:id/retry",
+        {
+          schema: {
+            tags: ["jobs"],
+            summary:
+              "Retry a failed, cancelled or missed job: a new job with the same parameters (retryOfId names the old one); a job is retried once",
+            params: idParamsSchema,
+            response: { 202: jobSchema },
+          },
+        },
+        async (request, reply) => {
+          const job = await find(tenantOf(request), request.params.id);
+          assertMayControl(request, job.kind, "retry");
+          const { jobId } = await retry(actorOf(request), job.id);
+          await audit(deps, request, {
+            action: "job.retry",
+            targetType: "job",
+            targetId: jobId,
+            details: { kind: job.kind, retryOf: job.id, agentId: job.agentId },
+          });
+          return reply.status(202).send(jobOut(await find(job.tenantId, jobId)));
         },
       );
     }
