@@ -214,7 +214,16 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
         reader = await FileBlockReader.open(snapshot.devicePath);
         const { plan, filesystem } = await planVolume(source, {
           chunkSize,
-          ...(changed && cache ? { changed: changed.changed, previousUnused: await zeroRuns(cache) } : {}),
+          ...(changed && cache
+            ? {
+                changed: changed.changed,
+                // The previous backup's unread chunks; a state file without them (older agent)
+                // falls back to every zero chunk of the index, which includes them.
+                previousUnused: state.last?.unused
+                  ? state.last.unused.map(([first, count]) => ({ first, count }))
+                  : await zeroRuns(cache),
+              }
+            : {}),
         });
         spool = await IndexSpool.create(
           join(
@@ -280,7 +289,11 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
           }
           await saveVolumeState(statePath, {
             volumeKey: opts.volumeKey,
-            last: { repositoryId, restorePointId: response.restorePointId },
+            last: {
+              repositoryId,
+              restorePointId: response.restorePointId,
+              unused: plan.unused.map((r): [number, number] => [r.first, r.count]),
+            },
           });
           committed = response;
         };

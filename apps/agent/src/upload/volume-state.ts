@@ -12,7 +12,16 @@ import { dirname, join } from "node:path";
  */
 export interface VolumeState {
   volumeKey: string;
-  last?: { repositoryId: string; restorePointId: string };
+  last?: {
+    repositoryId: string;
+    restorePointId: string;
+    /**
+     * Chunks that backup left unread as unused per the filesystem bitmap, as [first, count] runs.
+     * Its index records them as zero like chunks read and found all-zero; only these must be read
+     * again by a CBT incremental once in use (a zero chunk read back then is carried as is).
+     */
+    unused?: [number, number][];
+  };
   open?: { jobId: string; sessionId: string; resumeToken: string };
 }
 
@@ -27,8 +36,17 @@ export async function loadVolumeState(path: string, volumeKey: string): Promise<
     if (parsed.volumeKey !== volumeKey) return { volumeKey };
     const state: VolumeState = { volumeKey };
     const last = parsed.last;
-    if (last && typeof last.repositoryId === "string" && typeof last.restorePointId === "string")
-      state.last = last;
+    if (last && typeof last.repositoryId === "string" && typeof last.restorePointId === "string") {
+      state.last = { repositoryId: last.repositoryId, restorePointId: last.restorePointId };
+      // Anything malformed drops the runs: the caller then re-reads every zero chunk (safe).
+      if (
+        Array.isArray(last.unused) &&
+        last.unused.every(
+          (r) => Array.isArray(r) && r.length === 2 && r.every((n) => Number.isSafeInteger(n) && n >= 0),
+        )
+      )
+        state.last.unused = last.unused;
+    }
     const o = parsed.open;
     if (
       o &&
