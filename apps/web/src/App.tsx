@@ -1,7 +1,7 @@
 // The console shell: who is logged in, the role-aware navigation, and which page the address shows.
 import type { MeResponse } from "@bulwark/api";
 import { Component, lazy, type ReactNode, Suspense, useCallback, useEffect, useState } from "react";
-import { errorMessage, setCsrfToken, setUnauthorizedHandler } from "./api/client";
+import { errorMessage, REQUEST_TIMEOUT_MS, setCsrfToken, setUnauthorizedHandler } from "./api/client";
 import { api } from "./api/endpoints";
 import { LoginPage } from "./pages/Login";
 import { type Capability, can } from "./roles";
@@ -10,33 +10,54 @@ import { SessionContext } from "./session";
 import { ErrorBox, Waiting } from "./ui/load";
 
 // Each page is its own chunk, loaded when first shown: the first load carries only the shell,
-// the login page and the API client (sizes in docs/console.md).
-const AdminPage = lazy(() => import("./pages/Admin").then((m) => ({ default: m.AdminPage })));
-const DashboardPage = lazy(() => import("./pages/Dashboard").then((m) => ({ default: m.DashboardPage })));
-const JobsPage = lazy(() => import("./pages/Jobs").then((m) => ({ default: m.JobsPage })));
-const MachinePage = lazy(() => import("./pages/Machine").then((m) => ({ default: m.MachinePage })));
-const MachinesPage = lazy(() => import("./pages/Machines").then((m) => ({ default: m.MachinesPage })));
-const PoliciesPage = lazy(() => import("./pages/Policies").then((m) => ({ default: m.PoliciesPage })));
-const PolicyEditPage = lazy(() => import("./pages/PolicyEdit").then((m) => ({ default: m.PolicyEditPage })));
-const RestorePage = lazy(() => import("./pages/Restore").then((m) => ({ default: m.RestorePage })));
+// the login page and the API client (sizes in docs/console.md). A chunk gets the same deadline as
+// a request, so "Loading the page…" ends in the page or an error, never spins on.
+function withDeadline<T>(load: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("page load timed out")), REQUEST_TIMEOUT_MS);
+  });
+  return Promise.race([load, deadline]).finally(() => clearTimeout(timer));
+}
+const AdminPage = lazy(() => withDeadline(import("./pages/Admin")).then((m) => ({ default: m.AdminPage })));
+const DashboardPage = lazy(() =>
+  withDeadline(import("./pages/Dashboard")).then((m) => ({ default: m.DashboardPage })),
+);
+const JobsPage = lazy(() => withDeadline(import("./pages/Jobs")).then((m) => ({ default: m.JobsPage })));
+const MachinePage = lazy(() =>
+  withDeadline(import("./pages/Machine")).then((m) => ({ default: m.MachinePage })),
+);
+const MachinesPage = lazy(() =>
+  withDeadline(import("./pages/Machines")).then((m) => ({ default: m.MachinesPage })),
+);
+const PoliciesPage = lazy(() =>
+  withDeadline(import("./pages/Policies")).then((m) => ({ default: m.PoliciesPage })),
+);
+const PolicyEditPage = lazy(() =>
+  withDeadline(import("./pages/PolicyEdit")).then((m) => ({ default: m.PolicyEditPage })),
+);
+const RestorePage = lazy(() =>
+  withDeadline(import("./pages/Restore")).then((m) => ({ default: m.RestorePage })),
+);
 
 /**
- * A page's code that fails to load (the server was upgraded and the old chunk is gone, or the
- * network dropped) shows an error with a way out instead of a blank page.
+ * A page that cannot be shown (its code did not load because the server was upgraded meanwhile or
+ * the connection dropped, or it failed while drawing) shows the reason and a way out instead of a
+ * blank page.
  */
-class PageLoadBoundary extends Component<{ children: ReactNode; page: string }, { failed: boolean }> {
-  override state = { failed: false };
-  static getDerivedStateFromError(): { failed: boolean } {
-    return { failed: true };
+class PageBoundary extends Component<{ children: ReactNode; page: string }, { failed?: string }> {
+  override state: { failed?: string } = {};
+  static getDerivedStateFromError(err: unknown): { failed: string } {
+    return { failed: err instanceof Error ? err.message : String(err) };
   }
   override componentDidUpdate(prev: { page: string }): void {
-    if (prev.page !== this.props.page && this.state.failed) this.setState({ failed: false });
+    if (prev.page !== this.props.page && this.state.failed) this.setState({ failed: undefined });
   }
   override render(): ReactNode {
-    if (!this.state.failed) return this.props.children;
+    if (this.state.failed === undefined) return this.props.children;
     return (
       <ErrorBox
-        message="This page could not be shown: its code did not load (the server may have been upgraded, or the connection dropped)."
+        message={`This page could not be shown (${this.state.failed}). Try again reloads the console.`}
         onRetry={() => window.location.reload()}
       />
     );
@@ -159,11 +180,11 @@ export function App() {
       </header>
       <main id="main" tabIndex={-1}>
         {allowed ? (
-          <PageLoadBoundary page={route.segments.join("/")}>
+          <PageBoundary page={route.segments.join("/")}>
             <Suspense fallback={<Waiting what="the page" />}>
               <Page route={route} />
             </Suspense>
-          </PageLoadBoundary>
+          </PageBoundary>
         ) : (
           <NotAllowed />
         )}

@@ -3,7 +3,7 @@ import type { AgentDetail, Job } from "@bulwark/api";
 import { describe, expect, it } from "vitest";
 import { riskOf, sortJobsFailuresFirst } from "../src/pages/Dashboard";
 import { installCommand } from "../src/pages/Machines";
-import { can } from "../src/roles";
+import { can, canControlJob } from "../src/roles";
 import { formatBytes } from "../src/ui/format";
 import { dayToIso, parseLimit } from "../src/ui/paging";
 
@@ -100,6 +100,16 @@ describe("console helpers", () => {
     expect(can("HELPDESK", "restore")).toBe(true);
     expect(can("AUDITOR", "restore")).toBe(false);
     expect(can("AUDITOR", "viewAdmin")).toBe(true);
+  });
+
+  it("offers cancel and retry to whoever may start the job's kind", () => {
+    expect(canControlJob("HELPDESK", "RESTORE")).toBe(true);
+    expect(canControlJob("HELPDESK", "FILE_RESTORE")).toBe(true);
+    expect(canControlJob("HELPDESK", "BACKUP")).toBe(false);
+    expect(canControlJob("HELPDESK", "GC")).toBe(false);
+    expect(canControlJob("OPERATOR", "VERIFY")).toBe(true);
+    expect(canControlJob("ADMIN", "BACKUP")).toBe(true);
+    expect(canControlJob("AUDITOR", "RESTORE")).toBe(false);
   });
 
   it("takes a page size from the address only within the API's limits", () => {

@@ -19,7 +19,8 @@ export function useLoad<T>(
   useEffect(() => {
     const controller = new AbortController();
     setResult((r) => (r.state === "ok" ? { ...r, stale: true } : { state: "loading" }));
-    load(controller.signal).then(
+    // A load that throws before its first await (a bad filter in the address) is an error like any other.
+    new Promise<T>((resolve) => resolve(load(controller.signal))).then(
       (data) => {
         if (!controller.signal.aborted) setResult({ state: "ok", data });
       },
