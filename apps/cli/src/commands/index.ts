@@ -14,7 +14,9 @@ import {
 } from "./groups.js";
 import {
   jobsCancelCommand,
+  jobsLogCommand,
   jobsLsCommand,
+  jobsRetryCommand,
   jobsRunBackupCommand,
   jobsShowCommand,
   jobsWatchCommand,
@@ -88,6 +90,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   jobsWatchCommand,
   jobsRunBackupCommand,
   jobsCancelCommand,
+  jobsRetryCommand,
+  jobsLogCommand,
   restoreVolumeCommand,
   restoreNbdCommand,
   restoreExportCommand,

@@ -1,12 +1,15 @@
-// jobs ls | show | watch | run-backup | cancel. `watch` follows the job's server-sent events
-// (GET /api/v1/jobs/:id/events) until it ends: a progress line redrawn in place on a terminal, a
-// line per change otherwise, or one JSON document per event with --json.
+// jobs ls | show | watch | run-backup | cancel | retry | log. `watch` follows the job's server-sent
+// events (GET /api/v1/jobs/:id/events) until it ends: a progress line redrawn in place on a
+// terminal, a line per change otherwise, or one JSON document per event with --json. `log
+// --follow` polls the job's log (GET /api/v1/jobs/:id/log?afterSeq=) until the job has ended.
 
 import {
   agentDetailSchema,
   type Job,
+  type JobLogEntry,
   type JobProgressEvent,
   jobKindSchema,
+  jobLogPageSchema,
   jobProgressEventSchema,
   jobSchema,
   jobStateSchema,
@@ -259,12 +262,106 @@ export const jobsRunBackupCommand = defineCommand({
 
 export const jobsCancelCommand = defineCommand({
   path: ["jobs", "cancel"],
-  summary: "cancel a queued or running job",
+  summary: "cancel a queued or running job (a running one stops once its machine or worker has stopped it)",
   args: ["id"],
-  options: {},
-  examples: ["bulwark jobs cancel 41d2…"],
-  async run(ctx, { args }) {
-    const j = await ctx.api().post(`${API}/jobs/${encodeURIComponent(args.id)}/cancel`, {}, jobSchema);
-    return { data: j, text: `job ${j.id} is ${j.state}` };
+  options: {
+    wait: { type: "boolean", description: "follow the job until it has stopped, as `jobs watch` does" },
+  },
+  examples: ["bulwark jobs cancel 41d2…", "bulwark jobs cancel 41d2… --wait --json"],
+  async run(ctx, { args, options }) {
+    if (!isId(args.id)) throw usage(`jobs cancel: ${JSON.stringify(args.id)} is not a job ID`);
+    const api = ctx.api();
+    const j = await api.post(`${API}/jobs/${args.id}/cancel`, {}, jobSchema);
+    const stopping = j.state === "RUNNING" || j.state === "QUEUED";
+    if (!options.wait || !stopping) {
+      return {
+        data: j,
+        text: stopping
+          ? `cancel requested: job ${j.id} is stopping (bulwark jobs watch ${j.id})`
+          : `job ${j.id} is ${j.state}`,
+      };
+    }
+    if (ctx.json) ctx.io.out(JSON.stringify({ event: "cancel-requested", ...j }));
+    else ctx.io.out(`cancel requested: job ${j.id} is stopping`);
+    const final = await watchJob(ctx, api, j.id);
+    // Stopped as asked: success for this command. A backup that committed first ends SUCCEEDED.
+    if (final.state === "CANCELLED" || final.state === "SUCCEEDED")
+      return { streamed: true, exitCode: EXIT.OK };
+    return { streamed: true, exitCode: finished(ctx, final) };
+  },
+});
+
+export const jobsRetryCommand = defineCommand({
+  path: ["jobs", "retry"],
+  summary: "run a failed, cancelled or missed job again as a new job with the same parameters",
+  args: ["id"],
+  options: {
+    wait: { type: "boolean", description: "follow the new job until it ends, as `jobs watch` does" },
+  },
+  examples: ["bulwark jobs retry 41d2…", "bulwark jobs retry 41d2… --wait"],
+  async run(ctx, { args, options }) {
+    if (!isId(args.id)) throw usage(`jobs retry: ${JSON.stringify(args.id)} is not a job ID`);
+    const api = ctx.api();
+    const j = await api.post(`${API}/jobs/${args.id}/retry`, {}, jobSchema);
+    if (!options.wait)
+      return { data: j, text: `queued job ${j.id}, a retry of ${args.id} (bulwark jobs watch ${j.id})` };
+    if (ctx.json) ctx.io.out(JSON.stringify({ event: "created", ...j }));
+    else ctx.io.out(`queued job ${j.id}, a retry of ${args.id}`);
+    const final = await watchJob(ctx, api, j.id);
+    return { streamed: true, exitCode: finished(ctx, final) };
+  },
+});
+
+/** One log line for people: time, level, message and code. */
+export function logLine(e: JobLogEntry): string {
+  const code = e.code ? `  [${e.code}]` : "";
+  return `${e.at}  ${e.level.padEnd(5)}  ${e.message}${code}`;
+}
+
+/** How often `jobs log --follow` asks for new lines. */
+const LOG_POLL_MS = 1_000;
+
+export const jobsLogCommand = defineCommand({
+  path: ["jobs", "log"],
+  summary: "a job's log: state changes, attempts, machine milestones, cancel requests, the result",
+  args: ["id"],
+  options: {
+    follow: {
+      type: "boolean",
+      short: "f",
+      description: "keep printing new lines until the job has ended (with --json: one JSON line each)",
+    },
+  },
+  examples: ["bulwark jobs log 41d2…", "bulwark jobs log 41d2… --follow", "bulwark jobs log 41d2… --json"],
+  async run(ctx, { args, options }) {
+    if (!isId(args.id)) throw usage(`jobs log: ${JSON.stringify(args.id)} is not a job ID`);
+    const api = ctx.api();
+    const path = `${API}/jobs/${args.id}/log`;
+    let after = 0;
+    if (!options.follow) {
+      const items: JobLogEntry[] = [];
+      let state: string;
+      for (;;) {
+        const page = await api.get(path, jobLogPageSchema, { afterSeq: after, limit: 200 });
+        items.push(...page.items);
+        state = page.jobState;
+        if (page.nextAfterSeq === null) break;
+        after = page.nextAfterSeq;
+      }
+      return {
+        data: { items, jobState: state },
+        text: items.length ? items.map(logLine).join("\n") : `job ${args.id} has no log lines yet`,
+      };
+    }
+    for (;;) {
+      const page = await api.get(path, jobLogPageSchema, { afterSeq: after, limit: 200 });
+      for (const e of page.items) ctx.io.out(ctx.json ? JSON.stringify(e) : logLine(e));
+      if (page.items.length) after = page.items.at(-1)!.seq;
+      if (page.nextAfterSeq !== null) continue;
+      if (terminal.has(page.jobState) && page.items.length === 0) {
+        return { streamed: true, exitCode: EXIT.OK };
+      }
+      await new Promise((r) => setTimeout(r, LOG_POLL_MS));
+    }
   },
 });
