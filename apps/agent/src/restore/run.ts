@@ -11,17 +11,18 @@ import {
   MAX_RECONNECT_BACKOFF_MS,
   type RestoreHeader,
   RestoreMode,
+  type RestoreResponse,
   type RestoreStats,
 } from "@bulwark/protocol";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { type CommandRunner, ProcessCommandRunner } from "../command-runner.js";
 import { agentError } from "../errors.js";
 import { grpcTarget } from "../upload/transport.js";
-import { ChunkWorkerPool } from "../upload/worker-pool.js";
 import { RestoreStream } from "./connection.js";
+import { DecodePool } from "./decode-pool.js";
 import { type GptRelocation, relocateBackupGpt } from "./gpt.js";
 import { checkForeignTarget, checkTargetSize, type OpenTarget, openTarget } from "./target.js";
-import { verifyChunks } from "./verify.js";
+import { beginVerify, finishVerify, type PendingChunks, type VerifiedChunk } from "./verify.js";
 
 // A volume restore on the agent (docs/agent.md, "Restore"; protocol in docs/protocol.md §3):
 // check the target, Start (or resume) the job's restore stream, check the target against the
@@ -123,6 +124,13 @@ const RETRYABLE = new Set<string>(["BULWARK_PROTO_TRANSPORT_FAILED"]);
 /** The canonical index's entry for a zero chunk (protocol §4). */
 const ZERO_ID = Buffer.alloc(CHUNK_ID_BYTES);
 
+/** A response read ahead of its turn, with its decoding under way (or why it was refused). */
+interface Incoming {
+  message: RestoreResponse["message"] | undefined;
+  pending?: PendingChunks;
+  error?: unknown;
+}
+
 interface Range {
   start: number;
   count: number;
@@ -151,7 +159,7 @@ export const runRestore: RestoreRunner = async (opts) => {
 
 class RestoreState {
   private header: RestoreHeader | undefined;
-  private pool: ChunkWorkerPool | undefined;
+  private pool: DecodePool | undefined;
   private foreign = false;
   private total = 0;
   private chunkSize = 0;
@@ -342,7 +350,7 @@ class RestoreState {
     this.total = header.totalChunks;
     this.chunkSize = g.chunkSize;
     this.volumeSize = g.sizeBytes;
-    this.pool = new ChunkWorkerPool(
+    this.pool = new DecodePool(
       Buffer.from(scheme.key),
       this.opts.threads ? { threads: this.opts.threads } : {},
     );
@@ -364,6 +372,18 @@ class RestoreState {
     const outstanding: Range[] = [];
     let next = this.durable;
     let requested = 0;
+    const geometry = { volumeSize: this.volumeSize, chunkSize: this.chunkSize };
+    /** The next response, read ahead; a Chunks message's decoding already started. */
+    let incoming: Promise<Incoming> | undefined;
+    const pull = async (): Promise<Incoming> => {
+      const message = (await stream.next())?.message;
+      if (message?.$case !== "chunks") return { message };
+      try {
+        return { message, pending: beginVerify(this.pool!, geometry, message.value.chunks) };
+      } catch (error) {
+        return { message, error };
+      }
+    };
     while (true) {
       this.checkCancelled();
       while (next < this.total && requested < window && !(next >= fence && this.durable < fence)) {
@@ -383,9 +403,18 @@ class RestoreState {
         next += count;
       }
       if (outstanding.length === 0) return;
-      const res = await stream.next();
-      const m = res?.message;
+      const entry = await (incoming ?? pull());
+      incoming = undefined;
+      const m = entry.message;
       if (!m) throw agentError("BULWARK_PROTO_TRANSPORT_FAILED", "the server ended the restore early");
+      if (entry.error !== undefined) throw entry.error;
+      // Read (and start decoding) the next message while this one is written, unless this one
+      // completes the last range: what follows then is Finished, which stream() reads itself.
+      const last = m.$case === "rangeDone" && outstanding.length === 1 && next >= this.total;
+      if (!last) {
+        incoming = pull();
+        incoming.catch(() => {}); // a cut stream is raised when its turn comes
+      }
       const expected = (i: number) =>
         outstanding.some((r) => i >= r.start && i < r.start + r.count && !r.delivered.has(i));
       const deliver = (i: number, id: Buffer | null) => {
@@ -395,15 +424,11 @@ class RestoreState {
       };
       switch (m.$case) {
         case "chunks": {
-          const verified = await verifyChunks(
-            this.pool!,
-            { volumeSize: this.volumeSize, chunkSize: this.chunkSize, expected },
-            m.value.chunks,
-          );
+          const verified = await finishVerify(entry.pending!, expected);
           for (const c of m.value.chunks) this.counters.bytesFetched += c.payload.length;
+          await this.writeVerified(verified);
           for (const v of verified) {
             for (const i of v.indexes) {
-              await this.writeAt(v.data, i * this.chunkSize);
               deliver(i, v.id);
               this.counters.chunksReceived++;
             }
@@ -455,6 +480,34 @@ class RestoreState {
         default:
           throw agentError("BULWARK_PROTO_MALFORMED", `unexpected ${m.$case} during a restore`);
       }
+    }
+  }
+
+  /**
+   * Writes a verified message: chunks that sit next to each other both on the target and in the
+   * decoded buffer (a full restore's usual case) go out as one write.
+   */
+  private async writeVerified(verified: VerifiedChunk[]): Promise<void> {
+    const pieces = verified
+      .flatMap((v) => v.indexes.map((i) => ({ offset: i * this.chunkSize, data: v.data })))
+      .sort((a, b) => a.offset - b.offset);
+    let k = 0;
+    while (k < pieces.length) {
+      const first = pieces[k]!;
+      let length = first.data.length;
+      let j = k + 1;
+      for (; j < pieces.length; j++) {
+        const p = pieces[j]!;
+        const adjacent =
+          p.offset === first.offset + length &&
+          p.data.buffer === first.data.buffer &&
+          p.data.byteOffset === first.data.byteOffset + length;
+        if (!adjacent) break;
+        length += p.data.length;
+      }
+      const run = Buffer.from(first.data.buffer, first.data.byteOffset, length);
+      await this.writeAt(run, first.offset);
+      k = j;
     }
   }
 

@@ -1,18 +1,14 @@
-import { createRequire } from "node:module";
 import { BulwarkError } from "@bulwark/errors";
 import { CHUNK_ID_BYTES, ChunkEncoding, type RestoreChunk } from "@bulwark/protocol";
-import type { ChunkWorkerPool } from "../upload/worker-pool.js";
+import { type DecodedGroup, type DecodePool, UndecodableChunk } from "./decode-pool.js";
 
 // Turns a Chunks message into verified plaintext: every payload is decoded into one buffer sized
 // by us (never by the zstd frame header, which the sender controls), every chunk is hashed with the
-// repository's keyed hash on the worker threads, and the whole message is refused when any chunk's
-// content does not match its ID, its length or the indexes the agent asked for. Nothing of a
-// refused message is written.
-
-type ZstdBinding = typeof import("zstd-napi/binding.js");
-const zstd = createRequire(import.meta.url)("zstd-napi/binding.js") as ZstdBinding;
-/** One decompression context per process: reusing it avoids an allocation per chunk. */
-const dctx = new zstd.DCtx();
+// repository's keyed hash, both on the worker threads, and the whole message is refused when any
+// chunk's content does not match its ID, its length or the indexes the agent asked for. Nothing of
+// a refused message is written. Decoding may start as soon as a message arrives (beginVerify),
+// before the messages ahead of it are written; which indexes are still expected is checked when
+// the message's turn comes (finishVerify).
 
 export interface VerifiedChunk {
   indexes: number[];
@@ -29,53 +25,82 @@ export interface ChunkGeometry {
   expected(i: number): boolean;
 }
 
+/** A message whose chunks are being decoded and hashed on the workers. */
+export interface PendingChunks {
+  chunks: RestoreChunk[];
+  lengths: number[];
+  /** Settles with the decoded group or a refusal; never rejects unobserved. */
+  decoded: Promise<DecodedGroup>;
+}
+
 function refuse(message: string, details: Record<string, unknown>): BulwarkError {
   return new BulwarkError("BULWARK_RESTORE_CHUNK_INVALID", message, { details });
 }
 
-function lengthOf(g: ChunkGeometry, i: number): number {
+function lengthOf(g: { volumeSize: number; chunkSize: number }, i: number): number {
   return Math.min(g.chunkSize, g.volumeSize - i * g.chunkSize);
 }
 
-/** Decodes and verifies every chunk of one Chunks message, or throws CHUNK_INVALID. */
-export async function verifyChunks(
-  pool: ChunkWorkerPool,
-  geometry: ChunkGeometry,
+/**
+ * Checks what a message says about itself against the volume (ID size, indexes inside the volume,
+ * one length per chunk equal to plain_size) and starts decoding it; throws CHUNK_INVALID.
+ */
+export function beginVerify(
+  pool: DecodePool,
+  geometry: { volumeSize: number; chunkSize: number },
   chunks: RestoreChunk[],
-): Promise<VerifiedChunk[]> {
+): PendingChunks {
   const lengths: number[] = [];
   for (const c of chunks) {
     const first = c.indexes[0];
     if (first === undefined) throw refuse("a restore chunk names no index", {});
     if (c.id.length !== CHUNK_ID_BYTES)
       throw refuse("a restore chunk's ID is not 32 bytes", { index: first });
+    for (const i of c.indexes) {
+      if (!Number.isSafeInteger(i) || i < 0 || i * geometry.chunkSize >= geometry.volumeSize)
+        throw refuse(`chunk ${i} was not asked for`, { index: i });
+    }
     const length = lengthOf(geometry, first);
     for (const i of c.indexes) {
-      if (
-        !Number.isSafeInteger(i) ||
-        i < 0 ||
-        i * geometry.chunkSize >= geometry.volumeSize ||
-        !geometry.expected(i)
-      ) {
-        throw refuse(`chunk ${i} was not asked for`, { index: i });
-      }
       if (lengthOf(geometry, i) !== length)
         throw refuse(`chunk ${i} has another length than chunk ${first}`, { index: i });
     }
     if (c.plainSize !== length)
       throw refuse(`chunk ${first} is ${length} bytes, the server says ${c.plainSize}`, { index: first });
+    if (c.encoding !== ChunkEncoding.CHUNK_ENCODING_RAW && c.encoding !== ChunkEncoding.CHUNK_ENCODING_ZSTD)
+      throw refuse(`chunk ${first} has encoding ${c.encoding}, not RAW or ZSTD`, { index: first });
     lengths.push(length);
   }
-  const total = lengths.reduce((n, l) => n + l, 0);
-  const buffer = Buffer.alloc(total);
-  let offset = 0;
-  for (let k = 0; k < chunks.length; k++) {
-    decodeInto(chunks[k]!, buffer.subarray(offset, offset + lengths[k]!));
-    offset += lengths[k]!;
-  }
-  const hashed = await pool.hash(buffer, lengths);
+  const decoded = pool
+    .decode(
+      chunks.map((c, k) => ({
+        encoding: c.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD ? 2 : 1,
+        payload: c.payload,
+        length: lengths[k]!,
+      })),
+    )
+    .catch((err: unknown) => {
+      if (err instanceof UndecodableChunk) {
+        const index = chunks[err.position]?.indexes[0];
+        throw refuse(`chunk ${index}: ${err.message}`, { index });
+      }
+      throw err;
+    });
+  decoded.catch(() => {}); // raised by finishVerify, in message order
+  return { chunks, lengths, decoded };
+}
+
+/** The message's turn: every index still expected, every content equal to its ID; throws CHUNK_INVALID. */
+export async function finishVerify(
+  pending: PendingChunks,
+  expected: (i: number) => boolean,
+): Promise<VerifiedChunk[]> {
+  const { chunks, lengths } = pending;
+  for (const c of chunks)
+    for (const i of c.indexes) if (!expected(i)) throw refuse(`chunk ${i} was not asked for`, { index: i });
+  const hashed = await pending.decoded;
   const out: VerifiedChunk[] = [];
-  offset = 0;
+  let offset = 0;
   for (let k = 0; k < chunks.length; k++) {
     const c = chunks[k]!;
     const id = hashed.ids[k];
@@ -92,26 +117,11 @@ export async function verifyChunks(
   return out;
 }
 
-function decodeInto(chunk: RestoreChunk, out: Buffer): void {
-  const index = chunk.indexes[0];
-  if (chunk.encoding === ChunkEncoding.CHUNK_ENCODING_RAW) {
-    if (chunk.payload.length !== out.length) {
-      throw refuse(`raw chunk ${index} is ${chunk.payload.length} bytes, expected ${out.length}`, { index });
-    }
-    out.set(chunk.payload);
-    return;
-  }
-  if (chunk.encoding !== ChunkEncoding.CHUNK_ENCODING_ZSTD) {
-    throw refuse(`chunk ${index} has encoding ${chunk.encoding}, not RAW or ZSTD`, { index });
-  }
-  let written: number;
-  try {
-    written = dctx.decompress(out, chunk.payload);
-  } catch (err) {
-    throw refuse(`chunk ${index} does not decompress to ${out.length} bytes: ${(err as Error).message}`, {
-      index,
-    });
-  }
-  if (written !== out.length)
-    throw refuse(`chunk ${index} decompresses to ${written} bytes, expected ${out.length}`, { index });
+/** Decodes and verifies every chunk of one Chunks message, or throws CHUNK_INVALID. */
+export async function verifyChunks(
+  pool: DecodePool,
+  geometry: ChunkGeometry,
+  chunks: RestoreChunk[],
+): Promise<VerifiedChunk[]> {
+  return await finishVerify(beginVerify(pool, geometry, chunks), (i) => geometry.expected(i));
 }

@@ -7,19 +7,18 @@ import {
   type RestoreResponse,
   type RestoreWant,
 } from "@bulwark/protocol";
-import { BlobKind, chunkKey, isZeroId, type Repository, type TreeReader } from "@bulwark/repository";
-import { compress } from "zstd-napi";
+import { chunkKey, isZeroId, type Repository, type TreeReader } from "@bulwark/repository";
+import { openStoredPayload } from "./stored-payload.js";
 
 // Serves one Want range of a restore: which chunks the target needs (all of them, or for a delta
 // restore those whose ID differs from what the agent says the target holds), read from the
-// repository, decoded and re-checked on its codec workers, and sent as Zeros / Chunks batches
-// followed by RangeDone. Messages go out through `send`, which waits for HTTP/2 flow control.
+// repository, authenticated and decrypted, and sent as Zeros / Chunks batches followed by
+// RangeDone. A chunk travels in its stored form (the repository's zstd frame, or raw): the server
+// never decompresses or recompresses it, and the agent checks every chunk's keyed hash. Messages go out through `send`, which waits for HTTP/2 flow control.
 
 /**
- * Distinct chunks per codec-worker message, and such groups decoded at once: several groups keep
- * every codec worker busy (one group of a whole Want left the other cores idle), and 4 × 4 chunks
- * bound the decoded plaintext held per stream to 16 chunks (1 MiB at 64 KiB, 64 MiB at the 4 MiB
- * maximum chunk size).
+ * Distinct chunks read and opened per group, and such groups in flight: the reads of several
+ * groups overlap, and 4 × 4 chunks bound the payload held per stream to 16 stored chunks.
  */
 const DECODE_GROUP_CHUNKS = 4;
 const DECODE_GROUPS_AHEAD = 4;
@@ -30,8 +29,6 @@ const DECODE_GROUPS_AHEAD = 4;
  * (BinaryWriter.ensureCapacity and GC halved). The window, not the message size, sets the overlap.
  */
 const CHUNKS_MESSAGE_BYTES = 1024 * 1024;
-/** zstd level for the wire: level 1, as the agent uses for uploads (fast, most of the gain). */
-const WIRE_ZSTD_LEVEL = 1;
 
 export interface RangeTotals {
   chunksSent: number;
@@ -202,22 +199,17 @@ export async function serveRange(
   return totals;
 }
 
-/** Reads, authenticates, decompresses and re-checks a group (worker threads), then wire-encodes it. */
+/** Reads a group's blobs, then authenticates and decrypts each to its stored payload. */
 async function loadGroup(repo: Repository, group: Wanted[]): Promise<RestoreChunk[]> {
   const blobs = await Promise.all(group.map((w) => repo.getObject(chunkKey(w.id), "chunk")));
-  const plains = await repo.pool.decode(
-    group.map((w, k) => ({ kind: BlobKind.Data, id: w.id, blob: blobs[k]!, what: chunkKey(w.id) })),
-  );
   return group.map((w, k) => {
-    const plain = plains[k]!;
-    const packed = compress(plain, { compressionLevel: WIRE_ZSTD_LEVEL });
-    const zstd = packed.length < plain.length;
+    const stored = openStoredPayload(blobs[k]!, w.id, repo.keys.dataKey, chunkKey(w.id));
     return {
       indexes: w.indexes,
       id: w.id,
-      encoding: zstd ? ChunkEncoding.CHUNK_ENCODING_ZSTD : ChunkEncoding.CHUNK_ENCODING_RAW,
-      plainSize: plain.length,
-      payload: zstd ? packed : plain,
+      encoding: stored.zstd ? ChunkEncoding.CHUNK_ENCODING_ZSTD : ChunkEncoding.CHUNK_ENCODING_RAW,
+      plainSize: stored.plainSize,
+      payload: stored.payload,
     };
   });
 }

@@ -1,0 +1,183 @@
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { agentError } from "../errors.js";
+import type { DecodeRequest, DecodeResponse, DecodeWorkerData } from "./decode-messages.js";
+
+/** Per chunk: its ID (null = all zero); `buffer` holds the chunks back to back. */
+export interface DecodedGroup {
+  buffer: Buffer;
+  ids: (Buffer | null)[];
+}
+
+/** One received chunk to decode: its wire encoding, payload and the length the agent expects. */
+export interface DecodeItem {
+  encoding: number;
+  payload: Uint8Array;
+  length: number;
+}
+
+/** A chunk the workers could not decode to its length: `position` in the decode call's items. */
+export class UndecodableChunk extends Error {
+  constructor(
+    readonly position: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Slot {
+  worker: Worker;
+  outstanding: number;
+}
+
+interface Pending {
+  slot: Slot;
+  resolve: (r: DecodeResponse) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * The restore's worker threads (one per core by default): decompress and hash received chunks,
+ * hash the target's chunks for delta have runs. A message's chunks are split over the workers so
+ * both cores work on it, and several messages may be in flight (the caller reads ahead).
+ */
+export class DecodePool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextJob = 1;
+  private closed = false;
+
+  constructor(idKey: Buffer, opts: { threads?: number } = {}) {
+    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const data: DecodeWorkerData = { idKey: Uint8Array.from(idKey) };
+    for (let i = 0; i < threads; i++) {
+      const slot: Slot = { worker: spawnWorker(data), outstanding: 0 };
+      slot.worker.unref(); // idle workers must not keep the process alive
+      slot.worker.on("message", (res: DecodeResponse) => this.settle(slot, res));
+      slot.worker.on("error", (err) => this.failSlot(slot, err));
+      slot.worker.on("exit", (code) => {
+        if (!this.closed) this.failSlot(slot, new Error(`restore worker exited with code ${code}`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  /** Keyed hashes of consecutive chunks of `lengths` from the start of `buffer` (transferred and returned). */
+  async hash(buffer: Buffer, lengths: number[]): Promise<DecodedGroup> {
+    const ab = ownArrayBuffer(buffer);
+    const res = await this.send({ op: "hash", job: this.nextJob++, buffer: ab, lengths }, [ab]);
+    return { buffer: Buffer.from(res.buffer!), ids: idsOf(res) };
+  }
+
+  /**
+   * Decodes every item into exactly its length and hashes it, spread over the workers. Throws
+   * UndecodableChunk (with the item's position) when a payload does not decode to its length.
+   */
+  async decode(items: DecodeItem[]): Promise<DecodedGroup> {
+    const parts = Math.min(this.slots.length, items.length);
+    const per = Math.ceil(items.length / Math.max(1, parts));
+    const calls: Promise<DecodeResponse>[] = [];
+    for (let p = 0; p * per < items.length; p++) {
+      const part = items.slice(p * per, (p + 1) * per);
+      const size = part.reduce((n, it) => n + it.payload.length, 0);
+      const payloads = new ArrayBuffer(size);
+      const view = new Uint8Array(payloads);
+      let at = 0;
+      for (const it of part) {
+        view.set(it.payload, at);
+        at += it.payload.length;
+      }
+      const req: DecodeRequest = {
+        op: "decode",
+        job: this.nextJob++,
+        payloads,
+        payloadLengths: part.map((it) => it.payload.length),
+        encodings: part.map((it) => it.encoding),
+        lengths: part.map((it) => it.length),
+      };
+      calls.push(this.send(req, [payloads]));
+    }
+    const results = await Promise.all(calls);
+    results.forEach((r, p) => {
+      if (r.invalid) throw new UndecodableChunk(p * per + r.invalid.position, r.invalid.message);
+    });
+    const buffers = results.map((r) => Buffer.from(r.buffer!));
+    return {
+      buffer: buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers),
+      ids: results.flatMap(idsOf),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.pending.values()) p.reject(new Error("restore worker pool closed"));
+    this.pending.clear();
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private send(req: DecodeRequest, transfer: ArrayBuffer[]): Promise<DecodeResponse> {
+    if (this.closed) return Promise.reject(new Error("restore worker pool closed"));
+    const slot = this.slots.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
+    slot.outstanding++;
+    if (slot.outstanding === 1) slot.worker.ref();
+    return new Promise<DecodeResponse>((resolve, reject) => {
+      this.pending.set(req.job, { slot, resolve, reject });
+      slot.worker.postMessage(req, transfer);
+    });
+  }
+
+  private settle(slot: Slot, res: DecodeResponse): void {
+    const p = this.pending.get(res.job);
+    if (!p) return;
+    this.pending.delete(res.job);
+    this.release(slot);
+    if (res.error) p.reject(agentError("BULWARK_GENERAL_INTERNAL", `restore worker failed: ${res.error}`));
+    else p.resolve(res);
+  }
+
+  private release(slot: Slot): void {
+    slot.outstanding--;
+    if (slot.outstanding === 0) slot.worker.unref();
+  }
+
+  private failSlot(slot: Slot, err: Error): void {
+    for (const [job, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(job);
+      this.release(slot);
+      p.reject(agentError("BULWARK_GENERAL_INTERNAL", `restore worker failed: ${err.message}`, {}, err));
+    }
+  }
+}
+
+function idsOf(res: DecodeResponse): (Buffer | null)[] {
+  return (res.ids ?? []).map((id) => (id ? Buffer.from(id.buffer, id.byteOffset, id.byteLength) : null));
+}
+
+/** The buffer's memory as an ArrayBuffer of its own (copied when it is a view into a larger one). */
+function ownArrayBuffer(buffer: Buffer): ArrayBuffer {
+  if (
+    buffer.byteOffset === 0 &&
+    buffer.byteLength === buffer.buffer.byteLength &&
+    buffer.buffer instanceof ArrayBuffer
+  )
+    return buffer.buffer;
+  const copy = new ArrayBuffer(buffer.length);
+  new Uint8Array(copy).set(buffer);
+  return copy;
+}
+
+function spawnWorker(data: DecodeWorkerData): Worker {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const entry = new URL(fromSource ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url);
+  if (!fromSource) return new Worker(entry, { workerData: data });
+  // Tests run the TypeScript sources: the worker registers tsx before loading its entry.
+  const require = createRequire(import.meta.url);
+  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(code, { eval: true, workerData: data });
+}

@@ -1,0 +1,81 @@
+import { createRequire } from "node:module";
+import { parentPort, workerData } from "node:worker_threads";
+import { hashChunk } from "../upload/chunk-codec.js";
+import {
+  type DecodeRequest,
+  type DecodeResponse,
+  type DecodeWorkerData,
+  WIRE_RAW,
+  WIRE_ZSTD,
+} from "./decode-messages.js";
+
+// Worker thread of a restore: decompresses received chunks into a buffer sized from the agent's
+// own geometry (never from the zstd frame header, which the sender controls) and computes their
+// keyed hashes, so the main thread only drives gRPC and writes. The comparison with the IDs the
+// server named happens on the main thread (decode-pool.ts / verify.ts).
+
+type ZstdBinding = typeof import("zstd-napi/binding.js");
+const zstd = createRequire(import.meta.url)("zstd-napi/binding.js") as ZstdBinding;
+const dctx = new zstd.DCtx();
+const idKey = Buffer.from((workerData as DecodeWorkerData).idKey);
+
+function hashAll(buffer: ArrayBuffer, lengths: number[]): (Uint8Array | null)[] {
+  const ids: (Uint8Array | null)[] = [];
+  let offset = 0;
+  for (const length of lengths) {
+    const h = hashChunk(idKey, new Uint8Array(buffer, offset, length));
+    ids.push(h.zero ? null : h.id);
+    offset += length;
+  }
+  return ids;
+}
+
+function handle(req: DecodeRequest): { res: DecodeResponse; transfer: ArrayBuffer[] } {
+  if (req.op === "hash") {
+    return {
+      res: { job: req.job, buffer: req.buffer, ids: hashAll(req.buffer, req.lengths) },
+      transfer: [req.buffer],
+    };
+  }
+  const total = req.lengths.reduce((n, l) => n + l, 0);
+  const out = new ArrayBuffer(total);
+  let at = 0;
+  let from = 0;
+  for (let k = 0; k < req.lengths.length; k++) {
+    const length = req.lengths[k]!;
+    const payload = new Uint8Array(req.payloads, from, req.payloadLengths[k]!);
+    const target = new Uint8Array(out, at, length);
+    const invalid = (message: string) => ({
+      res: { job: req.job, invalid: { position: k, message } },
+      transfer: [],
+    });
+    if (req.encodings[k] === WIRE_RAW) {
+      if (payload.length !== length)
+        return invalid(`raw payload is ${payload.length} bytes, expected ${length}`);
+      target.set(payload);
+    } else if (req.encodings[k] === WIRE_ZSTD) {
+      let written: number;
+      try {
+        written = dctx.decompress(target, payload);
+      } catch (err) {
+        return invalid(`does not decompress to ${length} bytes: ${(err as Error).message}`);
+      }
+      if (written !== length) return invalid(`decompresses to ${written} bytes, expected ${length}`);
+    } else {
+      return invalid(`has encoding ${req.encodings[k]}, not RAW or ZSTD`);
+    }
+    at += length;
+    from += payload.length;
+  }
+  return { res: { job: req.job, buffer: out, ids: hashAll(out, req.lengths) }, transfer: [out] };
+}
+
+parentPort?.on("message", (req: DecodeRequest) => {
+  let reply: { res: DecodeResponse; transfer: ArrayBuffer[] };
+  try {
+    reply = handle(req);
+  } catch (err) {
+    reply = { res: { job: req.job, error: (err as Error).message }, transfer: [] };
+  }
+  parentPort?.postMessage(reply.res, reply.transfer);
+});

@@ -1,0 +1,70 @@
+import { createHmac, randomBytes } from "node:crypto";
+import { afterAll, describe, expect, it } from "vitest";
+import { compress } from "zstd-napi";
+import { DecodePool, UndecodableChunk } from "../src/restore/decode-pool.js";
+
+// The restore's worker threads: received payloads decoded into exactly the length the agent
+// expects (never what the zstd frame claims) and hashed; a message split over both workers comes
+// back in order.
+
+const idKey = randomBytes(32);
+const idOf = (b: Buffer) => createHmac("sha256", idKey).update(b).digest();
+const RAW = 1;
+const ZSTD = 2;
+
+describe("DecodePool", () => {
+  const pool = new DecodePool(idKey, { threads: 2 });
+  afterAll(() => pool.close());
+
+  it("decodes raw and zstd chunks in order, across both workers, with their keyed hashes", async () => {
+    const plains = [
+      Buffer.from("a".repeat(65536)),
+      randomBytes(65536),
+      Buffer.from("b".repeat(4096)),
+      randomBytes(1000),
+      Buffer.alloc(65536),
+    ];
+    const items = plains.map((p, k) =>
+      k % 2 === 0
+        ? { encoding: ZSTD, payload: compress(p), length: p.length }
+        : { encoding: RAW, payload: p, length: p.length },
+    );
+    const out = await pool.decode(items);
+    expect(out.buffer.equals(Buffer.concat(plains))).toBe(true);
+    expect(out.ids.slice(0, 4).map((id) => id?.toString("hex"))).toEqual(
+      plains.slice(0, 4).map((p) => idOf(p).toString("hex")),
+    );
+    expect(out.ids[4]).toBeNull(); // all zeros: no ID, so it can never match one
+  });
+
+  it("refuses a frame that decodes to another length and a raw payload of the wrong size, by position", async () => {
+    const good = { encoding: RAW, payload: randomBytes(100), length: 100 };
+    const long = Buffer.from("c".repeat(8192));
+    const tooLong = { encoding: ZSTD, payload: compress(long), length: 4096 };
+    const tooShort = { encoding: ZSTD, payload: compress(long), length: 16384 };
+    const rawShort = { encoding: RAW, payload: randomBytes(99), length: 100 };
+    const unknown = { encoding: 7, payload: randomBytes(10), length: 10 };
+    for (const [bad, position] of [
+      [tooLong, 3],
+      [tooShort, 1],
+      [rawShort, 2],
+      [unknown, 0],
+    ] as const) {
+      const items: { encoding: number; payload: Uint8Array; length: number }[] = [good, good, good, good];
+      items[position] = bad;
+      const err = await pool.decode(items).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UndecodableChunk);
+      expect((err as UndecodableChunk).position).toBe(position);
+    }
+  });
+
+  it("hashes a target's chunks for have runs and hands the buffer back", async () => {
+    const data = Buffer.concat([randomBytes(4096), Buffer.alloc(4096), randomBytes(2048)]);
+    const copy = Buffer.from(data);
+    const out = await pool.hash(data, [4096, 4096, 2048]);
+    expect(out.buffer.equals(copy)).toBe(true);
+    expect(out.ids[0]?.equals(idOf(copy.subarray(0, 4096)))).toBe(true);
+    expect(out.ids[1]).toBeNull();
+    expect(out.ids[2]?.equals(idOf(copy.subarray(8192)))).toBe(true);
+  });
+});
