@@ -39,6 +39,8 @@ export async function processMaintenance(
   const watch = watchCancel(ctx, row.id);
   try {
     const { repo } = await ctx.repositories.get(repositoryId);
+    // Opening a repository can take a while: a cancel that came meanwhile stops the run here.
+    watch.signal.throwIfAborted();
     const report =
       kind === "GC"
         ? await collectGarbage(repo, { signal: watch.signal })
