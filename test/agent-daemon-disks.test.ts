@@ -35,6 +35,7 @@ import {
 } from "../apps/agent/test/helpers/images.js";
 import { isRoot, LoopDevices, MiB, ROOT_REASON, sh } from "../apps/agent/test/helpers/system.js";
 import { RestorePointFiles } from "../apps/server/src/files/restore-point-files.js";
+import { selectedVolumes } from "../apps/server/src/jobs/policy.js";
 import {
   type ControlNode,
   eventually,
@@ -320,6 +321,15 @@ describe.skipIf(!isRoot)(`agent daemon: whole disks, hooks, NTFS (${ROOT_REASON}
     const fs3 = await vol.openPartition(3);
     expect((await readAll(fs3.read("/EFI.BIN"))).equals(fatFile)).toBe(true);
 
+    // A policy's `devices` selector naming the disk's device picks its DISK row; the job system
+    // sends that row's key as volume_id, which is what the incremental below does.
+    const selected = await selectedVolumes(h.db.catalog, agent.id, { kind: "devices", devices: [device] });
+    // (Where lsblk sees no partition table, without udev as here, the device is also listed as a
+    // volume of its own, `dev:<path>`, and selected too; with udev only the DISK row matches.)
+    const selectedDisk = selected.find((v) => v.kind === "DISK");
+    expect(selectedDisk?.key).toBe(row.key);
+    expect(selected.every((v) => v.devicePath === device)).toBe(true);
+
     // Change the FAT partition in place (mtools at the partition's offset on the loop device), then
     // an incremental of the disk named as a volume (as a policy selector's job names it).
     const newFat = randomBytes(200 * 1024);
@@ -327,7 +337,10 @@ describe.skipIf(!isRoot)(`agent daemon: whole disks, hooks, NTFS (${ROOT_REASON}
     sh("mcopy", ["-o", "-i", `${device}@@${p3!.offset}`, join(work, "fat-new.bin"), "::/NEW.BIN"]);
     sh("sync", []);
     const job2 = await h.job(agent.id);
-    const incr = await backupAndWait(agent, backupCommand(job2, { $case: "volumeId", value: row.key }));
+    const incr = await backupAndWait(
+      agent,
+      backupCommand(job2, { $case: "volumeId", value: selectedDisk!.key }),
+    );
     expect(incr.error).toBeUndefined();
     expect(incr.outcome).toBe(JobOutcome.JOB_OUTCOME_SUCCEEDED);
     expect(incr.capture?.method).toBe(ChangeDetectionMethod.CHANGE_DETECTION_METHOD_HASH_CACHE);
