@@ -135,6 +135,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
   // Live until withSnapshot has run the commit step (after its consistency check), then closed.
   let session: UploadSession | undefined;
   let spool: IndexSpool | undefined;
+  // Reported with the hook warnings: what made this backup less efficient than it should have been.
+  const warnings: string[] = [];
 
   try {
     const result = await withSnapshot(ctx, provider, opts.volumeKey, {}, async (snapshot) => {
@@ -210,6 +212,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
         }
 
         const changed = cache ? await snapshot.changedRanges() : undefined;
+        if (snapshot.changeTrackingLost) warnings.push(snapshot.changeTrackingLost);
         const source = await snapshot.open();
         reader = await FileBlockReader.open(snapshot.devicePath);
         const { plan, filesystem } = await planVolume(source, {
@@ -321,7 +324,11 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
         await reader?.close();
       }
     });
-    return { ...result.value(), durationMs: Date.now() - started, warnings: result.warnings };
+    return {
+      ...result.value(),
+      durationMs: Date.now() - started,
+      warnings: [...warnings, ...result.warnings],
+    };
   } finally {
     await spool?.remove();
     session?.close();

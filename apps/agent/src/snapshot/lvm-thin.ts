@@ -126,6 +126,7 @@ export class LvmThinSnapshot extends BaseSnapshot {
   private committed = false;
   private geometry: ThinGeometry | undefined;
   private baseGone = false;
+  changeTrackingLost: string | undefined;
 
   constructor(
     ctx: ProviderContext,
@@ -163,7 +164,9 @@ export class LvmThinSnapshot extends BaseSnapshot {
   override async changedRanges(): Promise<ChangedRanges | undefined> {
     const geometry = this.geometry;
     const baseId = Number(this.base?.data.thinId);
-    if (!geometry || !this.base || !Number.isSafeInteger(baseId) || this.base.data.pool !== geometry.pool) {
+    if (!geometry || !this.base || !Number.isSafeInteger(baseId)) return undefined;
+    if (this.base.data.pool !== geometry.pool) {
+      this.changeTrackingLost = `the kept base ${this.vg}/${this.base.data.lv} is in pool ${this.base.data.pool}, the volume now in ${geometry.pool}: no thin_delta, hashing instead`;
       return undefined;
     }
     // The base may have been removed by an admin, or recreated with another thin id: then there is
@@ -176,6 +179,7 @@ export class LvmThinSnapshot extends BaseSnapshot {
     if (!baseRow || baseRow.thin_id !== String(baseId)) {
       await this.ctx.journal.remove(this.base.id);
       this.baseGone = true;
+      this.changeTrackingLost = `the kept base snapshot ${this.vg}/${this.base.data.lv} (thin id ${baseId}) is ${baseRow ? `now thin id ${baseRow.thin_id}` : "gone"}: no thin_delta, hashing instead`;
       return undefined;
     }
     const tpool = `${dmName(this.vg, geometry.pool)}-tpool`;

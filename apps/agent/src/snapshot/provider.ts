@@ -32,6 +32,11 @@ export interface Snapshot {
   open(): Promise<FileByteSource>;
   /** CBT, when the provider has a base to compare with; undefined means "hash everything". */
   changedRanges(): Promise<ChangedRanges | undefined>;
+  /**
+   * Set by changedRanges() when change tracking should have been there and was not (a kept base
+   * snapshot deleted, a pool recreated): the backup falls back to hashing and says why.
+   */
+  readonly changeTrackingLost?: string | undefined;
   /** Throws BULWARK_AGENT_SNAPSHOT_INCONSISTENT when the read cannot be trusted (thawed, COW overflow, file changed). */
   assertConsistent(): Promise<void>;
   /** The backup that read this snapshot was committed: lvm-thin keeps it as the next base. */
