@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { constants as fsc, statSync } from "node:fs";
 import {
@@ -16,6 +15,7 @@ import {
 import { dirname, join, relative, sep } from "node:path";
 import { BulwarkError } from "@bulwark/errors";
 import type { Backend, ObjectStat, StagedObject } from "./backend.js";
+import { syncHelper } from "./sync-helper.js";
 
 const TEMP_PREFIX = ".tmp-";
 /** The common key shape, resolved without the general checks (it cannot escape the root). */
@@ -52,6 +52,8 @@ export class LocalBackend implements Backend {
   constructor(root: string) {
     this.root = root;
     this.chunkBase = join(root, "chunks");
+    // Fork the syncfs helper now, while this process is small (see sync-helper.ts).
+    if (process.platform === "linux") syncHelper.start();
   }
 
   private path(key: string): string {
@@ -415,28 +417,12 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
- * syncfs(2) of the filesystem holding dir, through coreutils `sync -f` (Node has no binding):
- * one flush of every dirty page and inode instead of an fsync per file. "unavailable" when the
- * tool or the option is missing; a failed flush (EIO, ENOSPC at writeback) is an error.
+ * syncfs(2) of the filesystem holding dir, through coreutils `sync -f` (Node has no binding): one
+ * flush of every dirty page and inode instead of an fsync per file. "unavailable" when the tool or
+ * the option is missing; a failed flush (EIO, ENOSPC at writeback) is an error.
  */
 function syncFilesystem(dir: string): Promise<"ok" | "unavailable"> {
-  return new Promise((resolve, reject) => {
-    execFile("sync", ["-f", dir], (err, _stdout, stderr) => {
-      if (!err) return resolve("ok");
-      const c = (err as NodeJS.ErrnoException).code;
-      if (c === "ENOENT" || /invalid option|unrecognized option|usage/i.test(stderr)) {
-        return resolve("unavailable");
-      }
-      const nospc = /no space/i.test(stderr);
-      reject(
-        new BulwarkError(
-          nospc ? "BULWARK_REPO_NO_SPACE" : "BULWARK_REPO_IO",
-          `sync -f ${dir}: ${stderr.trim() || (err as Error).message}`,
-          { cause: err },
-        ),
-      );
-    });
-  });
+  return syncHelper.syncfs(dir);
 }
 
 function code(err: unknown): string | undefined {
