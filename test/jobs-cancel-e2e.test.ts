@@ -1,0 +1,252 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
+import { MiB } from "../apps/agent/test/helpers/system.js";
+import type { AgentCommandDispatcher } from "../apps/server/src/control/contracts.js";
+import { JobEventRelay } from "../apps/server/src/control/job-event-relay.js";
+import { JobSystem } from "../apps/server/src/jobs/index.js";
+import { eventually, REDIS_URL, startControlNode } from "../apps/server/test/support/control.js";
+import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
+import {
+  FAST_SETTINGS,
+  flushPrefix,
+  type JobNode,
+  jobPrefix,
+  policyFor,
+} from "../apps/server/test/support/job-agent.js";
+
+// Cancelling jobs that run on a real agent daemon (bulwark-agent run, in-process, backing up an
+// image file) through the real job system on two server nodes: node A holds the agent's stream
+// and takes the cancel request, node B runs the workers. Real Postgres, Redis and repository.
+
+const h = new Harness();
+
+/**
+ * A server node (control plane + agent listener + job system), wired as bulwark-server wires it.
+ * Heartbeats and BullMQ locks keep their production-like lengths: a daemon backing up real data
+ * on a loaded machine must not look dead (the fast test timings would make it stall).
+ */
+async function startNode(name: string, prefix: string, workers: boolean): Promise<JobNode> {
+  const relay = new JobEventRelay();
+  const control = await startControlNode(h, name, `${prefix}ctl:`, {
+    sink: relay,
+    presence: relay,
+    heartbeatIntervalMs: 2_000,
+  });
+  const dispatcher: AgentCommandDispatcher = {
+    dispatch: (agentId, command, o) => control.plane.dispatcher.dispatch(agentId, command, o),
+    isOnline: (agentId) => control.plane.dispatcher.isOnline(agentId),
+  };
+  const jobs = await JobSystem.start({
+    catalog: h.db.catalog,
+    redisUrl: REDIS_URL,
+    dispatcher,
+    repositories: control.registry,
+    log: pino({ level: process.env.BULWARK_TEST_LOG ?? "silent" }).child({ node: name }),
+    settings: {
+      ...FAST_SETTINGS,
+      lockDurationMs: 30_000,
+      stalledIntervalMs: 30_000,
+      ackTimeoutMs: 30_000,
+      cancelGraceMs: 60_000,
+      queuePrefix: prefix,
+    },
+    workers,
+  });
+  relay.attach(jobs.sink, jobs.presence);
+  await jobs.ready();
+  return {
+    control,
+    jobs,
+    async stop(o = {}) {
+      await jobs.close(o);
+      await control.stop();
+    },
+  };
+}
+let prefix: string;
+let nodeA: JobNode;
+let nodeB: JobNode;
+let dir: string;
+
+interface RunningDaemon {
+  daemon: AgentDaemon;
+  exit: Promise<DaemonExit>;
+}
+const daemons: RunningDaemon[] = [];
+
+function writeTls(agent: TestAgent) {
+  const base = join(dir, agent.id);
+  mkdirSync(base, { recursive: true });
+  writeFileSync(join(base, "ca.pem"), h.ca.cert);
+  writeFileSync(join(base, "cert.pem"), agent.tls.cert);
+  writeFileSync(join(base, "key.pem"), agent.tls.key, { mode: 0o600 });
+  return { caPath: join(base, "ca.pem"), certPath: join(base, "cert.pem"), keyPath: join(base, "key.pem") };
+}
+
+async function startDaemon(agent: TestAgent, image: string): Promise<RunningDaemon> {
+  const daemon = new AgentDaemon({
+    serverUrl: `https://127.0.0.1:${nodeA.control.listener.port}`,
+    tls: writeTls(agent),
+    stateDir: join(dir, agent.id, "state"),
+    agentVersion: "0.1.0-test",
+    imageFiles: [image],
+    log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
+    progressIntervalMs: 0,
+  });
+  const running = { daemon, exit: daemon.run() };
+  daemons.push(running);
+  await eventually(() => nodeB.control.plane.dispatcher.isOnline(agent.id), 30_000);
+  return running;
+}
+
+async function stopDaemon(d: RunningDaemon): Promise<void> {
+  await d.daemon.stop();
+  await d.exit;
+  daemons.splice(daemons.indexOf(d), 1);
+}
+
+/** A machine with a daemon backing up one image file under a policy limited to 1 MiB/s. */
+async function machine(sizeMiB = 32) {
+  const agent = await h.agent();
+  const image = join(dir, `${agent.id}.img`);
+  writeFileSync(image, randomBytes(sizeMiB * MiB));
+  const running = await startDaemon(agent, image);
+  const key = `file:${image}`;
+  await eventually(
+    async () => (await h.db.catalog.volume.count({ where: { agentId: agent.id, key } })) === 1,
+    30_000,
+  );
+  const volume = await h.db.catalog.volume.findFirstOrThrow({ where: { agentId: agent.id, key } });
+  const { policy } = await policyFor(h.db.catalog, h, agent.id);
+  // Slow enough to cancel mid-transfer: 32 MiB of random data take half a minute.
+  await h.db.catalog.policy.update({ where: { id: policy.id }, data: { bandwidthLimitBps: BigInt(MiB) } });
+  return { agent, volume, policy, running };
+}
+
+const job = (id: string) => h.db.catalog.job.findUniqueOrThrow({ where: { id } });
+
+async function settled(id: string, timeoutMs = 90_000) {
+  await eventually(
+    async () => ["SUCCEEDED", "FAILED", "MISSED", "CANCELLED"].includes((await job(id)).state),
+    timeoutMs,
+  );
+  return job(id);
+}
+
+const events = async (id: string) =>
+  (await h.db.catalog.jobLogEntry.findMany({ where: { jobId: id }, orderBy: { seq: "asc" } })).map(
+    (e) => e.event,
+  );
+
+beforeAll(async () => {
+  await h.setUp("jobs_cancel");
+  dir = mkdtempSync(join(tmpdir(), "bulwark-jobs-cancel-"));
+  prefix = jobPrefix("cancel");
+  nodeA = await startNode("node-a", prefix, false);
+  nodeB = await startNode("node-b", prefix, true);
+}, 120_000);
+
+afterEach(async () => {
+  for (const d of daemons.splice(0)) {
+    await d.daemon.stop();
+    await d.exit;
+  }
+});
+
+afterAll(async () => {
+  await nodeB?.stop({ force: true });
+  await nodeA?.stop({ force: true });
+  if (prefix) await flushPrefix(prefix);
+  await h.tearDown();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("cancelling jobs on a real agent daemon", () => {
+  it("a running backup: the agent stops, its session is aborted, no restore point; the agent then runs the next backup", async () => {
+    const { agent, volume, policy, running } = await machine();
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    // Transferring: the agent reported bytes (through node A's stream into the catalog).
+    await eventually(async () => {
+      const row = await job(id);
+      if (["SUCCEEDED", "FAILED", "CANCELLED", "MISSED"].includes(row.state)) {
+        throw new Error(
+          `the backup ended ${row.state} before it could be cancelled: ${row.errorCode} ${row.errorMessage}`,
+        );
+      }
+      return row.state === "RUNNING" && row.bytesDone > 0n;
+    }, 90_000);
+    expect(running.daemon.runningJobs()).toEqual([id]);
+
+    await nodeA.jobs.cancel(id, { userId: null, name: "test-operator" });
+    const row = await settled(id);
+    expect(row).toMatchObject({ state: "CANCELLED", errorCode: "BULWARK_CONTROL_JOB_CANCELLED" });
+    expect(row.cancelRequestedAt).not.toBeNull();
+    expect(await h.db.catalog.backup.count({ where: { jobId: id } })).toBe(0);
+    const sessions = await h.db.catalog.backupSession.findMany({ where: { jobId: id } });
+    expect(sessions.length).toBeGreaterThan(0);
+    expect(sessions.every((s) => s.status === "ABORTED")).toBe(true);
+    await eventually(() => running.daemon.runningJobs().length === 0, 30_000);
+
+    const log = await events(id);
+    expect(log[0]).toBe("created");
+    expect(log).toContain("attempt");
+    expect(log).toContain("phase");
+    expect(log).toContain("cancel_requested");
+    expect(log.at(-1)).toBe("finished");
+    const requested = await h.db.catalog.jobLogEntry.findFirstOrThrow({
+      where: { jobId: id, event: "cancel_requested" },
+    });
+    expect(requested.data).toMatchObject({ by: "test-operator" });
+
+    // A second cancel is the same outcome; the agent is idle and backs up again.
+    await nodeB.jobs.cancel(id, { userId: null, name: "test-operator" });
+    expect((await job(id)).state).toBe("CANCELLED");
+    await h.db.catalog.policy.update({ where: { id: policy.id }, data: { bandwidthLimitBps: null } });
+    const next = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    expect(await settled(next)).toMatchObject({ state: "SUCCEEDED" });
+    expect(await h.db.catalog.backup.count({ where: { jobId: next } })).toBe(1);
+  }, 240_000);
+
+  it("an offline machine's job: CANCELLED at once, and the agent does not run it when it reconnects", async () => {
+    const { agent, volume, running } = await machine(4);
+    await stopDaemon(running);
+    await eventually(async () => !(await nodeB.control.plane.dispatcher.isOnline(agent.id)), 30_000);
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    await eventually(async () => (await job(id)).errorCode === "BULWARK_CONTROL_AGENT_OFFLINE", 30_000);
+    await nodeA.jobs.cancel(id, { userId: null, name: "test-operator" });
+    expect(await job(id)).toMatchObject({ state: "CANCELLED", errorCode: "BULWARK_CONTROL_JOB_CANCELLED" });
+    expect(await nodeB.jobs.ctx.queues.queue("backup").getJob(id)).toBeUndefined();
+
+    const image = join(dir, `${agent.id}.img`);
+    const again = await startDaemon(agent, image);
+    // The presence listener wakes waiting jobs on connect: give it time to (wrongly) start this one.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(again.daemon.runningJobs()).toEqual([]);
+    expect(await h.db.catalog.backupSession.count({ where: { jobId: id } })).toBe(0);
+    expect((await job(id)).state).toBe("CANCELLED");
+  }, 180_000);
+
+  it("a backup cancelled while its agent is offline mid-run: never cancelled with a restore point, and nothing restarts it on reconnect", async () => {
+    const { agent, volume, running } = await machine(4);
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    // Stop the agent mid-backup: after reconnecting, nothing may start the job again.
+    await eventually(async () => (await job(id)).state === "RUNNING", 60_000);
+    await stopDaemon(running);
+    await nodeA.jobs.cancel(id, { userId: null, name: "test-operator" });
+    const row = await settled(id, 60_000);
+    // Either it committed before the stop (then it succeeded: the cancel came too late) or it
+    // is cancelled with no restore point; never a cancelled job with a restore point.
+    const points = await h.db.catalog.backup.count({ where: { jobId: id } });
+    if (row.state === "CANCELLED") expect(points).toBe(0);
+    else expect(row.state).toBe("SUCCEEDED");
+    const again = await startDaemon(agent, join(dir, `${agent.id}.img`));
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(again.daemon.runningJobs()).toEqual([]);
+    expect(await h.db.catalog.backup.count({ where: { jobId: id } })).toBe(points);
+  }, 180_000);
+});
