@@ -282,7 +282,10 @@ function Tokens() {
         {(page) => (
           <>
             {page.items.length === 0 ? (
-              <Empty>{everyone ? "No API tokens." : "You have no API tokens."}</Empty>
+              <Empty>
+                {everyone ? "No API tokens yet." : "You have no API tokens."} Scripts and the{" "}
+                <code>bulwark</code> CLI log in with one.
+              </Empty>
             ) : (
               <div className="table-wrap">
                 <table>
@@ -379,7 +382,7 @@ function Audit() {
           <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />
         </label>
         <label>
-          to (inclusive)
+          <span className="visually-hidden">Events </span>to (inclusive)
           <input type="date" value={to} onChange={(e) => params.setFilters({ to: e.target.value })} />
         </label>
         <ResetFilters params={params} />

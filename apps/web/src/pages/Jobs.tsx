@@ -97,7 +97,7 @@ export function JobsPage({ selected }: { selected?: string }) {
           <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />
         </label>
         <label>
-          to (inclusive)
+          <span className="visually-hidden">Created </span>to (inclusive)
           <input type="date" value={to} onChange={(e) => params.setFilters({ to: e.target.value })} />
         </label>
         <ResetFilters params={params} />
@@ -332,6 +332,12 @@ function JobLog({ jobId }: { jobId: string }) {
               <span>
                 {l.message}
                 {l.code && <code> {l.code}</code>}
+                {l.event === "retried" && typeof l.data?.retryJobId === "string" && (
+                  <>
+                    {" "}
+                    <a href={href(`/jobs/${l.data.retryJobId}`)}>open the retry</a>
+                  </>
+                )}
               </span>
             </li>
           ))}

@@ -175,7 +175,7 @@ export function MachinePage({ id }: { id: string }) {
                 />
               </label>
               <label>
-                to (inclusive)
+                <span className="visually-hidden">Captured </span>to (inclusive)
                 <input
                   type="date"
                   value={points.filters.to}

@@ -36,7 +36,7 @@ export function JobRow({ job }: { job: Job }) {
           label={`Progress of ${jobKindLabel(job.kind)} job`}
         />
       </td>
-      <td>{formatTime(job.createdAt)}</td>
+      <td className="nowrap">{formatTime(job.createdAt)}</td>
       <td>{job.errorCode ? `${job.errorMessage ?? ""} (${job.errorCode})` : ""}</td>
     </tr>
   );

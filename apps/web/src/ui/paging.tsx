@@ -131,7 +131,7 @@ export function Pager<F extends string>({
       ? "No entries on this page"
       : start === undefined
         ? `${count} ${what} on a later page`
-        : `${what[0]?.toUpperCase()}${what.slice(1)} ${count === 1 ? `№ ${start}` : `${start}–${start + count - 1}`}`;
+        : `${what[0]?.toUpperCase()}${what.slice(1)} ${start}–${start + count - 1}`;
   const back = params.previous ?? params.first;
   // A list that fits on one page needs no buttons, only the count.
   if (!back && !nextCursor) {

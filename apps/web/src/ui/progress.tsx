@@ -82,11 +82,17 @@ export function JobLiveView({ live, initial }: { live: LiveJob; initial?: Job })
         {ev.bytesTotal !== null && ` — ${formatBytes(ev.bytesDone)} of ${formatBytes(ev.bytesTotal)}`}
       </p>
       <ProgressBar value={ev.state === "SUCCEEDED" ? 1 : ev.progress} label="Job progress" />
-      {ev.errorCode && (
-        <p className="problem" role="alert">
-          {ev.errorMessage} ({ev.errorCode})
-        </p>
-      )}
+      {ev.errorCode &&
+        // A cancel is what someone asked for, not a failure: said plainly, not as an alert.
+        (ev.state === "CANCELLED" ? (
+          <p className="meta">
+            {ev.errorMessage} ({ev.errorCode})
+          </p>
+        ) : (
+          <p className="problem" role="alert">
+            {ev.errorMessage} ({ev.errorCode})
+          </p>
+        ))}
       {live.problem && !isTerminal(ev.state) && <p className="meta">{live.problem}</p>}
     </div>
   );
