@@ -3,8 +3,10 @@
 // log in, enroll a real agent with a token made in the UI, back up a loop device with "Back up now",
 // browse the restore point and download a file (bytes compared), restore the volume onto a second
 // loop device and watch it finish (bytes compared), and check that the help desk cannot reach the
-// admin pages (the navigation hides them and the server refuses the API). Screenshots of each main
-// page go to test-artifacts/console/.
+// admin pages (the navigation hides them and the server refuses the API). Then paging and filters
+// kept in the address, cancelling a running (throttled) backup, retrying it, its job log, and what
+// the help desk may not do with it. Screenshots of every page at 1280×720 and 1024×700 go to
+// test-artifacts/console/.
 
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -22,6 +24,10 @@ const agentMain = join(repoRoot, "apps/agent/src/cli.ts");
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(repoRoot, "test-artifacts/console");
 const VOLUME_MIB = 32;
+/** The volume whose backup is cancelled: random data, uploaded at UPLOAD_LIMIT_KIB KiB/s, runs long enough to cancel. */
+const BIG_VOLUME_MIB = 48;
+const BIG_FILE_MIB = 20;
+const UPLOAD_LIMIT_KIB = 256;
 const ADMIN = { email: "admin@example.com", password: "correct horse battery" };
 const HELPDESK = { email: "desk@example.com", password: "help desk password" };
 /** Backups, restores and server start-up on a machine shared with other test files. */
@@ -50,7 +56,10 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
   const loops = new LoopDevices();
   let sourceDevice: string;
   let targetDevice: string;
+  let bigDevice: string;
   let sourceImage: string;
+  /** Set by the cancel test for the help desk's check. */
+  let cancelledJobId: string | undefined;
   const fileBytes = randomBytes(300_000);
 
   async function shot(p: Page, name: string): Promise<void> {
@@ -148,9 +157,17 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
     writeFileSync(targetImage, "");
     sh("truncate", ["-s", `${VOLUME_MIB}M`, targetImage]);
     targetDevice = loops.attach(targetImage);
+    const bigTree = join(work, "big-tree");
+    mkdirSync(bigTree);
+    writeFileSync(join(bigTree, "random.bin"), randomBytes(BIG_FILE_MIB * 1024 * 1024));
+    const bigImage = join(work, "big.img");
+    writeFileSync(bigImage, "");
+    sh("truncate", ["-s", `${BIG_VOLUME_MIB}M`, bigImage]);
+    sh("mke2fs", ["-q", "-F", "-t", "ext4", "-b", "4096", "-d", bigTree, bigImage]);
+    bigDevice = loops.attach(bigImage);
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    admin = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+    admin = await browser.newContext({ viewport: { width: 1280, height: 720 }, acceptDownloads: true });
     page = await admin.newPage();
   }, FLOW_TIMEOUT_MS);
 
@@ -204,7 +221,7 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
       await page.getByLabel("Cron expression (minute hour day month weekday)").fill("30 1 * * *");
       await expect.poll(() => page.locator("#runs-preview").textContent()).toMatch(/01:30/);
       await page.getByLabel("Which volumes").selectOption("devices");
-      await page.getByLabel("Devices, one per line").fill(sourceDevice);
+      await page.getByLabel("Devices, one per line").fill(`${sourceDevice}\n${bigDevice}`);
       await page.getByLabel(/^lab/).check();
       await shot(page, "policy-new");
       await page.getByRole("button", { name: "Create policy" }).click();
@@ -289,7 +306,7 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
 
       // Jobs page lists both jobs; Policies and Admin pages render.
       await page.goto(`${url}/#/jobs`);
-      await page.getByRole("link", { name: "restore" }).first().waitFor();
+      await page.locator("main tbody").getByRole("link", { name: "restore", exact: true }).waitFor();
       await shot(page, "jobs");
       await page.goto(`${url}/#/policies`);
       await page.getByRole("link", { name: "Lab nightly" }).waitFor();
@@ -307,8 +324,182 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
     FLOW_TIMEOUT_MS,
   );
 
-  it("help desk sees no admin pages and the server refuses their API", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  it(
+    "pages lists with Previous / Next and keeps filters and position in the address",
+    async () => {
+      // Two users, one per page: Next (by keyboard) moves on, the address carries the cursor.
+      await page.goto(`${url}/#/admin/users?limit=1`);
+      const firstCell = page.locator("main tbody tr th").first();
+      await firstCell.waitFor();
+      expect(await page.locator("main tbody tr").count()).toBe(1);
+      const firstUser = await firstCell.textContent();
+      const pager = page.getByRole("navigation", { name: "Pages of users" });
+      await expect.poll(() => pager.textContent()).toContain("more available");
+      await pager.getByRole("button", { name: "Next" }).focus();
+      await page.keyboard.press("Enter");
+      await expect.poll(() => firstCell.textContent()).not.toBe(firstUser);
+      const secondUser = await firstCell.textContent();
+      expect(page.url()).toMatch(/[?&]cursor=/);
+      await expect.poll(() => pager.textContent()).toContain("end of the list");
+      expect(await pager.textContent()).toContain("page 2");
+      await shot(page, "paging-users");
+      const sharedLink = page.url();
+      await pager.getByRole("button", { name: "Previous" }).click();
+      await expect.poll(() => firstCell.textContent()).toBe(firstUser);
+
+      // The link opens the same page elsewhere; without this tab's history it offers the first page.
+      const other = await admin.newPage();
+      await other.goto(sharedLink);
+      await expect.poll(() => other.locator("main tbody tr th").first().textContent()).toBe(secondUser);
+      const otherPager = other.getByRole("navigation", { name: "Pages of users" });
+      await otherPager.getByRole("button", { name: "First page" }).click();
+      await expect.poll(() => other.locator("main tbody tr th").first().textContent()).toBe(firstUser);
+      await other.close();
+
+      // Filters live in the address: a reload keeps them, and choosing one writes it there.
+      await page.goto(`${url}/#/admin/audit?outcome=FAILURE`);
+      await page.locator("main tbody tr").first().waitFor();
+      await page.reload();
+      await page.locator("main tbody tr").first().waitFor();
+      expect(await page.getByLabel("Outcome").inputValue()).toBe("FAILURE");
+      const outcomes = await page.locator("main tbody tr td:last-child").allTextContents();
+      expect(outcomes.length).toBeGreaterThan(0);
+      expect(new Set(outcomes)).toEqual(new Set(["FAILURE"]));
+      await page.getByLabel("Outcome").selectOption("SUCCESS");
+      await expect.poll(() => page.url()).toContain("outcome=SUCCESS");
+
+      await page.goto(`${url}/#/machines`);
+      await page.locator("main tbody a").first().waitFor();
+      await page.getByLabel("Search hostname").fill("no-such-host");
+      await expect.poll(() => page.url()).toContain("search=no-such-host");
+      await page.getByText("No machine matches these filters.").waitFor();
+      await page.getByRole("button", { name: "Clear filters" }).click();
+      await page.locator("main tbody a").first().waitFor();
+      expect(page.url()).not.toContain("search=");
+
+      // A hand-edited address with a bad filter is an error that says why, with a way out.
+      await page.goto(`${url}/#/jobs?from=yesterday`);
+      await expect.poll(() => page.getByRole("alert").first().textContent()).toContain("is not a day");
+      await shot(page, "jobs-bad-filter");
+      await page.getByRole("button", { name: "Clear filters" }).click();
+      await page.locator("main tbody a").first().waitFor();
+    },
+    FLOW_TIMEOUT_MS,
+  );
+
+  it(
+    "cancels a running backup (no restore point), retries it and shows the job log",
+    async ({ onTestFailed }) => {
+      onTestFailed(() => shot(page, "failure-cancel"));
+      // Throttle uploads in the policy so the random volume's backup runs long enough to cancel.
+      await page.goto(`${url}/#/policies`);
+      await page.getByRole("link", { name: "Lab nightly" }).click();
+      await page
+        .getByLabel("Upload limit per machine (KiB/s, empty for none)")
+        .fill(String(UPLOAD_LIMIT_KIB));
+      await page.getByRole("button", { name: "Save changes" }).click();
+      await page.getByText("Saved.").waitFor();
+
+      await page.goto(`${url}/#/machines`);
+      await page.locator("main tbody a").first().click();
+      const backupBig = page
+        .getByRole("row")
+        .filter({ hasText: "partition" })
+        .getByRole("button", { name: `Back up ${bigDevice} now` });
+      await expect.poll(() => countAfterReload(page, backupBig), { timeout: 60_000 }).toBe(1);
+      await backupBig.click();
+      await page.getByRole("heading", { name: /backup job/ }).waitFor();
+      const jobId = /#\/jobs\/([0-9a-f-]{36})/.exec(page.url())?.[1];
+      expect(jobId).toBeTruthy();
+      cancelledJobId = jobId;
+      await page.locator(".job-live .state-running").waitFor({ timeout: JOB_WAIT_MS });
+      // Cancel asks first; "Keep it" leaves the job alone.
+      await page.getByRole("button", { name: "Cancel job" }).click();
+      await page.getByRole("button", { name: "Keep it" }).click();
+      await page.getByRole("button", { name: "Cancel job" }).click();
+      await shot(page, "job-cancel-confirm");
+      await page.getByRole("button", { name: "Yes, cancel the job" }).click();
+      await page.locator(".job-live .state-cancelled").waitFor({ timeout: JOB_WAIT_MS });
+      await expect.poll(() => page.getByRole("log").textContent(), { timeout: 30_000 }).toMatch(/cancel/i);
+      expect(await page.getByRole("button", { name: "Cancel job" }).count()).toBe(0);
+      await shot(page, "job-cancelled");
+
+      // No restore point for the volume: over the API and on the machine's page filtered to it.
+      const job = (await (await page.request.get(`${url}/api/v1/jobs/${jobId}`)).json()) as {
+        agentId: string;
+        params: { volumeId: string };
+      };
+      const volumeId = job.params.volumeId;
+      const points = async () =>
+        (
+          (await (await page.request.get(`${url}/api/v1/backups?volumeId=${volumeId}`)).json()) as {
+            items: unknown[];
+          }
+        ).items.length;
+      expect(await points()).toBe(0);
+      await page.goto(`${url}/#/machines/${job.agentId}?points-volume=${volumeId}`);
+      await page.getByText("No restore point matches these filters.").waitFor();
+
+      // Retry: a new job with the same volume, linked to the cancelled one, runs to the end.
+      await page.goto(`${url}/#/jobs/${jobId}`);
+      await page.getByRole("button", { name: "Retry backup" }).click();
+      await expect.poll(() => page.url()).not.toContain(jobId ?? "");
+      await page.getByRole("link", { name: `job ${jobId?.slice(0, 8)}` }).waitFor();
+      await page.locator(".job-live .state-succeeded").waitFor({ timeout: JOB_WAIT_MS });
+      await expect
+        .poll(() => page.getByRole("log").textContent(), { timeout: 30_000 })
+        .toMatch(/succeeded|finished/i);
+      await shot(page, "job-retried");
+      expect(await points()).toBe(1);
+      await page.goto(`${url}/#/machines/${job.agentId}?points-volume=${volumeId}`);
+      await page.getByRole("link", { name: "Restore from this point" }).waitFor();
+    },
+    FLOW_TIMEOUT_MS,
+  );
+
+  it(
+    "walks every page at 1280×720 and at a laptop's 1024×700",
+    async () => {
+      const machineHref = await (async () => {
+        await page.goto(`${url}/#/machines`);
+        const link = page.locator("main tbody a").first();
+        await link.waitFor();
+        return link.getAttribute("href");
+      })();
+      const pages: [string, string][] = [
+        ["dashboard", "#/"],
+        ["machines", "#/machines"],
+        ["machine", machineHref ?? "#/machines"],
+        ["restore", "#/restore"],
+        ["policies", "#/policies"],
+        ["jobs", "#/jobs"],
+        ["job", `#/jobs/${cancelledJobId ?? ""}`],
+        ["admin-users", "#/admin/users"],
+        ["admin-tokens", "#/admin/tokens"],
+        ["admin-audit", "#/admin/audit"],
+        ["admin-repositories", "#/admin/repositories"],
+      ];
+      for (const [width, height] of [
+        [1280, 720],
+        [1024, 700],
+      ] as const) {
+        await page.setViewportSize({ width, height });
+        for (const [name, address] of pages) {
+          await page.goto(`${url}/${address}`);
+          await page.locator("main h1").first().waitFor();
+          // Every loading message has gone (each one ends in data, an empty state or an error).
+          await expect.poll(() => page.locator("main .waiting").count(), { timeout: 30_000 }).toBe(0);
+          expect(await page.locator("main .error-box").count()).toBe(0);
+          await shot(page, `${name}-${width}`);
+        }
+      }
+      await page.setViewportSize({ width: 1280, height: 720 });
+    },
+    FLOW_TIMEOUT_MS,
+  );
+
+  it("help desk sees no admin pages, no cancel or retry of a backup, and the server refuses their API", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
     const desk = await context.newPage();
     await login(desk, HELPDESK);
     const nav = desk.getByRole("navigation", { name: "Main" });
@@ -322,6 +513,22 @@ describe.skipIf(!canRun)("web console in a browser against a real server", () =>
     await shot(desk, "helpdesk-admin-refused");
     const users = await desk.request.get(`${url}/api/v1/users`);
     expect(users.status()).toBe(403);
+    if (cancelledJobId) {
+      // A backup the help desk may not start: its page shows the job and its log, no buttons.
+      await desk.goto(`${url}/#/jobs/${cancelledJobId}`);
+      await desk.locator(".job-live .state-cancelled").waitFor();
+      await desk.getByRole("log").waitFor();
+      expect(await desk.getByRole("button", { name: /Retry|Cancel job/ }).count()).toBe(0);
+      const csrf = (await context.cookies()).find((c) => c.name === "bulwark_csrf")?.value;
+      expect(csrf).toBeTruthy();
+      const retry = await desk.request.post(`${url}/api/v1/jobs/${cancelledJobId}/retry`, {
+        headers: { "x-csrf-token": csrf ?? "" },
+      });
+      expect(retry.status()).toBe(403);
+      // Refused for the role, not for a missing CSRF token.
+      expect(JSON.stringify(await retry.json())).not.toMatch(/CSRF/);
+      await shot(desk, "helpdesk-job");
+    }
     await context.close();
   });
 });
