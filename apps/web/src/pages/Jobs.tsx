@@ -11,7 +11,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { errorMessage } from "../api/client";
 import { api } from "../api/endpoints";
 import { canControlJob } from "../roles";
-import { href, navigate } from "../router";
+import { href, navigate, useRoute } from "../router";
 import { useMe } from "../session";
 import { formatBytes, formatClock, formatTime } from "../ui/format";
 import { JOB_TABLE_HEAD, JobRow, jobKindLabel } from "../ui/jobs";
@@ -54,6 +54,7 @@ export function JobsPage({ selected }: { selected?: string }) {
     return () => clearTimeout(t);
   }, [active]);
   const machineOptions = machines.state === "ok" ? machines.data.items : [];
+  const keep = Object.fromEntries(useRoute().query.entries());
 
   return (
     <>
@@ -114,7 +115,7 @@ export function JobsPage({ selected }: { selected?: string }) {
                   {JOB_TABLE_HEAD}
                   <tbody>
                     {page.items.map((j) => (
-                      <JobRow key={j.id} job={j} />
+                      <JobRow key={j.id} job={j} keep={keep} />
                     ))}
                   </tbody>
                 </table>

@@ -21,11 +21,12 @@ export const JOB_TABLE_HEAD = (
   </thead>
 );
 
-export function JobRow({ job }: { job: Job }) {
+/** `keep`: the Jobs page's filters and position, so opening a job leaves the list as it was. */
+export function JobRow({ job, keep }: { job: Job; keep?: Record<string, string> }) {
   return (
     <tr>
       <td>
-        <a href={href(`/jobs/${job.id}`)}>{jobKindLabel(job.kind)}</a>
+        <a href={href(`/jobs/${job.id}`, keep)}>{jobKindLabel(job.kind)}</a>
       </td>
       <td>
         <span className={`state state-${job.state.toLowerCase()}`}>{job.state}</span>
