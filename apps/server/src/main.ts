@@ -33,6 +33,7 @@ import { bullmqQueueDepths } from "./metrics/queues.js";
 import { loadOrCreateCaKey } from "./pki/key-file.js";
 import { enrollHost, prepareServerPki } from "./pki/server-pki.js";
 import { createRequestRedis } from "./redis.js";
+import { RedisRestartWatcher } from "./redis-restarts.js";
 import { repoCommand } from "./repo-cli.js";
 import { RepositoryRegistry } from "./repositories/registry.js";
 import { loadRepositorySecret } from "./repositories/secret.js";
@@ -187,6 +188,19 @@ async function main(): Promise<void> {
     log.info({ ...synced, requeued }, "job system started");
   });
   jobsStarted.catch((err: unknown) => log.error({ err: (err as Error).message }, "job system start failed"));
+  // Redis restarted without its data (docs/jobs.md, "Service restarts"): schedules and open jobs
+  // are re-created from the catalog on every node, as at start-up, without waiting for a restart.
+  const redisRestarts = new RedisRestartWatcher({
+    redis,
+    log: log.child({ component: "jobs" }),
+    intervalMs: 5_000,
+    onRestart: async () => {
+      if (!jobs) return;
+      await jobs.syncSchedules();
+      log.info({ requeued: await jobs.requeueOpenJobs() }, "open jobs re-queued after a Redis restart");
+    },
+  });
+  redisRestarts.start();
   // Signed webhook alerts (docs/alerts.md): secrets sealed with a key derived from the CA key file.
   const webhookSeal = new WebhookSecretSeal((await loadOrCreateCaKey(pki.caKeyFile)).key);
   const userAgent = `bulwark-server/${serverVersion}`;
@@ -280,6 +294,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
     await Promise.all([app.close(), agents.close(), enroller?.close(), nbd?.close()]);
+    await redisRestarts.stop();
     await jobs?.close();
     await alerts.close();
     await repositories.close();

@@ -108,6 +108,8 @@ export class JobTestAgent {
   stream: TestControlStream | undefined;
   readonly commands: Command[] = [];
   behaviour: AgentBehaviour = "succeed";
+  /** Awaited after the command is acknowledged and before the backup starts (tests hold a job RUNNING). */
+  beforeBackup: ((jobId: string) => Promise<void>) | undefined;
   private failures = 0;
   readonly volumes = new Map<string, Volume>();
   readonly restores: RestoreCommand[] = [];
@@ -128,6 +130,21 @@ export class JobTestAgent {
         h.channelOptions(),
       ),
     );
+  }
+
+  /** Reconnect when the server ends the stream (as bulwark-agent's daemon does); off by default. */
+  reconnect = false;
+
+  private async reconnectTo(node: ControlNode): Promise<void> {
+    while (this.reconnect) {
+      await new Promise((r) => setTimeout(r, 500));
+      try {
+        await this.connect(node);
+        return;
+      } catch {
+        // the server is not ready yet: try again
+      }
+    }
   }
 
   /** Opens the control stream to `node` and serves commands until disconnect(). */
@@ -152,6 +169,8 @@ export class JobTestAgent {
             3_600_000,
           );
         } catch {
+          // The stream ended. The real daemon reconnects with backoff; with `reconnect` so does this agent.
+          if (this.reconnect && this.stream === stream) void this.reconnectTo(node);
           return;
         }
         seen.add(cmd.commandId);
@@ -162,6 +181,7 @@ export class JobTestAgent {
   }
 
   disconnect(): void {
+    this.reconnect = false;
     this.stream?.cancel();
     this.stream = undefined;
   }
@@ -203,6 +223,7 @@ export class JobTestAgent {
     if (cmd.command?.$case !== "backup") return;
     const { jobId } = cmd.command.value;
     const key = cmd.command.value.target?.$case === "volumeId" ? cmd.command.value.target.value : "";
+    await this.beforeBackup?.(jobId);
     const behaviour = this.behaviour;
     if (behaviour === "hang") return;
     if (typeof behaviour === "object" && this.failures++ < (behaviour.times ?? Number.POSITIVE_INFINITY)) {
