@@ -184,6 +184,20 @@ describe("backup jobs across two server nodes", () => {
     });
   });
 
+  it("a failed pre hook is not retried: the job fails once and the hooks run once", async () => {
+    const { agent, volume, a } = await machine();
+    // Would succeed on a second attempt: only the missing retry keeps it FAILED.
+    a.behaviour = { fail: "BULWARK_AGENT_HOOK_FAILED", times: 1 };
+    const id = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    expect(await settled(id)).toMatchObject({
+      state: "FAILED",
+      attempts: 1,
+      errorCode: "BULWARK_AGENT_HOOK_FAILED",
+    });
+    expect(a.backupCommands().filter((c) => c.jobId === id)).toHaveLength(1);
+    expect(await h.db.catalog.backup.count({ where: { jobId: id } })).toBe(0);
+  });
+
   it("a restore job sends Command{restore} to the machine and records its outcome", async () => {
     const { agent, volume, a } = await machine();
     const backupJob = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);

@@ -37,6 +37,8 @@ const PERMANENT_AGENT_ERRORS = new Set([
   "BULWARK_CONTROL_COMMAND_INVALID",
   "BULWARK_CONTROL_JOB_CANCELLED",
   "BULWARK_PROTO_JOB_NOT_ASSIGNED",
+  // A failed pre hook would fail again, and each retry would run the policy's hooks once more.
+  "BULWARK_AGENT_HOOK_FAILED",
 ]);
 
 type JobRow = NonNullable<Awaited<ReturnType<JobContext["catalog"]["job"]["findUnique"]>>>;
