@@ -143,6 +143,7 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
     return {
       argv: [
         "node",
+        ...nodeArgs("BULWARK_BENCH_AGENT_NODE_ARGS"),
         AGENT_CLI,
         "restore",
         job,
@@ -305,7 +306,7 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
       grpcPort = await freePort();
       const logFile = await open(serverLog, "w");
       try {
-        server = spawn("node", [SERVER_MAIN], {
+        server = spawn("node", [...nodeArgs("BULWARK_BENCH_SERVER_NODE_ARGS"), SERVER_MAIN], {
           cwd: REPO_ROOT,
           env: {
             ...process.env,
@@ -456,6 +457,15 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
     afterRun: teardown,
     stop: teardown,
   };
+}
+
+/**
+ * Profiling aid: extra node flags from the environment for the server (BULWARK_BENCH_SERVER_NODE_ARGS)
+ * or the restoring agent (BULWARK_BENCH_AGENT_NODE_ARGS), e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
+ * (node refuses --cpu-prof in NODE_OPTIONS). Space-separated; empty when unset.
+ */
+function nodeArgs(variable: string): string[] {
+  return (process.env[variable] ?? "").split(/\s+/).filter(Boolean);
 }
 
 /** The agent ID: the CN of its certificate (as the server reads it). */
