@@ -111,7 +111,8 @@ export class RigVm {
       "-initrd",
       initramfs,
       "-append",
-      `console=ttyS0 quiet panic=-1 rig.init=${join(rigDir, "guest/init.sh")}`,
+      // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail and panic.
+      `console=ttyS0 quiet panic=-1 no_timer_check rig.init=${join(rigDir, "guest/init.sh")}`,
       "-virtfs",
       "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap,id=hostroot",
       "-virtfs",
@@ -133,7 +134,7 @@ export class RigVm {
       qemuOutput += d.toString();
     });
     this.exited = new Promise((resolve) => qemu.once("exit", (code) => resolve(code)));
-    const deadline = Date.now() + (this.options.bootTimeoutMs ?? 300_000);
+    const deadline = Date.now() + (this.options.bootTimeoutMs ?? 900_000);
     while (!existsSync(this.hostPath("ready"))) {
       if (qemu.exitCode !== null || Date.now() > deadline) {
         throw new Error(`rig VM did not come up:\n${qemuOutput}\n${this.console()}`);
@@ -156,7 +157,8 @@ export class RigVm {
     const name = `c${++this.seq}`;
     const base = join(this.dir, "cmd", name);
     // Written under another name and renamed: the guest must never run half a script.
-    writeFileSync(`${base}.tmp`, `set -e\n${script}\n`);
+    // NAME.pid: the script's shell, or what it exec'd (so a test can kill a running agent).
+    writeFileSync(`${base}.tmp`, `echo $$ >/rig/cmd/${name}.pid\nset -e\n${script}\n`);
     renameSync(`${base}.tmp`, `${base}.sh`);
     const output = () => {
       try {
