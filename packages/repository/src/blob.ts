@@ -38,6 +38,12 @@ let cctx: InstanceType<ZstdBinding["CCtx"]> | undefined;
 let dctx: InstanceType<ZstdBinding["DCtx"]> | undefined;
 let packScratch = Buffer.alloc(0);
 
+/** Decompresses zstd frame(s) into dst (throws if they do not fit); returns the bytes written. */
+export function decompressInto(dst: Uint8Array, frame: Uint8Array): number {
+  dctx ??= new zstd.DCtx();
+  return dctx.decompress(dst, frame);
+}
+
 /** zstd-compresses src into a per-thread scratch buffer; the view is valid until the next call. */
 function compressScratch(src: Uint8Array, level: number): Buffer {
   const bound = zstd.compressBound(src.length);
@@ -64,12 +70,16 @@ export interface BlobParts {
   length: number;
 }
 
+/**
+ * `packed`: a zstd frame of exactly `plaintext`, already checked by the caller (the codec worker
+ * decompresses and compares it); stored as the payload instead of compressing again.
+ */
 export function encodeBlobParts(
   kind: BlobKind,
   name: Buffer,
   plaintext: Uint8Array,
   dataKey: Buffer,
-  opts: { level?: number } = {},
+  opts: { level?: number; packed?: Uint8Array | undefined } = {},
 ): BlobParts {
   if (plaintext.length > MAX_BLOB_PLAINTEXT) {
     throw new BulwarkError(
@@ -81,7 +91,7 @@ export function encodeBlobParts(
   let flags = 0;
   if (plaintext.length > 0) {
     // The scratch view is consumed by cipher.update below, before anything else compresses.
-    const packed = compressScratch(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
+    const packed = opts.packed ?? compressScratch(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
     if (packed.length < plaintext.length) {
       payload = packed;
       flags |= FLAG_ZSTD;
@@ -111,7 +121,7 @@ export function encodeBlob(
   name: Buffer,
   plaintext: Uint8Array,
   dataKey: Buffer,
-  opts: { level?: number } = {},
+  opts: { level?: number; packed?: Uint8Array | undefined } = {},
 ): Buffer {
   const p = encodeBlobParts(kind, name, plaintext, dataKey, opts);
   return Buffer.concat([p.head, p.body, p.tag], p.length);

@@ -106,21 +106,34 @@ export class CodecPool {
     return best;
   }
 
-  /** Hashes chunks (copied into one transferred buffer); they stay in the worker for `encode`. */
-  async hash(chunks: Uint8Array[]): Promise<HashTicket> {
-    const total = chunks.reduce((n, c) => n + c.length, 0);
-    const buffer = new ArrayBuffer(total);
+  /**
+   * Hashes chunks (copied into one transferred buffer); they stay in the worker for `encode`.
+   * `frames[i]`, when given, is a zstd frame said to hold chunks[i] (e.g. an agent's upload): if
+   * the worker finds that it decompresses to exactly the chunk and is smaller, `encode` stores it
+   * as the payload instead of compressing again; otherwise it is ignored.
+   */
+  async hash(chunks: Uint8Array[], frames?: (Uint8Array | null | undefined)[]): Promise<HashTicket> {
+    let total = chunks.reduce((n, c) => n + c.length, 0);
+    if (frames) total += frames.reduce((n, f) => n + (f?.length ?? 0), 0);
+    // Uninitialised: every byte is overwritten below (a zero-filled buffer costs a memset).
+    const buffer = Buffer.allocUnsafeSlow(total).buffer as ArrayBuffer;
     const view = new Uint8Array(buffer);
-    const parts: { buffer: ArrayBuffer; offset: number; length: number }[] = [];
-    let off = 0;
-    for (const c of chunks) {
+    const copy = (c: Uint8Array) => {
       view.set(c, off);
-      parts.push({ buffer, offset: off, length: c.length });
+      const part = { buffer, offset: off, length: c.length };
       off += c.length;
-    }
+      return part;
+    };
+    let off = 0;
+    const parts = chunks.map(copy);
+    const frameParts = frames?.map((f) => (f ? copy(f) : null));
     const worker = this.leastBusy();
     const job = this.nextJob++;
-    const res = await this.send(this.slots[worker]!, { op: "hash", job, chunks: parts }, [buffer]);
+    const res = await this.send(
+      this.slots[worker]!,
+      { op: "hash", job, chunks: parts, ...(frameParts ? { frames: frameParts } : {}) },
+      [buffer],
+    );
     return { worker, job, ids: res.ids!.map((id) => Buffer.from(id.buffer, id.byteOffset, id.byteLength)) };
   }
 

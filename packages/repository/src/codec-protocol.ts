@@ -9,7 +9,13 @@ export interface WorkerKeys {
 }
 
 export type CodecRequest =
-  | { op: "hash"; job: number; chunks: { buffer: ArrayBuffer; offset: number; length: number }[] }
+  | {
+      op: "hash";
+      job: number;
+      chunks: { buffer: ArrayBuffer; offset: number; length: number }[];
+      /** Optional zstd frames of the chunks (checked before use). */
+      frames?: ({ buffer: ArrayBuffer; offset: number; length: number } | null)[];
+    }
   /** Read [offset, offset + length) of an open file (shared fd table) in chunks; hash the non-zero ones. */
   | { op: "scan"; job: number; fd: number; offset: number; length: number; chunkSize: number; what: string }
   | { op: "encode"; job: number; batch: number; ids: Uint8Array[]; which: number[]; files?: string[] }

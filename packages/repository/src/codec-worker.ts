@@ -12,7 +12,15 @@ import {
 import { dirname } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
-import { BLOB_OVERHEAD, BlobKind, chunkIdOf, decodeBlob, encodeBlob, encodeBlobParts } from "./blob.js";
+import {
+  BLOB_OVERHEAD,
+  BlobKind,
+  chunkIdOf,
+  decodeBlob,
+  decompressInto,
+  encodeBlob,
+  encodeBlobParts,
+} from "./blob.js";
 import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
 import { MAX_BLOB_PLAINTEXT } from "./constants.js";
 import { ID_BYTES, isAllZero } from "./ids.js";
@@ -28,7 +36,7 @@ const idKey = Buffer.from(keys.idKey);
 const nodeIdKey = Buffer.from(keys.nodeIdKey);
 const dataKey = Buffer.from(keys.dataKey);
 /** A hashed batch waiting for `encode`: its chunks, and the pooled read buffer they live in. */
-const held = new Map<number, { chunks: Buffer[]; pooled?: Buffer }>();
+const held = new Map<number, { chunks: Buffer[]; frames?: (Buffer | null)[]; pooled?: Buffer }>();
 
 /**
  * Read buffers of `scan`, reused: a fresh large buffer per batch costs a zero-fill or page faults
@@ -53,6 +61,23 @@ function giveReadBuffer(b: Buffer): void {
   if (freeReadBuffers.length < MAX_FREE_READ_BUFFERS) freeReadBuffers.push(b);
 }
 
+/**
+ * A caller's zstd frame for a chunk, usable as the blob payload only if it decompresses to exactly
+ * the chunk's bytes and is smaller (decompressing and comparing costs far less than compressing).
+ */
+function checkedFrame(frame: Buffer | null | undefined, chunk: Buffer): Buffer | undefined {
+  if (!frame || frame.length >= chunk.length) return undefined;
+  if (frameScratch.length < chunk.length) frameScratch = Buffer.allocUnsafeSlow(chunk.length);
+  const out = frameScratch.subarray(0, chunk.length);
+  try {
+    if (decompressInto(out, frame) !== chunk.length) return undefined;
+  } catch {
+    return undefined; // not a valid frame, or more bytes than the chunk: compress ourselves
+  }
+  return out.equals(chunk) ? frame : undefined;
+}
+let frameScratch = Buffer.alloc(0);
+
 /** Restore scratch: one blob and one plaintext at a time per worker, grown as needed. */
 let blobScratch = Buffer.alloc(0);
 let plainScratch = Buffer.alloc(0);
@@ -61,7 +86,8 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
   switch (req.op) {
     case "hash": {
       const chunks = req.chunks.map((c) => Buffer.from(c.buffer, c.offset, c.length));
-      held.set(req.job, { chunks });
+      const frames = req.frames?.map((f) => (f ? Buffer.from(f.buffer, f.offset, f.length) : null));
+      held.set(req.job, frames ? { chunks, frames } : { chunks });
       // Own 32-byte buffers: a pooled digest would carry its whole 8 KiB slab through postMessage.
       const ids = chunks.map((c) => new Uint8Array(chunkIdOf(idKey, c)));
       return { res: { job: req.job, ids }, transfer: [] };
@@ -102,17 +128,21 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
       if (!batch) throw new Error(`no held batch ${req.batch}`);
       const { chunks } = batch;
       const files = req.files;
+      const packed = (i: number) => checkedFrame(batch.frames?.[i], chunks[i]!);
       try {
         if (!files) {
           const blobs = req.which.map((i) =>
-            encodeBlob(BlobKind.Data, Buffer.from(req.ids[i]!), chunks[i]!, dataKey, { level: keys.level }),
+            encodeBlob(BlobKind.Data, Buffer.from(req.ids[i]!), chunks[i]!, dataKey, {
+              level: keys.level,
+              packed: packed(i),
+            }),
           );
           return { res: { job: req.job, blobs }, transfer: [] };
         }
         // Local staging: the blobs go straight to their temp files (no fsync: the ingest's barrier
         // makes them durable), so neither they nor a copy of them cross back to the main thread.
         return {
-          res: { job: req.job, sizes: encodeToFiles(chunks, req.ids, req.which, files) },
+          res: { job: req.job, sizes: encodeToFiles(chunks, req.ids, req.which, files, packed) },
           transfer: [],
         };
       } finally {
@@ -180,12 +210,19 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
 }
 
 /** Encodes chunks[which[k]] into the new file files[k] each; returns the blob sizes. */
-function encodeToFiles(chunks: Buffer[], ids: Uint8Array[], which: number[], files: string[]): number[] {
+function encodeToFiles(
+  chunks: Buffer[],
+  ids: Uint8Array[],
+  which: number[],
+  files: string[],
+  packed: (i: number) => Buffer | undefined,
+): number[] {
   const sizes: number[] = [];
   try {
     which.forEach((i, k) => {
       const p = encodeBlobParts(BlobKind.Data, Buffer.from(ids[i]!), chunks[i]!, dataKey, {
         level: keys.level,
+        packed: packed(i),
       });
       writeNewFile(files[k]!, [p.head, p.body, p.tag], p.length);
       sizes.push(p.length);
