@@ -161,7 +161,7 @@ export function MachinePage({ id }: { id: string }) {
                   <option value="">any</option>
                   {a.volumes.map((v) => (
                     <option key={v.id} value={v.id}>
-                      {v.devicePath}
+                      {v.devicePath} ({v.fsType ?? v.kind.toLowerCase()})
                     </option>
                   ))}
                 </select>
