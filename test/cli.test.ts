@@ -549,6 +549,61 @@ describe("bulwark CLI against a running server", () => {
   );
 
   it(
+    "cancels a queued job, reads its log, retries it and follows the retry's log to its end",
+    async () => {
+      const repo = await db.catalog.repository.findFirstOrThrow({ where: { tenantId } });
+      const job = await db.catalog.job.create({
+        data: {
+          tenantId,
+          kind: "VERIFY",
+          idempotencyKey: `cli-e2e-${randomUUID()}`,
+          params: { repositoryId: repo.id },
+          maxAttempts: 1,
+        },
+      });
+      const cancel = await cli(["jobs", "cancel", job.id, "--json"]);
+      expect(cancel.code).toBe(0);
+      expect(JSON.parse(cancel.stdout)).toMatchObject({
+        id: job.id,
+        state: "CANCELLED",
+        errorCode: "BULWARK_CONTROL_JOB_CANCELLED",
+      });
+      const twice = await cli(["jobs", "cancel", job.id]);
+      expect([twice.code, twice.stdout]).toEqual([0, `job ${job.id} is CANCELLED\n`]);
+
+      const log = await cli(["jobs", "log", job.id]);
+      expect(log.code).toBe(0);
+      const lines = log.stdout.trimEnd().split("\n");
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toMatch(/ WARN +cancel requested by admin@/);
+      expect(lines[1]).toMatch(
+        / WARN +job cancelled: cancelled by admin@.*\[BULWARK_CONTROL_JOB_CANCELLED\]$/,
+      );
+
+      const retry = await cli(["jobs", "retry", job.id, "--json"]);
+      expect(retry.code).toBe(0);
+      const fresh = JSON.parse(retry.stdout) as { id: string; retryOfId: string; kind: string };
+      expect(fresh).toMatchObject({ kind: "VERIFY", retryOfId: job.id });
+      // The server's worker runs it (this repository was never initialised, so verify fails);
+      // --follow prints each line as JSON until the job has ended and its log is read.
+      const follow = await cli(["jobs", "log", fresh.id, "--follow", "--json"]);
+      expect(follow.code).toBe(0);
+      const events = follow.stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { event: string; data: Record<string, unknown> | null });
+      expect(events[0]).toMatchObject({ event: "created", data: { retryOf: job.id } });
+      expect(events.at(-1)!.event).toBe("finished");
+      expect((await db.catalog.job.findUniqueOrThrow({ where: { id: fresh.id } })).state).toBe("FAILED");
+
+      const done = await cli(["jobs", "cancel", fresh.id]);
+      expect(done.code).not.toBe(0);
+      expect(done.stderr).toMatch(/^bulwark: BULWARK_JOB_ALREADY_FINISHED: /);
+    },
+    CLI_TEST_TIMEOUT_MS,
+  );
+
+  it(
     "logs out: the token is revoked on the server and gone from the config file",
     async () => {
       const configPath = join(adminHome(), "bulwark", "cli.json");
