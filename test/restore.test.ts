@@ -465,7 +465,8 @@ describe("volume restore through the agent", () => {
     expect(run.output()).toContain(`restored ${backupId} onto ${target} (full, foreign target)`);
     expect(readFileSync(target).equals(image)).toBe(true);
     expect((await h.db.catalog.job.findUniqueOrThrow({ where: { id: jobId } })).state).toBe("SUCCEEDED");
-  });
+    // Two CLI processes that compile the agent's TypeScript at start-up: over 60 s at load 30.
+  }, 240_000);
 
   it("whole-disk restore onto a larger disk moves the GPT backup header to the end", async () => {
     const disk = emptyFile("disk.img", 8 * MiB);
