@@ -36,6 +36,7 @@ const SERVICES: ApiOptions = {
     backupNow: async () => noSuch("agent"),
     restore: async () => noSuch("backup"),
     cancel: async () => noSuch("job"),
+    retry: async () => noSuch("job"),
   },
 };
 
