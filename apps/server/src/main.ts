@@ -84,14 +84,19 @@ async function main(): Promise<void> {
       `unknown command ${args[0]}; commands: (none) = serve, repo init, user create, token create|list|revoke`,
     );
   }
-  // A signal during start-up is held until everything has started and then stops it cleanly; the
-  // default action would kill the process with listeners and Redis connections half set up.
+  // One signal listener for the whole life of the process. A signal during start-up is held until
+  // everything has started and then stops it cleanly (the default action would kill the process
+  // with listeners and Redis connections half set up); after start-up it stops at once. The
+  // listener is never swapped: removing the last SIGTERM listener restores the default action
+  // until the next is added, and a signal already queued for the removed one is dropped.
   let signalDuringStart: string | undefined;
-  const holdSignal = (signal: string) => {
-    signalDuringStart ??= signal;
+  let stopOnSignal: ((signal: string) => void) | undefined;
+  const onSignal = (signal: string) => {
+    if (stopOnSignal) stopOnSignal(signal);
+    else signalDuringStart ??= signal;
   };
-  process.on("SIGTERM", holdSignal);
-  process.on("SIGINT", holdSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
   // Read before anything starts: a missing file stops start-up naming its key.
   const tls = loadAgentListenerTls(config);
   const repositorySecret = loadRepositorySecret(config);
@@ -304,11 +309,14 @@ async function main(): Promise<void> {
     await catalog.$disconnect();
     process.exit(0);
   };
-  process.off("SIGTERM", holdSignal);
-  process.off("SIGINT", holdSignal);
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
-  if (signalDuringStart) void stop(signalDuringStart);
+  // A close that throws must still end the process, with a reason, not as an unhandled rejection.
+  const stopOrFail = (signal: string) =>
+    stop(signal).catch((err: unknown) => {
+      log.error({ err: (err as Error)?.message ?? String(err) }, "shutdown failed");
+      process.exit(1);
+    });
+  stopOnSignal = (signal) => void stopOrFail(signal);
+  if (signalDuringStart) void stopOrFail(signalDuringStart);
 }
 
 main().catch((err: unknown) => {
