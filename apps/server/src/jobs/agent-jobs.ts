@@ -6,7 +6,7 @@ import { type Job as BullJob, DelayedError, UnrecoverableError } from "bullmq";
 import { CANCELLED_CODE, cancelledMessage, finishCancelled, tellAgentLater } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { appendJobLog } from "./log.js";
-import { errorFields, finishJob, TERMINAL_STATES } from "./mirror.js";
+import { errorFields, finishJob, promoteCommittedBackup, TERMINAL_STATES } from "./mirror.js";
 import { enqueuePrune } from "./prune.js";
 
 // The backup and restore workers: a BullMQ job names a catalog Job row; the worker sends the
@@ -264,8 +264,18 @@ async function processAgentJobOnce(
   token?: string,
 ): Promise<string> {
   let row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
-  if (!row || TERMINAL_STATES.includes(row.state)) return row ? row.state : "GONE";
+  if (!row) return "GONE";
   const now = ctx.now();
+  if (TERMINAL_STATES.includes(row.state)) {
+    // FAILED by a stall check although the commit went through (before or after it).
+    if (row.kind === "BACKUP" && row.state === "FAILED") {
+      if (await promoteCommittedBackup(ctx.catalog, row.id, { now, log: ctx.log })) {
+        await afterSuccess(ctx, row);
+        return "SUCCEEDED";
+      }
+    }
+    return row.state;
+  }
 
   if (row.kind === "BACKUP") {
     // A committed backup of this job exists: it ran (maybe on a node that died before recording it).
@@ -493,4 +503,22 @@ export async function processAgentJob(
     }
     throw err;
   }
+}
+
+/**
+ * BullMQ's stall check failed the job (its lock was lost: node died, Redis restarted), not our
+ * processor, so the row still says RUNNING. FAILED with BULWARK_JOB_STALLED, unless the backup's
+ * restore point is committed: then SUCCEEDED with it (finishJob), and its prune follows.
+ */
+export async function finishStalled(ctx: JobContext, jobId: string, message: string): Promise<void> {
+  const finished = await finishJob(
+    ctx.catalog,
+    jobId,
+    "FAILED",
+    { finishedAt: ctx.now(), errorCode: "BULWARK_JOB_STALLED", errorMessage: message },
+    { log: ctx.log },
+  );
+  if (!finished) return;
+  const row = await ctx.catalog.job.findUnique({ where: { id: jobId } });
+  if (row?.state === "SUCCEEDED") await afterSuccess(ctx, row);
 }

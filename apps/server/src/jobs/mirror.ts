@@ -98,9 +98,22 @@ const FINISHED_LEVEL: Record<string, "INFO" | "WARN" | "ERROR"> = {
   MISSED: "ERROR",
 };
 
+/** What a backup job whose restore point is committed is finished with: success, the Backup linked. */
+function committedFields(backupId: string, finishedAt: Date) {
+  return {
+    finishedAt,
+    progress: 1,
+    errorCode: null,
+    errorMessage: null,
+    result: { outcome: "SUCCEEDED", restorePointId: backupId, reportedAt: finishedAt.toISOString() },
+  } satisfies Prisma.JobUpdateManyMutationInput;
+}
+
 /**
  * Moves a job to a final state unless it already has one (first final state wins); the winner
- * writes the job log's `finished` line with the result's counters.
+ * writes the job log's `finished` line with the result's counters. FAILED never wins over a
+ * committed restore point: a backup job whose Backup row exists (a stall check or lost lock after
+ * the commit) is finished SUCCEEDED with it instead.
  */
 export async function finishJob(
   catalog: Catalog,
@@ -109,12 +122,31 @@ export async function finishJob(
   data: Omit<Prisma.JobUpdateManyMutationInput, "state"> & { finishedAt: Date },
   opts: { log?: Logger } = {},
 ): Promise<boolean> {
+  if (state === "FAILED") {
+    const committed = await catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
+    if (committed) {
+      return finishJob(catalog, jobId, "SUCCEEDED", committedFields(committed.id, data.finishedAt), opts);
+    }
+  }
   const rows = await catalog.job.updateManyAndReturn({
-    where: { id: jobId, state: { notIn: [...TERMINAL_STATES] } },
+    // The FAILED write also requires no Backup in the same statement: a commit racing the check above.
+    where: {
+      id: jobId,
+      state: { notIn: [...TERMINAL_STATES] },
+      ...(state === "FAILED" ? { backup: { is: null } } : {}),
+    },
     data: { ...data, state },
   });
   const row = rows[0];
-  if (!row) return false;
+  if (!row) {
+    // Only the race above gets here with the row still open; the second pass finds the Backup.
+    if (state !== "FAILED") return false;
+    const open = await catalog.job.findFirst({
+      where: { id: jobId, state: { notIn: [...TERMINAL_STATES] } },
+      select: { id: true },
+    });
+    return open ? finishJob(catalog, jobId, state, data, opts) : false;
+  }
   const word = state === "MISSED" ? "missed its window" : state.toLowerCase();
   await appendJobLog(
     catalog,
@@ -129,4 +161,38 @@ export async function finishJob(
     { now: data.finishedAt, log: opts.log },
   );
   return true;
+}
+
+/**
+ * A backup job that ended FAILED although its restore point was committed (the commit landed after
+ * a stall check failed the job, or the agent's success lost to that first final state): becomes
+ * SUCCEEDED with the Backup linked. The only move out of a final state; returns the Backup's ID
+ * when it made it.
+ */
+export async function promoteCommittedBackup(
+  catalog: Catalog,
+  jobId: string,
+  opts: { now: Date; log?: Logger },
+): Promise<string | undefined> {
+  const committed = await catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
+  if (!committed) return undefined;
+  const rows = await catalog.job.updateManyAndReturn({
+    where: { id: jobId, kind: "BACKUP", state: "FAILED" },
+    data: { ...committedFields(committed.id, opts.now), state: "SUCCEEDED" },
+  });
+  const row = rows[0];
+  if (!row) return undefined;
+  await appendJobLog(
+    catalog,
+    jobId,
+    {
+      level: "INFO",
+      event: "finished",
+      code: null,
+      message: `job succeeded: restore point ${committed.id} is committed (the earlier failure is void)`,
+      data: finishedSummary(row),
+    },
+    { now: opts.now, log: opts.log },
+  );
+  return committed.id;
 }

@@ -5,7 +5,7 @@ import type { JobEventSink } from "../control/contracts.js";
 import type { StoredOutcome } from "./agent-jobs.js";
 import type { JobContext } from "./context.js";
 import { appendJobLog } from "./log.js";
-import { finishJob, TERMINAL_STATES } from "./mirror.js";
+import { finishJob, promoteCommittedBackup, TERMINAL_STATES } from "./mirror.js";
 import { enqueuePrune } from "./prune.js";
 
 // What agents report about their jobs, from the control stream on whichever node holds it: the
@@ -94,7 +94,17 @@ export class CatalogJobEventSink implements JobEventSink {
   async result(agentId: string, result: JobResult): Promise<void> {
     const row = await ownedJob(this.ctx.catalog, agentId, result.jobId);
     this.phases.delete(row.id);
-    if (TERMINAL_STATES.includes(row.state)) return;
+    if (TERMINAL_STATES.includes(row.state)) {
+      // A success that lost to a stall check's FAILED: the committed restore point decides.
+      if (row.kind === "BACKUP" && result.outcome === JobOutcome.JOB_OUTCOME_SUCCEEDED) {
+        const promoted = await promoteCommittedBackup(this.ctx.catalog, row.id, {
+          now: this.ctx.now(),
+          log: this.ctx.log,
+        });
+        if (promoted && row.policyId) await enqueuePrune(this.ctx, row);
+      }
+      return;
+    }
     const outcome = OUTCOMES[result.outcome];
     if (!outcome) {
       throw new BulwarkError("BULWARK_JOB_RESULT_INVALID", `job ${row.id}: result without an outcome`, {

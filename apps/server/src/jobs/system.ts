@@ -5,12 +5,11 @@ import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AgentCommandDispatcher } from "../control/contracts.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
-import { type AgentJobData, processAgentJob } from "./agent-jobs.js";
+import { type AgentJobData, finishStalled, processAgentJob } from "./agent-jobs.js";
 import { type CancelActor, cancelJob } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { enqueueBackupNow, enqueueRestore, type RestoreRequest } from "./enqueue.js";
 import { processMaintenance } from "./maintenance.js";
-import { finishJob } from "./mirror.js";
 import { effectivePolicy } from "./policy.js";
 import { JobPresenceListener } from "./presence.js";
 import { processPrune } from "./prune.js";
@@ -109,17 +108,9 @@ export class JobSystem {
       this.ctx.log.warn({ queue: name, job: job.id, err: err.message }, "job attempt failed");
       // Failed by BullMQ's stall check, not by our processor: the row still says RUNNING.
       if (/stalled/i.test(err.message) && typeof (job.data as { jobId?: unknown }).jobId === "string") {
-        void finishJob(
-          this.ctx.catalog,
-          (job.data as { jobId: string }).jobId,
-          "FAILED",
-          {
-            finishedAt: this.ctx.now(),
-            errorCode: "BULWARK_JOB_STALLED",
-            errorMessage: err.message,
-          },
-          { log: this.ctx.log },
-        ).catch(() => undefined);
+        void finishStalled(this.ctx, (job.data as { jobId: string }).jobId, err.message).catch((e: Error) =>
+          this.ctx.log.warn({ queue: name, job: job.id, err: e.message }, "recording a stalled job failed"),
+        );
       }
     });
     worker.on("error", (err) => this.ctx.log.warn({ queue: name, err: err.message }, "queue worker error"));
