@@ -118,6 +118,46 @@ describe("cancelling running maintenance", () => {
     });
   }
 
+  it("a prune that keeps failing is retried and ends FAILED, never left RUNNING", async () => {
+    gate = Promise.resolve();
+    const policy = await h.db.catalog.policy.create({
+      data: {
+        tenantId: h.tenantId,
+        name: "prune-fails",
+        scheduleCron: "0 22 * * *",
+        timezone: "UTC",
+        retention: { keepLast: 1 },
+        volumeSelector: { kind: "all-fixed" },
+        repositoryId: h.repositoryId,
+      },
+    });
+    // A repository the registry does not know: opening it fails on every attempt.
+    const missing = "00000000-0000-4000-8000-000000000000";
+    const { row: job } = await insertOrGetJob(h.db.catalog, {
+      tenantId: h.tenantId,
+      kind: "PRUNE",
+      idempotencyKey: "prune:test-fails",
+      policyId: policy.id,
+      params: { repositoryId: missing, volumeId: missing },
+      maxAttempts: 3,
+    });
+    await other.ctx.queues
+      .queue("prune")
+      .add(
+        "prune",
+        { jobId: job.id },
+        { jobId: job.id, attempts: 3, backoff: { type: "fixed", delay: 200 } },
+      );
+    await eventually(async () => (await row(job.id)).state === "FAILED", 60_000);
+    const done = await row(job.id);
+    expect(done.attempts).toBe(3);
+    expect(done.errorCode).not.toBeNull();
+    const events = (
+      await h.db.catalog.jobLogEntry.findMany({ where: { jobId: job.id }, orderBy: { seq: "asc" } })
+    ).map((e) => e.event);
+    expect(events).toEqual(["created", "finished"]);
+  });
+
   it("without a cancel the same gated run completes (the gate itself stops nothing)", async () => {
     gate = armGate();
     const { row: job } = await insertOrGetJob(h.db.catalog, {

@@ -3,7 +3,7 @@ import { parseRetentionPolicy, planRetention } from "@bulwark/retention";
 import type { Job as BullJob } from "bullmq";
 import { CANCELLED_CODE, cancelledMessage, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
-import { finishJob, insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
+import { errorFields, finishJob, insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
 import { queueCall } from "./queues.js";
 
 // Prune after each successful backup: the policy's GFS retention (planRetention, the same logic
@@ -54,7 +54,10 @@ export async function enqueuePrune(ctx: JobContext, backupJob: BackupJobRow): Pr
 
 export interface PruneResult {
   policyId: string;
+  /** Retention's keeps, plus points it chose to remove that an open NBD export pins (reason "pinned"). */
   kept: { id: string; reasons: string[] }[];
+  /** Points retention chose to remove but kept because an open NBD export serves them. */
+  pinned: { id: string; reason: string; exportUntil: string }[];
   deleted: { id: string; reason: string; indexDeleted: boolean }[];
   /** DELETING points of the volume whose index an earlier, interrupted prune had left. */
   finishedEarlierDeletes: string[];
@@ -97,6 +100,18 @@ export async function processPrune(
   const watch = watchCancel(ctx, row.id);
   try {
     return await prunePoints(ctx, row, p, policy, now, watch.signal);
+  } catch (err) {
+    // The row must not stay RUNNING: QUEUED for BullMQ's retry, FAILED after the last attempt.
+    const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (final) {
+      await finishJob(ctx.catalog, row.id, "FAILED", { finishedAt: ctx.now(), ...errorFields(err) }, logOpts);
+    } else {
+      await ctx.catalog.job.updateMany({
+        where: { id: row.id, state: "RUNNING" },
+        data: { state: "QUEUED", ...errorFields(err) },
+      });
+    }
+    throw err;
   } finally {
     watch.stop();
   }
@@ -123,6 +138,7 @@ async function prunePoints(
   const byId = new Map(points.map((b) => [b.id, b]));
   const { repo } = await ctx.repositories.get(p.repositoryId);
   const deleted: PruneResult["deleted"] = [];
+  const pinned: PruneResult["pinned"] = [];
   // Cancelling stops between points: a point is marked DELETING and its index deleted as one
   // step (an index a crash leaves behind is finished by the volume's next prune, below).
   const stopped = async (): Promise<string | undefined> => {
@@ -145,7 +161,16 @@ async function prunePoints(
     const early = await stopped();
     if (early) return early;
     const b = byId.get(r.id)!;
-    await ctx.catalog.$transaction(async (tx) => {
+    // An open NBD export pins its point (docs/jobs.md, "Prune"): the row lock orders this check
+    // against ExportManager.pin, so a point is never served and deleted at once.
+    const pinnedUntil = await ctx.catalog.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT id FROM backups WHERE id = ${b.id}::uuid FOR UPDATE`;
+      const pin = await tx.exportPin.findFirst({
+        where: { backupId: b.id, expiresAt: { gt: now } },
+        orderBy: { expiresAt: "desc" },
+        select: { expiresAt: true },
+      });
+      if (pin) return pin.expiresAt;
       const marked = await tx.backup.updateMany({
         where: { id: b.id, status: "AVAILABLE" },
         data: { status: "DELETING", deletingSince: now },
@@ -164,7 +189,12 @@ async function prunePoints(
           },
         });
       }
+      return undefined;
     });
+    if (pinnedUntil) {
+      pinned.push({ id: b.id, reason: r.reason, exportUntil: pinnedUntil.toISOString() });
+      continue;
+    }
     deleted.push({ id: b.id, reason: r.reason, indexDeleted: await repo.deletePoint(b.indexRef) });
   }
   // Points marked DELETING whose index is still there (a prune whose node died between the two
@@ -186,7 +216,11 @@ async function prunePoints(
   }
   const result: PruneResult = {
     policyId: policy.id,
-    kept: plan.keep.map((k) => ({ id: k.id, reasons: [...k.reasons] })),
+    kept: [
+      ...plan.keep.map((k) => ({ id: k.id, reasons: [...k.reasons] })),
+      ...pinned.map((p) => ({ id: p.id, reasons: ["pinned"] })),
+    ],
+    pinned,
     deleted,
     finishedEarlierDeletes: finished,
   };
