@@ -58,6 +58,35 @@ describe("Linux inventory (lsblk)", () => {
     ]);
   });
 
+  it("a disk with a partition table whose partitions are not listed is no volume of its own", () => {
+    // A partitioned loop device in a container without udev: lsblk sees the GPT but no children.
+    const dev = (name: string, pttype: string | null, fstype: string | null) => ({
+      name,
+      kname: name,
+      path: `/dev/${name}`,
+      type: "loop",
+      size: 64 * MiB,
+      pttype,
+      fstype,
+      uuid: fstype ? "0b8c3c2e-6f1b-4b8e-9d3e-2f1b8c3c2e6f" : null,
+      mountpoints: [null],
+      rm: false,
+      ro: false,
+    });
+    const inv = parseLsblk(
+      JSON.stringify({ blockdevices: [dev("loop7", "gpt", null), dev("loop8", null, "ext4")] }),
+    );
+    expect(inv.disks.find((d) => d.name === "loop7")).toMatchObject({
+      partitionTable: "gpt",
+      partitions: [],
+      volumes: [],
+    });
+    // An unpartitioned one still is (its filesystem sits on the device node itself).
+    expect(inv.disks.find((d) => d.name === "loop8")!.volumes).toEqual([
+      expect.objectContaining({ kind: "disk", path: "/dev/loop8", filesystem: "ext4" }),
+    ]);
+  });
+
   it("rejects output that is not lsblk's", () => {
     expect(() => parseLsblk("not json")).toThrow(/not JSON/);
     expect(() => parseLsblk('{"devices": []}')).toThrow(/blockdevices/);

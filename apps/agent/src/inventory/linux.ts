@@ -160,8 +160,11 @@ export function parseLsblk(json: string): Inventory {
       readOnly: bool(d.ro),
       ...(pt ? { partitionTable: pt === "dos" ? "mbr" : pt } : {}),
       partitions,
-      // An unpartitioned disk is itself one volume (a filesystem, an LVM PV, or raw data).
-      volumes: partitions.length === 0 ? [toVolume(d), ...stacked(d, seen)] : [],
+      // An unpartitioned disk is itself one volume (a filesystem, an LVM PV, or raw data). A disk
+      // with a partition table never is, even when its partitions are not listed (no udev in a
+      // container, a loop device attached without -P): its device node is the DISK, backed up
+      // whole, and a volume on the same node would make a devices selector back it up twice.
+      volumes: partitions.length === 0 && !pt ? [toVolume(d), ...stacked(d, seen)] : [],
     });
   }
   return { platform: "linux", disks };

@@ -86,5 +86,15 @@ export async function selectedVolumes(catalog: Catalog, agentId: string, volumeS
     where: { agentId, goneAt: null },
     orderBy: { key: "asc" },
   });
-  return selectVolumes(selector, volumes);
+  return oneJobPerDevice(selectVolumes(selector, volumes));
+}
+
+/**
+ * One device node, one job per run: a selected DISK row is the whole device, so another selected
+ * row on the same device path (an older agent's `dev:<path>` volume of a partitioned disk whose
+ * partitions it could not see) would read the same device a second time.
+ */
+export function oneJobPerDevice<V extends { kind: string; devicePath: string }>(selected: V[]): V[] {
+  const disks = new Set(selected.filter((v) => v.kind === "DISK").map((v) => v.devicePath));
+  return selected.filter((v) => v.kind === "DISK" || !disks.has(v.devicePath));
 }
