@@ -1,5 +1,7 @@
 import { planRetention } from "@bulwark/retention";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startNbdListener } from "../src/exports/listener.js";
 import { agentJobOptionsFor, insertOrGetJob } from "../src/jobs/index.js";
 import { eventually } from "./support/control.js";
 import { Harness, type TestAgent } from "./support/harness.js";
@@ -56,12 +58,12 @@ async function settled(id: string, timeoutMs = 30_000) {
   return job(id);
 }
 
-async function pruneOf(backupJobId: string) {
+async function pruneOf(backupJobId: string, timeoutMs = 20_000) {
   const key = `prune:${backupJobId}`;
   await eventually(
     async () =>
       (await h.db.catalog.job.findUnique({ where: { idempotencyKey: key } }))?.state === "SUCCEEDED",
-    20_000,
+    timeoutMs,
   );
   return h.db.catalog.job.findUniqueOrThrow({ where: { idempotencyKey: key } });
 }
@@ -69,8 +71,10 @@ async function pruneOf(backupJobId: string) {
 beforeAll(async () => {
   await h.setUp("jobs_backup");
   prefix = jobPrefix("backup");
-  nodeA = await startJobNode(h, "node-a", prefix, { workers: false });
-  nodeB = await startJobNode(h, "node-b", prefix);
+  // A manual run's deadline long enough for a loaded, shared machine (60 s ran out there: MISSED).
+  const settings = { manualDeadlineMs: 600_000 };
+  nodeA = await startJobNode(h, "node-a", prefix, { workers: false, settings });
+  nodeB = await startJobNode(h, "node-b", prefix, { settings });
 });
 
 afterAll(async () => {
@@ -129,6 +133,64 @@ describe("backup jobs across two server nodes", () => {
     expect(audit).toHaveLength(1);
     expect(audit[0]).toMatchObject({ actorType: "SYSTEM", outcome: "SUCCESS" });
   });
+
+  it("prune keeps a restore point an open NBD export serves, and deletes it once the export closed", async () => {
+    const { agent, volume } = await machine({ retention: { keepLast: 1 } });
+    const first = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+    expect((await settled(first, 120_000)).state).toBe("SUCCEEDED");
+    await pruneOf(first, 120_000);
+    const pinnedPoint = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: first } });
+    const nbd = await startNbdListener({
+      catalog: h.db.catalog,
+      repositories: nodeB.control.registry,
+      host: "127.0.0.1",
+      port: 0,
+      log: pino({ level: "silent" }),
+    });
+    try {
+      const opened = await nbd.exports.openExport({
+        backupId: pinnedPoint.id,
+        ttlSeconds: 600,
+        requestedBy: { actorType: "SYSTEM" },
+      });
+      // keepLast 1: retention removes the first point, but the export pins it.
+      const second = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+      expect((await settled(second, 120_000)).state).toBe("SUCCEEDED");
+      const prune = (await pruneOf(second, 120_000)).result as {
+        deleted: unknown[];
+        pinned: { id: string; exportUntil: string }[];
+        kept: { id: string; reasons: string[] }[];
+      };
+      expect(prune.deleted).toEqual([]);
+      expect(prune.pinned).toEqual([
+        expect.objectContaining({ id: pinnedPoint.id, exportUntil: opened.expiresAt.toISOString() }),
+      ]);
+      expect(prune.kept).toContainEqual({ id: pinnedPoint.id, reasons: ["pinned"] });
+      expect((await h.db.catalog.backup.findUniqueOrThrow({ where: { id: pinnedPoint.id } })).status).toBe(
+        "AVAILABLE",
+      );
+      // Its index stays in the repository, so GC (which marks from the indexes) keeps its chunks.
+      const { repo } = await nodeB.control.registry.get(h.repositoryId);
+      expect((await repo.listPoints()).map((p) => p.id)).toContain(pinnedPoint.indexRef);
+
+      await nbd.exports.closeExport(opened.id, { actorType: "SYSTEM" });
+      expect(await h.db.catalog.exportPin.count({ where: { backupId: pinnedPoint.id } })).toBe(0);
+      const third = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+      expect((await settled(third, 120_000)).state).toBe("SUCCEEDED");
+      const after = (await pruneOf(third, 120_000)).result as {
+        deleted: { id: string }[];
+        pinned: unknown[];
+      };
+      expect(after.pinned).toEqual([]);
+      expect(after.deleted.map((d) => d.id)).toContain(pinnedPoint.id);
+      // A DELETING point cannot be exported any more.
+      await expect(
+        nbd.exports.openExport({ backupId: pinnedPoint.id, requestedBy: { actorType: "SYSTEM" } }),
+      ).rejects.toMatchObject({ code: "BULWARK_NBD_BACKUP_UNAVAILABLE" });
+    } finally {
+      await nbd.close();
+    }
+  }, 600_000);
 
   it("a machine offline at its time is backed up when it connects while the window is open", async () => {
     const { agent, volume, a } = await machine({ connect: false });

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import type { ActorType, Catalog } from "@bulwark/catalog";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import type { ExportInfo, NbdLogger, NbdServer } from "@bulwark/nbd";
@@ -72,6 +73,8 @@ export interface ExportSummary {
 
 interface Tracked {
   backupId: string;
+  /** The ExportPin row that keeps prune away from the backup while the export is open. */
+  pinId: string;
   tenantId: string;
   requestedBy: ExportSummary["requestedBy"];
 }
@@ -84,6 +87,8 @@ export interface ExportManagerOptions {
   now?: () => Date;
   maxExports?: number;
   log?: NbdLogger;
+  /** This node's name, recorded on the export's pin (default: the host name). */
+  node?: string;
 }
 
 function invalid(err: z.ZodError): BulwarkError {
@@ -132,11 +137,17 @@ export class ExportManager {
     if (!visible) {
       return fail(new BulwarkError("BULWARK_NBD_BACKUP_UNAVAILABLE", `backup ${backupId} does not exist`));
     }
-    if (row.status !== "AVAILABLE") {
+    // Pinned before it is served: prune locks the same backup row, so either it saw the pin and
+    // keeps the backup, or it marked the backup DELETING first and the pin is refused here.
+    const expiresAt = new Date(this.now().getTime() + ttlSeconds * 1000);
+    const pinId = row.status === "AVAILABLE" ? await this.pin(backupId, expiresAt) : undefined;
+    if (!pinId) {
       return fail(
         new BulwarkError(
           "BULWARK_NBD_BACKUP_UNAVAILABLE",
-          `backup ${backupId} is ${row.status}, not AVAILABLE`,
+          row.status === "AVAILABLE"
+            ? `backup ${backupId} is being deleted`
+            : `backup ${backupId} is ${row.status}, not AVAILABLE`,
           {
             details: { backupId, status: row.status },
           },
@@ -144,6 +155,7 @@ export class ExportManager {
       );
     }
     if (this.tracked.size >= (this.opts.maxExports ?? DEFAULT_MAX_EXPORTS)) {
+      await this.unpin(pinId);
       return fail(
         new BulwarkError(
           "BULWARK_NBD_TOO_MANY_CONNECTIONS",
@@ -158,7 +170,6 @@ export class ExportManager {
     try {
       const { repo } = await this.opts.repositories.get(row.repositoryId);
       const point = await repo.readPoint(row.indexRef);
-      const expiresAt = new Date(this.now().getTime() + ttlSeconds * 1000);
       opened = await this.opts.nbd.addExport({
         source: new PointReader(repo, point),
         writable,
@@ -171,10 +182,11 @@ export class ExportManager {
         : new BulwarkError("BULWARK_GENERAL_INTERNAL", (err as Error)?.message ?? String(err), {
             cause: err,
           });
+      await this.unpin(pinId);
       return fail(e);
     }
     const requester = { actorType: actor.actorType, actorId: actor.actorId, actorName: actor.actorName };
-    this.tracked.set(opened.id, { backupId, tenantId: row.tenantId, requestedBy: requester });
+    this.tracked.set(opened.id, { backupId, pinId, tenantId: row.tenantId, requestedBy: requester });
     try {
       await writeAudit(this.opts.catalog, {
         tenantId: row.tenantId,
@@ -189,6 +201,7 @@ export class ExportManager {
       // An export nobody can account for must not stay open.
       this.tracked.delete(opened.id);
       await this.opts.nbd.removeExport(opened.id).catch(() => undefined);
+      await this.unpin(pinId);
       throw err;
     }
     return {
@@ -216,6 +229,7 @@ export class ExportManager {
     }
     this.tracked.delete(id);
     const closed = await this.opts.nbd.removeExport(id);
+    await this.unpin(t.pinId);
     await writeAudit(this.opts.catalog, {
       tenantId: t.tenantId,
       actorType: who.data.actorType,
@@ -247,6 +261,7 @@ export class ExportManager {
     for (const [id, t] of [...this.tracked]) {
       this.tracked.delete(id);
       const info = await this.opts.nbd.removeExport(id).catch(() => undefined);
+      await this.unpin(t.pinId);
       if (!info) continue;
       await writeAudit(this.opts.catalog, {
         tenantId: t.tenantId,
@@ -259,6 +274,29 @@ export class ExportManager {
       }).catch((err) =>
         this.log?.warn({ export: id, err: (err as Error).message }, "audit of export close failed"),
       );
+    }
+  }
+
+  /** Pins an AVAILABLE backup until expiresAt; undefined when it is not AVAILABLE (any more). */
+  private async pin(backupId: string, expiresAt: Date): Promise<string | undefined> {
+    return this.opts.catalog.$transaction(async (tx) => {
+      const locked = await tx.$queryRaw<{ status: string }[]>`
+        SELECT status::text AS status FROM backups WHERE id = ${backupId}::uuid FOR UPDATE`;
+      if (locked[0]?.status !== "AVAILABLE") return undefined;
+      const pin = await tx.exportPin.create({
+        data: { backupId, node: this.opts.node ?? hostname(), expiresAt },
+        select: { id: true },
+      });
+      return pin.id;
+    });
+  }
+
+  /** Best effort: a pin left behind (catalog down) stops counting at its expiresAt anyway. */
+  private async unpin(pinId: string): Promise<void> {
+    try {
+      await this.opts.catalog.exportPin.deleteMany({ where: { id: pinId } });
+    } catch (err) {
+      this.log?.warn({ pin: pinId, err: (err as Error).message }, "export pin not removed");
     }
   }
 
@@ -280,6 +318,7 @@ export class ExportManager {
     const t = this.tracked.get(info.id);
     if (!t) return;
     this.tracked.delete(info.id);
+    await this.unpin(t.pinId);
     try {
       await writeAudit(this.opts.catalog, {
         tenantId: t.tenantId,
