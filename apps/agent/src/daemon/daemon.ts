@@ -42,7 +42,7 @@ import {
 } from "./hooks.js";
 import { JobRecords } from "./job-records.js";
 import type { RestoreRunner } from "./restore-runner.js";
-import { type AgentVolumes, describeVolumes } from "./volumes.js";
+import { type AgentVolumes, backupSourceFor, describeVolumes, lvmVolumes } from "./volumes.js";
 
 // bulwark-agent run: the long-lived agent. It keeps one control stream to the server
 // (docs/protocol.md §3), reconnecting with jittered backoff, and does what the server asks:
@@ -101,7 +101,12 @@ interface BackupTarget {
   /** The volume or disk ID: the restore point's volume key on the server. */
   key: string;
   kind: "volume" | "disk";
-  source: { kind: "device"; devicePath: string; freeze?: string } | { kind: "file"; path: string };
+  source:
+    | { kind: "device"; devicePath: string; freeze?: string }
+    | { kind: "file"; path: string }
+    | { kind: "lvm" | "lvm-thin"; vg: string; lv: string };
+  /** The device the snapshot is of (hooks' BULWARK_DEVICE). */
+  devicePath: string;
 }
 
 interface RunningJob {
@@ -335,7 +340,23 @@ export class AgentDaemon {
 
   private async refreshVolumes(): Promise<AgentVolumes> {
     const inv = await (this.opts.inventory ?? (() => collectInventory(this.runner)))();
-    this.volumes = await describeVolumes(inv, this.opts.imageFiles ?? [], this.now());
+    // LVs (lsblk TYPE lvm) are snapshotted by LVM: which VG/LV and whether thin, from lvs.
+    const hasLvs = inv.disks.some((d) =>
+      [...d.volumes, ...d.partitions.flatMap((p) => p.volumes)].some((v) => v.kind === "lvm"),
+    );
+    let lvm: Awaited<ReturnType<typeof lvmVolumes>> | undefined;
+    if (hasLvs && inv.platform === "linux") {
+      try {
+        lvm = await lvmVolumes(this.runner);
+      } catch (err) {
+        // The other volumes stay backed up; the LVs are offered as plain devices (their inventory
+        // says so in snapshot_providers) until lvs answers again.
+        this.log("warn", "lvs failed; logical volumes are backed up as devices", {
+          error: (err as Error).message,
+        });
+      }
+    }
+    this.volumes = await describeVolumes(inv, this.opts.imageFiles ?? [], this.now(), lvm);
     return this.volumes;
   }
 
@@ -480,37 +501,9 @@ export class AgentDaemon {
         },
       );
     }
-    const policy = job.policy;
-    const kind = source.kind === "disk" ? "device" : source.kind;
-    if (policy?.snapshotProvider && policy.snapshotProvider !== kind) {
-      return new BulwarkError(
-        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
-        `snapshot provider ${policy.snapshotProvider} is not available for ${target.value} (this agent uses ${kind})`,
-      );
-    }
-    let freeze: string | undefined;
-    if (policy?.freezeFilesystem && source.kind !== "file") {
-      const mounts =
-        source.kind === "disk" ? source.mountPoints : source.mountPoint ? [source.mountPoint] : [];
-      if (mounts.length > 1) {
-        // The device provider freezes one filesystem; freezing several one after the other would
-        // not give one consistent moment either, so say so instead of pretending.
-        return new BulwarkError(
-          "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
-          `freezing ${mounts.length} mounted filesystems of disk ${target.value} at once is not supported; unmount all but one or back up its volumes`,
-          { details: { mountPoints: mounts } },
-        );
-      }
-      freeze = mounts[0];
-    }
-    return {
-      key: target.value,
-      kind: source.kind === "disk" ? "disk" : "volume",
-      source:
-        source.kind === "file"
-          ? { kind: "file", path: source.path }
-          : { kind: "device", devicePath: source.devicePath, ...(freeze ? { freeze } : {}) },
-    };
+    const chosen = backupSourceFor(source, target.value, job.policy);
+    if (chosen instanceof BulwarkError) return chosen;
+    return { key: target.value, kind: source.kind === "disk" ? "disk" : "volume", ...chosen };
   }
 
   private track(
@@ -568,7 +561,7 @@ export class AgentDaemon {
       BULWARK_JOB_ID: cmd.jobId,
       BULWARK_VOLUME: target.key,
       BULWARK_TARGET_KIND: target.kind,
-      BULWARK_DEVICE: target.source.kind === "file" ? target.source.path : target.source.devicePath,
+      BULWARK_DEVICE: target.devicePath,
     };
     this.track(cmd.jobId, "backup", async (job) => {
       const startedAt = this.now();

@@ -1,21 +1,81 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
+import { BulwarkError } from "@bulwark/errors";
 import {
   type Disk,
   type Inventory as InventoryMessage,
   PartitionTableType,
   type Volume,
 } from "@bulwark/protocol";
+import { type CommandRunner, runChecked } from "../command-runner.js";
+import { agentError } from "../errors.js";
 import type { Inventory, InventoryDisk, InventoryVolume } from "../inventory/model.js";
+import { parseLvsJson } from "../snapshot/lvm-commands.js";
 
 // The agent's storage as the control stream reports it (docs/protocol.md, Inventory) and the way
 // back from a volume ID in a BackupCommand to what runBackup reads. Volume IDs must survive device
 // renumbering, so a filesystem UUID is preferred over the device path.
 
-/** A volume the daemon can back up: a block device, or an image file it was told about. */
+/**
+ * A volume the daemon can back up: a block device, an LVM logical volume (snapshotted by LVM:
+ * thin LVs by the lvm-thin provider, classic ones by the lvm provider), or an image file it was
+ * told about.
+ */
 export type VolumeSource =
   | { kind: "device"; devicePath: string; mountPoint?: string }
+  | { kind: "lvm" | "lvm-thin"; vg: string; lv: string; devicePath: string; mountPoint?: string }
   | { kind: "file"; path: string };
+
+/** An LV as `lvs` reports it. */
+export interface LvmVolumeFacts {
+  vg: string;
+  lv: string;
+  /** A thin LV (lv_attr type `V`): the lvm-thin provider, with thin_delta change tracking. */
+  thin: boolean;
+  /** The thin pool of a thin LV ("" for a classic LV). */
+  pool: string;
+}
+
+/** The `lvs` call that tells which block devices are LVs, their VG/LV names and thin-ness. */
+export const LVS_ARGS = [
+  "--reportformat",
+  "json",
+  "-o",
+  "vg_name,lv_name,lv_attr,pool_lv,lv_dm_path",
+] as const;
+
+/**
+ * Device path → LV facts, keyed by the LV's device-mapper path (/dev/mapper/vg-lv, what lsblk
+ * reports) and by /dev/<vg>/<lv>. Throws BULWARK_AGENT_COMMAND_FAILED / _OUTPUT_INVALID.
+ */
+export async function lvmVolumes(runner: CommandRunner): Promise<Map<string, LvmVolumeFacts>> {
+  const facts = new Map<string, LvmVolumeFacts>();
+  const text = (await runChecked(runner, { command: "lvs", args: [...LVS_ARGS] })).stdout;
+  for (const row of parseLvsJson(text) as (ReturnType<typeof parseLvsJson>[number] & {
+    lv_dm_path?: string;
+  })[]) {
+    const attr = row.lv_attr ?? "";
+    // Pools, their hidden data/metadata LVs and other non-volumes have no snapshot of their own.
+    if (!/^[-oOVs]/.test(attr) || attr.startsWith("t")) continue;
+    if (typeof row.lv_dm_path !== "string" || !row.lv_dm_path.startsWith("/dev/")) {
+      throw agentError(
+        "BULWARK_AGENT_COMMAND_OUTPUT_INVALID",
+        `lvs row ${row.vg_name}/${row.lv_name} lacks lv_dm_path`,
+      );
+    }
+    const thin = attr.startsWith("V");
+    const fact = { vg: row.vg_name, lv: row.lv_name, thin, pool: thin ? (row.pool_lv ?? "") : "" };
+    facts.set(row.lv_dm_path, fact);
+    facts.set(`/dev/${row.vg_name}/${row.lv_name}`, fact);
+  }
+  return facts;
+}
+
+/** The providers a source can be backed up with, the preferred first (Volume.snapshot_providers). */
+export function providersOf(source: VolumeSource | DiskSource): string[] {
+  if (source.kind === "lvm" || source.kind === "lvm-thin") return [source.kind, "device"];
+  return [source.kind === "file" ? "file" : "device"];
+}
 
 /**
  * A whole disk the daemon can back up as one volume (partition table, gaps and every partition
@@ -61,6 +121,7 @@ export async function describeVolumes(
   inv: Inventory,
   imageFiles: string[],
   now: Date,
+  lvm: ReadonlyMap<string, LvmVolumeFacts> = new Map(),
 ): Promise<AgentVolumes> {
   const sources = new Map<string, VolumeSource>();
   const diskSources = new Map<string, DiskSource>();
@@ -71,7 +132,17 @@ export async function describeVolumes(
     if (sources.has(id)) id = `dev:${v.path}`;
     if (sources.has(id)) return id;
     const mountPoint = v.mountpoints[0];
-    sources.set(id, { kind: "device", devicePath: v.path, ...(mountPoint ? { mountPoint } : {}) });
+    const lv = v.kind === "lvm" ? lvm.get(v.path) : undefined;
+    const source: VolumeSource = lv
+      ? {
+          kind: lv.thin ? "lvm-thin" : "lvm",
+          vg: lv.vg,
+          lv: lv.lv,
+          devicePath: v.path,
+          ...(mountPoint ? { mountPoint } : {}),
+        }
+      : { kind: "device", devicePath: v.path, ...(mountPoint ? { mountPoint } : {}) };
+    sources.set(id, source);
     volumes.push({
       id,
       devicePath: v.path,
@@ -81,8 +152,8 @@ export async function describeVolumes(
         : undefined,
       mountPoints: v.mountpoints,
       diskId: disk,
-      snapshotProviders: v.kind === "lvm" ? ["lvm", "device"] : ["device"],
-      lvm: undefined,
+      snapshotProviders: providersOf(source),
+      lvm: lv ? { volumeGroup: lv.vg, logicalVolume: lv.lv, thinPool: lv.pool } : undefined,
     });
     return id;
   };
@@ -141,4 +212,59 @@ export async function describeVolumes(
     });
   }
   return { message: { collectedAt: now, disks, volumes }, sources, disks: diskSources };
+}
+
+/** What a backup command's policy asks of the snapshot (the BackupCommand's policy fields used here). */
+export interface SnapshotPolicy {
+  snapshotProvider?: string;
+  freezeFilesystem?: boolean;
+}
+
+export type BackupSource =
+  | { kind: "device"; devicePath: string; freeze?: string }
+  | { kind: "file"; path: string }
+  | { kind: "lvm" | "lvm-thin"; vg: string; lv: string };
+
+/**
+ * How runBackup reads a volume or disk for one job: the volume's own provider (an LVM snapshot
+ * for LVs) unless the policy names another one the volume offers (`device` for an LV); a provider
+ * the volume cannot use is refused with BULWARK_CONTROL_COMMAND_UNSUPPORTED, never swapped.
+ */
+export function backupSourceFor(
+  source: VolumeSource | DiskSource,
+  key: string,
+  policy: SnapshotPolicy | undefined,
+): { source: BackupSource; devicePath: string } | BulwarkError {
+  const offered = providersOf(source);
+  const wanted = policy?.snapshotProvider || offered[0]!;
+  if (!offered.includes(wanted)) {
+    return new BulwarkError(
+      "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+      `snapshot provider ${wanted} is not available for ${key} (it offers ${offered.join(", ")})`,
+      { details: { snapshotProvider: wanted, available: offered } },
+    );
+  }
+  if (source.kind === "file") return { source: { kind: "file", path: source.path }, devicePath: source.path };
+  if ((wanted === "lvm" || wanted === "lvm-thin") && (source.kind === "lvm" || source.kind === "lvm-thin")) {
+    // The LVM snapshot itself is the consistent moment; freezing is the device provider's way.
+    return { source: { kind: wanted, vg: source.vg, lv: source.lv }, devicePath: source.devicePath };
+  }
+  let freeze: string | undefined;
+  if (policy?.freezeFilesystem) {
+    const mounts = source.kind === "disk" ? source.mountPoints : source.mountPoint ? [source.mountPoint] : [];
+    if (mounts.length > 1) {
+      // The device provider freezes one filesystem; freezing several one after the other would
+      // not give one consistent moment either, so say so instead of pretending.
+      return new BulwarkError(
+        "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+        `freezing ${mounts.length} mounted filesystems of disk ${key} at once is not supported; unmount all but one or back up its volumes`,
+        { details: { mountPoints: mounts } },
+      );
+    }
+    freeze = mounts[0];
+  }
+  return {
+    source: { kind: "device", devicePath: source.devicePath, ...(freeze ? { freeze } : {}) },
+    devicePath: source.devicePath,
+  };
 }
