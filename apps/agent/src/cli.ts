@@ -6,6 +6,7 @@ import { FileByteSource, totalLength } from "@bulwark/filesystems";
 import { type BackupReport, runBackup } from "./backup.js";
 import { type CommandRunner, ProcessCommandRunner } from "./command-runner.js";
 import { RUN_USAGE, runCommand } from "./daemon/run-command.js";
+import { deviceBackupSource } from "./daemon/volumes.js";
 import { enroll } from "./identity/enroll.js";
 import { renewIfDue } from "./identity/renew.js";
 import { loadAgentIdentity } from "./identity/store.js";
@@ -40,6 +41,8 @@ const USAGE = `usage: bulwark-agent <command> [options]
   backup <device|image>          one-shot backup to a server: --volume-key KEY [--server URL]
                                  [--ca FILE --cert FILE --key FILE] [--bandwidth-limit BYTES/s]
                                  [--job ID] [--freeze MOUNTPOINT] [--streams N] [--threads N]
+                                 [--snapshot lvm|lvm-thin|device] (default: an LV's own
+                                 LVM snapshot, else the device)
 ${RESTORE_USAGE}
 ${RUN_USAGE}
 options: --json  --chunk-size BYTES  --state-dir DIR
@@ -60,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
       "bandwidth-limit": { type: "string" },
       job: { type: "string" },
       freeze: { type: "string" },
+      snapshot: { type: "string" },
       streams: { type: "string" },
       threads: { type: "string" },
       ca: { type: "string" },
@@ -296,10 +300,19 @@ async function backupCommand(
   const threads = positiveInt("threads", str("threads"));
   const json = values.json === true;
   let lastPrinted = 0;
+  const snapshot = str("snapshot");
+  if (snapshot && !isDevice && snapshot !== "file") {
+    throw new Error(`--snapshot ${snapshot}: ${target} is an image file (provider file)`);
+  }
+  // A block device by the daemon's rule: LVs by their LVM snapshot, other devices as they are.
+  const source = isDevice
+    ? await deviceBackupSource(new ProcessCommandRunner(), target, {
+        ...(snapshot ? { snapshotProvider: snapshot } : {}),
+        ...(freeze ? { freeze } : {}),
+      })
+    : ({ kind: "file", path: target } as const);
   return runBackup({
-    source: isDevice
-      ? { kind: "device", devicePath: target, ...(freeze ? { freeze } : {}) }
-      : { kind: "file", path: target },
+    source,
     ...(await backupEndpoint(values)),
     volumeKey: required("volume-key", str("volume-key"), "BULWARK_VOLUME_KEY"),
     stateDir: str("state-dir") ?? DEFAULT_STATE_DIR,

@@ -5,6 +5,7 @@ import {
   type BackupSource,
   backupSourceFor,
   describeVolumes,
+  deviceBackupSource,
   LVS_ARGS,
   lvmVolumes,
 } from "../src/daemon/volumes.js";
@@ -163,5 +164,64 @@ describe("daemon volumes on LVM", () => {
       stderr: "No volume groups",
     });
     await expect(lvmVolumes(failing)).rejects.toMatchObject({ code: "BULWARK_AGENT_COMMAND_FAILED" });
+  });
+});
+
+describe("one-shot backup of a device (bulwark-agent backup)", () => {
+  const runner = () => {
+    const l = lsblkCommand();
+    return new ScriptedRunner()
+      .on([l.command, ...l.args], { stdout: lsblk })
+      .on(["lvs", ...LVS_ARGS], { stdout: LVS });
+  };
+  // /dev/vg0/root and /dev/mapper/vg0-root both lead to /dev/dm-0 (symlinks on a real machine).
+  const links: Record<string, string> = {
+    "/dev/vg0/root": "/dev/dm-0",
+    "/dev/mapper/vg0-root": "/dev/dm-0",
+    "/dev/mapper/vg0-home": "/dev/dm-1",
+  };
+  const resolvePath = async (p: string) => links[p] ?? p;
+
+  it("uses the LV's own snapshot, found through any of its device names", async () => {
+    const r = runner();
+    expect(await deviceBackupSource(r, "/dev/vg0/root", { resolvePath })).toEqual({
+      kind: "lvm-thin",
+      vg: "vg0",
+      lv: "root",
+    });
+    expect(r.commandLines).toEqual([
+      `lsblk ${lsblkCommand().args.join(" ")}`,
+      "lvs --reportformat json -o vg_name,lv_name,lv_attr,pool_lv,lv_dm_path",
+    ]);
+    expect(await deviceBackupSource(runner(), "/dev/mapper/vg0-home", { resolvePath })).toEqual({
+      kind: "lvm",
+      vg: "vg0",
+      lv: "home",
+    });
+    expect(await deviceBackupSource(runner(), "/dev/sda1", { resolvePath })).toEqual({
+      kind: "device",
+      devicePath: "/dev/sda1",
+    });
+  });
+
+  it("--freeze keeps the device provider; --snapshot must be one the volume offers", async () => {
+    expect(await deviceBackupSource(runner(), "/dev/vg0/root", { resolvePath, freeze: "/" })).toEqual({
+      kind: "device",
+      devicePath: "/dev/mapper/vg0-root",
+      freeze: "/",
+    });
+    await expect(
+      deviceBackupSource(runner(), "/dev/vg0/root", {
+        resolvePath,
+        freeze: "/",
+        snapshotProvider: "lvm-thin",
+      }),
+    ).rejects.toMatchObject({ code: "BULWARK_CONTROL_COMMAND_UNSUPPORTED" });
+    await expect(
+      deviceBackupSource(runner(), "/dev/vg0/root", { resolvePath, snapshotProvider: "lvm" }),
+    ).rejects.toMatchObject({ code: "BULWARK_CONTROL_COMMAND_UNSUPPORTED" });
+    await expect(
+      deviceBackupSource(runner(), "/dev/sda1", { resolvePath, snapshotProvider: "lvm" }),
+    ).rejects.toMatchObject({ code: "BULWARK_CONTROL_COMMAND_UNSUPPORTED" });
   });
 });

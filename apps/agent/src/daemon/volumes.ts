@@ -1,4 +1,4 @@
-import { stat } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { BulwarkError } from "@bulwark/errors";
 import {
@@ -9,6 +9,7 @@ import {
 } from "@bulwark/protocol";
 import { type CommandRunner, runChecked } from "../command-runner.js";
 import { agentError } from "../errors.js";
+import { collectInventory } from "../inventory/index.js";
 import type { Inventory, InventoryDisk, InventoryVolume } from "../inventory/model.js";
 import { parseLvsJson } from "../snapshot/lvm-commands.js";
 
@@ -267,4 +268,45 @@ export function backupSourceFor(
     source: { kind: "device", devicePath: source.devicePath, ...(freeze ? { freeze } : {}) },
     devicePath: source.devicePath,
   };
+}
+
+/**
+ * The one-shot `backup <device>`'s source, by the daemon's rule: an LV (per lsblk and lvs) by its
+ * LVM snapshot, anything else as the device. `snapshotProvider` picks another provider the volume
+ * offers (refused otherwise, like a policy); `--freeze MOUNTPOINT` without it keeps the device
+ * provider, which is the one that freezes.
+ */
+export async function deviceBackupSource(
+  runner: CommandRunner,
+  devicePath: string,
+  opts: { snapshotProvider?: string; freeze?: string; resolvePath?: (p: string) => Promise<string> } = {},
+): Promise<BackupSource> {
+  const resolvePath = opts.resolvePath ?? ((p: string) => realpath(p).catch(() => p));
+  const inv = await collectInventory(runner, "linux");
+  const lvs = inv.disks.some((d) =>
+    [...d.volumes, ...d.partitions.flatMap((p) => p.volumes)].some((v) => v.kind === "lvm"),
+  );
+  const described = await describeVolumes(inv, [], new Date(), lvs ? await lvmVolumes(runner) : undefined);
+  // /dev/vg/lv, /dev/mapper/vg-lv and /dev/dm-N name one device: compare where they lead.
+  const wanted = await resolvePath(devicePath);
+  let found: VolumeSource | undefined;
+  for (const s of described.sources.values()) {
+    if (s.kind !== "file" && (s.devicePath === devicePath || (await resolvePath(s.devicePath)) === wanted)) {
+      found = s;
+      break;
+    }
+  }
+  const freeze = opts.freeze;
+  const source: VolumeSource = found ?? { kind: "device", devicePath };
+  const provider = opts.snapshotProvider ?? (freeze ? "device" : undefined);
+  const chosen = backupSourceFor(source, devicePath, provider ? { snapshotProvider: provider } : undefined);
+  if (chosen instanceof BulwarkError) throw chosen;
+  if (chosen.source.kind === "device" && freeze) return { ...chosen.source, freeze };
+  if (freeze && chosen.source.kind !== "device") {
+    throw new BulwarkError(
+      "BULWARK_CONTROL_COMMAND_UNSUPPORTED",
+      `--freeze works with the device provider only; ${chosen.source.kind} snapshots ${devicePath} itself`,
+    );
+  }
+  return chosen.source;
 }
