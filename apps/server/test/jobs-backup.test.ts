@@ -173,16 +173,29 @@ describe("backup jobs across two server nodes", () => {
       const { repo } = await nodeB.control.registry.get(h.repositoryId);
       expect((await repo.listPoints()).map((p) => p.id)).toContain(pinnedPoint.indexRef);
 
-      await nbd.exports.closeExport(opened.id, { actorType: "SYSTEM" });
-      expect(await h.db.catalog.exportPin.count({ where: { backupId: pinnedPoint.id } })).toBe(0);
+      // Deleted by hand while exported (what REST DELETE /backups/:id does): marked DELETING, but
+      // prune leaves its index until the export has ended.
+      await h.db.catalog.backup.update({
+        where: { id: pinnedPoint.id },
+        data: { status: "DELETING", deletingSince: new Date() },
+      });
       const third = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
       expect((await settled(third, 120_000)).state).toBe("SUCCEEDED");
-      const after = (await pruneOf(third, 120_000)).result as {
-        deleted: { id: string }[];
+      const during = (await pruneOf(third, 120_000)).result as { finishedEarlierDeletes: string[] };
+      expect(during.finishedEarlierDeletes).not.toContain(pinnedPoint.id);
+      expect((await repo.listPoints()).map((p) => p.id)).toContain(pinnedPoint.indexRef);
+
+      await nbd.exports.closeExport(opened.id, { actorType: "SYSTEM" });
+      expect(await h.db.catalog.exportPin.count({ where: { backupId: pinnedPoint.id } })).toBe(0);
+      const fourth = await nodeA.jobs.enqueueBackupNow(agent.id, volume.id, null);
+      expect((await settled(fourth, 120_000)).state).toBe("SUCCEEDED");
+      const after = (await pruneOf(fourth, 120_000)).result as {
+        finishedEarlierDeletes: string[];
         pinned: unknown[];
       };
       expect(after.pinned).toEqual([]);
-      expect(after.deleted.map((d) => d.id)).toContain(pinnedPoint.id);
+      expect(after.finishedEarlierDeletes).toContain(pinnedPoint.id);
+      expect((await repo.listPoints()).map((p) => p.id)).not.toContain(pinnedPoint.indexRef);
       // A DELETING point cannot be exported any more.
       await expect(
         nbd.exports.openExport({ backupId: pinnedPoint.id, requestedBy: { actorType: "SYSTEM" } }),

@@ -205,6 +205,8 @@ async function prunePoints(
       repositoryId: p.repositoryId,
       status: "DELETING",
       id: { notIn: deleted.map((d) => d.id) },
+      // Deleted by hand (REST) while an export was open: its index waits for the pin to end.
+      exportPins: { none: { expiresAt: { gt: now } } },
     },
     select: { id: true, indexRef: true },
   });
