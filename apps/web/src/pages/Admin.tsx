@@ -5,8 +5,9 @@ import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan, useMe } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
+import { ListTable, PagedList, SearchFilter } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { dayToIso, Pager, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
+import { dayToIso, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
 const TABS = [
   { id: "users", label: "Users" },
@@ -72,15 +73,7 @@ function Users() {
       <h2 id="users-heading">Users and roles</h2>
       {action.error && <ErrorBox message={action.error} />}
       <form className="filters" aria-label="Filter users" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Search e-mail or name
-          <input
-            type="search"
-            maxLength={200}
-            value={searchBox.value}
-            onChange={(e) => searchBox.onChange(e.target.value)}
-          />
-        </label>
+        <SearchFilter label="Search e-mail or name" box={searchBox} />
         <label>
           Role
           <select value={roleFilter} onChange={(e) => params.setFilters({ role: e.target.value })}>
@@ -92,77 +85,60 @@ function Users() {
         </label>
         <ResetFilters params={params} />
       </form>
-      <Show loaded={users} what="users" onRetry={reload}>
-        {(page) => (
-          <>
-            {page.items.length === 0 ? (
-              <Empty>No user matches these filters.</Empty>
-            ) : (
-              <div className="table-wrap">
-                <table>
-                  <caption className="visually-hidden">Users</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">E-mail</th>
-                      <th scope="col">Name</th>
-                      <th scope="col">Role</th>
-                      <th scope="col">Last login</th>
-                      <th scope="col">Account</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.items.map((u) => (
-                      <tr key={u.id}>
-                        <th scope="row">{u.email}</th>
-                        <td>{u.displayName}</td>
-                        <td>
-                          {manage && u.id !== me.user.id ? (
-                            <select
-                              aria-label={`Role of ${u.email}`}
-                              value={u.role}
-                              onChange={(e) =>
-                                void action
-                                  .run(() => api.updateUser(u.id, { role: roleSchema.parse(e.target.value) }))
-                                  .then(reload)
-                              }
-                            >
-                              {roleSchema.options.map((r) => (
-                                <option key={r}>{r}</option>
-                              ))}
-                            </select>
-                          ) : (
-                            u.role
-                          )}
-                        </td>
-                        <td>{formatTime(u.lastLoginAt)}</td>
-                        <td>
-                          {manage && u.id !== me.user.id ? (
-                            <button
-                              type="button"
-                              onClick={() =>
-                                void action
-                                  .run(() => api.updateUser(u.id, { disabled: !u.disabled }))
-                                  .then(reload)
-                              }
-                            >
-                              {u.disabled ? `Enable ${u.email}` : `Disable ${u.email}`}
-                            </button>
-                          ) : u.disabled ? (
-                            "disabled"
-                          ) : (
-                            "active"
-                          )}
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="users" />
-          </>
+      <PagedList
+        loaded={users}
+        onRetry={reload}
+        params={params}
+        what="users"
+        empty="No user matches these filters."
+      >
+        {(items) => (
+          <ListTable caption="Users" columns={["E-mail", "Name", "Role", "Last login", "Account"]}>
+            {items.map((u) => (
+              <tr key={u.id}>
+                <th scope="row">{u.email}</th>
+                <td>{u.displayName}</td>
+                <td>
+                  {manage && u.id !== me.user.id ? (
+                    <select
+                      aria-label={`Role of ${u.email}`}
+                      value={u.role}
+                      onChange={(e) =>
+                        void action
+                          .run(() => api.updateUser(u.id, { role: roleSchema.parse(e.target.value) }))
+                          .then(reload)
+                      }
+                    >
+                      {roleSchema.options.map((r) => (
+                        <option key={r}>{r}</option>
+                      ))}
+                    </select>
+                  ) : (
+                    u.role
+                  )}
+                </td>
+                <td>{formatTime(u.lastLoginAt)}</td>
+                <td>
+                  {manage && u.id !== me.user.id ? (
+                    <button
+                      type="button"
+                      onClick={() =>
+                        void action.run(() => api.updateUser(u.id, { disabled: !u.disabled })).then(reload)
+                      }
+                    >
+                      {u.disabled ? `Enable ${u.email}` : `Disable ${u.email}`}
+                    </button>
+                  ) : u.disabled ? (
+                    "disabled"
+                  ) : (
+                    "active"
+                  )}
+                </td>
+              </tr>
+            ))}
+          </ListTable>
         )}
-      </Show>
+      </PagedList>
       {manage && (
         <form
           className="card"
@@ -278,60 +254,47 @@ function Tokens() {
           <ResetFilters params={params} />
         </form>
       )}
-      <Show loaded={tokens} what="API tokens" onRetry={reload}>
-        {(page) => (
+      <PagedList
+        loaded={tokens}
+        onRetry={reload}
+        params={params}
+        what="API tokens"
+        empty={
           <>
-            {page.items.length === 0 ? (
-              <Empty>
-                {everyone ? "No API tokens yet." : "You have no API tokens."} Scripts and the{" "}
-                <code>bulwark</code> CLI log in with one.
-              </Empty>
-            ) : (
-              <div className="table-wrap">
-                <table>
-                  <caption className="visually-hidden">API tokens</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Name</th>
-                      <th scope="col">Prefix</th>
-                      <th scope="col">Role</th>
-                      <th scope="col">Last used</th>
-                      <th scope="col">State</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.items.map((t) => (
-                      <tr key={t.id}>
-                        <th scope="row">{t.name}</th>
-                        <td>
-                          <code>{t.prefix}</code>
-                        </td>
-                        <td>{t.role ?? "owner's"}</td>
-                        <td>{formatTime(t.lastUsedAt)}</td>
-                        <td>
-                          {t.revokedAt ? (
-                            "revoked"
-                          ) : manage ? (
-                            <button
-                              type="button"
-                              onClick={() => void action.run(() => api.revokeApiToken(t.id)).then(reload)}
-                            >
-                              Revoke {t.name}
-                            </button>
-                          ) : (
-                            "active"
-                          )}
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="API tokens" />
+            {everyone ? "No API tokens yet." : "You have no API tokens."} Scripts and the <code>bulwark</code>{" "}
+            CLI log in with one.
           </>
+        }
+      >
+        {(items) => (
+          <ListTable caption="API tokens" columns={["Name", "Prefix", "Role", "Last used", "State"]}>
+            {items.map((t) => (
+              <tr key={t.id}>
+                <th scope="row">{t.name}</th>
+                <td>
+                  <code>{t.prefix}</code>
+                </td>
+                <td>{t.role ?? "owner's"}</td>
+                <td>{formatTime(t.lastUsedAt)}</td>
+                <td>
+                  {t.revokedAt ? (
+                    "revoked"
+                  ) : manage ? (
+                    <button
+                      type="button"
+                      onClick={() => void action.run(() => api.revokeApiToken(t.id)).then(reload)}
+                    >
+                      Revoke {t.name}
+                    </button>
+                  ) : (
+                    "active"
+                  )}
+                </td>
+              </tr>
+            ))}
+          </ListTable>
         )}
-      </Show>
+      </PagedList>
     </section>
   );
 }
@@ -387,51 +350,33 @@ function Audit() {
         </label>
         <ResetFilters params={params} />
       </form>
-      <Show loaded={events} what="the audit log" onRetry={reload}>
-        {(page) => (
-          <>
-            {page.items.length === 0 ? (
-              <Empty>
-                {params.filtered ? "No audit events match these filters." : "The audit log is empty."}
-              </Empty>
-            ) : (
-              <div className="table-wrap">
-                <table>
-                  <caption className="visually-hidden">Audit events, newest first</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">When</th>
-                      <th scope="col">Who</th>
-                      <th scope="col">Action</th>
-                      <th scope="col">Target</th>
-                      <th scope="col">Outcome</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.items.map((e) => (
-                      <tr key={e.id}>
-                        <td>{formatTime(e.at)}</td>
-                        <td>{e.actorName ?? e.actorType.toLowerCase()}</td>
-                        <td>
-                          <code>{e.action}</code>
-                        </td>
-                        <td>{e.targetType ? `${e.targetType} ${e.targetId?.slice(0, 8) ?? ""}` : "—"}</td>
-                        <td className={e.outcome === "SUCCESS" ? "good" : "problem"}>{e.outcome}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-            <Pager
-              params={params}
-              count={page.items.length}
-              nextCursor={page.nextCursor}
-              what="audit events"
-            />
-          </>
+      <PagedList
+        loaded={events}
+        onRetry={reload}
+        loading="the audit log"
+        params={params}
+        what="audit events"
+        empty={params.filtered ? "No audit events match these filters." : "The audit log is empty."}
+      >
+        {(items) => (
+          <ListTable
+            caption="Audit events, newest first"
+            columns={["When", "Who", "Action", "Target", "Outcome"]}
+          >
+            {items.map((e) => (
+              <tr key={e.id}>
+                <td>{formatTime(e.at)}</td>
+                <td>{e.actorName ?? e.actorType.toLowerCase()}</td>
+                <td>
+                  <code>{e.action}</code>
+                </td>
+                <td>{e.targetType ? `${e.targetType} ${e.targetId?.slice(0, 8) ?? ""}` : "—"}</td>
+                <td className={e.outcome === "SUCCESS" ? "good" : "problem"}>{e.outcome}</td>
+              </tr>
+            ))}
+          </ListTable>
         )}
-      </Show>
+      </PagedList>
     </section>
   );
 }
@@ -457,38 +402,26 @@ function Repositories() {
           page.items.length === 0 ? (
             <Empty>No repository is set up.</Empty>
           ) : (
-            <div className="table-wrap">
-              <table>
-                <caption className="visually-hidden">Repository status</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Stored</th>
-                    <th scope="col">Dedup / compression</th>
-                    <th scope="col">Restore points</th>
-                    <th scope="col">Last verify</th>
-                    <th scope="col">Last GC</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.items.map((r) => (
-                    <tr key={r.id}>
-                      <th scope="row">
-                        {r.name} <span className="meta">({r.kind.toLowerCase()})</span>
-                      </th>
-                      <td>{formatBytes(r.storedBytes)}</td>
-                      <td>
-                        {r.dedupRatio === null ? "—" : `${r.dedupRatio.toFixed(2)}×`} /{" "}
-                        {r.compressionRatio === null ? "—" : `${r.compressionRatio.toFixed(2)}×`}
-                      </td>
-                      <td>{r.backupCount}</td>
-                      <td>{run(r.lastVerify)}</td>
-                      <td>{run(r.lastGc)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <ListTable
+              caption="Repository status"
+              columns={["Name", "Stored", "Dedup / compression", "Restore points", "Last verify", "Last GC"]}
+            >
+              {page.items.map((r) => (
+                <tr key={r.id}>
+                  <th scope="row">
+                    {r.name} <span className="meta">({r.kind.toLowerCase()})</span>
+                  </th>
+                  <td>{formatBytes(r.storedBytes)}</td>
+                  <td>
+                    {r.dedupRatio === null ? "—" : `${r.dedupRatio.toFixed(2)}×`} /{" "}
+                    {r.compressionRatio === null ? "—" : `${r.compressionRatio.toFixed(2)}×`}
+                  </td>
+                  <td>{r.backupCount}</td>
+                  <td>{run(r.lastVerify)}</td>
+                  <td>{run(r.lastGc)}</td>
+                </tr>
+              ))}
+            </ListTable>
           )
         }
       </Show>

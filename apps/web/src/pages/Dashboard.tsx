@@ -5,7 +5,8 @@ import { href } from "../router";
 import { useCan } from "../session";
 import { StoredBytesChart } from "../ui/chart";
 import { formatAgo, formatBytes } from "../ui/format";
-import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
+import { JOB_COLUMNS, JobRow } from "../ui/jobs";
+import { ListTable } from "../ui/lists";
 import { Empty, Show, useLoad } from "../ui/load";
 
 const DAY_MS = 86_400_000;
@@ -165,17 +166,11 @@ export function DashboardPage() {
                     </a>
                   </p>
                 )}
-                <div className="table-wrap">
-                  <table>
-                    <caption className="visually-hidden">Jobs of the last 24 hours, failures first</caption>
-                    {JOB_TABLE_HEAD}
-                    <tbody>
-                      {sortJobsFailuresFirst(page.items).map((j) => (
-                        <JobRow key={j.id} job={j} />
-                      ))}
-                    </tbody>
-                  </table>
-                </div>
+                <ListTable caption="Jobs of the last 24 hours, failures first" columns={JOB_COLUMNS}>
+                  {sortJobsFailuresFirst(page.items).map((j) => (
+                    <JobRow key={j.id} job={j} />
+                  ))}
+                </ListTable>
               </>
             )
           }

@@ -14,7 +14,8 @@ import { canControlJob } from "../roles";
 import { href, navigate, useRoute } from "../router";
 import { useMe } from "../session";
 import { formatBytes, formatClock, formatTime } from "../ui/format";
-import { JOB_TABLE_HEAD, JobRow, jobKindLabel } from "../ui/jobs";
+import { JOB_COLUMNS, JobRow, jobKindLabel } from "../ui/jobs";
+import { ListTable } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad, Waiting } from "../ui/load";
 import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
 import { isTerminal, JobLiveView, useLiveJob } from "../ui/progress";
@@ -109,17 +110,15 @@ export function JobsPage({ selected }: { selected?: string }) {
             {page.items.length === 0 ? (
               <Empty>{params.filtered ? "No jobs match these filters." : "No jobs yet."}</Empty>
             ) : (
-              <div className="table-wrap" aria-busy={jobs.state === "ok" && jobs.stale}>
-                <table>
-                  <caption className="visually-hidden">Jobs, newest first</caption>
-                  {JOB_TABLE_HEAD}
-                  <tbody>
-                    {page.items.map((j) => (
-                      <JobRow key={j.id} job={j} keep={keep} />
-                    ))}
-                  </tbody>
-                </table>
-              </div>
+              <ListTable
+                caption="Jobs, newest first"
+                columns={JOB_COLUMNS}
+                busy={jobs.state === "ok" && jobs.stale}
+              >
+                {page.items.map((j) => (
+                  <JobRow key={j.id} job={j} keep={keep} />
+                ))}
+              </ListTable>
             )}
             <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="jobs" />
           </>

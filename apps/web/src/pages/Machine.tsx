@@ -6,7 +6,8 @@ import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatBytes, formatTime } from "../ui/format";
-import { JOB_TABLE_HEAD, JobRow } from "../ui/jobs";
+import { JOB_COLUMNS, JobRow } from "../ui/jobs";
+import { ListTable } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
 
@@ -247,17 +248,11 @@ export function MachinePage({ id }: { id: string }) {
                         : "No jobs for this machine yet."}
                     </Empty>
                   ) : (
-                    <div className="table-wrap">
-                      <table>
-                        <caption className="visually-hidden">Jobs of {a.hostname}</caption>
-                        {JOB_TABLE_HEAD}
-                        <tbody>
-                          {page.items.map((j) => (
-                            <JobRow key={j.id} job={j} />
-                          ))}
-                        </tbody>
-                      </table>
-                    </div>
+                    <ListTable caption={<>Jobs of {a.hostname}</>} columns={JOB_COLUMNS}>
+                      {page.items.map((j) => (
+                        <JobRow key={j.id} job={j} />
+                      ))}
+                    </ListTable>
                   )}
                   <Pager
                     params={jobList}

@@ -5,8 +5,9 @@ import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatTime } from "../ui/format";
-import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { Pager, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
+import { ListTable, PagedList, SearchFilter } from "../ui/lists";
+import { ErrorBox, useAction, useLoad } from "../ui/load";
+import { ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
 const MACHINE_FILTERS = ["search", "group", "tag", "status"] as const;
 
@@ -41,15 +42,7 @@ export function MachinesPage() {
       {mayEnroll && <EnrollPanel groups={groups.state === "ok" ? groups.data.items : []} />}
       {mayGroup && <NewGroup onCreated={reloadGroups} />}
       <form className="filters" aria-label="Filter machines" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Search hostname
-          <input
-            type="search"
-            maxLength={200}
-            value={searchBox.value}
-            onChange={(e) => searchBox.onChange(e.target.value)}
-          />
-        </label>
+        <SearchFilter label="Search hostname" box={searchBox} />
         <label>
           Group
           <select value={group} onChange={(e) => params.setFilters({ group: e.target.value })}>
@@ -85,58 +78,46 @@ export function MachinesPage() {
         </label>
         <ResetFilters params={params} />
       </form>
-      <Show loaded={agents} what="machines" onRetry={reload}>
-        {(page) => (
-          <>
-            {page.items.length === 0 ? (
-              <Empty>
-                {params.filtered
-                  ? "No machine matches these filters."
-                  : mayEnroll
-                    ? "No machines are enrolled yet. Use “Enroll a machine” above to add one."
-                    : "No machines are enrolled yet."}
-              </Empty>
-            ) : (
-              <div className="table-wrap" aria-busy={agents.state === "ok" && agents.stale}>
-                <table>
-                  <caption className="visually-hidden">Machines</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Hostname</th>
-                      <th scope="col">Status</th>
-                      <th scope="col">OS</th>
-                      <th scope="col">Groups</th>
-                      <th scope="col">Tags</th>
-                      <th scope="col">Last seen</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.items.map((a) => (
-                      <tr key={a.id}>
-                        <th scope="row">
-                          <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>
-                        </th>
-                        <td>
-                          <span className={a.status === "REVOKED" ? "problem" : a.online ? "good" : ""}>
-                            {a.status === "REVOKED" ? "revoked" : a.online ? "online" : "offline"}
-                          </span>
-                        </td>
-                        <td>
-                          {a.os} {a.osVersion ?? ""}
-                        </td>
-                        <td>{a.groups.map((g) => g.name).join(", ") || "—"}</td>
-                        <td>{a.tags.join(", ") || "—"}</td>
-                        <td title={formatTime(a.lastSeenAt)}>{formatAgo(a.lastSeenAt)}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="machines" />
-          </>
+      <PagedList
+        loaded={agents}
+        onRetry={reload}
+        params={params}
+        what="machines"
+        empty={
+          params.filtered
+            ? "No machine matches these filters."
+            : mayEnroll
+              ? "No machines are enrolled yet. Use “Enroll a machine” above to add one."
+              : "No machines are enrolled yet."
+        }
+      >
+        {(items) => (
+          <ListTable
+            caption="Machines"
+            columns={["Hostname", "Status", "OS", "Groups", "Tags", "Last seen"]}
+            busy={agents.state === "ok" && agents.stale}
+          >
+            {items.map((a) => (
+              <tr key={a.id}>
+                <th scope="row">
+                  <a href={href(`/machines/${a.id}`)}>{a.hostname}</a>
+                </th>
+                <td>
+                  <span className={a.status === "REVOKED" ? "problem" : a.online ? "good" : ""}>
+                    {a.status === "REVOKED" ? "revoked" : a.online ? "online" : "offline"}
+                  </span>
+                </td>
+                <td>
+                  {a.os} {a.osVersion ?? ""}
+                </td>
+                <td>{a.groups.map((g) => g.name).join(", ") || "—"}</td>
+                <td>{a.tags.join(", ") || "—"}</td>
+                <td title={formatTime(a.lastSeenAt)}>{formatAgo(a.lastSeenAt)}</td>
+              </tr>
+            ))}
+          </ListTable>
         )}
-      </Show>
+      </PagedList>
     </>
   );
 }

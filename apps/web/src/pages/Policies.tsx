@@ -3,8 +3,9 @@
 import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan } from "../session";
-import { Empty, Show, useLoad } from "../ui/load";
-import { Pager, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
+import { ListTable, PagedList, SearchFilter } from "../ui/lists";
+import { useLoad } from "../ui/load";
+import { ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
 const POLICY_FILTERS = ["search"] as const;
 
@@ -34,59 +35,37 @@ export function PoliciesPage() {
         </p>
       )}
       <form className="filters" aria-label="Filter policies" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Search name
-          <input
-            type="search"
-            maxLength={200}
-            value={searchBox.value}
-            onChange={(e) => searchBox.onChange(e.target.value)}
-          />
-        </label>
+        <SearchFilter label="Search name" box={searchBox} />
         <ResetFilters params={params} />
       </form>
-      <Show loaded={policies} what="policies" onRetry={reload}>
-        {(page) => (
-          <>
-            {page.items.length === 0 ? (
-              <Empty>
-                {params.filtered
-                  ? "No policy matches this search."
-                  : "No policies yet: nothing is backed up on a schedule."}
-              </Empty>
-            ) : (
-              <div className="table-wrap">
-                <table>
-                  <caption className="visually-hidden">Backup policies</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Name</th>
-                      <th scope="col">Schedule</th>
-                      <th scope="col">Retention</th>
-                      <th scope="col">State</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.items.map((p) => (
-                      <tr key={p.id}>
-                        <th scope="row">
-                          <a href={href(`/policies/${p.id}`)}>{p.name}</a>
-                        </th>
-                        <td>
-                          <code>{p.scheduleCron}</code> ({p.timezone})
-                        </td>
-                        <td>{describeRetention(p.retention)}</td>
-                        <td>{p.enabled ? "enabled" : "disabled"}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="policies" />
-          </>
+      <PagedList
+        loaded={policies}
+        onRetry={reload}
+        params={params}
+        what="policies"
+        empty={
+          params.filtered
+            ? "No policy matches this search."
+            : "No policies yet: nothing is backed up on a schedule."
+        }
+      >
+        {(items) => (
+          <ListTable caption="Backup policies" columns={["Name", "Schedule", "Retention", "State"]}>
+            {items.map((p) => (
+              <tr key={p.id}>
+                <th scope="row">
+                  <a href={href(`/policies/${p.id}`)}>{p.name}</a>
+                </th>
+                <td>
+                  <code>{p.scheduleCron}</code> ({p.timezone})
+                </td>
+                <td>{describeRetention(p.retention)}</td>
+                <td>{p.enabled ? "enabled" : "disabled"}</td>
+              </tr>
+            ))}
+          </ListTable>
         )}
-      </Show>
+      </PagedList>
     </>
   );
 }

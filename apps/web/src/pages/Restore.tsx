@@ -5,8 +5,9 @@ import { useState } from "react";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { formatBytes, formatTime } from "../ui/format";
+import { PagedList, PageOf, SearchFilter } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { Pager, useDebouncedFilter, useListParams } from "../ui/paging";
+import { useDebouncedFilter, useListParams } from "../ui/paging";
 import { JobLive } from "../ui/progress";
 
 type Mode = "files" | "volume";
@@ -92,37 +93,28 @@ function PickMachine({ onPick }: { onPick: (id: string) => void }) {
     <section aria-labelledby="pick-machine-heading">
       <h2 id="pick-machine-heading">Whose data?</h2>
       <form className="filters" aria-label="Find a machine" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Search hostname
-          <input
-            type="search"
-            maxLength={200}
-            value={searchBox.value}
-            onChange={(e) => searchBox.onChange(e.target.value)}
-          />
-        </label>
+        <SearchFilter label="Search hostname" box={searchBox} />
       </form>
-      <Show loaded={agents} what="machines" onRetry={reload}>
-        {(page) => (
-          <>
-            {page.items.length === 0 ? (
-              <Empty>{search ? "No machine matches this search." : "No machines are enrolled yet."}</Empty>
-            ) : (
-              <ul className="pick-list">
-                {page.items.map((a) => (
-                  <li key={a.id}>
-                    <button type="button" onClick={() => onPick(a.id)}>
-                      {a.hostname}
-                    </button>{" "}
-                    <span className="meta">{a.online ? "online" : "offline"}</span>
-                  </li>
-                ))}
-              </ul>
-            )}
-            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="machines" />
-          </>
+      <PagedList
+        loaded={agents}
+        onRetry={reload}
+        params={params}
+        what="machines"
+        empty={search ? "No machine matches this search." : "No machines are enrolled yet."}
+      >
+        {(items) => (
+          <ul className="pick-list">
+            {items.map((a) => (
+              <li key={a.id}>
+                <button type="button" onClick={() => onPick(a.id)}>
+                  {a.hostname}
+                </button>{" "}
+                <span className="meta">{a.online ? "online" : "offline"}</span>
+              </li>
+            ))}
+          </ul>
         )}
-      </Show>
+      </PagedList>
     </section>
   );
 }
@@ -160,28 +152,27 @@ function PickPoint({
         {({ agent, backups: page }) => (
           <>
             <h2 id="pick-point-heading">Restore points of {agent.hostname}</h2>
-            {page.items.length === 0 ? (
-              <Empty>This machine has no restore point yet.</Empty>
-            ) : (
-              <ul className="pick-list">
-                {page.items.map((b) => (
-                  <li key={b.id}>
-                    <button type="button" onClick={() => onPick(b)}>
-                      {formatTime(b.capturedAt)}
-                    </button>{" "}
-                    <span className="meta">
-                      {volumeName(agent, b.volumeId)}, {formatBytes(b.volumeSize)}
-                    </span>
-                  </li>
-                ))}
-              </ul>
-            )}
-            <Pager
+            <PageOf
+              page={page}
               params={params}
-              count={page.items.length}
-              nextCursor={page.nextCursor}
               what="restore points"
-            />
+              empty="This machine has no restore point yet."
+            >
+              {(items) => (
+                <ul className="pick-list">
+                  {items.map((b) => (
+                    <li key={b.id}>
+                      <button type="button" onClick={() => onPick(b)}>
+                        {formatTime(b.capturedAt)}
+                      </button>{" "}
+                      <span className="meta">
+                        {volumeName(agent, b.volumeId)}, {formatBytes(b.volumeSize)}
+                      </span>
+                    </li>
+                  ))}
+                </ul>
+              )}
+            </PageOf>
             <p>
               <button type="button" className="secondary" onClick={onBack}>
                 Back: pick another machine

@@ -9,17 +9,8 @@ export function jobKindLabel(kind: Job["kind"]): string {
   return kind.toLowerCase().replace("_", " ");
 }
 
-export const JOB_TABLE_HEAD = (
-  <thead>
-    <tr>
-      <th scope="col">Job</th>
-      <th scope="col">State</th>
-      <th scope="col">Progress</th>
-      <th scope="col">Created</th>
-      <th scope="col">Problem</th>
-    </tr>
-  </thead>
-);
+/** Column headings of a ListTable of JobRows. */
+export const JOB_COLUMNS = ["Job", "State", "Progress", "Created", "Problem"] as const;
 
 /** `keep`: the Jobs page's filters and position, so opening a job leaves the list as it was. */
 export function JobRow({ job, keep }: { job: Job; keep?: Record<string, string> }) {

@@ -1,0 +1,103 @@
+// The pieces every paged list repeats: the search box of its filter form, the empty message or the
+// rows, the pager under them, and the table with a hidden caption and column headings.
+import type { ReactNode } from "react";
+import { Empty, type Loaded, Show } from "./load";
+import { type ListParams, Pager } from "./paging";
+
+/** One page of a keyset-paged API answer. */
+export interface ListPage<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+/** A search input bound to a debounced address filter (see useDebouncedFilter). */
+export function SearchFilter({
+  label,
+  box,
+}: {
+  label: string;
+  box: { value: string; onChange(v: string): void };
+}) {
+  return (
+    <label>
+      {label}
+      <input type="search" maxLength={200} value={box.value} onChange={(e) => box.onChange(e.target.value)} />
+    </label>
+  );
+}
+
+/** A loaded page: the empty message or the rows, then the pager. `what` names the entries in the pager. */
+export function PageOf<T, F extends string>({
+  page,
+  params,
+  what,
+  empty,
+  children,
+}: {
+  page: ListPage<T>;
+  params: ListParams<F>;
+  what: string;
+  empty: ReactNode;
+  children: (items: T[]) => ReactNode;
+}) {
+  return (
+    <>
+      {page.items.length === 0 ? <Empty>{empty}</Empty> : children(page.items)}
+      <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what={what} />
+    </>
+  );
+}
+
+/** A list loading one page: waiting / error with retry, then PageOf. `loading` defaults to `what`. */
+export function PagedList<T, F extends string>({
+  loaded,
+  onRetry,
+  loading,
+  ...rest
+}: {
+  loaded: Loaded<ListPage<T>>;
+  onRetry: () => void;
+  loading?: string;
+  params: ListParams<F>;
+  what: string;
+  empty: ReactNode;
+  children: (items: T[]) => ReactNode;
+}) {
+  return (
+    <Show loaded={loaded} what={loading ?? rest.what} onRetry={onRetry}>
+      {(page) => <PageOf page={page} {...rest} />}
+    </Show>
+  );
+}
+
+/** A scrollable table with a caption for screen readers and one heading per column. */
+export function ListTable({
+  caption,
+  columns,
+  busy,
+  children,
+}: {
+  caption: ReactNode;
+  columns: readonly string[];
+  /** The rows shown are the previous answer while a new one loads. */
+  busy?: boolean;
+  children: ReactNode;
+}) {
+  return (
+    <div className="table-wrap" aria-busy={busy}>
+      <table>
+        <caption className="visually-hidden">{caption}</caption>
+        <thead>
+          <tr>
+            {columns.map((c) => (
+              <th scope="col" key={c}>
+                {c}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}
