@@ -6,7 +6,13 @@ import { type Job as BullJob, DelayedError, UnrecoverableError } from "bullmq";
 import { CANCELLED_CODE, cancelledMessage, finishCancelled, tellAgentLater } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { appendJobLog } from "./log.js";
-import { errorFields, finishJob, promoteCommittedBackup, TERMINAL_STATES } from "./mirror.js";
+import {
+  committedFields,
+  errorFields,
+  finishJob,
+  promoteCommittedBackup,
+  TERMINAL_STATES,
+} from "./mirror.js";
 import { enqueuePrune } from "./prune.js";
 
 // The backup and restore workers: a BullMQ job names a catalog Job row; the worker sends the
@@ -508,17 +514,29 @@ export async function processAgentJob(
 /**
  * BullMQ's stall check failed the job (its lock was lost: node died, Redis restarted), not our
  * processor, so the row still says RUNNING. FAILED with BULWARK_JOB_STALLED, unless the backup's
- * restore point is committed: then SUCCEEDED with it (finishJob), and its prune follows.
+ * restore point is committed: then SUCCEEDED with it, and its prune follows. A commit racing the
+ * FAILED write is caught by the promotion right after it.
  */
 export async function finishStalled(ctx: JobContext, jobId: string, message: string): Promise<void> {
-  const finished = await finishJob(
-    ctx.catalog,
-    jobId,
-    "FAILED",
-    { finishedAt: ctx.now(), errorCode: "BULWARK_JOB_STALLED", errorMessage: message },
-    { log: ctx.log },
-  );
-  if (!finished) return;
+  const now = ctx.now();
+  const committed = await ctx.catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
+  let succeeded = false;
+  if (committed) {
+    succeeded = await finishJob(ctx.catalog, jobId, "SUCCEEDED", committedFields(committed.id, now), {
+      log: ctx.log,
+    });
+  } else {
+    const failed = await finishJob(
+      ctx.catalog,
+      jobId,
+      "FAILED",
+      { finishedAt: now, errorCode: "BULWARK_JOB_STALLED", errorMessage: message },
+      { log: ctx.log },
+    );
+    succeeded =
+      failed && (await promoteCommittedBackup(ctx.catalog, jobId, { now, log: ctx.log })) !== undefined;
+  }
+  if (!succeeded) return;
   const row = await ctx.catalog.job.findUnique({ where: { id: jobId } });
-  if (row?.state === "SUCCEEDED") await afterSuccess(ctx, row);
+  if (row) await afterSuccess(ctx, row);
 }

@@ -99,7 +99,7 @@ const FINISHED_LEVEL: Record<string, "INFO" | "WARN" | "ERROR"> = {
 };
 
 /** What a backup job whose restore point is committed is finished with: success, the Backup linked. */
-function committedFields(backupId: string, finishedAt: Date) {
+export function committedFields(backupId: string, finishedAt: Date) {
   return {
     finishedAt,
     progress: 1,
@@ -111,9 +111,7 @@ function committedFields(backupId: string, finishedAt: Date) {
 
 /**
  * Moves a job to a final state unless it already has one (first final state wins); the winner
- * writes the job log's `finished` line with the result's counters. FAILED never wins over a
- * committed restore point: a backup job whose Backup row exists (a stall check or lost lock after
- * the commit) is finished SUCCEEDED with it instead.
+ * writes the job log's `finished` line with the result's counters.
  */
 export async function finishJob(
   catalog: Catalog,
@@ -122,31 +120,12 @@ export async function finishJob(
   data: Omit<Prisma.JobUpdateManyMutationInput, "state"> & { finishedAt: Date },
   opts: { log?: Logger } = {},
 ): Promise<boolean> {
-  if (state === "FAILED") {
-    const committed = await catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
-    if (committed) {
-      return finishJob(catalog, jobId, "SUCCEEDED", committedFields(committed.id, data.finishedAt), opts);
-    }
-  }
   const rows = await catalog.job.updateManyAndReturn({
-    // The FAILED write also requires no Backup in the same statement: a commit racing the check above.
-    where: {
-      id: jobId,
-      state: { notIn: [...TERMINAL_STATES] },
-      ...(state === "FAILED" ? { backup: { is: null } } : {}),
-    },
+    where: { id: jobId, state: { notIn: [...TERMINAL_STATES] } },
     data: { ...data, state },
   });
   const row = rows[0];
-  if (!row) {
-    // Only the race above gets here with the row still open; the second pass finds the Backup.
-    if (state !== "FAILED") return false;
-    const open = await catalog.job.findFirst({
-      where: { id: jobId, state: { notIn: [...TERMINAL_STATES] } },
-      select: { id: true },
-    });
-    return open ? finishJob(catalog, jobId, state, data, opts) : false;
-  }
+  if (!row) return false;
   const word = state === "MISSED" ? "missed its window" : state.toLowerCase();
   await appendJobLog(
     catalog,
