@@ -70,8 +70,7 @@ export const jobCodes = defineCodes("JOB", {
   BULWARK_JOB_NOT_RETRYABLE: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary:
-      "Only a failed, cancelled or missed backup, restore, verify, GC or prune job can be retried.",
+    summary: "Only a failed, cancelled or missed backup, restore, verify, GC or prune job can be retried.",
   },
   BULWARK_JOB_NOT_CANCELLABLE: {
     http: 409,
