@@ -15,9 +15,9 @@ import { href, navigate, useRoute } from "../router";
 import { useMe } from "../session";
 import { formatBytes, formatClock, formatTime } from "../ui/format";
 import { JOB_COLUMNS, JobRow, jobKindLabel } from "../ui/jobs";
-import { ListTable } from "../ui/lists";
+import { ListTable, PagedList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad, Waiting } from "../ui/load";
-import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
+import { dayToIso, ResetFilters, useListParams } from "../ui/paging";
 import { isTerminal, JobLiveView, useLiveJob } from "../ui/progress";
 
 /** How often the list refreshes while a job in it is queued or running. */
@@ -104,26 +104,25 @@ export function JobsPage({ selected }: { selected?: string }) {
         </label>
         <ResetFilters params={params} />
       </form>
-      <Show loaded={jobs} what="jobs" onRetry={reload}>
-        {(page) => (
-          <>
-            {page.items.length === 0 ? (
-              <Empty>{params.filtered ? "No jobs match these filters." : "No jobs yet."}</Empty>
-            ) : (
-              <ListTable
-                caption="Jobs, newest first"
-                columns={JOB_COLUMNS}
-                busy={jobs.state === "ok" && jobs.stale}
-              >
-                {page.items.map((j) => (
-                  <JobRow key={j.id} job={j} keep={keep} />
-                ))}
-              </ListTable>
-            )}
-            <Pager params={params} count={page.items.length} nextCursor={page.nextCursor} what="jobs" />
-          </>
+      <PagedList
+        loaded={jobs}
+        onRetry={reload}
+        params={params}
+        what="jobs"
+        empty={params.filtered ? "No jobs match these filters." : "No jobs yet."}
+      >
+        {(items) => (
+          <ListTable
+            caption="Jobs, newest first"
+            columns={JOB_COLUMNS}
+            busy={jobs.state === "ok" && jobs.stale}
+          >
+            {items.map((j) => (
+              <JobRow key={j.id} job={j} keep={keep} />
+            ))}
+          </ListTable>
         )}
-      </Show>
+      </PagedList>
     </>
   );
 }

@@ -7,9 +7,9 @@ import { href, navigate } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatBytes, formatTime } from "../ui/format";
 import { JOB_COLUMNS, JobRow } from "../ui/jobs";
-import { ListTable } from "../ui/lists";
+import { ListTable, PagedList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { dayToIso, Pager, ResetFilters, useListParams } from "../ui/paging";
+import { dayToIso, ResetFilters, useListParams } from "../ui/paging";
 
 const RPO_TEXT = {
   ok: "on schedule",
@@ -185,25 +185,15 @@ export function MachinePage({ id }: { id: string }) {
               </label>
               <ResetFilters params={points} />
             </form>
-            <Show loaded={backups} what="restore points" onRetry={reloadBackups}>
-              {(page) => (
-                <>
-                  {page.items.length === 0 ? (
-                    <Empty>
-                      {points.filtered ? "No restore point matches these filters." : "No restore points yet."}
-                    </Empty>
-                  ) : (
-                    <Timeline points={page.items} agentId={a.id} mayRestore={mayRestore} />
-                  )}
-                  <Pager
-                    params={points}
-                    count={page.items.length}
-                    nextCursor={page.nextCursor}
-                    what="restore points"
-                  />
-                </>
-              )}
-            </Show>
+            <PagedList
+              loaded={backups}
+              onRetry={reloadBackups}
+              params={points}
+              what="restore points"
+              empty={points.filtered ? "No restore point matches these filters." : "No restore points yet."}
+            >
+              {(items) => <Timeline points={items} agentId={a.id} mayRestore={mayRestore} />}
+            </PagedList>
           </section>
           <section aria-labelledby="machine-jobs-heading">
             <h2 id="machine-jobs-heading">Jobs</h2>
@@ -238,31 +228,25 @@ export function MachinePage({ id }: { id: string }) {
               </label>
               <ResetFilters params={jobList} />
             </form>
-            <Show loaded={jobs} what="jobs" onRetry={reloadJobs}>
-              {(page) => (
-                <>
-                  {page.items.length === 0 ? (
-                    <Empty>
-                      {jobList.filtered
-                        ? "No job of this machine matches these filters."
-                        : "No jobs for this machine yet."}
-                    </Empty>
-                  ) : (
-                    <ListTable caption={<>Jobs of {a.hostname}</>} columns={JOB_COLUMNS}>
-                      {page.items.map((j) => (
-                        <JobRow key={j.id} job={j} />
-                      ))}
-                    </ListTable>
-                  )}
-                  <Pager
-                    params={jobList}
-                    count={page.items.length}
-                    nextCursor={page.nextCursor}
-                    what="jobs"
-                  />
-                </>
+            <PagedList
+              loaded={jobs}
+              onRetry={reloadJobs}
+              params={jobList}
+              what="jobs"
+              empty={
+                jobList.filtered
+                  ? "No job of this machine matches these filters."
+                  : "No jobs for this machine yet."
+              }
+            >
+              {(items) => (
+                <ListTable caption={<>Jobs of {a.hostname}</>} columns={JOB_COLUMNS}>
+                  {items.map((j) => (
+                    <JobRow key={j.id} job={j} />
+                  ))}
+                </ListTable>
               )}
-            </Show>
+            </PagedList>
           </section>
         </>
       )}

@@ -3,11 +3,8 @@
 import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan } from "../session";
-import { ListTable, PagedList, SearchFilter } from "../ui/lists";
-import { useLoad } from "../ui/load";
-import { ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
-
-const POLICY_FILTERS = ["search"] as const;
+import { ListTable, PagedList, SearchFilter, useSearchList } from "../ui/lists";
+import { ResetFilters } from "../ui/paging";
 
 export function describeRetention(r: Record<string, number>): string {
   const parts = Object.entries(r).map(([k, v]) => (k === "keepLast" ? `last ${v}` : `${v} ${k}`));
@@ -16,14 +13,12 @@ export function describeRetention(r: Record<string, number>): string {
 
 export function PoliciesPage() {
   const mayEdit = useCan("editPolicies");
-  const params = useListParams(POLICY_FILTERS);
-  const { search } = params.filters;
-  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
-  const [policies, reload] = useLoad(
-    (signal) =>
-      api.policies({ search: search || undefined, limit: params.limit, cursor: params.cursor }, signal),
-    [search, params.limit, params.cursor],
-  );
+  const {
+    params,
+    searchBox,
+    loaded: policies,
+    reload,
+  } = useSearchList((q, signal) => api.policies(q, signal));
   return (
     <>
       <h1>Policies</h1>

@@ -5,9 +5,9 @@ import { useState } from "react";
 import { api } from "../api/endpoints";
 import { href, navigate } from "../router";
 import { formatBytes, formatTime } from "../ui/format";
-import { PagedList, PageOf, SearchFilter } from "../ui/lists";
+import { PagedList, PageOf, SearchFilter, useSearchList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
-import { useDebouncedFilter, useListParams } from "../ui/paging";
+import { useListParams } from "../ui/paging";
 import { JobLive } from "../ui/progress";
 
 type Mode = "files" | "volume";
@@ -81,14 +81,13 @@ export function RestorePage({ query }: { query: URLSearchParams }) {
 }
 
 function PickMachine({ onPick }: { onPick: (id: string) => void }) {
-  const params = useListParams(["search"], "m-");
-  const { search } = params.filters;
-  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
-  const [agents, reload] = useLoad(
-    (signal) =>
-      api.agents({ search: search || undefined, limit: params.limit, cursor: params.cursor }, signal),
-    [search, params.limit, params.cursor],
-  );
+  const {
+    params,
+    search,
+    searchBox,
+    loaded: agents,
+    reload,
+  } = useSearchList((q, signal) => api.agents(q, signal), "m-");
   return (
     <section aria-labelledby="pick-machine-heading">
       <h2 id="pick-machine-heading">Whose data?</h2>

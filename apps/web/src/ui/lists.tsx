@@ -1,13 +1,36 @@
 // The pieces every paged list repeats: the search box of its filter form, the empty message or the
 // rows, the pager under them, and the table with a hidden caption and column headings.
 import type { ReactNode } from "react";
-import { Empty, type Loaded, Show } from "./load";
-import { type ListParams, Pager } from "./paging";
+import { Empty, type Loaded, Show, useLoad } from "./load";
+import { type ListParams, Pager, useDebouncedFilter, useListParams } from "./paging";
 
 /** One page of a keyset-paged API answer. */
 export interface ListPage<T> {
   items: T[];
   nextCursor: string | null;
+}
+
+const SEARCH_ONLY = ["search"] as const;
+
+/**
+ * A list whose only filter is a search text (policies, the restore wizard's machines): its address
+ * state, the debounced search box and the loaded page. `prefix` as in useListParams.
+ */
+export function useSearchList<T>(
+  fetch: (
+    q: { search?: string; limit: number; cursor?: string },
+    signal: AbortSignal,
+  ) => Promise<ListPage<T>>,
+  prefix = "",
+) {
+  const params = useListParams(SEARCH_ONLY, prefix);
+  const { search } = params.filters;
+  const searchBox = useDebouncedFilter(search, (v) => params.setFilters({ search: v }));
+  const [loaded, reload] = useLoad(
+    (signal) => fetch({ search: search || undefined, limit: params.limit, cursor: params.cursor }, signal),
+    [search, params.limit, params.cursor],
+  );
+  return { params, search, searchBox, loaded, reload };
 }
 
 /** A search input bound to a debounced address filter (see useDebouncedFilter). */
