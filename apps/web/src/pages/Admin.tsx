@@ -5,7 +5,7 @@ import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan, useMe } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
-import { ListTable, PagedList, SearchFilter } from "../ui/lists";
+import { ChoiceFilter, ListTable, PagedList, SearchFilter } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { dayToIso, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
@@ -74,15 +74,7 @@ function Users() {
       {action.error && <ErrorBox message={action.error} />}
       <form className="filters" aria-label="Filter users" onSubmit={(e) => e.preventDefault()}>
         <SearchFilter label="Search e-mail or name" box={searchBox} />
-        <label>
-          Role
-          <select value={roleFilter} onChange={(e) => params.setFilters({ role: e.target.value })}>
-            <option value="">any</option>
-            {roleSchema.options.map((r) => (
-              <option key={r}>{r}</option>
-            ))}
-          </select>
-        </label>
+        <ChoiceFilter label="Role" params={params} name="role" options={roleSchema.options} />
         <ResetFilters params={params} />
       </form>
       <PagedList
@@ -331,15 +323,12 @@ function Audit() {
             placeholder="auth."
           />
         </label>
-        <label>
-          Outcome
-          <select value={outcome} onChange={(e) => params.setFilters({ outcome: e.target.value })}>
-            <option value="">any</option>
-            <option>SUCCESS</option>
-            <option>FAILURE</option>
-            <option>DENIED</option>
-          </select>
-        </label>
+        <ChoiceFilter
+          label="Outcome"
+          params={params}
+          name="outcome"
+          options={["SUCCESS", "FAILURE", "DENIED"]}
+        />
         <label>
           From
           <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />

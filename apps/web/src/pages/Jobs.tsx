@@ -15,7 +15,7 @@ import { href, navigate, useRoute } from "../router";
 import { useMe } from "../session";
 import { formatBytes, formatClock, formatTime } from "../ui/format";
 import { JOB_COLUMNS, JobRow, jobKindLabel } from "../ui/jobs";
-import { ListTable, PagedList } from "../ui/lists";
+import { ChoiceFilter, ListTable, PagedList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad, Waiting } from "../ui/load";
 import { dayToIso, ResetFilters, useListParams } from "../ui/paging";
 import { isTerminal, JobLiveView, useLiveJob } from "../ui/progress";
@@ -62,24 +62,8 @@ export function JobsPage({ selected }: { selected?: string }) {
       <h1>Jobs</h1>
       {selected && <JobDetail key={selected} id={selected} onChanged={refreshList} />}
       <form className="filters" aria-label="Filter jobs" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          State
-          <select value={state} onChange={(e) => params.setFilters({ state: e.target.value })}>
-            <option value="">any</option>
-            {jobStateSchema.options.map((s) => (
-              <option key={s}>{s}</option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Kind
-          <select value={kind} onChange={(e) => params.setFilters({ kind: e.target.value })}>
-            <option value="">any</option>
-            {jobKindSchema.options.map((k) => (
-              <option key={k}>{k}</option>
-            ))}
-          </select>
-        </label>
+        <ChoiceFilter label="State" params={params} name="state" options={jobStateSchema.options} />
+        <ChoiceFilter label="Kind" params={params} name="kind" options={jobKindSchema.options} />
         <label>
           Machine
           <select value={agent} onChange={(e) => params.setFilters({ agent: e.target.value })}>

@@ -7,7 +7,7 @@ import { href, navigate } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatBytes, formatTime } from "../ui/format";
 import { JOB_COLUMNS, JobRow } from "../ui/jobs";
-import { ListTable, PagedList } from "../ui/lists";
+import { ChoiceFilter, ListTable, PagedList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { dayToIso, ResetFilters, useListParams } from "../ui/paging";
 
@@ -202,30 +202,8 @@ export function MachinePage({ id }: { id: string }) {
               aria-label="Filter the machine's jobs"
               onSubmit={(e) => e.preventDefault()}
             >
-              <label>
-                State
-                <select
-                  value={jobList.filters.state}
-                  onChange={(e) => jobList.setFilters({ state: e.target.value })}
-                >
-                  <option value="">any</option>
-                  {jobStateSchema.options.map((st) => (
-                    <option key={st}>{st}</option>
-                  ))}
-                </select>
-              </label>
-              <label>
-                Kind
-                <select
-                  value={jobList.filters.kind}
-                  onChange={(e) => jobList.setFilters({ kind: e.target.value })}
-                >
-                  <option value="">any</option>
-                  {jobKindSchema.options.map((k) => (
-                    <option key={k}>{k}</option>
-                  ))}
-                </select>
-              </label>
+              <ChoiceFilter label="State" params={jobList} name="state" options={jobStateSchema.options} />
+              <ChoiceFilter label="Kind" params={jobList} name="kind" options={jobKindSchema.options} />
               <ResetFilters params={jobList} />
             </form>
             <PagedList

@@ -5,7 +5,7 @@ import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatTime } from "../ui/format";
-import { ListTable, PagedList, SearchFilter } from "../ui/lists";
+import { ChoiceFilter, ListTable, PagedList, SearchFilter } from "../ui/lists";
 import { ErrorBox, useAction, useLoad } from "../ui/load";
 import { ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
@@ -67,15 +67,12 @@ export function MachinesPage() {
             pattern="[\w.:\-]*"
           />
         </label>
-        <label>
-          Status
-          <select value={status} onChange={(e) => params.setFilters({ status: e.target.value })}>
-            <option value="">any</option>
-            <option value="online">online</option>
-            <option value="offline">offline</option>
-            <option value="revoked">revoked</option>
-          </select>
-        </label>
+        <ChoiceFilter
+          label="Status"
+          params={params}
+          name="status"
+          options={["online", "offline", "revoked"]}
+        />
         <ResetFilters params={params} />
       </form>
       <PagedList

@@ -33,6 +33,34 @@ export function useSearchList<T>(
   return { params, search, searchBox, loaded, reload };
 }
 
+/** A select filter over fixed values, "any" first (the filter unset). */
+export function ChoiceFilter<F extends string>({
+  label,
+  params,
+  name,
+  options,
+}: {
+  label: string;
+  params: ListParams<F>;
+  name: F;
+  options: readonly string[];
+}) {
+  return (
+    <label>
+      {label}
+      <select
+        value={params.filters[name]}
+        onChange={(e) => params.setFilters({ [name]: e.target.value } as Partial<Record<F, string>>)}
+      >
+        <option value="">any</option>
+        {options.map((o) => (
+          <option key={o}>{o}</option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 /** A search input bound to a debounced address filter (see useDebouncedFilter). */
 export function SearchFilter({
   label,
