@@ -5,7 +5,7 @@ import { api } from "../api/endpoints";
 import { href } from "../router";
 import { useCan, useMe } from "../session";
 import { formatBytes, formatTime } from "../ui/format";
-import { ChoiceFilter, ListTable, PagedList, SearchFilter } from "../ui/lists";
+import { ChoiceFilter, DayRangeFilter, ListTable, PagedList, SearchFilter } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { dayToIso, ResetFilters, useDebouncedFilter, useListParams } from "../ui/paging";
 
@@ -329,14 +329,7 @@ function Audit() {
           name="outcome"
           options={["SUCCESS", "FAILURE", "DENIED"]}
         />
-        <label>
-          From
-          <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />
-        </label>
-        <label>
-          <span className="visually-hidden">Events </span>to (inclusive)
-          <input type="date" value={to} onChange={(e) => params.setFilters({ to: e.target.value })} />
-        </label>
+        <DayRangeFilter params={params} fromLabel="From" toPrefix="Events" />
         <ResetFilters params={params} />
       </form>
       <PagedList

@@ -15,7 +15,7 @@ import { href, navigate, useRoute } from "../router";
 import { useMe } from "../session";
 import { formatBytes, formatClock, formatTime } from "../ui/format";
 import { JOB_COLUMNS, JobRow, jobKindLabel } from "../ui/jobs";
-import { ChoiceFilter, ListTable, PagedList } from "../ui/lists";
+import { ChoiceFilter, DayRangeFilter, ListTable, PagedList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad, Waiting } from "../ui/load";
 import { dayToIso, ResetFilters, useListParams } from "../ui/paging";
 import { isTerminal, JobLiveView, useLiveJob } from "../ui/progress";
@@ -78,14 +78,7 @@ export function JobsPage({ selected }: { selected?: string }) {
             ))}
           </select>
         </label>
-        <label>
-          Created from
-          <input type="date" value={from} onChange={(e) => params.setFilters({ from: e.target.value })} />
-        </label>
-        <label>
-          <span className="visually-hidden">Created </span>to (inclusive)
-          <input type="date" value={to} onChange={(e) => params.setFilters({ to: e.target.value })} />
-        </label>
+        <DayRangeFilter params={params} fromLabel="Created from" toPrefix="Created" />
         <ResetFilters params={params} />
       </form>
       <PagedList

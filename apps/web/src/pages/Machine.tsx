@@ -7,7 +7,7 @@ import { href, navigate } from "../router";
 import { useCan } from "../session";
 import { formatAgo, formatBytes, formatTime } from "../ui/format";
 import { JOB_COLUMNS, JobRow } from "../ui/jobs";
-import { ChoiceFilter, ListTable, PagedList } from "../ui/lists";
+import { ChoiceFilter, DayRangeFilter, ListTable, PagedList } from "../ui/lists";
 import { Empty, ErrorBox, Show, useAction, useLoad } from "../ui/load";
 import { dayToIso, ResetFilters, useListParams } from "../ui/paging";
 
@@ -167,22 +167,7 @@ export function MachinePage({ id }: { id: string }) {
                   ))}
                 </select>
               </label>
-              <label>
-                Captured from
-                <input
-                  type="date"
-                  value={points.filters.from}
-                  onChange={(e) => points.setFilters({ from: e.target.value })}
-                />
-              </label>
-              <label>
-                <span className="visually-hidden">Captured </span>to (inclusive)
-                <input
-                  type="date"
-                  value={points.filters.to}
-                  onChange={(e) => points.setFilters({ to: e.target.value })}
-                />
-              </label>
+              <DayRangeFilter params={points} fromLabel="Captured from" toPrefix="Captured" />
               <ResetFilters params={points} />
             </form>
             <PagedList

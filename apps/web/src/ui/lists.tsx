@@ -61,6 +61,37 @@ export function ChoiceFilter<F extends string>({
   );
 }
 
+type DayFilter = "from" | "to";
+
+/**
+ * The `from` / `to` day filters (`to` includes the whole day). `toPrefix` ("Created") is said only to
+ * screen readers before "to (inclusive)", so each date input has its own name.
+ */
+export function DayRangeFilter<F extends string>({
+  params,
+  fromLabel,
+  toPrefix,
+}: {
+  params: ListParams<F | DayFilter>;
+  fromLabel: string;
+  toPrefix: string;
+}) {
+  const set = (name: DayFilter, v: string) =>
+    params.setFilters({ [name]: v } as Partial<Record<F | DayFilter, string>>);
+  return (
+    <>
+      <label>
+        {fromLabel}
+        <input type="date" value={params.filters.from} onChange={(e) => set("from", e.target.value)} />
+      </label>
+      <label>
+        <span className="visually-hidden">{`${toPrefix} `}</span>to (inclusive)
+        <input type="date" value={params.filters.to} onChange={(e) => set("to", e.target.value)} />
+      </label>
+    </>
+  );
+}
+
 /** A search input bound to a debounced address filter (see useDebouncedFilter). */
 export function SearchFilter({
   label,
