@@ -5,6 +5,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentJobData, finishStalled, processAgentJob } from "../src/jobs/agent-jobs.js";
 import type { JobContext } from "../src/jobs/context.js";
+import { finishJob } from "../src/jobs/mirror.js";
 import { CatalogJobEventSink } from "../src/jobs/sink.js";
 import { Harness } from "./support/harness.js";
 
@@ -153,5 +154,20 @@ describe("a stalled backup job", () => {
       restore: undefined,
     });
     expect((await row(jobId)).state).toBe("FAILED");
+  });
+});
+
+describe("a job that succeeds after a failed attempt", () => {
+  it("shows no error (the earlier attempt's error stays in the job log only)", async () => {
+    const { jobId } = await runningBackup();
+    await h.db.catalog.job.update({
+      where: { id: jobId },
+      data: { errorCode: "BULWARK_CONTROL_AGENT_OFFLINE", errorMessage: "attempt 1: agent offline" },
+    });
+    expect(await finishJob(h.db.catalog, jobId, "SUCCEEDED", { finishedAt: new Date() })).toBe(true);
+    const r = await row(jobId);
+    expect(r.state).toBe("SUCCEEDED");
+    expect(r.errorCode).toBeNull();
+    expect(r.errorMessage).toBeNull();
   });
 });

@@ -120,9 +120,12 @@ export async function finishJob(
   data: Omit<Prisma.JobUpdateManyMutationInput, "state"> & { finishedAt: Date },
   opts: { log?: Logger } = {},
 ): Promise<boolean> {
+  // A success clears an earlier attempt's error (the job log keeps it), so a SUCCEEDED job never
+  // shows a problem.
+  const cleared = state === "SUCCEEDED" ? { errorCode: null, errorMessage: null } : {};
   const rows = await catalog.job.updateManyAndReturn({
     where: { id: jobId, state: { notIn: [...TERMINAL_STATES] } },
-    data: { ...data, state },
+    data: { ...cleared, ...data, state },
   });
   const row = rows[0];
   if (!row) return false;
