@@ -33,6 +33,8 @@ function job(state: string, bytesDone: number) {
     maxAttempts: 3,
     errorCode: null,
     errorMessage: null,
+    retryOfId: null,
+    cancelRequestedAt: null,
     createdAt: "2026-11-29T15:00:00.000Z",
     scheduledFor: null,
     startedAt: null,
