@@ -517,7 +517,12 @@ export async function processAgentJob(
  * restore point is committed: then SUCCEEDED with it, and its prune follows. A commit racing the
  * FAILED write is caught by the promotion right after it.
  */
-export async function finishStalled(ctx: JobContext, jobId: string, message: string): Promise<void> {
+export async function finishStalled(
+  ctx: JobContext,
+  jobId: string,
+  message: string,
+  failure: { errorCode: string; attempts?: number } = { errorCode: "BULWARK_JOB_STALLED" },
+): Promise<void> {
   const now = ctx.now();
   const committed = await ctx.catalog.backup.findUnique({ where: { jobId }, select: { id: true } });
   let succeeded = false;
@@ -530,7 +535,12 @@ export async function finishStalled(ctx: JobContext, jobId: string, message: str
       ctx.catalog,
       jobId,
       "FAILED",
-      { finishedAt: now, errorCode: "BULWARK_JOB_STALLED", errorMessage: message },
+      {
+        finishedAt: now,
+        errorCode: failure.errorCode,
+        errorMessage: message,
+        ...(failure.attempts === undefined ? {} : { attempts: failure.attempts }),
+      },
       { log: ctx.log },
     );
     succeeded =

@@ -38,10 +38,19 @@ export interface JobSystemOptions {
   workers?: boolean;
 }
 
+/**
+ * How long a worker keeps trying to record a final state the catalog refused: 150 × 2 s = 5 min,
+ * longer than a Postgres restart or fail-over takes; after that the row is left to the start-up
+ * take-over of open jobs (requeueOpenJobs) of the next server start.
+ */
+const SETTLE_TRIES = 150;
+const SETTLE_RETRY_MS = 2_000;
+
 export class JobSystem {
   readonly sink: CatalogJobEventSink;
   readonly presence: JobPresenceListener;
   private readonly workers: Worker[] = [];
+  private closing = false;
 
   private constructor(
     readonly ctx: JobContext,
@@ -106,15 +115,46 @@ export class JobSystem {
     worker.on("failed", (job, err) => {
       if (!job) return;
       this.ctx.log.warn({ queue: name, job: job.id, err: err.message }, "job attempt failed");
+      const jobId = (job.data as { jobId?: unknown }).jobId;
+      if (typeof jobId !== "string") return;
       // Failed by BullMQ's stall check, not by our processor: the row still says RUNNING.
-      if (/stalled/i.test(err.message) && typeof (job.data as { jobId?: unknown }).jobId === "string") {
-        void finishStalled(this.ctx, (job.data as { jobId: string }).jobId, err.message).catch((e: Error) =>
-          this.ctx.log.warn({ queue: name, job: job.id, err: e.message }, "recording a stalled job failed"),
+      if (/stalled/i.test(err.message)) {
+        void this.settle(name, job.id, () => finishStalled(this.ctx, jobId, err.message));
+        return;
+      }
+      // The last attempt threw before the processor could record an outcome, which happens only when
+      // the catalog was unreachable (Postgres restarting): without this the row would stay open for
+      // ever. Recorded once the catalog answers again; a row the processor already finished is kept.
+      if (job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        void this.settle(name, job.id, () =>
+          finishStalled(this.ctx, jobId, err.message, {
+            errorCode: "BULWARK_CATALOG_UNAVAILABLE",
+            attempts: job.attemptsMade,
+          }),
         );
       }
     });
     worker.on("error", (err) => this.ctx.log.warn({ queue: name, err: err.message }, "queue worker error"));
     this.workers.push(worker);
+  }
+
+  /** Records a job's final state, retrying while the catalog is unreachable (at most SETTLE_TRIES). */
+  private async settle(queue: string, job: string | undefined, write: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await write();
+        return;
+      } catch (e) {
+        if (attempt >= SETTLE_TRIES || this.closing) {
+          this.ctx.log.warn(
+            { queue, job, err: (e as Error).message },
+            "recording a job's final state failed",
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, SETTLE_RETRY_MS));
+      }
+    }
   }
 
   private startWorkers(): void {
@@ -186,6 +226,7 @@ export class JobSystem {
 
   /** Stops this node's workers (running jobs are left to the stall check of other nodes), then the queues. */
   async close(opts: { force?: boolean } = {}): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.close(opts.force ?? false)));
     await this.ctx.wakeups.close();
     this.subscriber.disconnect();
