@@ -5,11 +5,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
-import { ingestFile, LocalBackend, PointReader, Repository } from "@bulwark/repository";
+import { collectGarbage, ingestFile, LocalBackend, PointReader, Repository } from "@bulwark/repository";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentCommandDispatcher } from "../src/control/contracts.js";
 import { type NbdListener, startNbdListener } from "../src/exports/listener.js";
+import { insertOrGetJob } from "../src/jobs/index.js";
+import { JobSystem } from "../src/jobs/system.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
+import { eventually, REDIS_URL } from "./support/control.js";
+import { flushPrefix, jobPrefix } from "./support/job-agent.js";
 
 // Instant access through bulwark-server's export manager: a catalog Backup row served over a real
 // NBD listener, read by qemu-img / qemu-io / nbdinfo, audited in the real Postgres catalog.
@@ -30,6 +35,8 @@ let tenantId: string;
 let otherTenantId: string;
 let backupId: string;
 let deletingBackupId: string;
+let repositoryId: string;
+let agentId: string;
 let registry: RepositoryRegistry;
 let listener: NbdListener;
 let clock = new Date();
@@ -51,6 +58,7 @@ beforeAll(async () => {
     name: "main",
     location,
   });
+  repositoryId = repoRow.id;
 
   // A restore point made with the repository library: random, zero and patterned regions.
   image = Buffer.concat([
@@ -67,6 +75,7 @@ beforeAll(async () => {
   const agent = await db.catalog.agent.create({
     data: { tenantId, machineId: "m-1", hostname: "ws-1", os: "linux", agentVersion: "0.1.0" },
   });
+  agentId = agent.id;
   const volume = await db.catalog.volume.create({
     data: {
       agentId: agent.id,
@@ -280,5 +289,133 @@ describe("ExportManager", { timeout: 180_000 }, () => {
     expect(closes).toHaveLength(before + 1);
     expect(closes.at(-1)).toMatchObject({ actorType: "SYSTEM", targetId: backupId });
     expect(closes.at(-1)!.details).toMatchObject({ exportId: e.id, reason: "server shutdown" });
+  });
+});
+
+// The point of a pin: a real prune job and a real GC while the export is open, then the same
+// after it closed, so the test would fail if either ignored the export.
+describe("an open export pins its restore point", { timeout: 300_000 }, () => {
+  it("prune keeps the exported point, GC keeps its chunks and reads stay exact; once closed both remove it", async () => {
+    const prefix = jobPrefix("nbd-pin");
+    const noAgents: AgentCommandDispatcher = {
+      dispatch: () => Promise.reject(new Error("no agents in this test")),
+      isOnline: async () => false,
+    };
+    const jobs = await JobSystem.start({
+      catalog: db.catalog,
+      redisUrl: REDIS_URL,
+      dispatcher: noAgents,
+      repositories: registry,
+      log: pino({ level: "silent" }),
+      settings: { queuePrefix: prefix, resultPollMs: 500 },
+    });
+    try {
+      await jobs.ready();
+      const { repo } = await registry.get(repositoryId);
+      const volume = await db.catalog.volume.create({
+        data: {
+          agentId,
+          key: "vol-pinned",
+          kind: "IMAGE_FILE",
+          devicePath: "/pinned.img",
+          sizeBytes: 3n << 20n,
+        },
+      });
+      // Random data no other point shares, so GC would delete the older point's chunks if unpinned.
+      const older = randomBytes(3 * 2 ** 20);
+      const newer = randomBytes(3 * 2 ** 20);
+      const addPoint = async (data: Buffer, name: string, capturedAt: Date) => {
+        const path = join(dir, `${name}.img`);
+        await writeFile(path, data);
+        const point = await ingestFile(repo, path, { name });
+        return db.catalog.backup.create({
+          data: {
+            tenantId,
+            agentId,
+            volumeId: volume.id,
+            repositoryId,
+            capturedAt,
+            volumeSize: BigInt(data.length),
+            chunkSize: point.chunkSize,
+            storedBytes: 0n,
+            changedBytes: BigInt(data.length),
+            method: "FULL_HASH",
+            indexRef: point.id,
+          },
+        });
+      };
+      const olderRow = await addPoint(older, "pinned-older", new Date(Date.now() - 3_600_000));
+      await addPoint(newer, "pinned-newer", new Date());
+      const policy = await db.catalog.policy.create({
+        data: {
+          tenantId,
+          name: "keep-one",
+          scheduleCron: "0 22 * * *",
+          timezone: "UTC",
+          retention: { keepLast: 1 },
+          volumeSelector: { kind: "all-fixed" },
+          repositoryId,
+        },
+      });
+      const prune = async (key: string) => {
+        const { row } = await insertOrGetJob(db.catalog, {
+          tenantId,
+          kind: "PRUNE",
+          idempotencyKey: key,
+          agentId,
+          policyId: policy.id,
+          params: { volumeId: volume.id, repositoryId },
+          maxAttempts: 1,
+        });
+        await jobs.ctx.queues.queue("prune").add("prune", { jobId: row.id }, { jobId: row.id });
+        await eventually(
+          async () =>
+            (await db.catalog.job.findUniqueOrThrow({ where: { id: row.id } })).state === "SUCCEEDED",
+          120_000,
+        );
+        const done = await db.catalog.job.findUniqueOrThrow({ where: { id: row.id } });
+        return done.result as {
+          kept: { id: string; reasons: string[] }[];
+          pinned: { id: string; reason: string; exportUntil: string }[];
+          deleted: { id: string }[];
+        };
+      };
+      const copy = async (uri: string) => {
+        const out = join(dir, "pinned-copy.raw");
+        await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", uri, out]);
+        return readFile(out);
+      };
+
+      const e = await listener.exports.openExport({
+        backupId: olderRow.id,
+        ttlSeconds: 600,
+        requestedBy: user,
+      });
+      const during = await prune("prune:nbd-pin-1");
+      expect(during.deleted).toEqual([]);
+      expect(during.pinned).toEqual([
+        { id: olderRow.id, reason: expect.any(String), exportUntil: e.expiresAt.toISOString() },
+      ]);
+      expect(during.kept).toContainEqual({ id: olderRow.id, reasons: ["pinned"] });
+      expect((await db.catalog.backup.findUniqueOrThrow({ where: { id: olderRow.id } })).status).toBe(
+        "AVAILABLE",
+      );
+      // GC with no grace: only the marks from the indexes protect the chunks.
+      const gcDuring = await collectGarbage(repo, { graceMs: 0 });
+      expect(gcDuring.deleted).toBe(0);
+      expect((await copy(e.uri)).equals(older)).toBe(true);
+
+      await listener.exports.closeExport(e.id, user);
+      expect(await db.catalog.exportPin.count({ where: { backupId: olderRow.id } })).toBe(0);
+      const after = await prune("prune:nbd-pin-2");
+      expect(after.pinned).toEqual([]);
+      expect(after.deleted.map((d) => d.id)).toEqual([olderRow.id]);
+      const gcAfter = await collectGarbage(repo, { graceMs: 0 });
+      expect(gcAfter.deleted).toBeGreaterThanOrEqual(older.length / olderRow.chunkSize);
+      await expect(repo.readPoint(olderRow.indexRef)).rejects.toThrow();
+    } finally {
+      await jobs.close({ force: true });
+      await flushPrefix(prefix);
+    }
   });
 });
