@@ -70,16 +70,12 @@ export interface BlobParts {
   length: number;
 }
 
-/**
- * `packed`: a zstd frame of exactly `plaintext`, already checked by the caller (the codec worker
- * decompresses and compares it); stored as the payload instead of compressing again.
- */
 export function encodeBlobParts(
   kind: BlobKind,
   name: Buffer,
   plaintext: Uint8Array,
   dataKey: Buffer,
-  opts: { level?: number; packed?: Uint8Array | undefined } = {},
+  opts: { level?: number } = {},
 ): BlobParts {
   if (plaintext.length > MAX_BLOB_PLAINTEXT) {
     throw new BulwarkError(
@@ -91,19 +87,51 @@ export function encodeBlobParts(
   let flags = 0;
   if (plaintext.length > 0) {
     // The scratch view is consumed by cipher.update below, before anything else compresses.
-    const packed = opts.packed ?? compressScratch(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
+    const packed = compressScratch(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
     if (packed.length < plaintext.length) {
       payload = packed;
       flags |= FLAG_ZSTD;
     }
   }
+  return sealBlobParts(kind, name, plaintext.length, payload, flags, dataKey);
+}
+
+/**
+ * A blob whose payload is `frame`, a zstd frame already checked to decompress to exactly
+ * `plainLength` bytes and to be smaller (the codec worker decompressed it to hash the chunk): the
+ * plaintext itself is not needed.
+ */
+export function encodeBlobPartsPacked(
+  kind: BlobKind,
+  name: Buffer,
+  plainLength: number,
+  frame: Uint8Array,
+  dataKey: Buffer,
+): BlobParts {
+  if (plainLength > MAX_BLOB_PLAINTEXT || frame.length >= plainLength) {
+    throw new BulwarkError(
+      "BULWARK_REPO_INVALID_ARGUMENT",
+      `a packed payload of ${frame.length} bytes for ${plainLength} plaintext bytes`,
+    );
+  }
+  return sealBlobParts(kind, name, plainLength, frame, FLAG_ZSTD, dataKey);
+}
+
+function sealBlobParts(
+  kind: BlobKind,
+  name: Buffer,
+  plainLength: number,
+  payload: Uint8Array,
+  flags: number,
+  dataKey: Buffer,
+): BlobParts {
   const head = Buffer.allocUnsafe(BLOB_HEADER_BYTES + BLOB_NONCE_BYTES);
   BLOB_MAGIC.copy(head, 0);
   head[4] = BLOB_VERSION;
   head[5] = kind;
   head[6] = flags;
   head[7] = 0;
-  head.writeUInt32LE(plaintext.length, 8);
+  head.writeUInt32LE(plainLength, 8);
   head.writeUInt32LE(payload.length, 12);
   const nonce = head.subarray(BLOB_HEADER_BYTES);
   randomBytes(BLOB_NONCE_BYTES).copy(nonce);
@@ -121,7 +149,7 @@ export function encodeBlob(
   name: Buffer,
   plaintext: Uint8Array,
   dataKey: Buffer,
-  opts: { level?: number; packed?: Uint8Array | undefined } = {},
+  opts: { level?: number } = {},
 ): Buffer {
   const p = encodeBlobParts(kind, name, plaintext, dataKey, opts);
   return Buffer.concat([p.head, p.body, p.tag], p.length);

@@ -106,34 +106,44 @@ export class CodecPool {
     return best;
   }
 
+  /** Hashes chunks (copied into one transferred buffer); they stay in the worker for `encode`. */
+  async hash(chunks: Uint8Array[]): Promise<HashTicket> {
+    const { buffer, parts } = packInto(chunks);
+    const worker = this.leastBusy();
+    const job = this.nextJob++;
+    const res = await this.send(this.slots[worker]!, { op: "hash", job, chunks: parts }, [buffer]);
+    return { worker, job, ids: res.ids!.map((id) => Buffer.from(id.buffer, id.byteOffset, id.byteLength)) };
+  }
+
   /**
-   * Hashes chunks (copied into one transferred buffer); they stay in the worker for `encode`.
-   * `frames[i]`, when given, is a zstd frame said to hold chunks[i] (e.g. an agent's upload): if
-   * the worker finds that it decompresses to exactly the chunk and is smaller, `encode` stores it
-   * as the payload instead of compressing again; otherwise it is ignored.
+   * Checks and hashes uploaded payloads in a worker (nothing is decompressed on this thread): each
+   * is its chunk's bytes or, with `zstd`, a zstd frame that must give exactly plainSize bytes. A
+   * frame smaller than its chunk becomes the stored payload as is (no second compression). The
+   * payloads are copied into one transferred buffer, so the caller's may be dropped. Resolves to
+   * the ticket for `encode`, or to the first payload that is not its chunk (nothing held then).
    */
-  async hash(chunks: Uint8Array[], frames?: (Uint8Array | null | undefined)[]): Promise<HashTicket> {
-    let total = chunks.reduce((n, c) => n + c.length, 0);
-    if (frames) total += frames.reduce((n, f) => n + (f?.length ?? 0), 0);
-    // Uninitialised: every byte is overwritten below (a zero-filled buffer costs a memset).
-    const buffer = Buffer.allocUnsafeSlow(total).buffer as ArrayBuffer;
-    const view = new Uint8Array(buffer);
-    const copy = (c: Uint8Array) => {
-      view.set(c, off);
-      const part = { buffer, offset: off, length: c.length };
-      off += c.length;
-      return part;
-    };
-    let off = 0;
-    const parts = chunks.map(copy);
-    const frameParts = frames?.map((f) => (f ? copy(f) : null));
+  async unpack(
+    items: { payload: Uint8Array; plainSize: number; zstd: boolean }[],
+  ): Promise<HashTicket | { invalid: { position: number; message: string } }> {
+    const { buffer, parts } = packInto(items.map((i) => i.payload));
     const worker = this.leastBusy();
     const job = this.nextJob++;
     const res = await this.send(
       this.slots[worker]!,
-      { op: "hash", job, chunks: parts, ...(frameParts ? { frames: frameParts } : {}) },
+      {
+        op: "unpack",
+        job,
+        buffer,
+        items: parts.map((p, k) => ({
+          offset: p.offset,
+          length: p.length,
+          plainSize: items[k]!.plainSize,
+          zstd: items[k]!.zstd,
+        })),
+      },
       [buffer],
     );
+    if (res.invalid) return { invalid: res.invalid };
     return { worker, job, ids: res.ids!.map((id) => Buffer.from(id.buffer, id.byteOffset, id.byteLength)) };
   }
 
@@ -225,6 +235,25 @@ export class CodecPool {
     }
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
+}
+
+/** Copies byte arrays into one new (transferable) buffer, back to back. */
+function packInto(items: Uint8Array[]): {
+  buffer: ArrayBuffer;
+  parts: { buffer: ArrayBuffer; offset: number; length: number }[];
+} {
+  const total = items.reduce((n, c) => n + c.length, 0);
+  // Uninitialised: every byte is overwritten below (a zero-filled buffer costs a memset).
+  const buffer = Buffer.allocUnsafeSlow(total).buffer as ArrayBuffer;
+  const view = new Uint8Array(buffer);
+  let off = 0;
+  const parts = items.map((c) => {
+    view.set(c, off);
+    const part = { buffer, offset: off, length: c.length };
+    off += c.length;
+    return part;
+  });
+  return { buffer, parts };
 }
 
 /**

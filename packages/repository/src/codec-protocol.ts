@@ -9,13 +9,12 @@ export interface WorkerKeys {
 }
 
 export type CodecRequest =
-  | {
-      op: "hash";
-      job: number;
-      chunks: { buffer: ArrayBuffer; offset: number; length: number }[];
-      /** Optional zstd frames of the chunks (checked before use). */
-      frames?: ({ buffer: ArrayBuffer; offset: number; length: number } | null)[];
-    }
+  | { op: "hash"; job: number; chunks: { buffer: ArrayBuffer; offset: number; length: number }[] }
+  /**
+   * Uploaded payloads in one transferred buffer: each is its chunk's bytes (`zstd` false) or a
+   * zstd frame of them; checked to give exactly plainSize bytes, then hashed.
+   */
+  | { op: "unpack"; job: number; buffer: ArrayBuffer; items: UnpackItem[] }
   /** Read [offset, offset + length) of an open file (shared fd table) in chunks; hash the non-zero ones. */
   | { op: "scan"; job: number; fd: number; offset: number; length: number; chunkSize: number; what: string }
   | { op: "encode"; job: number; batch: number; ids: Uint8Array[]; which: number[]; files?: string[] }
@@ -38,6 +37,13 @@ export type CodecRequest =
       items: { kind: BlobKind; id: Uint8Array; blob: Uint8Array; what: string }[];
     };
 
+export interface UnpackItem {
+  offset: number;
+  length: number;
+  plainSize: number;
+  zstd: boolean;
+}
+
 export interface CodecResponse {
   job: number;
   ids?: Uint8Array[];
@@ -46,5 +52,7 @@ export interface CodecResponse {
   blobs?: Uint8Array[];
   plains?: Uint8Array[];
   sizes?: number[];
+  /** unpack: the first payload that is not its chunk (nothing of the batch is held then). */
+  invalid?: { position: number; message: string };
   error?: { code: string | undefined; message: string; details: Record<string, unknown> | undefined };
 }

@@ -15,13 +15,14 @@ import { BulwarkError } from "@bulwark/errors";
 import {
   BLOB_OVERHEAD,
   BlobKind,
+  type BlobParts,
   chunkIdOf,
   decodeBlob,
   decompressInto,
-  encodeBlob,
   encodeBlobParts,
+  encodeBlobPartsPacked,
 } from "./blob.js";
-import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
+import type { CodecRequest, CodecResponse, UnpackItem, WorkerKeys } from "./codec-protocol.js";
 import { MAX_BLOB_PLAINTEXT } from "./constants.js";
 import { ID_BYTES, isAllZero } from "./ids.js";
 import { nodeIdOf } from "./index-tree.js";
@@ -35,8 +36,16 @@ const keys = workerData as WorkerKeys;
 const idKey = Buffer.from(keys.idKey);
 const nodeIdKey = Buffer.from(keys.nodeIdKey);
 const dataKey = Buffer.from(keys.dataKey);
-/** A hashed batch waiting for `encode`: its chunks, and the pooled read buffer they live in. */
-const held = new Map<number, { chunks: Buffer[]; frames?: (Buffer | null)[]; pooled?: Buffer }>();
+/**
+ * A hashed batch waiting for `encode`: per chunk either its bytes, or (from `unpack`) a checked zstd
+ * frame of them and their length; and the pooled read buffer the bytes live in.
+ */
+interface HeldBatch {
+  chunks: (Buffer | null)[];
+  packed?: { frame: Buffer; plainSize: number }[];
+  pooled?: Buffer;
+}
+const held = new Map<number, HeldBatch>();
 
 /**
  * Read buffers of `scan`, reused: a fresh large buffer per batch costs a zero-fill or page faults
@@ -62,21 +71,61 @@ function giveReadBuffer(b: Buffer): void {
 }
 
 /**
- * A caller's zstd frame for a chunk, usable as the blob payload only if it decompresses to exactly
- * the chunk's bytes and is smaller (decompressing and comparing costs far less than compressing).
+ * `unpack`: checks and hashes uploaded payloads. A zstd frame is decompressed into scratch (never
+ * more than plainSize bytes: the frame header is the sender's claim) and, when smaller than the
+ * chunk, kept as the blob payload: no second compression, and the plaintext is not held. Returns
+ * the IDs, or the first payload that is not its chunk (then nothing is held).
  */
-function checkedFrame(frame: Buffer | null | undefined, chunk: Buffer): Buffer | undefined {
-  if (!frame || frame.length >= chunk.length) return undefined;
-  if (frameScratch.length < chunk.length) frameScratch = Buffer.allocUnsafeSlow(chunk.length);
-  const out = frameScratch.subarray(0, chunk.length);
-  try {
-    if (decompressInto(out, frame) !== chunk.length) return undefined;
-  } catch {
-    return undefined; // not a valid frame, or more bytes than the chunk: compress ourselves
+function unpack(
+  job: number,
+  buffer: ArrayBuffer,
+  items: UnpackItem[],
+): { ids: Uint8Array[] } | { invalid: { position: number; message: string } } {
+  const chunks: (Buffer | null)[] = [];
+  const packed: { frame: Buffer; plainSize: number }[] = [];
+  const ids: Uint8Array[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const { offset, length, plainSize, zstd } = items[i]!;
+    const payload = Buffer.from(buffer, offset, length);
+    let plain: Buffer;
+    if (!zstd) {
+      if (length !== plainSize) {
+        return invalidAt(i, `raw chunk payload is ${length} bytes, the chunk has ${plainSize}`);
+      }
+      plain = payload;
+      chunks.push(payload);
+    } else {
+      if (frameScratch.length < plainSize) frameScratch = Buffer.allocUnsafeSlow(plainSize);
+      // A frame no smaller than its chunk is not worth keeping: its bytes are, in a copy.
+      plain = length < plainSize ? frameScratch.subarray(0, plainSize) : Buffer.allocUnsafe(plainSize);
+      let written: number;
+      try {
+        written = decompressInto(plain, payload);
+      } catch (err) {
+        return invalidAt(
+          i,
+          `zstd payload does not decompress to ${plainSize} bytes: ${(err as Error).message}`,
+        );
+      }
+      if (written !== plainSize) {
+        return invalidAt(i, `zstd payload decompresses to ${written} bytes, the chunk has ${plainSize}`);
+      }
+      if (length < plainSize) {
+        chunks.push(null);
+        packed[i] = { frame: payload, plainSize };
+      } else chunks.push(plain);
+    }
+    // Own 32-byte buffers: a pooled digest would carry its whole 8 KiB slab through postMessage.
+    ids.push(new Uint8Array(chunkIdOf(idKey, plain)));
   }
-  return out.equals(chunk) ? frame : undefined;
+  held.set(job, { chunks, packed });
+  return { ids };
 }
 let frameScratch = Buffer.alloc(0);
+
+function invalidAt(position: number, message: string) {
+  return { invalid: { position, message } };
+}
 
 /** Restore scratch: one blob and one plaintext at a time per worker, grown as needed. */
 let blobScratch = Buffer.alloc(0);
@@ -84,10 +133,11 @@ let plainScratch = Buffer.alloc(0);
 
 function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[] } {
   switch (req.op) {
+    case "unpack":
+      return { res: { job: req.job, ...unpack(req.job, req.buffer, req.items) }, transfer: [] };
     case "hash": {
       const chunks = req.chunks.map((c) => Buffer.from(c.buffer, c.offset, c.length));
-      const frames = req.frames?.map((f) => (f ? Buffer.from(f.buffer, f.offset, f.length) : null));
-      held.set(req.job, frames ? { chunks, frames } : { chunks });
+      held.set(req.job, { chunks });
       // Own 32-byte buffers: a pooled digest would carry its whole 8 KiB slab through postMessage.
       const ids = chunks.map((c) => new Uint8Array(chunkIdOf(idKey, c)));
       return { res: { job: req.job, ids }, transfer: [] };
@@ -128,23 +178,23 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
       if (!batch) throw new Error(`no held batch ${req.batch}`);
       const { chunks } = batch;
       const files = req.files;
-      const packed = (i: number) => checkedFrame(batch.frames?.[i], chunks[i]!);
+      const parts = (i: number) => {
+        const name = Buffer.from(req.ids[i]!);
+        const p = batch.packed?.[i];
+        if (p) return encodeBlobPartsPacked(BlobKind.Data, name, p.plainSize, p.frame, dataKey);
+        return encodeBlobParts(BlobKind.Data, name, chunks[i]!, dataKey, { level: keys.level });
+      };
       try {
         if (!files) {
-          const blobs = req.which.map((i) =>
-            encodeBlob(BlobKind.Data, Buffer.from(req.ids[i]!), chunks[i]!, dataKey, {
-              level: keys.level,
-              packed: packed(i),
-            }),
-          );
+          const blobs = req.which.map((i) => {
+            const p = parts(i);
+            return Buffer.concat([p.head, p.body, p.tag], p.length);
+          });
           return { res: { job: req.job, blobs }, transfer: [] };
         }
         // Local staging: the blobs go straight to their temp files (no fsync: the ingest's barrier
         // makes them durable), so neither they nor a copy of them cross back to the main thread.
-        return {
-          res: { job: req.job, sizes: encodeToFiles(chunks, req.ids, req.which, files, packed) },
-          transfer: [],
-        };
+        return { res: { job: req.job, sizes: encodeToFiles(req.which, files, parts) }, transfer: [] };
       } finally {
         if (batch.pooled) giveReadBuffer(batch.pooled);
       }
@@ -209,21 +259,12 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
   }
 }
 
-/** Encodes chunks[which[k]] into the new file files[k] each; returns the blob sizes. */
-function encodeToFiles(
-  chunks: Buffer[],
-  ids: Uint8Array[],
-  which: number[],
-  files: string[],
-  packed: (i: number) => Buffer | undefined,
-): number[] {
+/** Encodes chunk which[k] into the new file files[k] each; returns the blob sizes. */
+function encodeToFiles(which: number[], files: string[], parts: (i: number) => BlobParts): number[] {
   const sizes: number[] = [];
   try {
     which.forEach((i, k) => {
-      const p = encodeBlobParts(BlobKind.Data, Buffer.from(ids[i]!), chunks[i]!, dataKey, {
-        level: keys.level,
-        packed: packed(i),
-      });
+      const p = parts(i);
       writeNewFile(files[k]!, [p.head, p.body, p.tag], p.length);
       sizes.push(p.length);
     });

@@ -1,36 +1,72 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { compress } from "zstd-napi";
-import { BLOB_OVERHEAD, BlobKind, CodecPool, decodeBlob } from "../src/index.js";
+import { BLOB_OVERHEAD, BlobKind, CodecPool, chunkIdOf, decodeBlob } from "../src/index.js";
 
 const keys = { idKey: randomBytes(32), nodeIdKey: randomBytes(32), dataKey: randomBytes(32) };
 const pool = new CodecPool(keys, { threads: 1 });
 afterAll(() => pool.close());
 
-describe("codec pool: caller-supplied zstd frames", () => {
-  it("stores a frame that holds exactly the chunk, and compresses itself for any other frame", async () => {
-    // 64 KiB of 16 letters: compressible, and levels 1 and 19 give frames of different sizes.
-    const text = Buffer.from(randomBytes(65536).map((b) => 0x61 + (b & 15)));
-    const other = Buffer.from("another ".repeat(8192));
+type Unpacked = Awaited<ReturnType<CodecPool["unpack"]>>;
+
+function ticketOf(r: Unpacked): Exclude<Unpacked, { invalid: unknown }> {
+  if ("invalid" in r) throw new Error(`unexpected invalid payload: ${r.invalid.message}`);
+  return r;
+}
+
+describe("codec pool: uploaded payloads (unpack)", () => {
+  // 64 KiB of 16 letters: compressible, and levels 1 and 19 give frames of different sizes.
+  const text = Buffer.from(randomBytes(65536).map((b) => 0x61 + (b & 15)));
+  const noise = randomBytes(4096);
+
+  it("hashes raw and zstd payloads, stores a smaller frame as is and compresses the rest itself", async () => {
     const good = compress(text, { compressionLevel: 19 });
-    const chunks = [text, text, text, text, text];
-    const frames = [
-      good, // right: used as is
-      compress(other, { compressionLevel: 19 }), // a valid frame of other bytes
-      randomBytes(200), // not a frame
-      compress(Buffer.concat([text, Buffer.from("x")]), { compressionLevel: 19 }), // one byte too many
-      null,
-    ];
-    const ticket = await pool.hash(chunks, frames);
-    const blobs = await pool.encode(ticket, [0, 1, 2, 3, 4]);
-    blobs.forEach((blob, i) => {
-      const plain = decodeBlob(BlobKind.Data, ticket.ids[i]!, blob, keys.dataKey, `chunk ${i}`);
-      expect(plain.equals(text)).toBe(true);
-    });
+    const bigFrame = compress(noise, { compressionLevel: 1 }); // incompressible: frame > chunk
+    expect(bigFrame.length).toBeGreaterThan(noise.length);
+    const ticket = ticketOf(
+      await pool.unpack([
+        { payload: good, plainSize: text.length, zstd: true },
+        { payload: text, plainSize: text.length, zstd: false },
+        { payload: bigFrame, plainSize: noise.length, zstd: true },
+      ]),
+    );
+    expect(ticket.ids[0]!.equals(chunkIdOf(keys.idKey, text))).toBe(true);
+    expect(ticket.ids[1]!.equals(chunkIdOf(keys.idKey, text))).toBe(true);
+    expect(ticket.ids[2]!.equals(chunkIdOf(keys.idKey, noise))).toBe(true);
+    const blobs = await pool.encode(ticket, [0, 1, 2]);
+    const plains = blobs.map((blob, i) =>
+      decodeBlob(BlobKind.Data, ticket.ids[i]!, blob, keys.dataKey, `chunk ${i}`),
+    );
+    expect(plains[0]!.equals(text)).toBe(true);
+    expect(plains[1]!.equals(text)).toBe(true);
+    expect(plains[2]!.equals(noise)).toBe(true);
+    // The frame was stored as is; the raw chunk was compressed by the worker at its level 1.
     expect(blobs[0]!.length).toBe(BLOB_OVERHEAD + good.length);
-    // The others were compressed by the worker at its level 1: one size, not the level-19 frame's.
     const own = compress(text, { compressionLevel: 1 }).length;
     expect(own).not.toBe(good.length);
-    for (const i of [1, 2, 3, 4]) expect(blobs[i]!.length).toBe(BLOB_OVERHEAD + own);
+    expect(blobs[1]!.length).toBe(BLOB_OVERHEAD + own);
+    expect(blobs[2]!.length).toBe(BLOB_OVERHEAD + noise.length); // stored uncompressed
+  });
+
+  it("names the first payload that is not its chunk, and holds nothing of the batch", async () => {
+    const cases: [Uint8Array, number, boolean, RegExp][] = [
+      [randomBytes(200), text.length, true, /does not decompress/], // not a frame
+      [compress(Buffer.concat([text, Buffer.from("x")])), text.length, true, /does not decompress/], // one byte too many
+      [compress(text.subarray(1)), text.length, true, /decompresses to 65535 bytes/], // one too few
+      [text.subarray(1), text.length, false, /raw chunk payload is 65535 bytes/],
+    ];
+    for (const [payload, plainSize, zstd, message] of cases) {
+      const r = await pool.unpack([
+        { payload: text, plainSize: text.length, zstd: false },
+        { payload, plainSize, zstd },
+      ]);
+      expect("invalid" in r && r.invalid.position).toBe(1);
+      expect("invalid" in r && r.invalid.message).toMatch(message);
+    }
+    // A frame that claims 4 GiB in its header still gets only plainSize bytes of room.
+    const r = await pool.unpack([
+      { payload: compress(Buffer.alloc(8 << 20, 1)), plainSize: text.length, zstd: true },
+    ]);
+    expect("invalid" in r && r.invalid.position).toBe(0);
   });
 });

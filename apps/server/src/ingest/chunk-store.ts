@@ -1,16 +1,30 @@
 import { BulwarkError } from "@bulwark/errors";
-import { chunkKey, idToHex } from "@bulwark/repository";
+import {
+  chunkKey,
+  type HashTicket,
+  idToHex,
+  LocalBackend,
+  type Repository,
+  StagedWriter,
+} from "@bulwark/repository";
 import type { OpenRepository } from "../repositories/registry.js";
 
-// Stores one verified batch of uploaded chunks durably, following the repository's ingest rules
-// (docs/repository-format.md, "Ingest"): hash in the codec workers (never on the event loop),
-// refuse the whole batch if any chunk's content does not hash to its ID, confirm index hits by
-// touching the chunk file (a chunk GC moved to the trash is moved back), encode and write the
-// rest, then record them in the chunk index. When this resolves, every chunk is durable.
+// Stores one batch of uploaded chunks durably, following the repository's ingest rules
+// (docs/repository-format.md, "Ingest" and "Write ordering and crash safety"). The codec workers
+// do the byte work (never the event loop): decompress each payload into at most its chunk's
+// length, hash it, and refuse the whole batch if any chunk is not what it claims; index hits are
+// confirmed by touching the chunk file (a chunk GC moved to the trash is moved back); the rest are
+// encoded straight into hidden temp files (an agent's zstd frame is stored as the payload, not
+// compressed again) and published by the repository's group commit: one barrier makes the chunk
+// files of every stream's batches durable at once, then they get their names. Only then are they
+// recorded in the chunk index, and only then does this resolve (and the batch get its ack).
 
-export interface PlainChunk {
+export interface UploadedChunk {
   id: Buffer;
-  plain: Buffer;
+  /** The chunk's bytes, or a zstd frame of them (`zstd`); checked in a worker. */
+  payload: Uint8Array;
+  plainSize: number;
+  zstd: boolean;
 }
 
 export interface StoreResult {
@@ -24,12 +38,38 @@ export interface StoreResult {
   newStoredBytes: number;
 }
 
+/**
+ * One staged writer per repository, shared by every upload stream on this node: while one barrier
+ * runs, the chunk files staged meanwhile wait for the next, so N streams pay one barrier, not N
+ * (group commit). It publishes as soon as no barrier runs: an ack waits for a barrier, never a timer.
+ */
+const writers = new WeakMap<Repository, StagedWriter>();
+
+function writerFor(repo: Repository): StagedWriter {
+  let writer = writers.get(repo);
+  if (!writer) {
+    writer = new StagedWriter(repo.backend);
+    writer.drain();
+    writers.set(repo, writer);
+  }
+  return writer;
+}
+
 export async function storeChunks(
   target: OpenRepository,
-  chunks: readonly PlainChunk[],
+  chunks: readonly UploadedChunk[],
 ): Promise<StoreResult> {
   const { repo, index } = target;
-  const ticket = await repo.pool.hash(chunks.map((c) => c.plain));
+  const unpacked = await repo.pool.unpack(
+    chunks.map((c) => ({ payload: c.payload, plainSize: c.plainSize, zstd: c.zstd })),
+  );
+  if ("invalid" in unpacked) {
+    const { position, message } = unpacked.invalid;
+    throw new BulwarkError("BULWARK_PROTO_CHUNK_INVALID", `chunk ${position}: ${message}`, {
+      details: { position },
+    });
+  }
+  const ticket = unpacked;
   const bad = chunks.findIndex((c, i) => !ticket.ids[i]!.equals(c.id));
   if (bad >= 0) {
     await repo.pool.encode(ticket, []); // releases the batch held in the worker
@@ -46,33 +86,34 @@ export async function storeChunks(
     if (!firstOf.has(hex)) firstOf.set(hex, i);
   });
   const unique = [...firstOf.values()];
-  const known = await index.has(unique.map((i) => chunks[i]!.id));
-  const confirmed = await Promise.all(
-    unique.map(async (i, k) => {
-      if (!known[k]) return false;
-      const key = chunkKey(chunks[i]!.id);
-      if (await repo.backend.touch(key)) return true;
-      // GC may be sweeping it right now: take it back from the trash (spec, GC step 4).
-      return (await repo.backend.rename(`trash/${idToHex(chunks[i]!.id)}`, key)) && repo.backend.touch(key);
-    }),
-  );
-  const toWrite = unique.filter((_, k) => !confirmed[k]);
-  const blobs = await repo.pool.encode(ticket, toWrite);
+  let toWrite: number[];
+  try {
+    const known = await index.has(unique.map((i) => chunks[i]!.id));
+    const confirmed = await Promise.all(
+      unique.map(async (i, k) => {
+        if (!known[k]) return false;
+        const key = chunkKey(chunks[i]!.id);
+        if (await repo.backend.touch(key)) return true;
+        // GC may be sweeping it right now: take it back from the trash (spec, GC step 4).
+        return (await repo.backend.rename(`trash/${idToHex(chunks[i]!.id)}`, key)) && repo.backend.touch(key);
+      }),
+    );
+    toWrite = unique.filter((_, k) => !confirmed[k]);
+  } catch (err) {
+    await repo.pool.encode(ticket, []).catch(() => undefined);
+    throw err;
+  }
+  const { sizes, done } = await stage(repo, ticket, toWrite);
   const created = await Promise.all(
-    blobs.map(async (blob, k) => {
-      const key = chunkKey(chunks[toWrite[k]!]!.id);
-      if (await repo.backend.putIfAbsent(key, blob)) return true;
+    done.map(async (d, k) => {
+      if (await d) return true;
       // Already there (another stream, or an index that lagged the files): make it young for GC.
-      await repo.backend.touch(key);
+      await repo.backend.touch(chunkKey(chunks[toWrite[k]!]!.id));
       return false;
     }),
   );
   await index.record(
-    toWrite.map((i, k) => ({
-      id: chunks[i]!.id,
-      plainSize: chunks[i]!.plain.length,
-      storedSize: blobs[k]!.length,
-    })),
+    toWrite.map((i, k) => ({ id: chunks[i]!.id, plainSize: chunks[i]!.plainSize, storedSize: sizes[k]! })),
   );
   let stored = 0;
   let newPlainBytes = 0;
@@ -80,9 +121,36 @@ export async function storeChunks(
   created.forEach((c, k) => {
     if (c) {
       stored++;
-      newPlainBytes += chunks[toWrite[k]!]!.plain.length;
-      newStoredBytes += blobs[k]!.length;
+      newPlainBytes += chunks[toWrite[k]!]!.plainSize;
+      newStoredBytes += sizes[k]!;
     }
   });
   return { stored, alreadyPresent: chunks.length - stored, newPlainBytes, newStoredBytes };
+}
+
+/**
+ * Encodes the chunks at positions `which` and stages them with the repository's writer; `done[k]`
+ * settles once a barrier made chunk k durable under its name (true if this call created it). On the
+ * local backend the workers write the temp files themselves: no blob crosses this thread.
+ */
+async function stage(
+  repo: Repository,
+  ticket: HashTicket,
+  which: number[],
+): Promise<{ sizes: number[]; done: Promise<boolean>[] }> {
+  const backend = repo.backend;
+  const writer = writerFor(repo);
+  const keys = which.map((i) => chunkKey(ticket.ids[i]!));
+  if (backend instanceof LocalBackend) {
+    const tmps = keys.map((k) => backend.tempPathFor(k));
+    const sizes = await repo.pool.encodeToFiles(ticket, which, tmps);
+    const puts = await Promise.all(
+      sizes.map((n, k) => writer.adopt(backend.adoptStaged(keys[k]!, tmps[k]!, n))),
+    );
+    return { sizes, done: puts.map((p) => p.done) };
+  }
+  const blobs = await repo.pool.encode(ticket, which);
+  const puts = await Promise.all(blobs.map((blob, k) => writer.put(keys[k]!, blob)));
+  for (const p of puts) p.done.catch(() => undefined); // awaited by the caller; not unhandled meanwhile
+  return { sizes: blobs.map((b) => b.length), done: puts.map((p) => p.done) };
 }

@@ -2,6 +2,7 @@ import { BulwarkError } from "@bulwark/errors";
 import {
   CHUNK_ID_BYTES,
   type Chunk,
+  ChunkEncoding,
   chunkLength,
   MAX_OFFSETS_PER_CHUNK,
   MAX_UPLOAD_BATCH_BYTES,
@@ -10,8 +11,7 @@ import {
 } from "@bulwark/protocol";
 import type { AgentIdentity } from "../grpc/identity.js";
 import type { OpenRepository } from "../repositories/registry.js";
-import { type PlainChunk, storeChunks } from "./chunk-store.js";
-import { decodePayload } from "./payload.js";
+import { storeChunks, type UploadedChunk } from "./chunk-store.js";
 import {
   type IngestContext,
   openSession,
@@ -33,8 +33,11 @@ function chunkInvalid(message: string, details: Record<string, unknown>): Bulwar
   return new BulwarkError("BULWARK_PROTO_CHUNK_INVALID", message, { details });
 }
 
-/** Checks one chunk against the session's geometry and returns its plaintext. */
-function verifyChunk(session: SessionRow, chunk: Chunk, position: number): PlainChunk {
+/**
+ * Checks one chunk's fields against the session's geometry. Its payload is checked (decompressed
+ * into at most the chunk's length, then hashed) by the codec workers in storeChunks.
+ */
+function verifyChunk(session: SessionRow, chunk: Chunk, position: number): UploadedChunk {
   const where = { position };
   if (chunk.id.length !== CHUNK_ID_BYTES) {
     throw chunkInvalid(`chunk ${position}: ID is ${chunk.id.length} bytes, not 32`, where);
@@ -73,7 +76,17 @@ function verifyChunk(session: SessionRow, chunk: Chunk, position: number): Plain
       },
     );
   }
-  return { id: Buffer.from(chunk.id), plain: decodePayload(chunk.encoding, chunk.payload, length, where) };
+  const zstd = chunk.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD;
+  if (!zstd && chunk.encoding !== ChunkEncoding.CHUNK_ENCODING_RAW) {
+    throw chunkInvalid(`chunk ${position}: encoding ${chunk.encoding} is not RAW or ZSTD`, where);
+  }
+  if (!zstd && chunk.payload.length !== length) {
+    throw chunkInvalid(
+      `chunk ${position}: raw payload is ${chunk.payload.length} bytes, the chunk has ${length}`,
+      where,
+    );
+  }
+  return { id: Buffer.from(chunk.id), payload: chunk.payload, plainSize: length, zstd };
 }
 
 export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): UploadStream {
