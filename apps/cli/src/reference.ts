@@ -30,8 +30,8 @@ export function commandReference(commands: readonly CommandSpec[]): string {
       out.push("| option | meaning |", "| --- | --- |");
       for (const [name, spec] of options) {
         const value = spec.type === "string" ? ` <${spec.valueName ?? name}>` : "";
-        const text = `${spec.description}${spec.multiple ? " (repeatable)" : ""}`.replace(/\|/g, "\\|");
-        out.push(`| \`--${name}${value}\` | ${text} |`);
+        const text = `${spec.description}${spec.multiple ? " (repeatable)" : ""}`;
+        out.push(`| ${cell(`\`--${name}${value}\``)} | ${cell(text)} |`);
       }
       out.push("");
     }
@@ -39,6 +39,11 @@ export function commandReference(commands: readonly CommandSpec[]): string {
     if (c.examples?.length) out.push("```sh", ...c.examples, "```", "");
   }
   return out.join("\n");
+}
+
+/** A table cell: GFM splits rows at every unescaped `|`, even inside a code span (`<raw|qcow2>`). */
+function cell(text: string): string {
+  return text.replace(/\|/g, "\\|");
 }
 
 /** Replaces everything from the Commands heading to the end of the document. */
