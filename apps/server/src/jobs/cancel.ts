@@ -185,6 +185,32 @@ export async function cancelJob(ctx: JobContext, jobId: string, actor: CancelAct
 }
 
 /**
+ * Starts a verify, GC or prune run: a job cancelled while it waited in its queue ends CANCELLED
+ * here (false); otherwise its row becomes RUNNING with one more attempt (true).
+ */
+export async function startMaintenanceRun(
+  ctx: JobContext,
+  row: { id: string; cancelRequestedAt: Date | null; startedAt: Date | null },
+): Promise<boolean> {
+  const now = ctx.now();
+  if (row.cancelRequestedAt) {
+    await finishJob(
+      ctx.catalog,
+      row.id,
+      "CANCELLED",
+      { finishedAt: now, errorCode: CANCELLED_CODE, errorMessage: cancelledMessage(null) },
+      { log: ctx.log },
+    );
+    return false;
+  }
+  await ctx.catalog.job.update({
+    where: { id: row.id },
+    data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
+  });
+  return true;
+}
+
+/**
  * An AbortSignal for a running verify, GC or prune: aborted (with BULWARK_CONTROL_JOB_CANCELLED)
  * as soon as the job's row carries a cancel request, heard through the job-events channel from
  * any node, and at least every `resultPollMs` in case that message was lost.

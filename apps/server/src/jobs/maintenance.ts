@@ -1,7 +1,7 @@
 import type { Prisma } from "@bulwark/catalog";
 import { collectGarbage, verifyRepository } from "@bulwark/repository";
 import type { Job as BullJob } from "bullmq";
-import { CANCELLED_CODE, cancelledMessage, watchCancel } from "./cancel.js";
+import { CANCELLED_CODE, startMaintenanceRun, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { errorFields, finishJob, TERMINAL_STATES } from "./mirror.js";
 
@@ -19,22 +19,8 @@ export async function processMaintenance(
 ): Promise<unknown> {
   const row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
   if (!row || TERMINAL_STATES.includes(row.state)) return row?.state ?? "GONE";
-  const now = ctx.now();
+  if (!(await startMaintenanceRun(ctx, row))) return "CANCELLED";
   const opts = { log: ctx.log };
-  if (row.cancelRequestedAt) {
-    await finishJob(
-      ctx.catalog,
-      row.id,
-      "CANCELLED",
-      { finishedAt: now, errorCode: CANCELLED_CODE, errorMessage: cancelledMessage(null) },
-      opts,
-    );
-    return "CANCELLED";
-  }
-  await ctx.catalog.job.update({
-    where: { id: row.id },
-    data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
-  });
   const { repositoryId } = row.params as { repositoryId: string };
   const watch = watchCancel(ctx, row.id);
   try {

@@ -1,7 +1,7 @@
 import type { Prisma } from "@bulwark/catalog";
 import { parseRetentionPolicy, planRetention } from "@bulwark/retention";
 import type { Job as BullJob } from "bullmq";
-import { CANCELLED_CODE, cancelledMessage, watchCancel } from "./cancel.js";
+import { CANCELLED_CODE, startMaintenanceRun, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { errorFields, finishJob, insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
 import { queueCall } from "./queues.js";
@@ -69,22 +69,9 @@ export async function processPrune(
 ): Promise<PruneResult | string> {
   const row = await ctx.catalog.job.findUnique({ where: { id: job.data.jobId } });
   if (!row || TERMINAL_STATES.includes(row.state)) return row?.state ?? "GONE";
+  if (!(await startMaintenanceRun(ctx, row))) return "CANCELLED";
   const now = ctx.now();
   const logOpts = { log: ctx.log };
-  if (row.cancelRequestedAt) {
-    await finishJob(
-      ctx.catalog,
-      row.id,
-      "CANCELLED",
-      { finishedAt: now, errorCode: CANCELLED_CODE, errorMessage: cancelledMessage(null) },
-      logOpts,
-    );
-    return "CANCELLED";
-  }
-  await ctx.catalog.job.update({
-    where: { id: row.id },
-    data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
-  });
   const p = row.params as { volumeId: string; repositoryId: string };
   const policy = row.policyId ? await ctx.catalog.policy.findUnique({ where: { id: row.policyId } }) : null;
   if (!policy) {
