@@ -1,15 +1,12 @@
 import { randomUUID } from "node:crypto";
-import type { Command, ControlServiceClient } from "@bulwark/protocol";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ControlKeys } from "../src/control/redis-keys.js";
 import {
+  backupCommand,
   type ControlNode,
-  controlClient,
   eventually,
-  REDIS_URL,
-  startControlNode,
-  TestControlStream,
+  TwoControlNodes,
   testPrefix,
 } from "./support/control.js";
 import { codeOf, Harness } from "./support/harness.js";
@@ -20,51 +17,22 @@ import { codeOf, Harness } from "./support/harness.js";
 // resent as before. Two real server nodes on one Postgres and Redis.
 
 const h = new Harness();
-const prefix = testPrefix("control-cancelled");
+const nodes = new TwoControlNodes(h, testPrefix("control-cancelled"));
+const prefix = nodes.prefix;
 let a: ControlNode;
 let b: ControlNode;
 let redis: Redis;
-const streams: TestControlStream[] = [];
-const clients: ControlServiceClient[] = [];
-
-function open(node: ControlNode, agent: Awaited<ReturnType<Harness["agent"]>>): TestControlStream {
-  const client = controlClient(h, node, agent);
-  clients.push(client);
-  const s = new TestControlStream(client);
-  streams.push(s);
-  return s;
-}
-
-function backup(jobId: string): Command {
-  return {
-    commandId: randomUUID(),
-    command: {
-      $case: "backup",
-      value: { jobId, target: { $case: "volumeId", value: "vol-1" }, policy: undefined, deadline: undefined },
-    },
-  };
-}
+const open = nodes.open.bind(nodes);
+const _connected = nodes.connected.bind(nodes);
 
 beforeAll(async () => {
-  await h.setUp("control_cancelled");
-  a = await startControlNode(h, "node-a", prefix, { heartbeatIntervalMs: 1000 });
-  b = await startControlNode(h, "node-b", prefix, { heartbeatIntervalMs: 1000 });
-  redis = new Redis(REDIS_URL);
+  await nodes.start("control_cancelled");
+  ({ a, b, redis } = nodes);
 }, 60_000);
 
-afterEach(() => {
-  for (const s of streams.splice(0)) if (!s.ended) s.cancel();
-  for (const c of clients.splice(0)) c.close();
-});
+afterEach(() => nodes.closeStreams());
 
-afterAll(async () => {
-  await a?.stop();
-  await b?.stop();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-  await h.tearDown();
-});
+afterAll(() => nodes.stop());
 
 describe("reconnect after a cancel", () => {
   it("drops the cancelled job's pending command, resends the others, and cancels the job the agent still runs", async () => {
@@ -75,8 +43,8 @@ describe("reconnect after a cancel", () => {
     await first.serverHello();
     first.keepAlive();
     // Received, never acknowledged (the agent went away): both stay pending.
-    const cancelledCmd = backup(agent.jobId);
-    const liveCmd = backup(randomUUID());
+    const cancelledCmd = backupCommand(agent.jobId);
+    const liveCmd = backupCommand(randomUUID());
     const outcomes = [
       codeOf(b.plane.dispatcher.dispatch(agent.id, cancelledCmd, { timeoutMs: 500 })),
       codeOf(b.plane.dispatcher.dispatch(agent.id, liveCmd, { timeoutMs: 500 })),

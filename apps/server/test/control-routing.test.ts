@@ -1,16 +1,13 @@
-import { randomUUID } from "node:crypto";
-import type { Command, ControlServiceClient } from "@bulwark/protocol";
 import { DisconnectReason } from "@bulwark/protocol";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ControlKeys } from "../src/control/redis-keys.js";
 import {
+  backupCommand,
   type ControlNode,
-  controlClient,
   eventually,
-  REDIS_URL,
   startControlNode,
-  TestControlStream,
+  TwoControlNodes,
   testPrefix,
 } from "./support/control.js";
 import { codeOf, Harness } from "./support/harness.js";
@@ -21,72 +18,29 @@ import { codeOf, Harness } from "./support/harness.js";
 // commands survive a reconnect to the other node.
 
 const h = new Harness();
-const prefix = testPrefix("control-routing");
+const nodes = new TwoControlNodes(h, testPrefix("control-routing"));
+const prefix = nodes.prefix;
 let a: ControlNode;
 let b: ControlNode;
 let redis: Redis;
-const streams: TestControlStream[] = [];
-const clients: ControlServiceClient[] = [];
-
-function open(node: ControlNode, agent: Awaited<ReturnType<Harness["agent"]>>): TestControlStream {
-  const client = controlClient(h, node, agent);
-  clients.push(client);
-  const s = new TestControlStream(client);
-  streams.push(s);
-  return s;
-}
-
-async function connected(node: ControlNode, agent: Awaited<ReturnType<Harness["agent"]>>) {
-  const s = open(node, agent);
-  s.hello();
-  await s.serverHello();
-  s.keepAlive();
-  return s;
-}
-
-function backup(jobId: string, volumeId = "vol-1"): Command {
-  return {
-    commandId: randomUUID(),
-    command: {
-      $case: "backup",
-      value: {
-        jobId,
-        target: { $case: "volumeId", value: volumeId },
-        policy: undefined,
-        deadline: undefined,
-      },
-    },
-  };
-}
+const _open = nodes.open.bind(nodes);
+const connected = nodes.connected.bind(nodes);
 
 beforeAll(async () => {
-  await h.setUp("control_routing");
-  // Heartbeat 1 s: holder entries live 4 s without one.
-  a = await startControlNode(h, "node-a", prefix, { heartbeatIntervalMs: 1000 });
-  b = await startControlNode(h, "node-b", prefix, { heartbeatIntervalMs: 1000 });
-  redis = new Redis(REDIS_URL);
+  await nodes.start("control_routing");
+  ({ a, b, redis } = nodes);
 }, 60_000);
 
-afterEach(() => {
-  for (const s of streams.splice(0)) if (!s.ended) s.cancel();
-  for (const c of clients.splice(0)) c.close();
-});
+afterEach(() => nodes.closeStreams());
 
-afterAll(async () => {
-  await a?.stop();
-  await b?.stop();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-  await h.tearDown();
-});
+afterAll(() => nodes.stop());
 
 describe("dispatch across nodes", () => {
   it("delivers a command dispatched on node B to the agent connected to node A, and returns the ack to B", async () => {
     const agent = await h.agent();
     const s = await connected(a, agent);
     expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(true);
-    const cmd = backup(agent.jobId);
+    const cmd = backupCommand(agent.jobId);
     const acked = b.plane.dispatcher.dispatch(agent.id, cmd);
     const got = await s.command(cmd.commandId);
     expect(got.command).toEqual(cmd.command);
@@ -99,7 +53,7 @@ describe("dispatch across nodes", () => {
   it("returns a refusal (accepted = false, error) as the agent sent it", async () => {
     const agent = await h.agent();
     const s = await connected(b, agent);
-    const cmd = backup(agent.jobId, "no-such-volume");
+    const cmd = backupCommand(agent.jobId, "no-such-volume");
     const acked = a.plane.dispatcher.dispatch(agent.id, cmd);
     await s.command(cmd.commandId);
     s.send({
@@ -118,7 +72,7 @@ describe("dispatch across nodes", () => {
   it("fails promptly with AGENT_OFFLINE for an agent no node holds", async () => {
     const agent = await h.agent();
     const started = Date.now();
-    expect(await codeOf(a.plane.dispatcher.dispatch(agent.id, backup(agent.jobId)))).toBe(
+    expect(await codeOf(a.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId)))).toBe(
       "BULWARK_CONTROL_AGENT_OFFLINE",
     );
     expect(Date.now() - started).toBeLessThan(1000);
@@ -135,7 +89,7 @@ describe("dispatch across nodes", () => {
       60_000,
     );
     const started = Date.now();
-    expect(await codeOf(b.plane.dispatcher.dispatch(agent.id, backup(agent.jobId)))).toBe(
+    expect(await codeOf(b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId)))).toBe(
       "BULWARK_CONTROL_AGENT_OFFLINE",
     );
     expect(Date.now() - started).toBeLessThan(1000);
@@ -149,9 +103,9 @@ describe("dispatch across nodes", () => {
     expect(await codeOf(a.plane.dispatcher.dispatch(agent.id, { commandId: "", command: undefined }))).toBe(
       "BULWARK_CONTROL_COMMAND_INVALID",
     );
-    expect(await codeOf(a.plane.dispatcher.dispatch(agent.id, { ...backup(""), commandId: "c1" }))).toBe(
-      "BULWARK_CONTROL_COMMAND_INVALID",
-    );
+    expect(
+      await codeOf(a.plane.dispatcher.dispatch(agent.id, { ...backupCommand(""), commandId: "c1" })),
+    ).toBe("BULWARK_CONTROL_COMMAND_INVALID");
   });
 });
 
@@ -166,7 +120,7 @@ describe("supersede across nodes", () => {
     const row = await h.db.catalog.agent.findUniqueOrThrow({ where: { id: agent.id } });
     expect(row.connectedNode).toBe("node-b");
     // A dispatch from A now goes to B's stream.
-    const cmd = backup(agent.jobId);
+    const cmd = backupCommand(agent.jobId);
     const acked = a.plane.dispatcher.dispatch(agent.id, cmd);
     await onB.command(cmd.commandId);
     onB.ack(cmd.commandId);
@@ -179,7 +133,7 @@ describe("at-least-once delivery", () => {
   it("resends an unacknowledged command after the agent reconnects to the other node, until it is acknowledged", async () => {
     const agent = await h.agent();
     const first = await connected(a, agent);
-    const cmd = backup(agent.jobId);
+    const cmd = backupCommand(agent.jobId);
     // The agent receives it but never acknowledges (it crashed right after).
     const timedOut = codeOf(b.plane.dispatcher.dispatch(agent.id, cmd, { timeoutMs: 500 }));
     await first.command(cmd.commandId);
@@ -213,7 +167,7 @@ describe("at-least-once delivery", () => {
       c.subscriber.disconnect();
       const crashedAt = Date.now();
       expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(true); // the entry is still there
-      expect(await codeOf(b.plane.dispatcher.dispatch(agent.id, backup(agent.jobId)))).toBe(
+      expect(await codeOf(b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId)))).toBe(
         "BULWARK_CONTROL_AGENT_OFFLINE",
       );
       expect(Date.now() - crashedAt).toBeLessThan(1000);

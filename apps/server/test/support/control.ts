@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import {
   type Command,
   type CommandAck,
@@ -276,5 +276,83 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A backup command for a test stream (the agent side is the test's: any job and volume ID). */
+export function backupCommand(jobId: string, volumeId = "vol-1"): Command {
+  return {
+    commandId: randomUUID(),
+    command: {
+      $case: "backup",
+      value: {
+        jobId,
+        target: { $case: "volumeId", value: volumeId },
+        policy: undefined,
+        deadline: undefined,
+      },
+    },
+  };
+}
+
+type HarnessAgent = Awaited<ReturnType<Harness["agent"]>>;
+
+/**
+ * Two control nodes (heartbeat 1 s: holder entries live 4 s without one) on the harness's Postgres
+ * and the local Redis under one prefix, the streams a test opens (closed after each test) and a
+ * Redis connection for looking at the control keys.
+ */
+export class TwoControlNodes {
+  a!: ControlNode;
+  b!: ControlNode;
+  redis!: Redis;
+  private readonly streams: TestControlStream[] = [];
+  private readonly clients: ControlServiceClient[] = [];
+
+  constructor(
+    private readonly h: Harness,
+    readonly prefix: string,
+  ) {}
+
+  async start(database: string): Promise<void> {
+    await this.h.setUp(database);
+    this.a = await startControlNode(this.h, "node-a", this.prefix, { heartbeatIntervalMs: 1000 });
+    this.b = await startControlNode(this.h, "node-b", this.prefix, { heartbeatIntervalMs: 1000 });
+    this.redis = new Redis(REDIS_URL);
+  }
+
+  /** A stream to `node` as `agent`, not yet greeted. */
+  open(node: ControlNode, agent: HarnessAgent): TestControlStream {
+    const client = controlClient(this.h, node, agent);
+    this.clients.push(client);
+    const s = new TestControlStream(client);
+    this.streams.push(s);
+    return s;
+  }
+
+  /** A stream past its hello, kept alive. */
+  async connected(node: ControlNode, agent: HarnessAgent): Promise<TestControlStream> {
+    const s = this.open(node, agent);
+    s.hello();
+    await s.serverHello();
+    s.keepAlive();
+    return s;
+  }
+
+  closeStreams(): void {
+    for (const s of this.streams.splice(0)) if (!s.ended) s.cancel();
+    for (const c of this.clients.splice(0)) c.close();
+  }
+
+  async stop(): Promise<void> {
+    this.closeStreams();
+    await this.a?.stop();
+    await this.b?.stop();
+    if (this.redis) {
+      const keys = await this.redis.keys(`${this.prefix}*`);
+      if (keys.length) await this.redis.del(...keys);
+      this.redis.disconnect();
+    }
+    await this.h.tearDown();
   }
 }
