@@ -1,16 +1,23 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ChunkEncoding, IndexDigest, type IndexRun, indexRunLength } from "@bulwark/protocol";
+import {
+  ChunkEncoding,
+  IndexDigest,
+  type IndexRun,
+  indexRunLength,
+  UploadChunksRequest,
+} from "@bulwark/protocol";
 import { chunkIdOf } from "@bulwark/repository";
 import { afterEach, describe, expect, it } from "vitest";
 import { decompress } from "zstd-napi";
 import { buildReadPlan } from "../src/plan/read-plan.js";
+import { BatchEncoder, type EncodedBatch, frameBatch, headerRoom } from "../src/upload/batch-codec.js";
 import { ENCODING_RAW, ENCODING_ZSTD, encodeChunk, hashChunk, isAllZero } from "../src/upload/chunk-codec.js";
 import { IndexSpool, toRuns } from "../src/upload/index-spool.js";
-import { GROUP_BYTES, groups, packBatches } from "../src/upload/pipeline.js";
+import { GROUP_BYTES, groups } from "../src/upload/pipeline.js";
 import { type LimiterClock, TokenBucket } from "../src/upload/token-bucket.js";
-import { ChunkWorkerPool, type EncodedPart } from "../src/upload/worker-pool.js";
+import { ChunkWorkerPool } from "../src/upload/worker-pool.js";
 import { MiB, tempDir } from "./helpers/system.js";
 
 const KiB = 1024;
@@ -135,22 +142,35 @@ describe("chunk worker pool", () => {
       });
     });
     expect(hashed[2]!.ids.filter((id) => id !== null)).toHaveLength(1);
-    const parts = [0, 5, 15].map((i) => ({ offset: i * chunk, length: chunk }));
-    const text = await pool.encode(hashed[0]!.buffer, parts);
-    const noise = await pool.encode(hashed[1]!.buffer, parts);
+    const at = [0, 5, 15];
+    const parts = (g: number) =>
+      at.map((i) => ({
+        offset: i * chunk,
+        length: chunk,
+        id: chunkIdOf(key, copies[g]!.subarray(i * chunk, (i + 1) * chunk)),
+        volumeOffsets: [i * chunk],
+      }));
+    const text = await pool.encodeBatches(hashed[0]!.buffer, parts(0), 4 * MiB, headerRoom("s"));
+    const noise = await pool.encodeBatches(hashed[1]!.buffer, parts(1), 4 * MiB, headerRoom("s"));
     for (const [res, g] of [
       [text, 0],
       [noise, 1],
     ] as const) {
       expect(res.buffer.equals(copies[g]!)).toBe(true);
-      res.encoded.forEach((e, i) => {
-        const plain = copies[g]!.subarray(parts[i]!.offset, parts[i]!.offset + chunk);
-        const back = e.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD ? decompress(e.payload) : e.payload;
-        expect(back.equals(plain)).toBe(true);
+      expect(res.batches).toHaveLength(1);
+      const req = UploadChunksRequest.decode(frameBatch(res.batches[0]!, "s", 7));
+      expect(req.batchSeq).toBe(7);
+      req.chunks.forEach((c, i) => {
+        const plain = copies[g]!.subarray(at[i]! * chunk, (at[i]! + 1) * chunk);
+        const back = c.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD ? decompress(c.payload) : c.payload;
+        expect(Buffer.from(back).equals(plain)).toBe(true);
+        expect(Buffer.from(c.id).equals(chunkIdOf(key, plain))).toBe(true);
       });
     }
-    expect(text.encoded.every((e) => e.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD)).toBe(true);
-    expect(noise.encoded.every((e) => e.encoding === ChunkEncoding.CHUNK_ENCODING_RAW)).toBe(true);
+    const encodings = (res: typeof text) =>
+      UploadChunksRequest.decode(frameBatch(res.batches[0]!, "s", 1)).chunks.map((c) => c.encoding);
+    expect(encodings(text).every((e) => e === ChunkEncoding.CHUNK_ENCODING_ZSTD)).toBe(true);
+    expect(encodings(noise).every((e) => e === ChunkEncoding.CHUNK_ENCODING_RAW)).toBe(true);
   });
 });
 
@@ -177,12 +197,49 @@ describe("groups and batches", () => {
   });
 
   it("packs whole chunks into batches under the byte limit, a lone oversized chunk alone", () => {
-    const sizes = [3, 3, 3, 9, 1, 1];
-    const items = sizes.map((_, i) => i);
-    const encoded = new Map<number, EncodedPart>(
-      sizes.map((s, i) => [i, { encoding: ChunkEncoding.CHUNK_ENCODING_RAW, payload: Buffer.alloc(s) }]),
-    );
-    expect(packBatches(items, encoded, 8)).toEqual([[0, 1], [2], [3], [4, 5]]);
+    const key = randomBytes(32);
+    const chunk = 64 * KiB;
+    // Random chunks go raw (64 KiB of payload each); text chunks shrink to a few KiB.
+    const data = Buffer.concat([randomBytes(3 * chunk), realData(chunk), randomBytes(2 * chunk)]);
+    const parts = Array.from({ length: 6 }, (_, i) => ({
+      offset: i * chunk,
+      length: chunk,
+      id: chunkIdOf(key, data.subarray(i * chunk, (i + 1) * chunk)),
+      // Offsets past 2^32 and several per chunk: varints beyond 32 bits, packed.
+      volumeOffsets: [i * chunk, 2 ** 40 + i * chunk, 2 ** 52],
+    }));
+    const sessionId = "7d4f0c39-1d7e-4a4b-9a43-1f0e0c2b9e11";
+    const batches = new BatchEncoder().encode(data, parts, 2 * chunk + 100, headerRoom(sessionId));
+    expect(batches.map((b) => b.chunks)).toEqual([2, 2, 2]);
+    const decoded = batches.map((b, n) => UploadChunksRequest.decode(frameBatch(b, sessionId, 2 ** 33 + n)));
+    expect(decoded.map((d) => [d.sessionId, d.batchSeq])).toEqual([
+      [sessionId, 2 ** 33],
+      [sessionId, 2 ** 33 + 1],
+      [sessionId, 2 ** 33 + 2],
+    ]);
+    const chunks = decoded.flatMap((d) => d.chunks);
+    chunks.forEach((c, i) => {
+      const plain = data.subarray(i * chunk, (i + 1) * chunk);
+      expect(c.offsets).toEqual(parts[i]!.volumeOffsets);
+      expect(c.plainSize).toBe(chunk);
+      expect(Buffer.from(c.id).equals(parts[i]!.id)).toBe(true);
+      const back = c.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD ? decompress(c.payload) : c.payload;
+      expect(Buffer.from(back).equals(plain)).toBe(true);
+    });
+    expect(chunks[3]!.encoding).toBe(ChunkEncoding.CHUNK_ENCODING_ZSTD);
+    batches.forEach((b, n) => {
+      expect(b.payloadBytes).toBe(decoded[n]!.chunks.reduce((s, c) => s + c.payload.length, 0));
+      expect(b.payloadBytes <= 2 * chunk + 100).toBe(true);
+    });
+    // A limit below one chunk: every chunk alone. A longer session ID than the room was made for
+    // (a new session after a reconnect) still frames correctly.
+    const alone: EncodedBatch[] = new BatchEncoder().encode(data, parts, 1000, headerRoom("s"));
+    expect(alone.map((b) => b.chunks)).toEqual([1, 1, 1, 1, 1, 1]);
+    const relabelled = UploadChunksRequest.decode(frameBatch(alone[0]!, sessionId, 5));
+    expect([relabelled.sessionId, relabelled.batchSeq, relabelled.chunks.length]).toEqual([sessionId, 5, 1]);
+    expect(() =>
+      new BatchEncoder().encode(data, [{ ...parts[0]!, volumeOffsets: [] }], chunk, headerRoom("s")),
+    ).toThrow(/0 offsets/);
   });
 });
 

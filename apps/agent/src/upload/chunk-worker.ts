@@ -1,13 +1,16 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { ENCODING_RAW, encodeChunk, hashChunk } from "./chunk-codec.js";
+import { BatchEncoder } from "./batch-codec.js";
+import { hashChunk } from "./chunk-codec.js";
 import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from "./worker-messages.js";
 
 /**
- * Worker thread: hashes (keyed) and compresses chunk groups for the pool, so both cores work while
- * the main thread reads and talks gRPC. Stateless: every request carries its buffer and gets it back.
+ * Worker thread: hashes (keyed) chunk groups, and compresses and serializes upload batches, so both
+ * cores work while the main thread reads and talks gRPC. Every request carries its buffer and gets
+ * it back; batches travel as transferred buffers (never cloned).
  */
 const data = workerData as ChunkWorkerData;
 const idKey = Buffer.from(data.idKey);
+const encoder = new BatchEncoder(data.zstdLevel);
 
 function handle(req: ChunkWorkerRequest): ChunkWorkerResponse {
   if (req.op === "hash") {
@@ -20,12 +23,8 @@ function handle(req: ChunkWorkerRequest): ChunkWorkerResponse {
     }
     return { job: req.job, buffer: req.buffer, ids };
   }
-  const encoded = req.parts.map((p) => {
-    const e = encodeChunk(new Uint8Array(req.buffer, p.offset, p.length), data.zstdLevel);
-    // A raw payload is the plaintext itself, which the pool already holds: send no copy.
-    return e.encoding === ENCODING_RAW ? { encoding: e.encoding } : e;
-  });
-  return { job: req.job, buffer: req.buffer, encoded };
+  const batches = encoder.encode(new Uint8Array(req.buffer), req.parts, req.batchBytes, req.room);
+  return { job: req.job, buffer: req.buffer, batches };
 }
 
 parentPort?.on("message", (req: ChunkWorkerRequest) => {
@@ -35,5 +34,7 @@ parentPort?.on("message", (req: ChunkWorkerRequest) => {
   } catch (err) {
     res = { job: req.job, buffer: req.buffer, error: (err as Error).message };
   }
-  parentPort?.postMessage(res, [res.buffer]);
+  const transfer: ArrayBuffer[] = [res.buffer];
+  for (const b of res.batches ?? []) transfer.push(b.bytes.buffer as ArrayBuffer);
+  parentPort?.postMessage(res, transfer);
 });

@@ -1,17 +1,12 @@
-import {
-  CHUNK_ID_BYTES,
-  type Chunk,
-  type ChunkEncoding,
-  MAX_OFFSETS_PER_CHUNK,
-  type UploadChunksResponse,
-} from "@bulwark/protocol";
+import { CHUNK_ID_BYTES, MAX_OFFSETS_PER_CHUNK, type UploadChunksResponse } from "@bulwark/protocol";
 import type { ChunkRun } from "../plan/chunk-runs.js";
 import type { IndexCacheReader } from "../plan/index-cache.js";
 import { chunkLength, type ReadPlan } from "../plan/read-plan.js";
+import { frameBatch, headerRoom } from "./batch-codec.js";
 import { type BlockReader, BufferPool } from "./block-reader.js";
 import type { IndexSpool } from "./index-spool.js";
 import type { Throttle } from "./token-bucket.js";
-import type { ChunkWorkerPool, EncodedPart } from "./worker-pool.js";
+import type { ChunkWorkerPool } from "./worker-pool.js";
 
 const MiB = 1024 * 1024;
 
@@ -63,8 +58,9 @@ export interface SessionPort {
   readonly limits: { batchBytes: number; queryIds: number };
   queryMissing(ids: Buffer[]): Promise<number[]>;
   nextBatchSeq(): number;
+  /** A serialized UploadChunksRequest; resolves once it is sent, with a promise of its ack. */
   writeBatch(
-    batch: { sessionId: string; batchSeq: number; chunks: Chunk[] },
+    batch: { batchSeq: number; bytes: Buffer },
     bytes: number,
   ): Promise<{ acked: Promise<UploadChunksResponse> }>;
   /** Called once every group has been read: the streams may be half-closed as batches finish. */
@@ -249,39 +245,41 @@ async function processGroup(
   if (candidates.length === 0) return buffer;
 
   const offsets = chunkOffsets(lengths);
-  const encoded = new Map<Candidate, EncodedPart>();
+  // Encoded afresh on every attempt (a retry sends what is missing then, under the current
+  // session), so no encoded copy outlives its write: the group holds only its plaintext until acked.
   const sendMissing = async (missing: Candidate[]): Promise<void> => {
-    const toEncode = missing.filter((c) => !encoded.has(c));
-    if (toEncode.length) {
-      const res = await pool.encode(
-        buffer,
-        toEncode.map((c) => ({ offset: offsets[c.positions[0]!]!, length: lengths[c.positions[0]!]! })),
-      );
-      buffer = res.buffer;
-      for (const [i, c] of toEncode.entries()) encoded.set(c, res.encoded[i]!);
-    }
-    const acks: Promise<UploadChunksResponse>[] = [];
-    for (const batch of packBatches(missing, encoded, session.limits.batchBytes)) {
-      const chunks: Chunk[] = batch.map((c) => {
-        const e = encoded.get(c)!;
+    if (missing.length === 0) return;
+    const sessionId = session.sessionId;
+    const encoded = await pool.encodeBatches(
+      buffer,
+      missing.map((c) => {
+        const at = c.positions[0]!;
         return {
-          id: c.id,
-          offsets: c.positions.slice(0, MAX_OFFSETS_PER_CHUNK).map((p) => (group.first + p) * plan.chunkSize),
-          encoding: e.encoding as ChunkEncoding,
-          plainSize: lengths[c.positions[0]!]!,
-          payload: e.payload,
+          offset: offsets[at]!,
+          length: lengths[at]!,
+          id: new Uint8Array(c.id),
+          volumeOffsets: c.positions
+            .slice(0, MAX_OFFSETS_PER_CHUNK)
+            .map((p) => (group.first + p) * plan.chunkSize),
         };
-      });
-      const bytes = chunks.reduce((n, c) => n + c.payload.length, 0);
-      await input.throttle.take(bytes);
+      }),
+      session.limits.batchBytes,
+      headerRoom(sessionId),
+    );
+    buffer = encoded.buffer;
+    const acks: Promise<UploadChunksResponse>[] = [];
+    // shift: a sent batch is garbage at once, not at the end of the group.
+    for (let batch = encoded.batches.shift(); batch; batch = encoded.batches.shift()) {
+      await input.throttle.take(batch.payloadBytes);
+      const batchSeq = session.nextBatchSeq();
       const { acked } = await session.writeBatch(
-        { sessionId: session.sessionId, batchSeq: session.nextBatchSeq(), chunks },
-        bytes,
+        { batchSeq, bytes: frameBatch(batch, sessionId, batchSeq) },
+        batch.payloadBytes,
       );
       counters.batches++;
-      counters.chunksSent += chunks.length;
-      counters.bytesSent += bytes;
-      counters.bytesSentPlain += chunks.reduce((n, c) => n + c.plainSize, 0);
+      counters.chunksSent += batch.chunks;
+      counters.bytesSent += batch.payloadBytes;
+      counters.bytesSentPlain += batch.plainBytes;
       acks.push(acked);
     }
     await Promise.all(acks);
@@ -332,23 +330,4 @@ function chunkOffsets(lengths: number[]): number[] {
     at += l;
   }
   return out;
-}
-
-/** Whole chunks in order, each batch's payloads summing to at most `maxBytes` (one chunk always fits). */
-export function packBatches<T>(items: T[], encoded: Map<T, EncodedPart>, maxBytes: number): T[][] {
-  const batches: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = encoded.get(item)!.payload.length;
-    if (current.length && bytes + size > maxBytes) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += size;
-  }
-  if (current.length) batches.push(current);
-  return batches;
 }

@@ -2,7 +2,6 @@ import { BulwarkError } from "@bulwark/errors";
 import {
   type BeginSessionRequest,
   type BeginSessionResponse,
-  type Chunk,
   ChunkIdAlgorithm,
   type CommitRequest,
   type CommitResponse,
@@ -175,7 +174,7 @@ export class UploadSession {
    * next batch or the half-close arrives, and at the tail of a backup no next batch comes.
    */
   async writeBatch(
-    batch: { sessionId: string; batchSeq: number; chunks: Chunk[] },
+    batch: { batchSeq: number; bytes: Buffer },
     bytes: number,
   ): Promise<{ acked: Promise<UploadChunksResponse> }> {
     if (!this.tail) return this.stream().write(batch, bytes);

@@ -4,6 +4,7 @@ import {
   type AbortRequest,
   AGENT_CHANNEL_OPTIONS,
   BackupServiceClient,
+  BackupServiceService,
   type BeginSessionRequest,
   type BeginSessionResponse,
   type CommitRequest,
@@ -13,7 +14,6 @@ import {
   protocolMetadata,
   type QueryMissingRequest,
   type QueryMissingResponse,
-  type UploadChunksRequest,
   type UploadChunksResponse,
 } from "@bulwark/protocol";
 import { type ChannelCredentials, type ClientDuplexStream, credentials } from "@grpc/grpc-js";
@@ -31,6 +31,18 @@ export const UNARY_DEADLINE_MS = 60_000;
  * its connection is fine. Failing it makes the session reconnect and re-ask.
  */
 export const DEFAULT_ACK_TIMEOUT_MS = 120_000;
+
+/**
+ * The agent's channel options, without grpc-js's retry buffer: the session retries (re-asking
+ * what is missing) on its own, while grpc-js would keep every streamed message until its per-call
+ * buffer (1 MB) fills and report such writes done before the transport took them, which hides
+ * them from backpressure. A zero buffer commits each call at its first message.
+ */
+const UPLOAD_CHANNEL_OPTIONS = {
+  ...AGENT_CHANNEL_OPTIONS,
+  "grpc.enable_retries": 0,
+  "grpc.per_rpc_retry_buffer_size": 0,
+};
 
 /** The agent's mTLS material, by path (written by enrollment; until then provided by the operator). */
 export interface TlsFiles {
@@ -84,7 +96,7 @@ export class BackupConnection {
   private readonly client: BackupServiceClient;
 
   constructor(target: string, creds: ChannelCredentials) {
-    this.client = new BackupServiceClient(target, creds, AGENT_CHANNEL_OPTIONS);
+    this.client = new BackupServiceClient(target, creds, UPLOAD_CHANNEL_OPTIONS);
   }
 
   private unary<Req, Res>(
@@ -119,8 +131,19 @@ export class BackupConnection {
     return this.unary(this.client.abort as never, req);
   }
 
+  /**
+   * An UploadChunks stream that takes requests already serialized (batch-codec.ts writes them in
+   * the chunk workers), so grpc-js sends the bytes it is given instead of encoding them again.
+   */
   openUploadStream(ackTimeoutMs = DEFAULT_ACK_TIMEOUT_MS): UploadStream {
-    return new UploadStream(this.client.uploadChunks(protocolMetadata()), ackTimeoutMs);
+    const method = BackupServiceService.uploadChunks;
+    const call = this.client.makeBidiStreamRequest<Buffer, UploadChunksResponse>(
+      method.path,
+      (serialized: Buffer) => serialized,
+      method.responseDeserialize,
+      protocolMetadata(),
+    );
+    return new UploadStream(call, ackTimeoutMs);
   }
 
   /** Streams a commit (header, parts, finish) with the stream's backpressure; resolves with the restore point. */
@@ -189,7 +212,7 @@ export class UploadStream {
   private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly call: ClientDuplexStream<UploadChunksRequest, UploadChunksResponse>,
+    private readonly call: ClientDuplexStream<Buffer, UploadChunksResponse>,
     private readonly ackTimeoutMs = DEFAULT_ACK_TIMEOUT_MS,
   ) {
     this.failed = new Promise<never>((_, reject) => {
@@ -258,19 +281,28 @@ export class UploadStream {
     this.call.cancel();
   }
 
+  /**
+   * Writes one serialized UploadChunksRequest (`batchSeq` is the one inside it). Resolves once
+   * grpc-js has sent it (framed copy handed to HTTP/2), so the caller holds at most one batch per
+   * stream in the gRPC layer; the promise it returns settles with the batch's ack.
+   */
   async write(
-    batch: UploadChunksRequest,
+    batch: { batchSeq: number; bytes: Buffer },
     payloadBytes: number,
   ): Promise<{ acked: Promise<UploadChunksResponse> }> {
     if (this.failure) throw this.failure;
+    const { batchSeq } = batch;
     const acked = new Promise<UploadChunksResponse>((resolve, reject) => {
-      this.pending.set(batch.batchSeq, { resolve, reject });
+      this.pending.set(batchSeq, { resolve, reject });
     });
     acked.catch(() => {});
-    this.sizes.set(batch.batchSeq, payloadBytes);
+    this.sizes.set(batchSeq, payloadBytes);
     this.pendingBytesTotal += payloadBytes;
     if (this.pending.size === 1) this.armWatchdog();
-    if (!this.call.write(batch)) await waitDrain(this.call, this.failed);
+    const written = new Promise<void>((resolve) => {
+      this.call.write(batch.bytes, () => resolve());
+    });
+    await Promise.race([written, this.failed]);
     return { acked };
   }
 

@@ -1,5 +1,7 @@
 /** Messages between the chunk worker pool and its threads (structured-clone friendly). */
 
+import type { BatchPart, EncodedBatch } from "./batch-codec.js";
+
 export interface ChunkWorkerData {
   /** The repository's chunk-ID key (names chunks only; cannot decrypt anything). */
   idKey: Uint8Array;
@@ -9,7 +11,15 @@ export interface ChunkWorkerData {
 /** A group of consecutive chunks, laid out back to back in one transferred buffer. */
 export type ChunkWorkerRequest =
   | { op: "hash"; job: number; buffer: ArrayBuffer; lengths: number[] }
-  | { op: "encode"; job: number; buffer: ArrayBuffer; parts: { offset: number; length: number }[] };
+  | {
+      op: "batches";
+      job: number;
+      buffer: ArrayBuffer;
+      parts: BatchPart[];
+      batchBytes: number;
+      /** Bytes left free before each batch's chunks for its header. */
+      room: number;
+    };
 
 export interface ChunkWorkerResponse {
   job: number;
@@ -17,7 +27,7 @@ export interface ChunkWorkerResponse {
   buffer: ArrayBuffer;
   /** hash: one entry per chunk, null for an all-zero chunk. */
   ids?: (Uint8Array | null)[];
-  /** encode: one per part; no payload for RAW (the payload is the plaintext in `buffer`). */
-  encoded?: { encoding: number; payload?: Uint8Array }[];
+  /** batches: serialized UploadChunksRequest bodies, each in its own transferred buffer. */
+  batches?: EncodedBatch[];
   error?: string;
 }

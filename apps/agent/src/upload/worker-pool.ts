@@ -2,8 +2,8 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { ChunkEncoding } from "@bulwark/protocol";
 import { agentError } from "../errors.js";
+import type { BatchPart, EncodedBatch } from "./batch-codec.js";
 import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
 import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from "./worker-messages.js";
 
@@ -11,12 +11,6 @@ import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from ".
 export interface HashedGroup {
   buffer: Buffer;
   ids: (Buffer | null)[];
-}
-
-/** An encoded chunk (RAW: a copy of the plaintext). */
-export interface EncodedPart {
-  encoding: ChunkEncoding;
-  payload: Buffer;
 }
 
 interface Slot {
@@ -31,9 +25,10 @@ interface Pending {
 }
 
 /**
- * Worker threads that hash and compress chunk groups (one per core by default), so hashing and
- * zstd run on every core while the main thread reads and drives gRPC. Buffers are transferred,
- * never copied: a group's buffer goes to a worker and comes back with the answer.
+ * Worker threads that hash chunk groups and compress and serialize upload batches (one per core by
+ * default), so hashing and zstd run on every core while the main thread reads and drives gRPC.
+ * Buffers are transferred, never copied: a group's buffer goes to a worker and comes back with the
+ * answer, and each batch comes back in a buffer of its own.
  */
 export class ChunkWorkerPool {
   private readonly slots: Slot[] = [];
@@ -78,27 +73,27 @@ export class ChunkWorkerPool {
   }
 
   /**
-   * Compresses the chunks at `parts` of `buffer`. Resolves with the buffer (transferred back; the
-   * caller must use this one, the argument is detached) and one encoding per part.
+   * Compresses the chunks `parts` of `buffer` and serializes them as upload batches of at most
+   * `batchBytes` of payload, each with `room` bytes free for its header (see batch-codec.ts).
+   * Resolves with the buffer (transferred back; the caller must use this one, the argument is
+   * detached) and the batches.
    */
-  async encode(
+  async encodeBatches(
     buffer: Buffer,
-    parts: { offset: number; length: number }[],
-  ): Promise<{ buffer: Buffer; encoded: EncodedPart[] }> {
+    parts: BatchPart[],
+    batchBytes: number,
+    room: number,
+  ): Promise<{ buffer: Buffer; batches: EncodedBatch[] }> {
     const ab = ownArrayBuffer(buffer);
-    const res = await this.send({ op: "encode", job: this.nextJob++, buffer: ab, parts });
-    const back = Buffer.from(res.buffer);
-    const encoded = (res.encoded ?? []).map((e, i) => {
-      const part = parts[i]!;
-      return {
-        encoding: e.encoding as ChunkEncoding,
-        payload: e.payload
-          ? Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)
-          : // Copied: `back` is transferred again if the caller encodes more of this group later.
-            Buffer.from(back.subarray(part.offset, part.offset + part.length)),
-      };
+    const res = await this.send({
+      op: "batches",
+      job: this.nextJob++,
+      buffer: ab,
+      parts,
+      batchBytes,
+      room,
     });
-    return { buffer: back, encoded };
+    return { buffer: Buffer.from(res.buffer), batches: res.batches ?? [] };
   }
 
   private send(req: ChunkWorkerRequest): Promise<ChunkWorkerResponse> {
