@@ -1,4 +1,5 @@
-// Backups inside the rig VM: the agent's runBackup (guest/backup.mjs) against the RigServer.
+// Backups inside the rig VM: the agent's runBackup (guest/backup.mjs) against the RigServer; restores
+// through the agent's own command line (`bulwark-agent restore`, the bare-metal path).
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RigServer } from "./server.js";
@@ -23,6 +24,8 @@ export interface GuestReport {
     chunksSkipped: number;
     chunksUnchanged: number;
   };
+  /** Added by guest/backup.mjs: node's start-up and the external commands the agent ran. */
+  timing: { startupMs: number; commands: { command: string; ms: number }[] };
 }
 
 export type GuestSource =
@@ -80,4 +83,56 @@ export async function guestBackup(
   opts: { stateDir: string; jobId?: string; volumeKey?: string; extra?: Record<string, unknown> },
 ): Promise<GuestReport> {
   return (await startGuestBackup(vm, server, source, opts)).report();
+}
+
+/** What `bulwark-agent restore --json` prints (the fields the rig checks). */
+export interface GuestRestoreReport {
+  restorePointId: string;
+  target: string;
+  foreignTarget: boolean;
+  volumeBytes: number;
+  bytesFetched: number;
+  bytesWritten: number;
+  indexVerified: boolean;
+  durationMs: number;
+}
+
+/**
+ * Runs a RESTORE job in the guest with the agent's CLI (built dist/), onto a device of the guest:
+ * `bulwark-agent restore JOB --target DEV [--whole-disk] --yes-overwrite-foreign`.
+ */
+export async function guestRestore(
+  vm: RigVm,
+  server: RigServer,
+  opts: { backupId: string; target: string; wholeDisk: boolean; stateDir: string },
+): Promise<GuestRestoreReport> {
+  const n = ++seq;
+  const tls = server.agentTls(vm.hostPath("tls"));
+  const jobId = await server.restoreJob(opts.backupId, opts.target, opts.wholeDisk);
+  const args = [
+    "restore",
+    jobId,
+    "--target",
+    opts.target,
+    ...(opts.wholeDisk ? ["--whole-disk"] : []),
+    "--yes-overwrite-foreign",
+    "--json",
+    "--server",
+    server.guestUrl,
+    "--ca",
+    vm.guestPath(join("tls", tls.caPath)),
+    "--cert",
+    vm.guestPath(join("tls", tls.certPath)),
+    "--key",
+    vm.guestPath(join("tls", tls.keyPath)),
+    "--state-dir",
+    opts.stateDir,
+  ];
+  const out = vm.guestPath(`restore-${n}.json`);
+  const { code, output } = await vm.run(
+    `cd /work/main && node apps/agent/dist/cli.js ${args.join(" ")} >${out}`,
+    900_000,
+  );
+  if (code !== 0) throw new Error(`restore in the guest failed (${code}):\n${output}`);
+  return JSON.parse(readFileSync(vm.hostPath(`restore-${n}.json`), "utf8")) as GuestRestoreReport;
 }

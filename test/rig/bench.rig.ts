@@ -125,7 +125,7 @@ restic backup -q --stdin --stdin-filename thin.img </dev/${VG}/${LV}
     const mib = (b: number) => (b / MiB).toFixed(1);
     const s = (ms: number) => (ms / 1000).toFixed(1);
     const lines = [
-      `Thin LV ${LV_MIB} MiB (ext4, ${DATA_MIB} MiB of random data, 64 KiB pool chunks), ${mib(runs * RUN_BYTES)} MiB changed in ${runs} runs of 64 KiB; QEMU TCG (no KVM), 2 vCPUs, on the shared 2-core machine.`,
+      `Thin LV ${LV_MIB} MiB (ext4, ${DATA_MIB} MiB of random data, 64 KiB pool chunks), ${mib(runs * RUN_BYTES)} MiB changed in ${runs} runs of 64 KiB; QEMU TCG (no usable KVM), 2 vCPUs, on the shared 2-core machine.`,
       "",
       "| run | wall s (guest command) | agent s (in process) | read MiB | sent MiB |",
       "|---|---:|---:|---:|---:|",
@@ -136,6 +136,28 @@ restic backup -q --stdin --stdin-filename thin.img </dev/${VG}/${LV}
       "",
       `CBT incremental ÷ full: ${((100 * cbt.ms) / full.ms).toFixed(1)}% of the wall time, ${((100 * cbt.value.durationMs) / full.value.durationMs).toFixed(1)}% of the agent's time; ÷ restic: ${((100 * cbt.ms) / restic.ms).toFixed(1)}% of the wall time.`,
     ];
+    // Where the CBT incremental's time goes: node's start-up, the external commands (by program),
+    // and the rest of the agent's run (session begin, thin_delta parsing, reads, upload, commit).
+    const breakdown = (r: GuestReport): string[] => {
+      const byProgram = new Map<string, { n: number; ms: number }>();
+      for (const c of r.timing.commands) {
+        const program = c.command.split(" ")[0] ?? c.command;
+        const e = byProgram.get(program) ?? { n: 0, ms: 0 };
+        byProgram.set(program, { n: e.n + 1, ms: e.ms + c.ms });
+      }
+      const commandsMs = r.timing.commands.reduce((a, c) => a + c.ms, 0);
+      return [
+        `- node start-up and module loading: ${s(r.timing.startupMs)} s`,
+        `- external commands: ${s(commandsMs)} s (${[...byProgram].map(([p, e]) => `${p} ×${e.n} ${s(e.ms)} s`).join(", ")})`,
+        `- the rest of the agent's run (session, plan, reads, upload, commit): ${s(r.durationMs - commandsMs)} s`,
+      ];
+    };
+    lines.push(
+      "",
+      `CBT incremental, where its ${s(cbt.ms)} s went:`,
+      ...breakdown(cbt.value),
+      `- outside node (guest command loop, shell): ${s(cbt.ms - cbt.value.timing.startupMs - cbt.value.durationMs)} s`,
+    );
     mkdirSync(join(repoRoot, ".bulwark"), { recursive: true });
     writeFileSync(join(repoRoot, ".bulwark/rig-bench.md"), `${lines.join("\n")}\n`);
     process.stderr.write(`${lines.join("\n")}\n`);

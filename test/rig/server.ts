@@ -155,6 +155,21 @@ export class RigServer {
     return row.id;
   }
 
+  /** A RESTORE job of a restore point for the rig's agent, as the API would queue it. */
+  async restoreJob(backupId: string, targetPath: string, wholeDisk: boolean): Promise<string> {
+    const row = await this.db.catalog.job.create({
+      data: {
+        tenantId: this.tenantId,
+        kind: "RESTORE",
+        state: "QUEUED",
+        idempotencyKey: randomUUID(),
+        agentId: this.pki.agentId,
+        params: { backupId, targetPath, mode: "FULL", wholeDisk, allowForeignTarget: true },
+      },
+    });
+    return row.id;
+  }
+
   /** Restores a restore point through the repository with the offline tool; returns the image path. */
   async restore(restorePointId: string): Promise<string> {
     const backup = await this.db.catalog.backup.findUniqueOrThrow({ where: { id: restorePointId } });

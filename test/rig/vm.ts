@@ -1,6 +1,6 @@
-// The rig's virtual machine, driven from the host: a Debian kernel under QEMU (TCG here: the
-// machine has no /dev/kvm) whose root is the host's own filesystem read-only over 9p with a tmpfs
-// overlay, so it runs the host's node, lvm2, thin-provisioning-tools and this checkout. Commands go
+// The rig's virtual machine, driven from the host: a Debian kernel under QEMU (TCG: this machine's
+// /dev/kvm cannot run it, see docs/test-rig.md) whose root is the host's own filesystem read-only
+// over 9p with a tmpfs overlay, so it runs the host's node, lvm2, thin-provisioning-tools and this checkout. Commands go
 // through a read-write 9p exchange directory (see guest/init.sh). docs/test-rig.md has the design.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -39,13 +39,95 @@ export interface GuestCommand {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Kernel and initramfs, built (or found in the cache) by build-initramfs.sh. */
-export function buildBootFiles(): { kernel: string; initramfs: string } {
+/** Kernel and initramfs files, built (or found in the cache) by build-initramfs.sh. */
+export interface BootFiles {
+  kernel: string;
+  /** The rig VM's initramfs (host root over 9p, command loop). */
+  initramfs: string;
+  /** The bootable test disk's initramfs (mounts /dev/vda1, runs its /sbin/init). */
+  bootDiskInitramfs: string;
+}
+
+export function buildBootFiles(): BootFiles {
   const out = execFileSync("bash", [join(rigDir, "build-initramfs.sh")], { encoding: "utf8" });
-  const [kernel, initramfs] = out.trim().split("\n");
-  if (!kernel || !initramfs || !existsSync(kernel) || !existsSync(initramfs))
-    throw new Error(`build-initramfs.sh printed no kernel and initramfs:\n${out}`);
-  return { kernel, initramfs };
+  const [kernel, initramfs, bootDiskInitramfs] = out.trim().split("\n");
+  if (
+    !kernel ||
+    !initramfs ||
+    !bootDiskInitramfs ||
+    ![kernel, initramfs, bootDiskInitramfs].every(existsSync)
+  )
+    throw new Error(`build-initramfs.sh printed no kernel and initramfs files:\n${out}`);
+  return { kernel, initramfs, bootDiskInitramfs };
+}
+
+/** The QEMU accelerator and CPU; docs/test-rig.md says why this is TCG even where /dev/kvm exists. */
+const ACCEL_ARGS = ["-accel", "tcg,thread=multi", "-cpu", "max"];
+
+export interface DiskBootResult {
+  /** Whether the marker appeared on the serial console before the guest powered off or the timeout. */
+  reached: boolean;
+  console: string;
+  ms: number;
+}
+
+/**
+ * Boots a raw disk image the way a machine does: firmware (SeaBIOS), the disk's boot sector and boot
+ * loader, its kernel; no -kernel. Waits until `marker` appears on the serial console (or the guest
+ * powers off, or the timeout), then stops QEMU. The disk is opened read-only (snapshot=on).
+ */
+export async function bootDiskImage(
+  image: string,
+  opts: { marker: string; timeoutMs?: number; memoryMib?: number },
+): Promise<DiskBootResult> {
+  const consolePath = `${image}.console.log`;
+  rmSync(consolePath, { force: true });
+  const started = Date.now();
+  const qemu = spawn(
+    "qemu-system-x86_64",
+    [
+      ...ACCEL_ARGS,
+      "-smp",
+      "1",
+      "-m",
+      String(opts.memoryMib ?? 512),
+      "-M",
+      "q35",
+      "-nographic",
+      "-nodefaults",
+      "-no-reboot",
+      "-serial",
+      `file:${consolePath}`,
+      "-drive",
+      `file=${image},format=raw,if=virtio,snapshot=on`,
+      "-boot",
+      "c",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let qemuOutput = "";
+  qemu.stdout?.on("data", (d: Buffer) => {
+    qemuOutput += d.toString();
+  });
+  qemu.stderr?.on("data", (d: Buffer) => {
+    qemuOutput += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => qemu.once("exit", () => resolve()));
+  const read = () => {
+    try {
+      return readFileSync(consolePath, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const deadline = Date.now() + (opts.timeoutMs ?? 900_000);
+  const reachedMarker = () => read().includes(opts.marker);
+  while (!reachedMarker() && qemu.exitCode === null && Date.now() < deadline) await sleep(200);
+  const reached = reachedMarker();
+  const ms = Date.now() - started;
+  if (qemu.exitCode === null) qemu.kill("SIGKILL");
+  await exited;
+  return { reached, console: `${read()}${qemuOutput}`, ms };
 }
 
 export class RigVm {
@@ -91,10 +173,7 @@ export class RigVm {
     }
     const started = Date.now();
     const args = [
-      "-accel",
-      "tcg,thread=multi",
-      "-cpu",
-      "max",
+      ...ACCEL_ARGS,
       "-smp",
       String(this.options.cpus ?? 2),
       "-m",
