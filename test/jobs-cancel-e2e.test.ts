@@ -2,21 +2,17 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
 import { MiB } from "../apps/agent/test/helpers/system.js";
-import type { AgentCommandDispatcher } from "../apps/server/src/control/contracts.js";
-import { JobEventRelay } from "../apps/server/src/control/job-event-relay.js";
-import { JobSystem } from "../apps/server/src/jobs/index.js";
-import { eventually, REDIS_URL, startControlNode } from "../apps/server/test/support/control.js";
+import { eventually } from "../apps/server/test/support/control.js";
 import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
 import {
-  FAST_SETTINGS,
   flushPrefix,
   type JobNode,
   jobPrefix,
   policyFor,
+  startJobNode,
 } from "../apps/server/test/support/job-agent.js";
 
 // Cancelling jobs that run on a real agent daemon (bulwark-agent run, in-process, backing up an
@@ -26,47 +22,21 @@ import {
 const h = new Harness();
 
 /**
- * A server node (control plane + agent listener + job system), wired as bulwark-server wires it.
- * Heartbeats and BullMQ locks keep their production-like lengths: a daemon backing up real data
- * on a loaded machine must not look dead (the fast test timings would make it stall).
+ * A server node wired as bulwark-server wires it. Heartbeats and BullMQ locks keep their
+ * production-like lengths: a daemon backing up real data on a loaded machine must not look dead
+ * (the fast test timings would make it stall).
  */
-async function startNode(name: string, prefix: string, workers: boolean): Promise<JobNode> {
-  const relay = new JobEventRelay();
-  const control = await startControlNode(h, name, `${prefix}ctl:`, {
-    sink: relay,
-    presence: relay,
+function startNode(name: string, prefix: string, workers: boolean): Promise<JobNode> {
+  return startJobNode(h, name, prefix, {
+    workers,
     heartbeatIntervalMs: 2_000,
-  });
-  const dispatcher: AgentCommandDispatcher = {
-    dispatch: (agentId, command, o) => control.plane.dispatcher.dispatch(agentId, command, o),
-    isOnline: (agentId) => control.plane.dispatcher.isOnline(agentId),
-  };
-  const jobs = await JobSystem.start({
-    catalog: h.db.catalog,
-    redisUrl: REDIS_URL,
-    dispatcher,
-    repositories: control.registry,
-    log: pino({ level: process.env.BULWARK_TEST_LOG ?? "silent" }).child({ node: name }),
     settings: {
-      ...FAST_SETTINGS,
       lockDurationMs: 30_000,
       stalledIntervalMs: 30_000,
       ackTimeoutMs: 30_000,
       cancelGraceMs: 60_000,
-      queuePrefix: prefix,
     },
-    workers,
   });
-  relay.attach(jobs.sink, jobs.presence);
-  await jobs.ready();
-  return {
-    control,
-    jobs,
-    async stop(o = {}) {
-      await jobs.close(o);
-      await control.stop();
-    },
-  };
 }
 let prefix: string;
 let nodeA: JobNode;

@@ -2,15 +2,17 @@ import { randomBytes } from "node:crypto";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AlertSystem, CatalogWebhookService, WebhookSecretSeal } from "../src/alerts/index.js";
-import { agentJobOptionsFor, insertOrGetJob } from "../src/jobs/index.js";
+import { insertOrGetJob } from "../src/jobs/index.js";
 import { eventually, REDIS_URL } from "./support/control.js";
 import { Harness } from "./support/harness.js";
 import {
+  enqueueWindowedBackup,
   flushPrefix,
   type JobNode,
-  JobTestAgent,
+  type JobTestAgent,
+  jobMachine,
   jobPrefix,
-  policyFor,
+  settledJob,
   startJobNode,
 } from "./support/job-agent.js";
 import { WebhookReceiver } from "./support/webhook-receiver.js";
@@ -78,33 +80,8 @@ async function endpoint(name: string, path: string, events?: string[]) {
   return id;
 }
 
-async function machine(connect = true) {
-  const agent = await h.agent();
-  const volume = await h.db.catalog.volume.create({
-    data: {
-      agentId: agent.id,
-      key: `vol-${agent.id.slice(0, 8)}`,
-      kind: "PARTITION",
-      devicePath: "/dev/vdb1",
-      mountPoint: "/srv",
-      sizeBytes: 1n << 20n,
-    },
-  });
-  const { policy } = await policyFor(h.db.catalog, h, agent.id);
-  const a = new JobTestAgent(h, agent, nodeA.control);
-  agents.push(a);
-  if (connect) await a.connect(nodeA.control);
-  return { agent, volume, policy, a };
-}
-
-const job = (id: string) => h.db.catalog.job.findUniqueOrThrow({ where: { id } });
-async function settled(id: string, timeoutMs = 60_000) {
-  await eventually(
-    async () => ["SUCCEEDED", "FAILED", "MISSED", "CANCELLED"].includes((await job(id)).state),
-    timeoutMs,
-  );
-  return job(id);
-}
+const machine = (connect = true) => jobMachine(h, nodeA, agents, { connect, mountPoint: "/srv" });
+const settled = (id: string, timeoutMs = 60_000) => settledJob(h.db.catalog, id, timeoutMs);
 
 /** Requests the receiver got about `jobId`, per endpoint path. */
 function receivedFor(jobId: string, path: string) {
@@ -176,26 +153,9 @@ describe("signed webhook alerts with two server nodes", () => {
   }, 120_000);
 
   it("a missed backup reaches each endpoint exactly once; a successful one sends nothing", async () => {
-    const { agent, volume, policy } = await machine(false);
-    const now = Date.now();
-    const { row } = await insertOrGetJob(h.db.catalog, {
-      tenantId: h.tenantId,
-      kind: "BACKUP",
-      idempotencyKey: `backup:alerts-missed:${agent.id}`,
-      agentId: agent.id,
-      policyId: policy.id,
-      params: {
-        volumeId: volume.id,
-        volumeKey: volume.key,
-        repositoryId: h.repositoryId,
-        windowOpensAt: new Date(now).toISOString(),
-        windowClosesAt: new Date(now + 2_000).toISOString(),
-      },
-      scheduledFor: new Date(now),
-    });
-    await nodeB.jobs.ctx.queues
-      .queue("backup")
-      .add("backup", { jobId: row.id }, agentJobOptionsFor(nodeB.jobs.ctx, row));
+    const m = await machine(false);
+    const { agent, volume, policy } = m;
+    const row = await enqueueWindowedBackup(h, nodeB, m, `backup:alerts-missed:${agent.id}`, 2_000);
     expect((await settled(row.id)).state).toBe("MISSED");
 
     // A job that succeeded (written as the job system finishes one) must not alert.

@@ -2,15 +2,16 @@ import { planRetention } from "@bulwark/retention";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNbdListener } from "../src/exports/listener.js";
-import { agentJobOptionsFor, insertOrGetJob } from "../src/jobs/index.js";
 import { eventually } from "./support/control.js";
-import { Harness, type TestAgent } from "./support/harness.js";
+import { Harness } from "./support/harness.js";
 import {
+  enqueueWindowedBackup,
   flushPrefix,
   type JobNode,
-  JobTestAgent,
+  type JobTestAgent,
+  jobMachine,
   jobPrefix,
-  policyFor,
+  settledJob,
   startJobNode,
 } from "./support/job-agent.js";
 
@@ -25,38 +26,10 @@ let nodeA: JobNode;
 let nodeB: JobNode;
 const agents: JobTestAgent[] = [];
 
-async function machine(opts: { connect?: boolean; retention?: object } = {}) {
-  const agent: TestAgent = await h.agent();
-  const volume = await h.db.catalog.volume.create({
-    data: {
-      agentId: agent.id,
-      key: `vol-${agent.id.slice(0, 8)}`,
-      kind: "PARTITION",
-      devicePath: "/dev/vdb1",
-      sizeBytes: 1n << 20n,
-    },
-  });
-  const { policy } = await policyFor(
-    h.db.catalog,
-    h,
-    agent.id,
-    opts.retention ? { retention: opts.retention } : {},
-  );
-  const a = new JobTestAgent(h, agent, nodeA.control);
-  agents.push(a);
-  if (opts.connect !== false) await a.connect(nodeA.control);
-  return { agent, volume, policy, a };
-}
+const machine = (opts: { connect?: boolean; retention?: object } = {}) => jobMachine(h, nodeA, agents, opts);
 
 const job = (id: string) => h.db.catalog.job.findUniqueOrThrow({ where: { id } });
-
-async function settled(id: string, timeoutMs = 30_000) {
-  await eventually(
-    async () => ["SUCCEEDED", "FAILED", "MISSED", "CANCELLED"].includes((await job(id)).state),
-    timeoutMs,
-  );
-  return job(id);
-}
+const settled = (id: string, timeoutMs = 30_000) => settledJob(h.db.catalog, id, timeoutMs);
 
 async function pruneOf(backupJobId: string, timeoutMs = 20_000) {
   const key = `prune:${backupJobId}`;
@@ -217,26 +190,8 @@ describe("backup jobs across two server nodes", () => {
   });
 
   it("a machine offline until its window closes: the job is MISSED", async () => {
-    const { agent, volume, policy } = await machine({ connect: false });
-    const now = Date.now();
-    const { row } = await insertOrGetJob(h.db.catalog, {
-      tenantId: h.tenantId,
-      kind: "BACKUP",
-      idempotencyKey: `backup:test-missed:${agent.id}`,
-      agentId: agent.id,
-      policyId: policy.id,
-      params: {
-        volumeId: volume.id,
-        volumeKey: volume.key,
-        repositoryId: h.repositoryId,
-        windowOpensAt: new Date(now).toISOString(),
-        windowClosesAt: new Date(now + 2_500).toISOString(),
-      },
-      scheduledFor: new Date(now),
-    });
-    await nodeB.jobs.ctx.queues
-      .queue("backup")
-      .add("backup", { jobId: row.id }, agentJobOptionsFor(nodeB.jobs.ctx, row));
+    const m = await machine({ connect: false });
+    const row = await enqueueWindowedBackup(h, nodeB, m, `backup:test-missed:${m.agent.id}`, 2_500);
     const done = await settled(row.id, 15_000);
     expect(done).toMatchObject({ state: "MISSED", attempts: 0, errorCode: "BULWARK_JOB_WINDOW_MISSED" });
     expect(await h.db.catalog.backup.count({ where: { jobId: row.id } })).toBe(0);

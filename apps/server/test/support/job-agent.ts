@@ -11,10 +11,11 @@ import { Redis } from "ioredis";
 import pino from "pino";
 import type { AgentCommandDispatcher } from "../../src/control/contracts.js";
 import { JobEventRelay } from "../../src/control/job-event-relay.js";
-import { type JobSettings, JobSystem } from "../../src/jobs/index.js";
+import { agentJobOptionsFor, insertOrGetJob, type JobSettings, JobSystem } from "../../src/jobs/index.js";
 import {
   type ControlNode,
   controlClient,
+  eventually,
   REDIS_URL,
   startControlNode,
   TestControlStream,
@@ -57,13 +58,18 @@ export async function startJobNode(
   h: Harness,
   name: string,
   prefix: string,
-  opts: { workers?: boolean; settings?: Partial<JobSettings> } = {},
+  opts: {
+    workers?: boolean;
+    settings?: Partial<JobSettings>;
+    /** The control stream's heartbeat (default 500 ms: offline agents are noticed in seconds). */
+    heartbeatIntervalMs?: number;
+  } = {},
 ): Promise<JobNode> {
   const relay = new JobEventRelay();
   const control = await startControlNode(h, name, `${prefix}ctl:`, {
     sink: relay,
     presence: relay,
-    heartbeatIntervalMs: 500,
+    heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 500,
   });
   const dispatcher: AgentCommandDispatcher = {
     dispatch: (agentId, command, o) => control.plane.dispatcher.dispatch(agentId, command, o),
@@ -335,4 +341,81 @@ export async function policyFor(
   });
   const assignment = await catalog.policyAssignment.create({ data: { policyId: policy.id, agentId } });
   return { policy, assignment };
+}
+
+/**
+ * A machine for job tests: an enrolled agent with one 1 MiB partition, a policy assigned to it
+ * directly, and a JobTestAgent whose stream `node` holds (connected unless `connect` is false).
+ * `agents` collects the JobTestAgent so the test file can close them all.
+ */
+export async function jobMachine(
+  h: Harness,
+  node: JobNode,
+  agents: JobTestAgent[],
+  opts: { connect?: boolean; retention?: object; mountPoint?: string; reconnect?: boolean } = {},
+) {
+  const agent: TestAgent = await h.agent();
+  const volume = await h.db.catalog.volume.create({
+    data: {
+      agentId: agent.id,
+      key: `vol-${agent.id.slice(0, 8)}`,
+      kind: "PARTITION",
+      devicePath: "/dev/vdb1",
+      ...(opts.mountPoint ? { mountPoint: opts.mountPoint } : {}),
+      sizeBytes: 1n << 20n,
+    },
+  });
+  const { policy } = await policyFor(
+    h.db.catalog,
+    h,
+    agent.id,
+    opts.retention ? { retention: opts.retention } : {},
+  );
+  const a = new JobTestAgent(h, agent, node.control);
+  agents.push(a);
+  if (opts.reconnect) a.reconnect = true;
+  if (opts.connect !== false) await a.connect(node.control);
+  return { agent, volume, policy, a };
+}
+
+const FINAL_STATES = ["SUCCEEDED", "FAILED", "MISSED", "CANCELLED"];
+
+/** The job's row once it is final (FINAL_STATES); throws after `timeoutMs`. */
+export async function settledJob(catalog: Catalog, id: string, timeoutMs: number) {
+  const row = () => catalog.job.findUniqueOrThrow({ where: { id } });
+  await eventually(async () => FINAL_STATES.includes((await row()).state), timeoutMs);
+  return row();
+}
+
+/**
+ * A scheduled backup of `machine` whose window opens now and closes in `windowMs`, queued on
+ * `node`'s workers: with the machine offline it ends MISSED when the window closes.
+ */
+export async function enqueueWindowedBackup(
+  h: Harness,
+  node: JobNode,
+  machine: { agent: { id: string }; volume: { id: string; key: string }; policy: { id: string } },
+  idempotencyKey: string,
+  windowMs: number,
+) {
+  const now = Date.now();
+  const { row } = await insertOrGetJob(h.db.catalog, {
+    tenantId: h.tenantId,
+    kind: "BACKUP",
+    idempotencyKey,
+    agentId: machine.agent.id,
+    policyId: machine.policy.id,
+    params: {
+      volumeId: machine.volume.id,
+      volumeKey: machine.volume.key,
+      repositoryId: h.repositoryId,
+      windowOpensAt: new Date(now).toISOString(),
+      windowClosesAt: new Date(now + windowMs).toISOString(),
+    },
+    scheduledFor: new Date(now),
+  });
+  await node.jobs.ctx.queues
+    .queue("backup")
+    .add("backup", { jobId: row.id }, agentJobOptionsFor(node.jobs.ctx, row));
+  return row;
 }
