@@ -19,6 +19,7 @@ export {
 export { IndexDigest, indexRunLength } from "./index-digest.js";
 export * from "./limits.js";
 export { type CallWithAuthContext, peerCertificate } from "./peer.js";
+export { encodeRestoreResponse, RestoreServiceFastResponses } from "./restore-wire.js";
 export { applyServerFlowControl, bindServer } from "./server-flow-control.js";
 export {
   negotiateProtocol,

@@ -4,7 +4,7 @@ import {
   bindServer,
   ControlServiceService,
   IdentityServiceService,
-  RestoreServiceService,
+  RestoreServiceFastResponses,
   SERVER_OPTIONS,
 } from "@bulwark/protocol";
 import { Server, type ServerCredentials } from "@grpc/grpc-js";
@@ -64,7 +64,7 @@ export async function startAgentListener(opts: AgentListenerOptions): Promise<Ag
   const server = new Server(SERVER_OPTIONS);
   server.addService(BackupServiceService, backupService(context, opts.identity));
   if (opts.control) server.addService(ControlServiceService, opts.control.service());
-  server.addService(RestoreServiceService, restoreService(context, opts.identity));
+  server.addService(RestoreServiceFastResponses, restoreService(context, opts.identity));
   if (opts.enrollment)
     server.addService(IdentityServiceService, identityService(opts.enrollment, opts.identity));
   const port = await bindServer(server, `${opts.host}:${opts.port}`, opts.credentials);
