@@ -7,10 +7,10 @@ import {
   type EnrollResponse,
   type GetServerCaResponse,
 } from "@bulwark/protocol";
-import { credentials } from "@grpc/grpc-js";
 import { type ChannelOptions, channelOptions, checkIssued, unaryCall } from "./client.js";
 import { collectFacts } from "./facts.js";
 import { type AgentIdentity, loadAgentIdentity, saveAgentIdentity } from "./store.js";
+import { sslCredentials } from "./tls.js";
 import type { TokenFile } from "./token-file.js";
 import { certificateSha256, newKeyAndCsr } from "./x509.js";
 
@@ -37,7 +37,7 @@ function pemCertificates(bundle: string): string[] {
 /** Step 1: the server's CA, checked against the pin (only that certificate is returned). */
 export async function fetchPinnedCa(target: string, pinHex: string, extra?: ChannelOptions): Promise<string> {
   // No verification on this one call: nothing secret is sent and the answer is checked by hash.
-  const insecure = credentials.createSsl(null, null, null, {
+  const insecure = sslCredentials(null, null, null, {
     rejectUnauthorized: false,
     checkServerIdentity: () => undefined,
   });
@@ -83,7 +83,7 @@ export async function enroll(opts: EnrollOptions): Promise<AgentIdentity> {
   const { keyPem, csrPem, spki } = await newKeyAndCsr(facts.hostname || hostname());
   const client = new EnrollmentServiceClient(
     target,
-    credentials.createSsl(Buffer.from(caPem)),
+    sslCredentials(Buffer.from(caPem)),
     channelOptions(opts.channel),
   );
   let res: EnrollResponse;
