@@ -106,3 +106,65 @@ umount /mnt/thin
     await expectRestoreEqualsLv(next.restorePointId);
   });
 });
+
+describe("lvm-thin provider in the rig: the pool recreated", () => {
+  let vm: RigVm;
+  let server: RigServer;
+  const state = "/root/agent-state-pool";
+
+  beforeAll(async () => {
+    ({ vm, server } = await startRig(
+      () => RigVm.boot({ disks: [{ name: "pv", mib: 768 }] }),
+      "rig_thin_pool",
+    ));
+    await vm.ok(`
+pvcreate -q /dev/vda
+vgcreate -q ${VG} /dev/vda
+lvcreate -q -n pool --type thin-pool --chunksize 64k -L 512M ${VG}
+lvcreate -q -n ${LV} -V 128M --thinpool pool ${VG}
+mkfs.ext4 -q -b 4096 -E lazy_itable_init=0,lazy_journal_init=0 /dev/${VG}/${LV}
+mkdir -p /mnt/thin
+mount /dev/${VG}/${LV} /mnt/thin
+head -c ${24 * MiB} /dev/urandom >/mnt/thin/data.bin
+umount /mnt/thin
+`);
+  });
+
+  afterAll(async () => {
+    await vm?.destroy();
+    await server?.stop();
+  });
+
+  it("a pool destroyed and rebuilt under the same names loses CBT: hash comparison, a warning, an exact restore", async () => {
+    const full = await guestBackup(vm, server, SOURCE, { stateDir: state });
+    expect(full.method).toBe("full-read");
+    // What an admin moving a pool does: copy the LV out, remove the whole pool (the kept base
+    // snapshot with it), create pool and LV again with the same names, copy the data back.
+    await vm.ok(`
+dd if=/dev/${VG}/${LV} of=/root/thin.img bs=1M status=none
+lvremove -q -y ${VG}/pool
+lvcreate -q -n pool --type thin-pool --chunksize 64k -L 512M ${VG}
+lvcreate -q -n ${LV} -V 128M --thinpool pool ${VG}
+dd if=/root/thin.img of=/dev/${VG}/${LV} bs=1M conv=sparse,fsync status=none
+rm /root/thin.img
+lvs --noheadings -o lv_name ${VG}
+mount /dev/${VG}/${LV} /mnt/thin
+dd if=/dev/urandom of=/mnt/thin/data.bin bs=64k count=4 seek=50 conv=notrunc,fsync status=none
+umount /mnt/thin
+`);
+    const report = await guestBackup(vm, server, SOURCE, { stateDir: state });
+    expect(report.method).toBe("hash-cache");
+    expect(report.warnings.join("\n")).toMatch(
+      /kept base snapshot rig\/bulwark-thin-thin-\S+ \(thin id \d+\) is gone/,
+    );
+    expect(report.counters.bytesRead).toBeGreaterThan(24 * MiB);
+    expect(report.counters.bytesSent).toBeLessThan(4 * MiB);
+    const lv = (await vm.ok(`sha256sum /dev/${VG}/${LV}`)).split(/\s/)[0];
+    expect(sha256File(await server.restore(report.restorePointId))).toBe(lv);
+    // A base in the new pool: the next incremental has CBT again.
+    const next = await guestBackup(vm, server, SOURCE, { stateDir: state });
+    expect(next.method).toBe("cbt-thin-delta");
+    expect(next.counters.bytesRead).toBeLessThan(4 * MiB);
+    expect(sha256File(await server.restore(next.restorePointId))).toBe(lv);
+  });
+});
