@@ -122,6 +122,16 @@ function resultOf(jobId: string): JobResult | undefined {
   return node.sink.results.find((r) => r.result.jobId === jobId)?.result;
 }
 
+/** The process exists and is not a zombie (a container's PID 1 may never reap orphans). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
 /** Dispatches a backup and waits for its result. */
 async function backupAndWait(agent: TestAgent, command: Command): Promise<JobResult> {
   // Synchronous tools (sfdisk, e2fsck, mcopy) run in this process may have held the event loop
@@ -547,6 +557,64 @@ describe.skipIf(!isRoot)(`agent daemon: whole disks, hooks, NTFS (${ROOT_REASON}
     expect(JSON.parse(readFileSync(join(work, "post.journal"), "utf8")).entries).toEqual([]);
   }, 180_000);
 
+  it("a cancel during a pre hook stops the hook's whole process group at once, then runs the post hooks", async () => {
+    const agent = await h.agent();
+    const work = join(dir, `${agent.id}-cancel-pre`);
+    mkdirSync(work);
+    const image = join(work, "random.img");
+    writeFileSync(image, randomBytes(4 * MiB));
+    const { stateDir } = await startDaemon(agent, [image]);
+    const started = Date.now();
+    // The shell's child keeps the hook's stdout open: stopping only the shell would leave the
+    // agent waiting for the sleep's 600 s.
+    const ack = await node.plane.dispatcher.dispatch(
+      agent.id,
+      backupCommand(
+        agent.jobId,
+        { $case: "volumeId", value: `file:${image}` },
+        {
+          preHooks: [
+            {
+              argv: ["/bin/sh", "-c", `sleep 600 & echo $! > ${work}/sleep.pid; wait`],
+              timeoutSeconds: 900,
+            },
+          ],
+          postHooks: [
+            { argv: ["/bin/sh", "-c", `env | grep ^BULWARK_ | sort > ${work}/post.env`], timeoutSeconds: 0 },
+          ],
+        },
+      ),
+    );
+    expect(ack.accepted).toBe(true);
+    const pidFile = join(work, "sleep.pid");
+    await eventually(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").trim() !== "", 60_000);
+    const sleepPid = Number(readFileSync(pidFile, "utf8").trim());
+    expect(processAlive(sleepPid)).toBe(true);
+    await node.plane.dispatcher.dispatch(agent.id, {
+      commandId: randomUUID(),
+      command: { $case: "cancel", value: { jobId: agent.jobId, reason: "test" } },
+    });
+    await eventually(() => resultOf(agent.jobId) !== undefined, 60_000);
+    const result = resultOf(agent.jobId)!;
+    expect([result.outcome, result.error?.code]).toEqual([
+      JobOutcome.JOB_OUTCOME_CANCELLED,
+      "BULWARK_CONTROL_JOB_CANCELLED",
+    ]);
+    expect(Date.now() - started).toBeLessThan(300_000);
+    await eventually(() => !processAlive(sleepPid), 10_000);
+    const postEnv = readFileSync(join(work, "post.env"), "utf8");
+    expect(postEnv).toContain("BULWARK_JOB_OUTCOME=cancelled");
+    expect(postEnv).toContain("BULWARK_ERROR_CODE=BULWARK_CONTROL_JOB_CANCELLED");
+    // No snapshot was taken (the journal file may not even exist yet).
+    const journal = join(stateDir, "snapshots.json");
+    expect(existsSync(journal) ? JSON.parse(readFileSync(journal, "utf8")).entries : []).toEqual([]);
+    const pre = logs.find(
+      (l) => l.msg === "hook finished" && l.fields?.jobId === agent.jobId && l.fields?.phase === "pre",
+    );
+    expect(pre?.fields).toMatchObject({ stopped: true, exitCode: null });
+    expect(await h.db.catalog.backupSession.count({ where: { jobId: agent.jobId } })).toBe(0);
+  }, 240_000);
+
   it("NTFS written by ntfs-3g: full, incremental of only allocated and changed chunks, restore, one file", async () => {
     const agent = await h.agent();
     const work = join(dir, `${agent.id}-ntfs`);
@@ -634,11 +702,10 @@ describe.skipIf(!isRoot)(`agent daemon: whole disks, hooks, NTFS (${ROOT_REASON}
 });
 
 describe("agent daemon process: hooks and SIGTERM", () => {
-  // SKIPPED, KNOWN BROKEN (issue 4, session note of 2026-11-29): this passed at b0cbb95, but on main
-  // now the post hook often does not run when `bulwark-agent run` is stopped by SIGTERM mid-backup
-  // (post.env never written in 2 of 3 runs alone: a race). Found in the session's last minutes.
-  // Un-skip it together with the fix; the feature is not claimed done.
-  it.skip("bulwark-agent run stopped by SIGTERM mid-backup still runs the post hook, after the snapshot is released", async () => {
+  // The signal handler first has the daemon stop its jobs (each releases its snapshot and runs its
+  // post hooks, then records and sends its result), then exits 143. It once raced the daemon's own
+  // return from run(), which exited 0 before the post hook had started.
+  it("bulwark-agent run stopped by SIGTERM mid-backup runs the post hook after releasing the snapshot, reports the job interrupted and exits 143", async () => {
     const agent = await h.agent();
     const work = join(dir, `${agent.id}-sigterm`);
     mkdirSync(work);
@@ -698,11 +765,16 @@ describe("agent daemon process: hooks and SIGTERM", () => {
       );
       proc.child.kill("SIGTERM");
       const exited = await proc.exited;
-      expect(exited.code, proc.output()).not.toBeNull();
-      expect(readFileSync(join(work, "post.env"), "utf8"), proc.output()).toContain(
-        "BULWARK_JOB_OUTCOME=cancelled",
-      );
+      expect(exited, proc.output()).toEqual({ code: 143, signal: null });
+      expect(existsSync(join(work, "post.env")), `post hook did not run:\n${proc.output()}`).toBe(true);
+      const postEnv = readFileSync(join(work, "post.env"), "utf8");
+      expect(postEnv).toContain("BULWARK_JOB_OUTCOME=failed");
+      expect(postEnv).toContain("BULWARK_ERROR_CODE=BULWARK_AGENT_INTERRUPTED");
       expect(JSON.parse(readFileSync(join(work, "post.journal"), "utf8")).entries).toEqual([]);
+      // The result went out on the stream before it closed.
+      await eventually(() => resultOf(agent.jobId) !== undefined, 15_000);
+      expect(resultOf(agent.jobId)?.outcome).toBe(JobOutcome.JOB_OUTCOME_FAILED);
+      expect(resultOf(agent.jobId)?.error?.code).toBe("BULWARK_AGENT_INTERRUPTED");
       expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(0);
     } finally {
       if (proc.child.exitCode === null) proc.child.kill("SIGKILL");

@@ -13,6 +13,8 @@ export interface CommandSpec {
   input?: string;
   timeoutMs?: number;
   env?: Record<string, string>;
+  /** Aborting stops the command like its timeout does (hooks: a cancelled job's pre hook). */
+  signal?: AbortSignal;
 }
 
 export interface CommandResult {
@@ -30,35 +32,67 @@ export interface CommandRunner {
 export const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
 /** lsblk/lvs/thin_delta output is small; the cap keeps a runaway command from exhausting memory. */
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
-/** How long a timed-out command gets between SIGTERM and SIGKILL. */
-const KILL_GRACE_MS = 5_000;
+/** How long a timed-out or aborted command gets between SIGTERM and SIGKILL. */
+export const KILL_GRACE_MS = 5_000;
+/**
+ * POSIX: each command leads its own process group, and stopping it signals the whole group: a hook
+ * `sh -c "… sleep 600"` would otherwise lose only its shell, and the sleep would keep the output
+ * pipes (and so the agent's wait) open until it ends by itself.
+ */
+const OWN_GROUP = process.platform !== "win32";
 
 export class ProcessCommandRunner implements CommandRunner {
   run(spec: CommandSpec): Promise<CommandResult> {
     return new Promise((resolve, reject) => {
+      if (spec.signal?.aborted) {
+        reject(
+          agentError("BULWARK_AGENT_COMMAND_FAILED", `${spec.command} not started: stopped before it began`, {
+            command: spec.command,
+          }),
+        );
+        return;
+      }
       // No shell: arguments are passed as they are, so names and paths cannot inject commands.
       const child = spawn(spec.command, spec.args, {
         stdio: ["pipe", "pipe", "pipe"],
         env: { ...process.env, LC_ALL: "C", ...spec.env },
+        detached: OWN_GROUP,
       });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
+      let killTimer: NodeJS.Timeout | undefined;
+      const signalAll = (sig: NodeJS.Signals) => {
+        try {
+          if (OWN_GROUP && child.pid !== undefined) process.kill(-child.pid, sig);
+          else child.kill(sig);
+        } catch {
+          // ESRCH: the group is already gone.
+        }
+      };
+      // SIGTERM now, SIGKILL after the grace period unless every pipe closed before.
+      const stop = () => {
+        if (killTimer) return;
+        signalAll("SIGTERM");
+        killTimer = setTimeout(() => signalAll("SIGKILL"), KILL_GRACE_MS);
+      };
+      const timer = setTimeout(stop, spec.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+      const onAbort = () => stop();
+      const settle = () => {
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        spec.signal?.removeEventListener("abort", onAbort);
+      };
       const collect = (sink: Buffer[]) => (chunk: Buffer) => {
         size += chunk.length;
-        if (size > MAX_OUTPUT_BYTES) child.kill("SIGKILL");
+        if (size > MAX_OUTPUT_BYTES) signalAll("SIGKILL");
         else sink.push(chunk);
       };
       child.stdout.on("data", collect(out));
       child.stderr.on("data", collect(err));
-      let killTimer: NodeJS.Timeout | undefined;
-      const timer = setTimeout(() => {
-        child.kill("SIGTERM");
-        killTimer = setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS);
-      }, spec.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+      spec.signal?.addEventListener("abort", onAbort, { once: true });
       child.on("error", (e) => {
-        clearTimeout(timer);
-        clearTimeout(killTimer);
+        settle();
         reject(
           agentError("BULWARK_AGENT_COMMAND_FAILED", `cannot run ${spec.command}: ${e.message}`, {
             command: spec.command,
@@ -66,8 +100,7 @@ export class ProcessCommandRunner implements CommandRunner {
         );
       });
       child.on("close", (exitCode, signal) => {
-        clearTimeout(timer);
-        clearTimeout(killTimer);
+        settle();
         resolve({
           exitCode,
           signal,

@@ -92,6 +92,39 @@ describe("policy hooks", () => {
     expect(hookLogMessage(runs[1]!)).toContain("post hook 2 (/bin/sleep) timed out");
   }, 30_000);
 
+  it("a timeout or an abort stops the hook's whole process group, not only its shell", async () => {
+    // The background sleep holds the hook's stdout: with only the shell killed, the run would last
+    // the sleep's 600 s. The timeout case has the same shape.
+    const holder = (timeoutSeconds: number): Hook => ({
+      argv: ["/bin/sh", "-c", "sleep 600 & echo started; wait"],
+      timeoutSeconds,
+    });
+    const timed = await runHooks(runner, "post", [holder(1)], {}, () => {});
+    expect(timed[0]).toMatchObject({ timedOut: true, stopped: false, exitCode: null, stdout: "started\n" });
+    expect(timed[0]!.durationMs).toBeLessThan(30_000);
+
+    const controller = new AbortController();
+    setTimeout(() => controller.abort("cancel"), 500);
+    const started = Date.now();
+    const seen: string[] = [];
+    const aborted = await runHooks(
+      runner,
+      "pre",
+      [holder(0), { argv: ["/bin/true"], timeoutSeconds: 0 }],
+      {},
+      (r) => seen.push(`${r.phase}${r.index}`),
+      controller.signal,
+    );
+    expect(Date.now() - started).toBeLessThan(30_000);
+    // Stopped, reported as such, and no later hook started.
+    expect(aborted).toHaveLength(1);
+    expect(aborted[0]).toMatchObject({ stopped: true, timedOut: false, exitCode: null, signal: "SIGTERM" });
+    expect(hookLogMessage(aborted[0]!)).toContain("was stopped (SIGTERM)");
+    expect(seen).toEqual(["pre1"]);
+    // An already aborted signal starts nothing.
+    expect(await runHooks(runner, "pre", [holder(0)], {}, () => {}, controller.signal)).toEqual([]);
+  }, 60_000);
+
   it("keeps the end of long output and no control characters but newlines", () => {
     const long = `${"x".repeat(HOOK_OUTPUT_CHARS)}END`;
     const out = boundedOutput(long);

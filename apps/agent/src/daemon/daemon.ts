@@ -60,6 +60,12 @@ const REMEMBERED_ACKS = 1024;
  * resent); the job system treats a repeated result of a finished job as a no-op.
  */
 const RESULT_SETTLE_INTERVALS = 1;
+/** After its jobs stopped, a stopping daemon waits this long for the server to end the stream. */
+const STREAM_CLOSE_WAIT_MS = 5_000;
+
+/** Why a job's AbortController fired: the server's cancel, or this agent stopping (SIGTERM, revoked). */
+const CANCEL = "cancel";
+const STOP = "stop";
 
 export type DaemonLog = (level: "debug" | "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -168,6 +174,8 @@ export class AgentDaemon {
   private heartbeatMs = HEARTBEAT_INTERVAL_MS;
   private stopping = false;
   private wakeUp: (() => void) | undefined;
+  /** Set by stop(): done once the jobs ended (results recorded and sent) and the stream closed. */
+  private stopped: Promise<void> | undefined;
   private commandChain: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: DaemonOptions) {
@@ -194,7 +202,7 @@ export class AgentDaemon {
         this.log("error", "the server revoked this agent; not reconnecting until it is enrolled again", {
           message: d.message,
         });
-        await this.abortJobs();
+        await this.abortJobs(STOP);
         return { kind: "revoked", message: d.message };
       }
       let wait = this.backoff.next();
@@ -221,20 +229,40 @@ export class AgentDaemon {
       });
       await this.sleep(wait);
     }
+    await this.stopped;
     return { kind: "stopped" };
   }
 
-  /** Ends the stream and aborts running jobs; run() then returns. */
-  async stop(): Promise<void> {
+  /**
+   * Stops running jobs, then ends the stream; run() returns after both. The stream stays open
+   * while the jobs wind down (each releases its snapshot and runs its post hooks), so their
+   * results (FAILED, BULWARK_AGENT_INTERRUPTED) reach the server now; they are also on disk and
+   * resent by the next start until delivered. New jobs are refused meanwhile.
+   */
+  stop(): Promise<void> {
     this.stopping = true;
-    this.stream?.close();
     this.wakeUp?.();
-    await this.abortJobs();
+    this.stopped ??= (async () => {
+      await this.abortJobs(STOP);
+      const stream = this.stream;
+      if (!stream) return;
+      stream.close();
+      // The half-close follows the results already written; the server ends the call after it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        stream.ended,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, STREAM_CLOSE_WAIT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    })();
+    return this.stopped;
   }
 
-  private async abortJobs(): Promise<void> {
+  private async abortJobs(reason: typeof CANCEL | typeof STOP): Promise<void> {
     const jobs = [...this.running.values()];
-    for (const j of jobs) j.controller.abort();
+    for (const j of jobs) j.controller.abort(reason);
     await Promise.all(jobs.map((j) => j.done));
   }
 
@@ -263,6 +291,8 @@ export class AgentDaemon {
     });
     const stream = new Stream(client, client.connect(protocolMetadata()));
     this.stream = stream;
+    // stop() came while the credentials were read: it found no stream to close.
+    if (this.stopping && !this.running.size) stream.close();
     let greeted = false;
     let heartbeat: NodeJS.Timeout | undefined;
     const helloTimer = setTimeout(() => {
@@ -406,6 +436,12 @@ export class AgentDaemon {
     if (!body) {
       return refuse(command, new BulwarkError("BULWARK_PROTO_MALFORMED", "a command this agent cannot read"));
     }
+    if (this.stopping && (body.$case === "backup" || body.$case === "restore")) {
+      return refuse(
+        command,
+        interruptedError(body.value.jobId, "the agent is stopping; the job was not started"),
+      );
+    }
     switch (body.$case) {
       case "backup": {
         const job = body.value;
@@ -434,7 +470,7 @@ export class AgentDaemon {
         const job = this.running.get(body.value.jobId);
         if (job) {
           this.log("info", "cancelling job", { jobId: job.jobId, reason: body.value.reason });
-          job.controller.abort();
+          job.controller.abort(CANCEL);
           return accepted;
         }
         if (this.records.get(body.value.jobId)) return accepted; // already finished: nothing to stop
@@ -568,13 +604,11 @@ export class AgentDaemon {
       let lastSent = 0;
       let lastBytes = 0;
       let lastAt = Date.now();
-      const cancelled = () =>
-        new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${cmd.jobId} was cancelled`, {
-          details: { jobId: cmd.jobId },
-        });
+      const cancelled = () => abortError(job);
       // Post hooks run once, from whichever comes first: the job's own end, or the release
-      // registry on SIGTERM/SIGINT (which releases the snapshot first: it registered later, and
-      // the registry releases newest first), so a stopping agent still resumes the application.
+      // registry on SIGTERM/SIGINT when the job did not stop within the drain time (the registry
+      // releases the snapshot first: it registered later, and the registry releases newest first),
+      // so a stopping agent still resumes the application.
       let postRun: Promise<unknown> | undefined;
       const runPost = (env: Record<string, string>) => {
         postRun ??= runHooks(this.runner, "post", postHooks, { ...hookEnv, ...env }, (r) =>
@@ -586,8 +620,8 @@ export class AgentDaemon {
         postHooks.length > 0 && this.opts.releases
           ? this.opts.releases.register(`post hooks of job ${cmd.jobId}`, async () => {
               await runPost({
-                BULWARK_JOB_OUTCOME: "cancelled",
-                BULWARK_ERROR_CODE: "BULWARK_CONTROL_JOB_CANCELLED",
+                BULWARK_JOB_OUTCOME: "failed",
+                BULWARK_ERROR_CODE: "BULWARK_AGENT_INTERRUPTED",
               });
             })
           : undefined;
@@ -597,13 +631,18 @@ export class AgentDaemon {
         if (preHooks.length > 0) {
           job.phase = JobPhase.JOB_PHASE_PRE_HOOKS;
           this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
-          // A cancel during a pre hook takes effect when the hook ends (or hits its timeout).
-          const runs = await runHooks(this.runner, "pre", preHooks, hookEnv, (r) =>
-            this.logHook(cmd.jobId, r),
+          // A cancel (or the agent stopping) stops the running pre hook's process group at once.
+          const runs = await runHooks(
+            this.runner,
+            "pre",
+            preHooks,
+            hookEnv,
+            (r) => this.logHook(cmd.jobId, r),
+            job.controller.signal,
           );
+          if (job.controller.signal.aborted) throw cancelled();
           const failed = runs.find((r) => !hookSucceeded(r));
           if (failed) throw preHookFailure(failed);
-          if (job.controller.signal.aborted) throw cancelled();
         }
         job.phase = JobPhase.JOB_PHASE_SNAPSHOT;
         this.progress(job, { bytesDone: 0, bytesTotal: 0, bytesTransferred: 0, rate: 0 });
@@ -700,6 +739,8 @@ export class AgentDaemon {
       exitCode: run.exitCode,
       signal: run.signal,
       durationMs: run.durationMs,
+      ...(run.timedOut ? { timedOut: true } : {}),
+      ...(run.stopped ? { stopped: true } : {}),
       ...(run.startError ? { startError: run.startError } : {}),
       stdout: run.stdout,
       stderr: run.stderr,
@@ -721,6 +762,7 @@ export class AgentDaemon {
           exitCode: run.exitCode === null ? "" : String(run.exitCode),
           ...(run.signal ? { signal: run.signal } : {}),
           ...(run.timedOut ? { timedOut: "true" } : {}),
+          ...(run.stopped ? { stopped: "true" } : {}),
         },
       },
     });
@@ -764,8 +806,10 @@ export class AgentDaemon {
   }
 
   private failure(job: RunningJob, startedAt: Date, err: unknown): JobResult {
-    const cancelled = job.controller.signal.aborted;
-    const e = isBulwarkError(err) ? err : asBulwarkError(err);
+    const why = job.controller.signal.aborted ? job.controller.signal.reason : undefined;
+    const cancelled = why === CANCEL;
+    // Whatever the abort made fail (an upload, a read, a hook), the job ended because the agent stopped.
+    const e = why === STOP ? abortError(job) : isBulwarkError(err) ? err : asBulwarkError(err);
     this.sendLog(LogLevel.LOG_LEVEL_ERROR, `${job.kind} failed: ${e.code}: ${e.message}`, job.jobId);
     return {
       jobId: job.jobId,
@@ -778,6 +822,19 @@ export class AgentDaemon {
       restore: undefined,
     };
   }
+}
+
+/** Why an aborted job ended: the server's cancel, or this agent stopping. */
+function abortError(job: RunningJob): BulwarkError {
+  return job.controller.signal.reason === STOP
+    ? interruptedError(job.jobId, `the agent stopped during ${job.kind} job ${job.jobId}`)
+    : new BulwarkError("BULWARK_CONTROL_JOB_CANCELLED", `job ${job.jobId} was cancelled`, {
+        details: { jobId: job.jobId },
+      });
+}
+
+function interruptedError(jobId: string, message: string): BulwarkError {
+  return new BulwarkError("BULWARK_AGENT_INTERRUPTED", message, { details: { jobId } });
 }
 
 /** The system limiter clock, except that sleeping fails at once when `signal` aborts. */

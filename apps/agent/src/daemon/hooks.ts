@@ -29,6 +29,8 @@ export interface HookRun {
   exitCode: number | null;
   signal: string | null;
   timedOut: boolean;
+  /** Stopped (process group SIGTERM, then SIGKILL) because the job was cancelled or the agent stops. */
+  stopped: boolean;
   /** Set when the program could not be started at all. */
   startError?: string;
   durationMs: number;
@@ -85,7 +87,8 @@ export function boundedOutput(text: string): string {
 
 /**
  * Runs one phase's hooks in order. Pre hooks stop at the first failure (the caller fails the job);
- * post hooks all run, whatever happened before them (each may undo part of a quiesce).
+ * post hooks all run, whatever happened before them (each may undo part of a quiesce). `signal`
+ * (pre hooks only: the job's cancel) stops the running hook's process group and runs no further one.
  */
 export async function runHooks(
   runner: CommandRunner,
@@ -93,9 +96,11 @@ export async function runHooks(
   hooks: Hook[],
   env: Record<string, string>,
   onRun: (run: HookRun) => void,
+  signal?: AbortSignal,
 ): Promise<HookRun[]> {
   const runs: HookRun[] = [];
   for (const [i, hook] of hooks.entries()) {
+    if (signal?.aborted) break;
     const [command, ...args] = hook.argv as [string, ...string[]];
     // For messages only: argv[0] may be long or hold anything the admin typed.
     const program = boundedOutput(command.length > 200 ? `${command.slice(0, 200)}…` : command).replace(
@@ -111,8 +116,10 @@ export async function runHooks(
         args,
         timeoutMs,
         env: { ...env, BULWARK_HOOK_PHASE: phase, BULWARK_HOOK_INDEX: String(i + 1) },
+        ...(signal ? { signal } : {}),
       });
       const durationMs = Date.now() - started;
+      const stopped = r.exitCode !== 0 && signal?.aborted === true;
       run = {
         phase,
         index: i + 1,
@@ -120,7 +127,8 @@ export async function runHooks(
         exitCode: r.exitCode,
         signal: r.signal,
         // The runner kills a command that outlives its timeout with SIGTERM (then SIGKILL).
-        timedOut: r.exitCode === null && durationMs >= timeoutMs,
+        timedOut: !stopped && r.exitCode === null && durationMs >= timeoutMs,
+        stopped,
         durationMs,
         stdout: boundedOutput(r.stdout),
         stderr: boundedOutput(r.stderr),
@@ -133,6 +141,7 @@ export async function runHooks(
         exitCode: null,
         signal: null,
         timedOut: false,
+        stopped: false,
         startError: boundedOutput(isBulwarkError(err) ? err.message : (err as Error).message),
         durationMs: Date.now() - started,
         stdout: "",
@@ -149,6 +158,8 @@ export async function runHooks(
 /** "exited 3", "was killed by SIGKILL", "timed out after 300 s", "could not start: …". */
 export function describeHookEnd(r: HookRun, timeoutSeconds?: number): string {
   if (r.startError) return `could not start: ${r.startError}`;
+  if (r.stopped)
+    return `was stopped (${r.signal ?? "killed"}) because the job was cancelled or the agent is stopping`;
   if (r.timedOut) return `timed out${timeoutSeconds ? ` after ${timeoutSeconds} s` : ""} and was killed`;
   if (r.exitCode === null) return `was killed by ${r.signal ?? "a signal"}`;
   return `exited ${r.exitCode}`;

@@ -1,9 +1,12 @@
 import { isBulwarkError } from "@bulwark/errors";
+import { ProcessCommandRunner } from "../command-runner.js";
 import { AGENT_VERSION } from "../identity/facts.js";
 import { renewIfDue } from "../identity/renew.js";
 import { loadAgentIdentity } from "../identity/store.js";
 import { createCommandRestoreRunner } from "../restore/runner.js";
+import { SnapshotJournal } from "../snapshot/journal.js";
 import { processReleases } from "../snapshot/release-registry.js";
+import { cleanupStaleSnapshots } from "../snapshot/session.js";
 import { mtlsCredentials, type TlsFiles } from "../upload/transport.js";
 import { AgentDaemon, type DaemonLog, stderrLog } from "./daemon.js";
 
@@ -84,12 +87,11 @@ export async function runCommand(
     releases: processReleases,
     log,
   });
-  // Runs before the release registry's handler (installed by the CLI for every command), which
-  // releases snapshots and exits: end the stream and abort jobs first, so the server sees the
-  // stream close and running jobs stop at their next step.
-  const onSignal = () => void daemon.stop();
-  process.prependListener("SIGTERM", onSignal);
-  process.prependListener("SIGINT", onSignal);
+  // On SIGTERM/SIGINT the registry's handler (installed by the CLI for every command) first has the
+  // daemon stop its jobs, each through its own path: snapshot released, post hooks run, result
+  // recorded and sent; then it releases whatever is left and exits 128 + signal.
+  const undrain = processReleases.beforeRelease(() => daemon.stop());
+  await cleanupAfterKill(stateDir, log);
   const renewTimer = renew
     ? setInterval(() => {
         renew(false).catch((err: unknown) =>
@@ -101,10 +103,34 @@ export async function runCommand(
     : undefined;
   try {
     const exit = await daemon.run();
+    // Stopped by a signal: the handler is still releasing and ends the process with its code.
+    if (processReleases.exiting) await processReleases.exiting;
     return exit.kind === "revoked" ? EXIT_REVOKED : 0;
   } finally {
     clearInterval(renewTimer);
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
+    undrain();
+  }
+}
+
+/**
+ * A previous run killed by SIGKILL or a power loss left snapshots behind (a frozen mount, an LV, a
+ * shadow copy): release them from the journal before taking new ones, as `bulwark-agent cleanup`
+ * does. A failure is logged, not fatal: the providers refuse what they cannot take cleanly.
+ */
+async function cleanupAfterKill(stateDir: string, log: DaemonLog): Promise<void> {
+  const runner = new ProcessCommandRunner();
+  try {
+    const scanLvm =
+      process.platform === "linux" &&
+      (await runner.run({ command: "lvs", args: ["--version"] }).then(
+        (r) => r.exitCode === 0,
+        () => false,
+      ));
+    const ctx = { runner, journal: SnapshotJournal.inDirectory(stateDir), releases: processReleases };
+    const { cleaned, failed } = await cleanupStaleSnapshots(ctx, { scanLvm });
+    if (cleaned.length) log("warn", "released snapshots a killed run left behind", { cleaned });
+    for (const f of failed) log("error", "could not release a stale snapshot", { id: f.id, error: f.error });
+  } catch (err) {
+    log("error", "stale snapshot cleanup failed", { error: (err as Error).message });
   }
 }

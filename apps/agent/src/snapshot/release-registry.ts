@@ -8,10 +8,19 @@ export interface Releasable {
   release(): Promise<void>;
 }
 
+/**
+ * How long a signal handler lets the drains (the daemon stopping its jobs: each releases its own
+ * snapshot and runs its post hooks) take before it releases whatever is still registered itself.
+ * Post hooks still running then are awaited through their registry entry (bounded by their timeout).
+ */
+export const DRAIN_TIMEOUT_MS = 30_000;
+
 export class ReleaseRegistry {
   private readonly entries = new Map<number, Releasable>();
+  private readonly drains = new Map<number, () => Promise<void>>();
   private next = 0;
   private installed = false;
+  private shutdown: Promise<never> | undefined;
 
   /** Returns the function that unregisters (call it once the thing is released normally). */
   register(label: string, release: () => Promise<void>): () => void {
@@ -20,6 +29,23 @@ export class ReleaseRegistry {
     return () => {
       this.entries.delete(id);
     };
+  }
+
+  /**
+   * Work to finish before a signal's release, e.g. stopping jobs so that they end through their own
+   * paths (release, post hooks, a recorded result). Returns the function that removes it.
+   */
+  beforeRelease(drain: () => Promise<void>): () => void {
+    const id = this.next++;
+    this.drains.set(id, drain);
+    return () => {
+      this.drains.delete(id);
+    };
+  }
+
+  /** Set once a signal is being handled: settles never (the handler ends the process). */
+  get exiting(): Promise<never> | undefined {
+    return this.shutdown;
   }
 
   get size(): number {
@@ -43,9 +69,33 @@ export class ReleaseRegistry {
     return failures;
   }
 
+  /** Runs the drains (at most `timeoutMs`), then releases everything left. */
+  async drainAndReleaseAll(
+    timeoutMs = DRAIN_TIMEOUT_MS,
+    onFailure: (label: string, error: unknown) => void = () => {},
+  ): Promise<void> {
+    const drains = [...this.drains.values()];
+    this.drains.clear();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(
+        drains.map((d) => d().catch((error: unknown) => onFailure("stopping the agent's jobs", error))),
+      ),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          onFailure("stopping the agent's jobs", new Error(`not done after ${timeoutMs} ms`));
+          resolve();
+        }, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const f of await this.releaseAll()) onFailure(f.label, f.error);
+  }
+
   /**
-   * On SIGTERM/SIGINT: release everything, then exit with 128 + signal number as shells expect.
-   * A second signal during the release is ignored so cleanup is not cut short.
+   * On SIGTERM/SIGINT: drain (see beforeRelease), release everything, then exit with 128 + signal
+   * number as shells expect. The one handler decides the exit: whoever else sees the signal waits
+   * for `exiting`. A second signal during all this is ignored so cleanup is not cut short.
    */
   installSignalHandlers(
     onFailure: (label: string, error: unknown) => void = (label, error) =>
@@ -53,14 +103,11 @@ export class ReleaseRegistry {
   ): void {
     if (this.installed) return;
     this.installed = true;
-    let releasing = false;
     const handler = (signal: NodeJS.Signals): void => {
-      if (releasing) return;
-      releasing = true;
-      void this.releaseAll().then((failures) => {
-        for (const f of failures) onFailure(f.label, f.error);
-        process.exit(128 + (signal === "SIGINT" ? 2 : 15));
-      });
+      if (this.shutdown) return;
+      this.shutdown = this.drainAndReleaseAll(DRAIN_TIMEOUT_MS, onFailure).then(() =>
+        process.exit(128 + (signal === "SIGINT" ? 2 : 15)),
+      );
     };
     process.on("SIGTERM", handler);
     process.on("SIGINT", handler);

@@ -29,6 +29,12 @@ export const agentCodes = defineCodes("AGENT", {
     grpc: "FAILED_PRECONDITION",
     summary: "A pre-snapshot hook command failed, so no snapshot was taken.",
   },
+  BULWARK_AGENT_INTERRUPTED: {
+    http: 503,
+    grpc: "UNAVAILABLE",
+    summary:
+      "The agent was stopped (SIGTERM/SIGINT) during the job: it released the snapshot, ran the post hooks and committed nothing; the job may be run again.",
+  },
   BULWARK_AGENT_CACHE_INVALID: {
     http: 500,
     grpc: "DATA_LOSS",
