@@ -2,6 +2,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  type CommandRunner,
+  type CommandSpec,
   cleanupStaleSnapshots,
   dmName,
   LvmProvider,
@@ -26,6 +28,30 @@ function lvsJson(rows: Record<string, string>[]): string {
 }
 
 const LVS = "lvs --reportformat json --units b --nosuffix -o";
+
+/** Holds the first command matching `match` until open(): a signal arrives while it runs. */
+function hold(inner: ScriptedRunner, match: (c: CommandSpec) => boolean) {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  let held = false;
+  const runner: CommandRunner = {
+    run: async (spec) => {
+      if (!held && match(spec)) {
+        held = true;
+        started();
+        await gate;
+      }
+      return inner.run(spec);
+    },
+  };
+  return { runner, running, open };
+}
 const GiB = 1024 ** 3;
 
 /** Real thin_delta output: pool metadata built by thin_restore, diffed by thin_delta itself. */
@@ -131,6 +157,36 @@ describe("LVM providers by command construction (no device-mapper on this kernel
     expect(await ctx.journal.list()).toEqual([]);
   });
 
+  it("lvm: a SIGTERM during lvcreate removes the snapshot once lvcreate has ended", async () => {
+    runner
+      .on(isCmd("lvcreate"))
+      .on((c) => c.command === "lvs" && c.args.includes("lv_name,vg_name,lv_size,lv_attr"), {
+        stdout: lvsJson([{ lv_name: "x", vg_name: "vg0", lv_size: String(GiB), lv_attr: "swi-a-s---" }]),
+      })
+      .on(isCmd("lvremove"));
+    const held = hold(runner, (c) => c.command === "lvcreate");
+    const prepared = new LvmProvider(
+      { ...ctx, runner: held.runner },
+      { vg: "vg0", lv: "root", cowSize: "1G" },
+    )
+      .prepare("root")
+      .catch(() => undefined);
+    await held.running;
+    // Registered before lvcreate ran; what the signal handler does:
+    expect(ctx.releases.size).toBe(1);
+    const released = ctx.releases.releaseAll();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runner.commandLines).toEqual([]); // nothing to remove while lvcreate still runs
+    held.open();
+    expect(await released).toEqual([]);
+    await prepared;
+    const name = snapName();
+    expect(runner.commandLines).toContain(`lvremove -y vg0/${name}`);
+    expect(runner.commandLines[0]).toBe(`lvcreate -s -n ${name} -L 1G --addtag bulwark-agent vg0/root`);
+    expect(ctx.releases.size).toBe(0);
+    expect(await ctx.journal.list()).toEqual([]);
+  });
+
   it("lvm: a killed run's leftover snapshot of the same volume is removed before the new one", async () => {
     const leftover = { vg: "vg0", lv: "bulwark-snap-root-1" };
     await ctx.journal.add({ provider: "lvm", volumeKey: "root", retained: false, data: leftover });
@@ -229,6 +285,53 @@ describe("LVM providers by command construction (no device-mapper on this kernel
         stdout: lvsJson([{ lv_name: "pool0", vg_name: vg, chunk_size: "65536" }]),
       });
   }
+
+  it("lvm-thin: a SIGTERM during thin_delta releases the pool's metadata snapshot, then the new snapshot; the base stays", async () => {
+    const vg = "vg-data";
+    const base = "bulwark-thin-home-20260101T000000000Z";
+    await ctx.journal.add({
+      provider: "lvm-thin",
+      volumeKey: "home",
+      retained: true,
+      data: { vg, lv: base, origin: "home", thinId: "7", pool: "pool0" },
+    });
+    scriptThinPrepare(vg, 8);
+    runner
+      .on((c) => c.command === "lvs" && c.args.includes("lv_name,vg_name,thin_id"), {
+        stdout: lvsJson([{ lv_name: base, vg_name: vg, thin_id: "7" }]),
+      })
+      .on(["dmsetup", "message", "vg--data-pool0-tpool", "0", "reserve_metadata_snap"])
+      .on(isCmd("thin_delta"), { stdout: realThinDelta(dir.path, false) })
+      .on(["dmsetup", "message", "vg--data-pool0-tpool", "0", "release_metadata_snap"])
+      .on(isCmd("lvremove"));
+    const held = hold(runner, (c) => c.command === "thin_delta");
+    const hctx = { ...ctx, runner: held.runner };
+    const backup = withSnapshot(
+      hctx,
+      new LvmThinProvider(hctx, { vg, lv: "home" }),
+      "home",
+      {},
+      async (snap) => {
+        await snap.changedRanges();
+        throw new Error("stopped by the signal");
+      },
+    ).catch((err: Error) => err.message);
+    await held.running;
+    expect(ctx.releases.size).toBe(2); // the snapshot and the pool's metadata snapshot
+    expect(await ctx.releases.releaseAll()).toEqual([]);
+    held.open();
+    expect(await backup).toBe("stopped by the signal");
+    const next = snapName();
+    expect(runner.commandLines.slice(5)).toEqual([
+      "dmsetup message vg--data-pool0-tpool 0 reserve_metadata_snap",
+      "dmsetup message vg--data-pool0-tpool 0 release_metadata_snap",
+      `lvremove -y ${vg}/${next}`,
+      "thin_delta --metadata-snap --snap1 7 --snap2 8 /dev/mapper/vg--data-pool0_tmeta",
+    ]);
+    expect(runner.pending).toBe(0);
+    expect(ctx.releases.size).toBe(0);
+    expect((await ctx.journal.list()).map((e) => [e.data.lv, e.retained])).toEqual([[base, true]]);
+  });
 
   it("lvm-thin: keeps the committed snapshot as base, and thin_delta against it gives the changed ranges", async () => {
     const provider = new LvmThinProvider(ctx, { vg: "vg-data", lv: "home" });

@@ -58,11 +58,12 @@ export class LvmThinProvider implements SnapshotProvider {
     });
     const snapshot = new LvmThinSnapshot(this.ctx, entry.id, vg, lv, name, base);
     try {
-      await runChecked(this.ctx.runner, {
-        command: "lvcreate",
-        args: ["-s", "-n", name, "--addtag", BULWARK_LV_TAG, `${vg}/${lv}`],
-      });
-      snapshot.created();
+      await snapshot.create(() =>
+        runChecked(this.ctx.runner, {
+          command: "lvcreate",
+          args: ["-s", "-n", name, "--addtag", BULWARK_LV_TAG, `${vg}/${lv}`],
+        }),
+      );
       // Thin snapshots are created with the activation-skip flag; -K overrides it for this activation.
       await runChecked(this.ctx.runner, { command: "lvchange", args: ["-ay", "-K", `${vg}/${name}`] });
       const [row] = await lvs(
@@ -123,6 +124,7 @@ export class LvmThinSnapshot extends BaseSnapshot {
   readonly consistency = "snapshot" as const;
   readonly devicePath: string;
   private exists = false;
+  private creation: Promise<void> | undefined;
   private committed = false;
   private geometry: ThinGeometry | undefined;
   private baseGone = false;
@@ -148,9 +150,13 @@ export class LvmThinSnapshot extends BaseSnapshot {
     return this.geometry?.thinId;
   }
 
-  created(): void {
-    this.exists = true;
+  /** lvcreate with the snapshot already registered for SIGTERM (see LvmSnapshot.create). */
+  async create(lvcreate: () => Promise<unknown>): Promise<void> {
     this.track(`thin snapshot ${this.vg}/${this.name}`);
+    this.creation = lvcreate().then(() => {
+      this.exists = true;
+    });
+    await this.creation;
   }
 
   setGeometry(geometry: ThinGeometry): void {
@@ -186,6 +192,20 @@ export class LvmThinSnapshot extends BaseSnapshot {
     const tmeta = `/dev/mapper/${dmName(this.vg, geometry.pool)}_tmeta`;
     const runner = this.ctx.runner;
     await runChecked(runner, { command: "dmsetup", args: ["message", tpool, "0", "reserve_metadata_snap"] });
+    // The pool has one metadata snapshot: one left reserved by an agent stopped here would make every
+    // later thin_delta of the pool fail. Registered after the snapshot, so released before it.
+    let metadataReleased: Promise<unknown> | undefined;
+    const releaseMetadata = () => {
+      metadataReleased ??= runChecked(runner, {
+        command: "dmsetup",
+        args: ["message", tpool, "0", "release_metadata_snap"],
+      });
+      return metadataReleased;
+    };
+    const unregister = this.ctx.releases.register(
+      `metadata snapshot of pool ${this.vg}/${geometry.pool}`,
+      () => releaseMetadata().then(() => {}),
+    );
     let xml: string;
     try {
       const result = await runChecked(runner, {
@@ -194,10 +214,11 @@ export class LvmThinSnapshot extends BaseSnapshot {
       });
       xml = result.stdout;
     } finally {
-      await runChecked(runner, {
-        command: "dmsetup",
-        args: ["message", tpool, "0", "release_metadata_snap"],
-      });
+      try {
+        await releaseMetadata();
+      } finally {
+        unregister();
+      }
     }
     const delta = parseThinDelta(xml);
     if (delta.blockBytes !== geometry.chunkBytes) {
@@ -221,6 +242,7 @@ export class LvmThinSnapshot extends BaseSnapshot {
   }
 
   protected async doRelease(): Promise<void> {
+    await this.creation?.catch(() => {});
     if (!this.exists) {
       await this.ctx.journal.remove(this.journalId);
       return;

@@ -50,11 +50,12 @@ export class LvmProvider implements SnapshotProvider {
     });
     const snapshot = new LvmSnapshot(this.ctx, entry.id, vg, name);
     try {
-      await runChecked(this.ctx.runner, {
-        command: "lvcreate",
-        args: ["-s", "-n", name, "-L", cowSize, "--addtag", BULWARK_LV_TAG, `${vg}/${lv}`],
-      });
-      snapshot.created();
+      await snapshot.create(() =>
+        runChecked(this.ctx.runner, {
+          command: "lvcreate",
+          args: ["-s", "-n", name, "-L", cowSize, "--addtag", BULWARK_LV_TAG, `${vg}/${lv}`],
+        }),
+      );
       const [row] = await lvs(
         this.ctx.runner,
         ["lv_name", "vg_name", "lv_size", "lv_attr"],
@@ -113,6 +114,7 @@ export class LvmSnapshot extends BaseSnapshot {
   readonly consistency = "snapshot" as const;
   readonly devicePath: string;
   private exists = false;
+  private creation: Promise<void> | undefined;
   private bytes = 0;
 
   constructor(
@@ -133,9 +135,16 @@ export class LvmSnapshot extends BaseSnapshot {
     this.bytes = bytes;
   }
 
-  created(): void {
-    this.exists = true;
+  /**
+   * Runs lvcreate with the snapshot already in the release registry: a SIGTERM during lvcreate
+   * releases it once lvcreate has ended (the LV may appear at its very end), not never.
+   */
+  async create(lvcreate: () => Promise<unknown>): Promise<void> {
     this.track(`LVM snapshot ${this.vg}/${this.name}`);
+    this.creation = lvcreate().then(() => {
+      this.exists = true;
+    });
+    await this.creation;
   }
 
   /** A COW snapshot that overflowed during the read returns I/O errors or stale data: never commit it. */
@@ -154,6 +163,7 @@ export class LvmSnapshot extends BaseSnapshot {
   }
 
   protected async doRelease(): Promise<void> {
+    await this.creation?.catch(() => {});
     if (this.exists) await lvremove(this.ctx.runner, this.vg, this.name);
     this.exists = false;
     await this.ctx.journal.remove(this.journalId);
