@@ -11,6 +11,7 @@ import {
   PointReader,
   prune,
   Repository,
+  RestorePool,
   verifyRepository,
 } from "@bulwark/repository";
 import { Command, CommanderError, Option } from "commander";
@@ -86,8 +87,21 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const out = (json: unknown, text: string) => {
     io.stdout.write(globals.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
   };
-  const withRepo = async <T>(fn: (repo: Repository) => Promise<T>): Promise<T> => {
-    const repo = await Repository.open(new LocalBackend(repoDir(globals)), await secretFrom(globals, io.env));
+  const withRepo = async <T>(
+    fn: (repo: Repository) => Promise<T>,
+    opts: { restorePool?: RestorePool } = {},
+  ): Promise<T> => {
+    let repo: Repository;
+    try {
+      repo = await Repository.open(
+        new LocalBackend(repoDir(globals)),
+        await secretFrom(globals, io.env),
+        opts,
+      );
+    } catch (err) {
+      await opts.restorePool?.close();
+      throw err;
+    }
     try {
       return await fn(repo);
     } finally {
@@ -169,16 +183,22 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .description("write a restore point's raw image to stdout or a file (id, unique prefix or 'latest')")
     .option("-o, --output <file>", "write here instead of stdout (regular files are written sparse)")
     .action(async (ref: string, o: { output?: string }) => {
-      await withRepo(async (repo) => {
-        const point = await repo.resolvePoint(ref);
-        const reader = new PointReader(repo, point);
-        if (!o.output) {
-          await pipeline(reader.stream(), io.stdout);
-          return;
-        }
-        await writeImage(reader, o.output);
-        if (globals.json) out({ id: point.id, output: o.output, bytes: point.volumeSize }, "");
-      });
+      // Into a regular file the restore workers do the work: started now, they load their modules
+      // while the main thread derives the key.
+      const toFile = o.output !== undefined && (await isFileOrAbsent(o.output));
+      await withRepo(
+        async (repo) => {
+          const point = await repo.resolvePoint(ref);
+          const reader = new PointReader(repo, point);
+          if (!o.output) {
+            await pipeline(reader.stream(), io.stdout);
+            return;
+          }
+          await writeImage(reader, o.output);
+          if (globals.json) out({ id: point.id, output: o.output, bytes: point.volumeSize }, "");
+        },
+        toFile ? { restorePool: new RestorePool() } : {},
+      );
     });
 
   program
@@ -358,10 +378,14 @@ function report(err: BulwarkError, json: boolean, io: Io): void {
   io.stderr.write(`${err.code}: ${err.message}\n`);
 }
 
+async function isFileOrAbsent(path: string): Promise<boolean> {
+  const existing = await stat(path).catch(() => null);
+  return !existing || existing.isFile();
+}
+
 /** Writes the image to a file: regular files sparse (zero chunks become holes), devices in full. */
 async function writeImage(reader: PointReader, path: string): Promise<void> {
-  const existing = await stat(path).catch(() => null);
-  if (existing && !existing.isFile()) {
+  if (!(await isFileOrAbsent(path))) {
     await pipeline(reader.stream(), createWriteStream(path, { flags: "r+" }));
     return;
   }

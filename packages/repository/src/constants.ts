@@ -45,5 +45,11 @@ export const STAGE_FLUSH_BYTES = 256 * 1024 * 1024;
 /** ... or once the oldest staged chunk is this old (slow uploads; GC removes temps after an hour). */
 export const STAGE_FLUSH_AFTER_MS = 5_000;
 /** Restoring into a file: chunks per worker message, and messages in flight per worker thread. */
-export const RESTORE_BATCH_CHUNKS = 16;
+export const RESTORE_BATCH_CHUNKS = 32;
 export const RESTORE_BATCHES_PER_THREAD = 4;
+/**
+ * Restore workers write consecutive chunks with one pwrite of up to this many bytes (or one chunk,
+ * if larger). Measured here (600 MiB into the page cache): 64 KiB or 256 KiB writes cost ≈0.19 s
+ * of system time, 512 KiB 0.5 s, 2 MiB 1.6–1.8 s: the source must still be in the core's cache.
+ */
+export const RESTORE_RUN_BYTES = 256 * 1024;

@@ -16,6 +16,7 @@ export { type PruneOptions, type PruneReport, prune } from "./prune.js";
 export { PointReader } from "./reader.js";
 export type { RestorePoint, SessionRecord } from "./records.js";
 export { type InitOptions, type OpenOptions, Repository, type RepositoryConfig } from "./repository.js";
+export { RestorePool } from "./restore-pool.js";
 export { StagedWriter } from "./staged-writer.js";
 export { TreeReader } from "./tree-reader.js";
 export { type VerifyProblem, type VerifyReport, verifyRepository } from "./verify.js";

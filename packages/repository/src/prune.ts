@@ -1,4 +1,4 @@
-import { planRetention, type RetentionPolicy } from "@bulwark/retention";
+import type { RetentionPolicy } from "@bulwark/retention";
 import type { Repository } from "./repository.js";
 
 /**
@@ -30,6 +30,9 @@ export async function prune(
   policy: RetentionPolicy,
   opts: PruneOptions = {},
 ): Promise<PruneReport> {
+  // Loaded here, not at the top: @bulwark/retention brings zod (about 100 modules), which every
+  // other command of the offline tool (cat, put) would otherwise compile at start-up.
+  const { planRetention } = await import("@bulwark/retention");
   const points = await repo.listPoints();
   const byName = new Map<string, typeof points>();
   for (const p of points) byName.set(p.name, [...(byName.get(p.name) ?? []), p]);

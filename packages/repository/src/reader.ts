@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import { BulwarkError } from "@bulwark/errors";
 import { BlobKind } from "./blob.js";
@@ -8,7 +9,7 @@ import {
   RESTORE_BATCH_CHUNKS,
   RESTORE_BATCHES_PER_THREAD,
 } from "./constants.js";
-import { ID_BYTES, idToHex, isZeroId } from "./ids.js";
+import { ID_BYTES, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";
 import { LocalBackend } from "./local-backend.js";
 import { Lru } from "./lru.js";
 import type { RestorePoint } from "./records.js";
@@ -94,39 +95,34 @@ export class PointReader {
   }
 
   /**
-   * Writes the whole image into an open file descriptor at its offsets (restore to a file): the
-   * worker threads read, authenticate, decompress, re-check and write batches of chunks in
-   * parallel (RESTORE_BATCHES_PER_THREAD × RESTORE_BATCH_CHUNKS chunks in flight per thread bound
-   * the memory). Zero chunks are not written: give a new or truncated regular file (they read as
-   * holes), and set its size afterwards. On failure some chunks may have been written.
+   * Writes the whole image into an open file descriptor at its offsets (restore to a file). Zero
+   * chunks are not written: give a new or truncated regular file (they read as holes), and set its
+   * size afterwards. On failure some chunks may have been written. From a local backend the
+   * restore workers read, authenticate, decompress, re-check and write runs of consecutive chunks
+   * (one pwrite per stretch of non-zero chunks); from any other backend the blobs are fetched here
+   * and the codec workers decode and write them. RESTORE_BATCHES_PER_THREAD batches of
+   * RESTORE_BATCH_CHUNKS chunks in flight per thread bound the memory.
    */
   async writeInto(fd: number): Promise<void> {
+    const local = this.repo.backend instanceof LocalBackend ? this.repo.backend : null;
+    if (local) return this.writeLocal(fd, local);
     const g = this.tree.geometry;
     const cs = g.chunkSize;
-    const local = this.repo.backend instanceof LocalBackend ? this.repo.backend : null;
     const window = Math.max(1, this.repo.pool.threads * RESTORE_BATCHES_PER_THREAD);
-    const running = new Set<Promise<void>>();
-    let failure: unknown;
+    const inFlight = new InFlight(window);
     let batch: Parameters<Repository["pool"]["restoreInto"]>[1] = [];
     const send = async () => {
       const items = batch;
       batch = [];
-      const p: Promise<void> = this.repo.pool
-        .restoreInto(fd, items)
-        .catch((err) => {
-          failure ??= err;
-        })
-        .finally(() => running.delete(p));
-      running.add(p);
-      while (running.size >= window) await Promise.race(running);
+      await inFlight.add(this.repo.pool.restoreInto(fd, items));
     };
     const leaves = Math.ceil(g.chunkCount / g.fanout);
-    for (let leaf = 0; leaf < leaves && !failure; leaf++) {
+    for (let leaf = 0; leaf < leaves && !inFlight.failed; leaf++) {
       const entries = await this.tree.entries(0, leaf);
       if (!entries) continue; // an all-zero stretch
       const first = leaf * g.fanout;
       const n = entries.length / ID_BYTES;
-      for (let j = 0; j < n && !failure; j++) {
+      for (let j = 0; j < n && !inFlight.failed; j++) {
         const id = entries.subarray(j * ID_BYTES, (j + 1) * ID_BYTES);
         if (isZeroId(id)) continue;
         const i = first + j;
@@ -136,14 +132,43 @@ export class PointReader {
           what: key,
           offset: i * cs,
           length: this.chunkLength(i),
-          ...(local ? { file: local.filePath(key) } : { blob: await this.repo.getObject(key, "chunk") }),
+          blob: await this.repo.getObject(key, "chunk"),
         });
         if (batch.length >= RESTORE_BATCH_CHUNKS) await send();
       }
     }
-    if (batch.length && !failure) await send();
-    await Promise.all(running);
-    if (failure) throw failure;
+    if (batch.length && !inFlight.failed) await send();
+    await inFlight.drain();
+  }
+
+  /** writeInto from a local backend: the main thread only walks the index and hands out IDs. */
+  private async writeLocal(fd: number, local: LocalBackend): Promise<void> {
+    const g = this.tree.geometry;
+    const pool = this.repo.restorePool;
+    // <root>/chunks/00/<64 zeros> → <root>/chunks: the workers build each chunk's path themselves.
+    const chunkDir = dirname(dirname(local.filePath(chunkKey(ZERO_ID))));
+    const inFlight = new InFlight(Math.max(1, pool.threads * RESTORE_BATCHES_PER_THREAD));
+    const leaves = Math.ceil(g.chunkCount / g.fanout);
+    for (let leaf = 0; leaf < leaves && !inFlight.failed; leaf++) {
+      const entries = await this.tree.entries(0, leaf);
+      if (!entries) continue; // an all-zero stretch
+      const n = entries.length / ID_BYTES;
+      for (let j = 0; j < n && !inFlight.failed; j += RESTORE_BATCH_CHUNKS) {
+        const ids = entries.subarray(j * ID_BYTES, Math.min(n, j + RESTORE_BATCH_CHUNKS) * ID_BYTES);
+        if (isAllZero(ids)) continue;
+        await inFlight.add(
+          pool.restore({
+            fd,
+            chunkDir,
+            first: leaf * g.fanout + j,
+            ids: new Uint8Array(ids), // its own buffer, transferred
+            chunkSize: g.chunkSize,
+            volumeSize: this.size,
+          }),
+        );
+      }
+    }
+    await inFlight.drain();
   }
 
   /** The image from `start` (chunk-aligned) to the end, decoded in parallel, in order. */
@@ -180,5 +205,33 @@ export class PointReader {
         );
       },
     });
+  }
+}
+
+/** A bounded set of running batches; the first failure stops new ones and is thrown by drain. */
+class InFlight {
+  private readonly running = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+
+  constructor(private readonly window: number) {}
+
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /** Tracks p; waits while the window is full. */
+  async add(p: Promise<void>): Promise<void> {
+    const tracked: Promise<void> = p
+      .catch((err) => {
+        this.failure ??= { err };
+      })
+      .finally(() => this.running.delete(tracked));
+    this.running.add(tracked);
+    while (this.running.size >= this.window) await Promise.race(this.running);
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.running);
+    if (this.failure) throw this.failure.err;
   }
 }

@@ -11,6 +11,7 @@ import { decodeNode, encodeNode, geometry, nodeIdOf } from "./index-tree.js";
 import { generateMasterKey, type KeySecret, type MasterKey, unwrapMasterKey, wrapMasterKey } from "./keys.js";
 import { decodePlainFile, encodePlainFile } from "./plain-file.js";
 import { parsePoint, parseSession, type RestorePoint, type SessionRecord } from "./records.js";
+import { RestorePool } from "./restore-pool.js";
 
 /**
  * An open repository: config, keys and the object-level operations every higher module uses
@@ -37,6 +38,11 @@ export interface OpenOptions {
   threads?: number;
   /** Chunk index used by ingest (default: the backend itself). */
   chunkIndex?: ChunkIndex;
+  /**
+   * Restore workers started by the caller before opening (their start-up then overlaps the key
+   * derivation); the repository unlocks them and closes them with itself.
+   */
+  restorePool?: RestorePool;
 }
 
 export interface InitOptions extends OpenOptions {
@@ -54,6 +60,7 @@ export class Repository {
   readonly chunkIndex: ChunkIndex;
   readonly clock: Clock;
   private codecPool: CodecPool | undefined;
+  private restoreWorkers: RestorePool | undefined;
 
   private constructor(
     readonly backend: Backend,
@@ -64,6 +71,8 @@ export class Repository {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.chunkIndex = opts.chunkIndex ?? new StoreChunkIndex(backend);
+    this.restoreWorkers = opts.restorePool;
+    this.restoreWorkers?.unlock(keys);
   }
 
   /** Creates a repository in an empty backend and its first key. */
@@ -171,9 +180,21 @@ export class Repository {
     return this.codecPool;
   }
 
+  /** Worker threads that restore a point into a file from a local backend, started on first use. */
+  get restorePool(): RestorePool {
+    if (!this.restoreWorkers) {
+      this.restoreWorkers = new RestorePool(
+        this.opts.threads !== undefined ? { threads: this.opts.threads } : {},
+      );
+      this.restoreWorkers.unlock(this.keys);
+    }
+    return this.restoreWorkers;
+  }
+
   async close(): Promise<void> {
-    await this.codecPool?.close();
+    await Promise.all([this.codecPool?.close(), this.restoreWorkers?.close()]);
     this.codecPool = undefined;
+    this.restoreWorkers = undefined;
   }
 
   // ---- chunks and nodes -------------------------------------------------------------------
