@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ingestFile, LocalBackend, Repository } from "../packages/repository/src/index.js";
+import { storeRestorePoint } from "../apps/server/test/support/restore-points.js";
 import { freePort, type RunningProcess, repoRoot, runTs, waitForStatus } from "./support/processes.js";
 
 const run$ = promisify(execFile);
@@ -88,39 +88,17 @@ describe("bulwark files against a running server", () => {
     );
 
     // The restore point, stored the way a backup stores it, and its catalog row.
-    const repo = await Repository.open(new LocalBackend(location), { passphrase: PASSPHRASE });
-    const point = await ingestFile(repo, image, { name: "vol-root" }).finally(() => repo.close());
     const tenant = await db.catalog.tenant.findUniqueOrThrow({ where: { slug: "default" } });
     const repoRow = await db.catalog.repository.findFirstOrThrow({ where: { tenantId: tenant.id } });
-    const agent = await db.catalog.agent.create({
-      data: { tenantId: tenant.id, machineId: "m-1", hostname: "web-01", os: "linux", agentVersion: "0.1.0" },
-    });
-    const volume = await db.catalog.volume.create({
-      data: {
-        agentId: agent.id,
-        key: "vol-root",
-        kind: "IMAGE_FILE",
-        devicePath: image,
-        sizeBytes: 16n << 20n,
-      },
-    });
-    backupId = (
-      await db.catalog.backup.create({
-        data: {
-          tenantId: tenant.id,
-          agentId: agent.id,
-          volumeId: volume.id,
-          repositoryId: repoRow.id,
-          capturedAt: new Date(),
-          volumeSize: 16n << 20n,
-          chunkSize: point.chunkSize,
-          storedBytes: 0n,
-          changedBytes: 0n,
-          method: "FULL_HASH",
-          indexRef: point.id,
-        },
-      })
-    ).id;
+    ({ backupId } = await storeRestorePoint(db.catalog, {
+      tenantId: tenant.id,
+      repositoryId: repoRow.id,
+      location,
+      secret: { passphrase: PASSPHRASE },
+      image,
+      name: "vol-root",
+      hostname: "web-01",
+    }));
 
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;

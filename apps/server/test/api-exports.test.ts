@@ -4,13 +4,13 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ingestFile, LocalBackend, Repository } from "@bulwark/repository";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NbdListener, startNbdListener } from "../src/exports/listener.js";
 import { apiServices } from "../src/http/services.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
 import { type ApiHarness, startApiHarness } from "./support/api.js";
+import { storeRestorePoint } from "./support/restore-points.js";
 
 // Instant access through the REST API: a restore point made with the repository library, served
 // by the node's real NBD listener and export manager, read by qemu-img.
@@ -49,37 +49,15 @@ beforeAll(async () => {
   });
   const imagePath = join(dir, "disk.img");
   await writeFile(imagePath, randomBytes(IMAGE_BYTES));
-  const repo = await Repository.open(new LocalBackend(location), secret);
-  const point = await ingestFile(repo, imagePath, { name: "vol" }).finally(() => repo.close());
-  const agent = await h.db.catalog.agent.create({
-    data: { tenantId: h.tenantId, machineId: "m-1", hostname: "ws-1", os: "linux", agentVersion: "0.1.0" },
-  });
-  const volume = await h.db.catalog.volume.create({
-    data: {
-      agentId: agent.id,
-      key: "vol",
-      kind: "IMAGE_FILE",
-      devicePath: imagePath,
-      sizeBytes: BigInt(IMAGE_BYTES),
-    },
-  });
-  backupId = (
-    await h.db.catalog.backup.create({
-      data: {
-        tenantId: h.tenantId,
-        agentId: agent.id,
-        volumeId: volume.id,
-        repositoryId: repoRow.id,
-        capturedAt: h.now(),
-        volumeSize: BigInt(IMAGE_BYTES),
-        chunkSize: point.chunkSize,
-        storedBytes: 0n,
-        changedBytes: BigInt(IMAGE_BYTES),
-        method: "FULL_HASH",
-        indexRef: point.id,
-      },
-    })
-  ).id;
+  ({ backupId } = await storeRestorePoint(h.db.catalog, {
+    tenantId: h.tenantId,
+    repositoryId: repoRow.id,
+    location,
+    secret,
+    image: imagePath,
+    name: "vol",
+    capturedAt: h.now(),
+  }));
 });
 
 afterAll(async () => {

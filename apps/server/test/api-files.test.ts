@@ -4,11 +4,11 @@ import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ingestFile, LocalBackend, Repository } from "@bulwark/repository";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RestorePointFiles } from "../src/files/restore-point-files.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
 import { type ApiHarness, startApiHarness } from "./support/api.js";
+import { storeRestorePoint } from "./support/restore-points.js";
 
 // File-level restore through the REST API: an ext4 image built by mke2fs -d from a real tree,
 // stored with the repository library, browsed and downloaded through the real routes, compared
@@ -49,35 +49,19 @@ beforeAll(async () => {
     name: "main",
     location,
   });
-  const repo = await Repository.open(new LocalBackend(location), secret);
-  const point = await ingestFile(repo, image, { name: "vol-root" }).finally(() => repo.close());
-  const agent = await h.db.catalog.agent.create({
-    data: { tenantId: h.tenantId, machineId: "m-1", hostname: "ws-1", os: "linux", agentVersion: "0.1.0" },
-  });
-  const volume = await h.db.catalog.volume.create({
-    data: {
-      agentId: agent.id,
-      key: "vol-root",
-      kind: "IMAGE_FILE",
-      devicePath: image,
-      sizeBytes: 16n << 20n,
-    },
-  });
-  const row = {
+  const stored = await storeRestorePoint(h.db.catalog, {
     tenantId: h.tenantId,
-    agentId: agent.id,
-    volumeId: volume.id,
     repositoryId: repoRow.id,
-    capturedAt: new Date(),
-    volumeSize: 16n << 20n,
-    chunkSize: point.chunkSize,
-    storedBytes: 0n,
-    changedBytes: 0n,
-    method: "FULL_HASH" as const,
-  };
-  backupId = (await h.db.catalog.backup.create({ data: { ...row, indexRef: point.id } })).id;
+    location,
+    secret,
+    image,
+    name: "vol-root",
+  });
+  backupId = stored.backupId;
   deletingId = (
-    await h.db.catalog.backup.create({ data: { ...row, indexRef: `${point.id}-gone`, status: "DELETING" } })
+    await h.db.catalog.backup.create({
+      data: { ...stored.row, indexRef: `${stored.indexRef}-gone`, status: "DELETING" },
+    })
   ).id;
   helpdesk = await h.bearer("HELPDESK");
 }, 180_000);

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
-import { collectGarbage, ingestFile, LocalBackend, PointReader, Repository } from "@bulwark/repository";
+import { collectGarbage, ingestFile, MTIME_SKEW_MARGIN_MS, PointReader } from "@bulwark/repository";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentCommandDispatcher } from "../src/control/contracts.js";
@@ -15,6 +15,7 @@ import { JobSystem } from "../src/jobs/system.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
 import { eventually, REDIS_URL } from "./support/control.js";
 import { flushPrefix, jobPrefix } from "./support/job-agent.js";
+import { storeRestorePoint } from "./support/restore-points.js";
 
 // Instant access through bulwark-server's export manager: a catalog Backup row served over a real
 // NBD listener, read by qemu-img / qemu-io / nbdinfo, audited in the real Postgres catalog.
@@ -69,37 +70,20 @@ beforeAll(async () => {
   ]);
   const imagePath = join(dir, "disk.img");
   await writeFile(imagePath, image);
-  const repo = await Repository.open(new LocalBackend(location), secret);
-  const point = await ingestFile(repo, imagePath, { name: "vol-root" }).finally(() => repo.close());
-
-  const agent = await db.catalog.agent.create({
-    data: { tenantId, machineId: "m-1", hostname: "ws-1", os: "linux", agentVersion: "0.1.0" },
-  });
-  agentId = agent.id;
-  const volume = await db.catalog.volume.create({
-    data: {
-      agentId: agent.id,
-      key: "vol-root",
-      kind: "IMAGE_FILE",
-      devicePath: imagePath,
-      sizeBytes: BigInt(image.length),
-    },
-  });
-  const row = {
+  const stored = await storeRestorePoint(db.catalog, {
     tenantId,
-    agentId: agent.id,
-    volumeId: volume.id,
     repositoryId: repoRow.id,
-    capturedAt: new Date(),
-    volumeSize: BigInt(image.length),
-    chunkSize: point.chunkSize,
-    storedBytes: 0n,
-    changedBytes: BigInt(image.length),
-    method: "FULL_HASH" as const,
-  };
-  backupId = (await db.catalog.backup.create({ data: { ...row, indexRef: point.id } })).id;
+    location,
+    secret,
+    image: imagePath,
+    name: "vol-root",
+  });
+  agentId = stored.agentId;
+  backupId = stored.backupId;
   deletingBackupId = (
-    await db.catalog.backup.create({ data: { ...row, indexRef: `${point.id}-x`, status: "DELETING" } })
+    await db.catalog.backup.create({
+      data: { ...stored.row, indexRef: `${stored.indexRef}-x`, status: "DELETING" },
+    })
   ).id;
 
   registry = new RepositoryRegistry({ catalog: db.catalog, secret, threads: 1 });
@@ -346,6 +330,7 @@ describe("an open export pins its restore point", { timeout: 300_000 }, () => {
       };
       const olderRow = await addPoint(older, "pinned-older", new Date(Date.now() - 3_600_000));
       await addPoint(newer, "pinned-newer", new Date());
+      const stored = Date.now();
       const policy = await db.catalog.policy.create({
         data: {
           tenantId,
@@ -400,9 +385,12 @@ describe("an open export pins its restore point", { timeout: 300_000 }, () => {
       expect((await db.catalog.backup.findUniqueOrThrow({ where: { id: olderRow.id } })).status).toBe(
         "AVAILABLE",
       );
-      // GC with no grace: only the marks from the indexes protect the chunks.
+      // GC with no grace: only the marks from the indexes protect the chunks once they are older
+      // than GC's clock-skew margin, which always keeps the newest chunks.
+      const youngUntil = stored + MTIME_SKEW_MARGIN_MS + 1_000;
+      await new Promise((r) => setTimeout(r, Math.max(0, youngUntil - Date.now())));
       const gcDuring = await collectGarbage(repo, { graceMs: 0 });
-      expect(gcDuring.deleted).toBe(0);
+      expect(gcDuring).toMatchObject({ deleted: 0, keptYoung: 0 });
       expect((await copy(e.uri)).equals(older)).toBe(true);
 
       await listener.exports.closeExport(e.id, user);
