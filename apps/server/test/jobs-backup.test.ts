@@ -302,3 +302,27 @@ describe("stalled worker", () => {
     expect(row.attempts).toBe(1);
   });
 });
+
+describe("deadline", () => {
+  it("a backup committed whose result never came ends SUCCEEDED at its deadline, not FAILED", async () => {
+    // A node of its own with a short run-now deadline (still long enough for the commit at a load
+    // of 30); the agent commits and never reports.
+    const own = jobPrefix("backup-deadline");
+    const node = await startJobNode(h, "node-deadline", own, {
+      settings: { manualDeadlineMs: 45_000, resultGraceMs: 1_000 },
+    });
+    try {
+      const { agent, volume, a } = await jobMachine(h, node, agents);
+      a.behaviour = "commit-silently";
+      const id = await node.jobs.enqueueBackupNow(agent.id, volume.id, null);
+      await eventually(async () => a.committed.includes(id), 45_000);
+      const row = await settled(id, 120_000);
+      const backup = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: id } });
+      expect(row).toMatchObject({ state: "SUCCEEDED", errorCode: null });
+      expect((row.result as { restorePointId: string }).restorePointId).toBe(backup.id);
+    } finally {
+      await node.stop({ force: true });
+      await flushPrefix(own);
+    }
+  }, 180_000);
+});

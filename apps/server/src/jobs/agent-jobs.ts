@@ -442,17 +442,13 @@ async function processAgentJobOnce(
       { deadline: waitUntil, pollMs: ctx.settings.resultPollMs, now: ctx.now },
     );
     if (settled === undefined) {
-      await finishJob(
-        ctx.catalog,
-        row.id,
-        "FAILED",
-        {
-          finishedAt: ctx.now(),
-          errorCode: "BULWARK_JOB_DEADLINE_EXCEEDED",
-          errorMessage: `the agent reported no result by ${waitUntil.toISOString()}`,
-        },
-        { log: ctx.log },
-      );
+      // A committed restore point decides even when its report was lost (stream cut, Redis
+      // restarted): SUCCEEDED with it, as after a stall; otherwise FAILED.
+      await finishStalled(ctx, row.id, `the agent reported no result by ${waitUntil.toISOString()}`, {
+        errorCode: "BULWARK_JOB_DEADLINE_EXCEEDED",
+      });
+      const final = await ctx.catalog.job.findUnique({ where: { id: row.id }, select: { state: true } });
+      if (final?.state === "SUCCEEDED") return "SUCCEEDED";
       throw new UnrecoverableError(`job ${row.id}: no result before the deadline`);
     }
     if (typeof settled === "string") return settled;
@@ -513,7 +509,8 @@ export async function processAgentJob(
 
 /**
  * BullMQ's stall check failed the job (its lock was lost: node died, Redis restarted), not our
- * processor, so the row still says RUNNING. FAILED with BULWARK_JOB_STALLED, unless the backup's
+ * processor, so the row still says RUNNING; or the agent's result did not come by the deadline
+ * (`failure` BULWARK_JOB_DEADLINE_EXCEEDED). FAILED with BULWARK_JOB_STALLED, unless the backup's
  * restore point is committed: then SUCCEEDED with it, and its prune follows. A commit racing the
  * FAILED write is caught by the promotion right after it.
  */
