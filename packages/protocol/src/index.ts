@@ -22,6 +22,11 @@ export { type CallWithAuthContext, peerCertificate } from "./peer.js";
 export { encodeRestoreResponse, RestoreServiceFastResponses } from "./restore-wire.js";
 export { applyServerFlowControl, bindServer } from "./server-flow-control.js";
 export {
+  BackupServiceServerDefinition,
+  decodeUploadChunksRequest,
+  ownsUploadBuffer,
+} from "./upload-wire.js";
+export {
   negotiateProtocol,
   PROTOBUF_PACKAGE,
   PROTOCOL_HEADER,

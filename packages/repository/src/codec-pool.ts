@@ -119,13 +119,26 @@ export class CodecPool {
    * Checks and hashes uploaded payloads in a worker (nothing is decompressed on this thread): each
    * is its chunk's bytes or, with `zstd`, a zstd frame that must give exactly plainSize bytes. A
    * frame smaller than its chunk becomes the stored payload as is (no second compression). The
-   * payloads are copied into one transferred buffer, so the caller's may be dropped. Resolves to
-   * the ticket for `encode`, or to the first payload that is not its chunk (nothing held then).
+   * payloads are copied into one transferred buffer, so the caller's may be dropped; or, with
+   * `handOver`, a buffer that holds every payload and that nobody else refers to is transferred
+   * without a copy (the caller's views of it become empty). Resolves to the ticket for `encode`,
+   * or to the first payload that is not its chunk (nothing held then).
    */
   async unpack(
     items: { payload: Uint8Array; plainSize: number; zstd: boolean }[],
+    handOver?: ArrayBuffer,
   ): Promise<HashTicket | { invalid: { position: number; message: string } }> {
-    const { buffer, parts } = packInto(items.map((i) => i.payload));
+    const { buffer, parts } =
+      handOver && handOver.byteLength > 0 && items.every((i) => i.payload.buffer === handOver)
+        ? {
+            buffer: handOver,
+            parts: items.map((i) => ({
+              buffer: handOver,
+              offset: i.payload.byteOffset,
+              length: i.payload.byteLength,
+            })),
+          }
+        : packInto(items.map((i) => i.payload));
     const worker = this.leastBusy();
     const job = this.nextJob++;
     const res = await this.send(

@@ -48,6 +48,42 @@ describe("codec pool: uploaded payloads (unpack)", () => {
     expect(blobs[2]!.length).toBe(BLOB_OVERHEAD + noise.length); // stored uncompressed
   });
 
+  it("takes a handed-over buffer that holds every payload without a copy (the caller's view empties)", async () => {
+    const good = compress(text, { compressionLevel: 19 });
+    const message = Buffer.allocUnsafeSlow(good.length + noise.length + 10);
+    good.copy(message, 3);
+    noise.copy(message, 7 + good.length);
+    const frame = message.subarray(3, 3 + good.length);
+    const raw = message.subarray(7 + good.length, 7 + good.length + noise.length);
+    const ticket = ticketOf(
+      await pool.unpack(
+        [
+          { payload: frame, plainSize: text.length, zstd: true },
+          { payload: raw, plainSize: noise.length, zstd: false },
+        ],
+        message.buffer as ArrayBuffer,
+      ),
+    );
+    expect(message.buffer.byteLength).toBe(0); // transferred, not copied
+    expect(ticket.ids[0]!.equals(chunkIdOf(keys.idKey, text))).toBe(true);
+    expect(ticket.ids[1]!.equals(chunkIdOf(keys.idKey, noise))).toBe(true);
+    const blobs = await pool.encode(ticket, [0, 1]);
+    expect(decodeBlob(BlobKind.Data, ticket.ids[1]!, blobs[1]!, keys.dataKey, "raw").equals(noise)).toBe(
+      true,
+    );
+    expect(blobs[0]!.length).toBe(BLOB_OVERHEAD + good.length);
+    // A payload outside the handed-over buffer: everything is copied instead, nothing transferred.
+    const other = Buffer.allocUnsafeSlow(16);
+    const copied = ticketOf(
+      await pool.unpack(
+        [{ payload: text, plainSize: text.length, zstd: false }],
+        other.buffer as ArrayBuffer,
+      ),
+    );
+    expect(other.buffer.byteLength).toBe(16);
+    await pool.encode(copied, []);
+  });
+
   it("names the first payload that is not its chunk, and holds nothing of the batch", async () => {
     const cases: [Uint8Array, number, boolean, RegExp][] = [
       [randomBytes(200), text.length, true, /does not decompress/], // not a frame

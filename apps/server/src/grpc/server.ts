@@ -1,6 +1,6 @@
 import type { Catalog } from "@bulwark/catalog";
 import {
-  BackupServiceService,
+  BackupServiceServerDefinition,
   bindServer,
   ControlServiceService,
   IdentityServiceService,
@@ -62,7 +62,7 @@ export async function startAgentListener(opts: AgentListenerOptions): Promise<Ag
     log: opts.log,
   };
   const server = new Server(SERVER_OPTIONS);
-  server.addService(BackupServiceService, backupService(context, opts.identity));
+  server.addService(BackupServiceServerDefinition, backupService(context, opts.identity));
   if (opts.control) server.addService(ControlServiceService, opts.control.service());
   server.addService(RestoreServiceFastResponses, restoreService(context, opts.identity));
   if (opts.enrollment)

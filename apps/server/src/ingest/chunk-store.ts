@@ -1,4 +1,5 @@
 import { BulwarkError } from "@bulwark/errors";
+import { ownsUploadBuffer } from "@bulwark/protocol";
 import {
   chunkKey,
   type HashTicket,
@@ -21,7 +22,10 @@ import type { OpenRepository } from "../repositories/registry.js";
 
 export interface UploadedChunk {
   id: Buffer;
-  /** The chunk's bytes, or a zstd frame of them (`zstd`); checked in a worker. */
+  /**
+   * The chunk's bytes, or a zstd frame of them (`zstd`); checked in a worker. Read only until
+   * storeChunks hands the request's buffer to the worker (then this view is empty).
+   */
   payload: Uint8Array;
   plainSize: number;
   zstd: boolean;
@@ -60,8 +64,11 @@ export async function storeChunks(
   chunks: readonly UploadedChunk[],
 ): Promise<StoreResult> {
   const { repo, index } = target;
+  // A request decoded by the server's decoder owns its message buffer: it goes to the worker whole.
+  const message = chunks[0]?.payload.buffer;
   const unpacked = await repo.pool.unpack(
     chunks.map((c) => ({ payload: c.payload, plainSize: c.plainSize, zstd: c.zstd })),
+    message && ownsUploadBuffer(message) ? (message as ArrayBuffer) : undefined,
   );
   if ("invalid" in unpacked) {
     const { position, message } = unpacked.invalid;
