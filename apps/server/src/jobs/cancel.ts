@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { JobKind } from "@bulwark/catalog";
+import type { JobKind, Prisma } from "@bulwark/catalog";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import type { CommandAck } from "@bulwark/protocol";
 import type { JobContext } from "./context.js";
@@ -194,13 +194,7 @@ export async function startMaintenanceRun(
 ): Promise<boolean> {
   const now = ctx.now();
   if (row.cancelRequestedAt) {
-    await finishJob(
-      ctx.catalog,
-      row.id,
-      "CANCELLED",
-      { finishedAt: now, errorCode: CANCELLED_CODE, errorMessage: cancelledMessage(null) },
-      { log: ctx.log },
-    );
+    await finishStoppedRun(ctx, row.id, cancelledMessage(null));
     return false;
   }
   await ctx.catalog.job.update({
@@ -208,6 +202,27 @@ export async function startMaintenanceRun(
     data: { state: "RUNNING", attempts: { increment: 1 }, startedAt: row.startedAt ?? now },
   });
   return true;
+}
+
+/** Ends a verify, GC or prune run CANCELLED; `result` keeps what a run stopped midway did. */
+export async function finishStoppedRun(
+  ctx: JobContext,
+  jobId: string,
+  message: string,
+  result?: Prisma.InputJsonObject,
+): Promise<void> {
+  await finishJob(
+    ctx.catalog,
+    jobId,
+    "CANCELLED",
+    {
+      finishedAt: ctx.now(),
+      errorCode: CANCELLED_CODE,
+      errorMessage: message,
+      ...(result ? { result } : {}),
+    },
+    { log: ctx.log },
+  );
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Prisma } from "@bulwark/catalog";
 import { collectGarbage, verifyRepository } from "@bulwark/repository";
 import type { Job as BullJob } from "bullmq";
-import { CANCELLED_CODE, startMaintenanceRun, watchCancel } from "./cancel.js";
+import { finishStoppedRun, startMaintenanceRun, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { errorFields, finishJob, TERMINAL_STATES } from "./mirror.js";
 
@@ -52,17 +52,8 @@ export async function processMaintenance(
     return report;
   } catch (err) {
     if (watch.signal.aborted) {
-      await finishJob(
-        ctx.catalog,
-        row.id,
-        "CANCELLED",
-        {
-          finishedAt: ctx.now(),
-          errorCode: CANCELLED_CODE,
-          errorMessage: `${kind === "GC" ? "garbage collection" : "verify"} stopped between steps on a cancel request`,
-        },
-        opts,
-      );
+      const what = kind === "GC" ? "garbage collection" : "verify";
+      await finishStoppedRun(ctx, row.id, `${what} stopped between steps on a cancel request`);
       return "CANCELLED";
     }
     await finishJob(ctx.catalog, row.id, "FAILED", { finishedAt: ctx.now(), ...errorFields(err) }, opts);

@@ -1,7 +1,7 @@
 import type { Prisma } from "@bulwark/catalog";
 import { parseRetentionPolicy, planRetention } from "@bulwark/retention";
 import type { Job as BullJob } from "bullmq";
-import { CANCELLED_CODE, startMaintenanceRun, watchCancel } from "./cancel.js";
+import { finishStoppedRun, startMaintenanceRun, watchCancel } from "./cancel.js";
 import type { JobContext } from "./context.js";
 import { errorFields, finishJob, insertOrGetJob, TERMINAL_STATES } from "./mirror.js";
 import { queueCall } from "./queues.js";
@@ -130,17 +130,11 @@ async function prunePoints(
   // step (an index a crash leaves behind is finished by the volume's next prune, below).
   const stopped = async (): Promise<string | undefined> => {
     if (!signal.aborted) return undefined;
-    await finishJob(
-      ctx.catalog,
+    await finishStoppedRun(
+      ctx,
       row.id,
-      "CANCELLED",
-      {
-        finishedAt: ctx.now(),
-        errorCode: CANCELLED_CODE,
-        errorMessage: `prune stopped between restore points on a cancel request (${deleted.length} of ${plan.remove.length} deleted)`,
-        result: { policyId: policy.id, deleted } as unknown as Prisma.InputJsonObject,
-      },
-      { log: ctx.log },
+      `prune stopped between restore points on a cancel request (${deleted.length} of ${plan.remove.length} deleted)`,
+      { policyId: policy.id, deleted } as unknown as Prisma.InputJsonObject,
     );
     return "CANCELLED";
   };
