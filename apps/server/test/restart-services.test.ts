@@ -37,7 +37,7 @@ import pino from "pino";
 import { RedisRestartWatcher } from "../src/redis-restarts.js";
 import { eventually, REDIS_URL } from "./support/control.js";
 import { Harness } from "./support/harness.js";
-import { type JobNode, JobTestAgent, jobPrefix, policyFor, startJobNode } from "./support/job-agent.js";
+import { type JobNode, type JobTestAgent, jobMachine, jobPrefix, startJobNode } from "./support/job-agent.js";
 import { PrivatePostgres, PrivateRedis } from "./support/private-services.js";
 
 const redis = new PrivateRedis(env.redisPort);
@@ -66,24 +66,7 @@ function watchRedis(node: JobNode) {
   watchers.push({ watcher, redis });
 }
 
-async function machine(connect = true) {
-  const agent = await h.agent();
-  const volume = await h.db.catalog.volume.create({
-    data: {
-      agentId: agent.id,
-      key: `vol-${agent.id.slice(0, 8)}`,
-      kind: "PARTITION",
-      devicePath: "/dev/vdb1",
-      sizeBytes: 1n << 20n,
-    },
-  });
-  await policyFor(h.db.catalog, h, agent.id);
-  const a = new JobTestAgent(h, agent, nodeA.control);
-  agents.push(a);
-  a.reconnect = true;
-  if (connect) await a.connect(nodeA.control);
-  return { agent, volume, a };
-}
+const machine = (connect = true) => jobMachine(h, nodeA, agents, { connect, reconnect: true });
 
 const FINAL = ["SUCCEEDED", "FAILED", "MISSED", "CANCELLED"];
 
