@@ -70,6 +70,18 @@ function pointUnavailable(backupId: string, why: string, cause?: unknown): Bulwa
   });
 }
 
+/**
+ * Chunk bytes a restore keeps requested but not written (the Header's window): enough that the
+ * server's reads, the wire and the agent's decoding and writes of four Wants overlap. It is also
+ * what one stream may hold in memory on either side.
+ */
+const RESTORE_WINDOW_BYTES = 8 * 1024 * 1024;
+
+/** The window in chunks: RESTORE_WINDOW_BYTES, and never fewer than the protocol's default. */
+export function restoreWindowChunks(chunkSize: number): number {
+  return Math.max(DEFAULT_RESTORE_WINDOW_CHUNKS, Math.floor(RESTORE_WINDOW_BYTES / chunkSize));
+}
+
 const PROTO_MODE: Record<RestoreJobParams["mode"], RestoreMode> = {
   FULL: RestoreMode.RESTORE_MODE_FULL,
   DELTA: RestoreMode.RESTORE_MODE_DELTA,
@@ -147,7 +159,7 @@ export async function openRestore(
     },
     totalChunks,
     indexDigest: Buffer.from(backup.indexDigest ?? Buffer.alloc(0)),
-    windowChunks: DEFAULT_RESTORE_WINDOW_CHUNKS,
+    windowChunks: restoreWindowChunks(point.chunkSize),
     sourceVolumeKey: backup.volume.key,
     sourceDevicePath: backup.volume.devicePath,
     sourceAgent: backup.agentId === agent.agentId,

@@ -8,25 +8,25 @@ import {
   type RestoreWant,
 } from "@bulwark/protocol";
 import { chunkKey, isZeroId, type Repository, type TreeReader } from "@bulwark/repository";
-import { openStoredPayload } from "./stored-payload.js";
+import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
 
-// Serves one Want range of a restore: which chunks the target needs (all of them, or for a delta
-// restore those whose ID differs from what the agent says the target holds), read from the
-// repository, authenticated and decrypted, and sent as Zeros / Chunks batches followed by
-// RangeDone. A chunk travels in its stored form (the repository's zstd frame, or raw): the server
-// never decompresses or recompresses it, and the agent checks every chunk's keyed hash. Messages go out through `send`, which waits for HTTP/2 flow control.
+// Serves the Want ranges of a restore (docs/protocol.md §3): which chunks the target needs (all of
+// them, or for a delta restore those whose ID differs from what the agent says the target holds),
+// read from the repository, authenticated and decrypted on the read pool's workers, and sent as
+// Zeros / Chunks batches followed by RangeDone. prepareRange plans a Want and starts its reads as
+// soon as it arrives; sendRange sends it when its turn comes, so reading overlaps with sending. A
+// chunk travels in its stored form (the repository's zstd frame, or raw): the server never
+// decompresses or recompresses it, and the agent checks every chunk's keyed hash.
 
 /**
- * Distinct chunks read and opened per group, and such groups in flight: the reads of several
- * groups overlap, and 4 × 4 chunks bound the payload held per stream to 16 stored chunks.
+ * Distinct chunks per read-pool request: small enough that the first Chunks message of a range
+ * can leave while the rest of it is still being read, large enough to keep the hops few.
  */
-const DECODE_GROUP_CHUNKS = 4;
-const DECODE_GROUPS_AHEAD = 4;
+const READ_GROUP_CHUNKS = 8;
 /**
- * Payload bytes per Chunks message: 1 MiB, not the 4 MiB upload batch. Measured on a 64 MiB
- * in-process restore (bulwark server and agent in one process, 2 loaded cores): protobuf encoding
- * grows its buffer by copying, and 4 MiB messages cost 5.6 s of CPU against 4.4 s at 1 MiB
- * (BinaryWriter.ensureCapacity and GC halved). The window, not the message size, sets the overlap.
+ * Payload bytes per Chunks message: 1 MiB, not the 4 MiB upload batch. The agent splits each
+ * message over its decode workers as it arrives, so smaller messages start that work sooner; the
+ * window, not the message size, sets the overlap.
  */
 const CHUNKS_MESSAGE_BYTES = 1024 * 1024;
 
@@ -95,53 +95,67 @@ interface Wanted {
   indexes: number[];
 }
 
+/** A Want planned and its reads under way: what sendRange sends, in order. */
+export interface PreparedRange {
+  start: number;
+  count: number;
+  /** Zeros runs, sent first. */
+  zeros: { startIndex: number; count: number }[];
+  /** Distinct contents in groups, each read and opened on the read pool (settles, never unobserved). */
+  groups: Promise<RestoreChunk[]>[];
+  chunksUnchanged: number;
+  chunksZero: number;
+}
+
+/** Reads and opens stored chunks by ID, in order (the read pool, or the main thread in tests). */
+export type ChunkLoader = (repo: Repository, ids: Buffer[]) => Promise<StoredPayload[]>;
+
+/** Opens chunks on the main thread: what the read pool's workers do, for callers without one. */
+export const loadOnMainThread: ChunkLoader = async (repo, ids) => {
+  const blobs = await Promise.all(ids.map((id) => repo.getObject(chunkKey(id), "chunk")));
+  return ids.map((id, k) => openStoredPayload(blobs[k]!, id, repo.keys.dataKey, chunkKey(id)));
+};
+
 /**
- * Answers one Want (already checked to lie inside the volume and the window): Zeros for zero
- * chunks the target does not hold as zeros, Chunks for content the target lacks, then RangeDone.
+ * Plans one Want (already checked to lie inside the volume and the window): Zeros runs for zero
+ * chunks the target does not hold as zeros, the distinct contents the target lacks, and starts
+ * reading those at once, so the reads of several Wants overlap with sending earlier ones.
  */
-export async function serveRange(
+export async function prepareRange(
   repo: Repository,
   tree: TreeReader,
   want: RestoreWant,
   delta: boolean,
-  send: (message: RestoreResponse) => Promise<void>,
-): Promise<RangeTotals> {
+  load: ChunkLoader,
+): Promise<PreparedRange> {
   const { startIndex: start, count } = want;
   if (!delta && want.have.length > 0) throw badRange("a full restore sends no have runs", { start });
   const have: Have = delta ? expandHave(want.have, count) : [];
   const ids = await idsOf(tree, start, count);
-  const totals = emptyTotals();
+  const range: PreparedRange = { start, count, zeros: [], groups: [], chunksUnchanged: 0, chunksZero: 0 };
 
-  // Zero runs first (cheap), then the distinct contents; one content may fill several chunks.
+  // One content may fill several chunks of the range: it travels once, with all its indexes.
   const wanted = new Map<string, Wanted>();
   let zeroRun: { startIndex: number; count: number } | undefined;
-  const flushZeros = async () => {
-    if (!zeroRun) return;
-    const run = zeroRun;
-    zeroRun = undefined;
-    await send({ message: { $case: "zeros", value: run } });
-  };
   for (let k = 0; k < count; k++) {
     const i = start + k;
     const id = ids[k]!;
     const target = have[k];
     if (isZeroId(id)) {
       if (target === null) {
-        totals.chunksUnchanged++;
-        await flushZeros();
+        range.chunksUnchanged++;
         continue;
       }
-      totals.chunksZero++;
+      range.chunksZero++;
       if (zeroRun && zeroRun.startIndex + zeroRun.count === i) zeroRun.count++;
       else {
-        await flushZeros();
         zeroRun = { startIndex: i, count: 1 };
+        range.zeros.push(zeroRun);
       }
       continue;
     }
-    await flushZeros();
     if (target?.equals(id)) {
-      totals.chunksUnchanged++;
+      range.chunksUnchanged++;
       continue;
     }
     const key = id.toString("hex");
@@ -149,12 +163,28 @@ export async function serveRange(
     if (entry) entry.indexes.push(i);
     else wanted.set(key, { id: Buffer.from(id), indexes: [i] });
   }
-  await flushZeros();
-
-  const groups: Wanted[][] = [];
   const all = [...wanted.values()];
-  for (let g = 0; g < all.length; g += DECODE_GROUP_CHUNKS)
-    groups.push(all.slice(g, g + DECODE_GROUP_CHUNKS));
+  for (let g = 0; g < all.length; g += READ_GROUP_CHUNKS) {
+    const group = all.slice(g, g + READ_GROUP_CHUNKS);
+    const p = loadGroup(repo, group, load);
+    p.catch(() => {}); // raised by sendRange, in order
+    range.groups.push(p);
+  }
+  return range;
+}
+
+/** Sends a prepared range: Zeros, Chunks batches of about CHUNKS_MESSAGE_BYTES, then RangeDone. */
+export async function sendRange(
+  range: PreparedRange,
+  send: (message: RestoreResponse) => Promise<void>,
+): Promise<RangeTotals> {
+  const totals: RangeTotals = {
+    chunksSent: 0,
+    chunksUnchanged: range.chunksUnchanged,
+    chunksZero: range.chunksZero,
+    bytesSent: 0,
+  };
+  for (const run of range.zeros) await send({ message: { $case: "zeros", value: run } });
   let batch: RestoreChunk[] = [];
   let batchBytes = 0;
   const flushBatch = async () => {
@@ -164,19 +194,8 @@ export async function serveRange(
     batchBytes = 0;
     await send({ message: { $case: "chunks", value: { chunks } } });
   };
-  // Groups are read and decoded DECODE_GROUPS_AHEAD at a time, and sent in order.
-  const loading: Promise<RestoreChunk[]>[] = [];
-  const startLoad = (g: number) => {
-    if (g >= groups.length) return;
-    const p = loadGroup(repo, groups[g]!);
-    p.catch(() => {}); // raised when awaited, in order
-    loading.push(p);
-  };
-  for (let g = 0; g < DECODE_GROUPS_AHEAD; g++) startLoad(g);
-  for (let g = 0; g < groups.length; g++) {
-    const current = await loading.shift()!;
-    startLoad(g + DECODE_GROUPS_AHEAD);
-    for (const chunk of current) {
+  for (const group of range.groups) {
+    for (const chunk of await group) {
       if (batch.length > 0 && batchBytes + chunk.payload.length > CHUNKS_MESSAGE_BYTES) await flushBatch();
       batch.push(chunk);
       batchBytes += chunk.payload.length;
@@ -189,8 +208,8 @@ export async function serveRange(
     message: {
       $case: "rangeDone",
       value: {
-        startIndex: start,
-        count,
+        startIndex: range.start,
+        count: range.count,
         chunksSent: totals.chunksSent,
         chunksUnchanged: totals.chunksUnchanged,
       },
@@ -199,17 +218,17 @@ export async function serveRange(
   return totals;
 }
 
-/** Reads a group's blobs, then authenticates and decrypts each to its stored payload. */
-async function loadGroup(repo: Repository, group: Wanted[]): Promise<RestoreChunk[]> {
-  const blobs = await Promise.all(group.map((w) => repo.getObject(chunkKey(w.id), "chunk")));
-  return group.map((w, k) => {
-    const stored = openStoredPayload(blobs[k]!, w.id, repo.keys.dataKey, chunkKey(w.id));
-    return {
-      indexes: w.indexes,
-      id: w.id,
-      encoding: stored.zstd ? ChunkEncoding.CHUNK_ENCODING_ZSTD : ChunkEncoding.CHUNK_ENCODING_RAW,
-      plainSize: stored.plainSize,
-      payload: stored.payload,
-    };
-  });
+/** A group's stored payloads as RestoreChunks. */
+async function loadGroup(repo: Repository, group: Wanted[], load: ChunkLoader): Promise<RestoreChunk[]> {
+  const stored = await load(
+    repo,
+    group.map((w) => w.id),
+  );
+  return group.map((w, k) => ({
+    indexes: w.indexes,
+    id: w.id,
+    encoding: stored[k]!.zstd ? ChunkEncoding.CHUNK_ENCODING_ZSTD : ChunkEncoding.CHUNK_ENCODING_RAW,
+    plainSize: stored[k]!.plainSize,
+    payload: stored[k]!.payload,
+  }));
 }

@@ -14,10 +14,12 @@ import { writeAudit } from "../audit/write.js";
 import { messages } from "../grpc/call-messages.js";
 import type { AgentIdentity, AgentIdentityResolver } from "../grpc/identity.js";
 import { type OpenedRestore, openRestore, type RestoreServiceContext } from "./open.js";
-import { emptyTotals, serveRange } from "./ranges.js";
+import { type ChunkLoader, emptyTotals, prepareRange, sendRange } from "./ranges.js";
+import { restoreReadPool } from "./read-pool.js";
 
 // RestoreService.Restore on the agent listener (docs/protocol.md §3): Start → Header, then each
-// Want answered in order with Zeros / Chunks / RangeDone, then (after the agent half-closes,
+// Want answered in order with Zeros / Chunks / RangeDone (reads of later Wants under way while
+// earlier ones are sent), then (after the agent half-closes,
 // which it does once everything is written and synced) Finished and OK. The catalog job follows
 // along: RUNNING at Start, bytesDone as ranges complete, SUCCEEDED when the whole point has been
 // covered. Every stream that names a job leaves one audit row, `restore.volume.stream`.
@@ -32,6 +34,8 @@ export const RESTORE_AUDIT_ACTION = "restore.volume.stream";
 
 export interface RestoreServiceDeps extends RestoreServiceContext {
   log: Logger;
+  /** How stored chunks are read and opened; default: the process's read pool (worker threads). */
+  loadChunks?: ChunkLoader;
 }
 
 type RestoreCall = ServerDuplexStream<RestoreRequest, RestoreResponse>;
@@ -54,6 +58,7 @@ interface StreamState {
 
 async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResolver, call: RestoreCall) {
   let gone = false;
+  let stopped = false;
   call.on("cancelled", () => {
     gone = true;
   });
@@ -79,19 +84,35 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     state.opened = opened;
     state.resumeFrom = start.resumeFromIndex;
     state.next = start.resumeFromIndex;
-    const send = (m: RestoreResponse) => write(call, m, () => gone);
+    // A refused stream stops sending at once, even from ranges that are still being sent.
+    const send = (m: RestoreResponse) => write(call, m, () => gone || stopped);
     await markRunning(ctx, opened);
     await send({ message: { $case: "header", value: opened.header } });
 
     const total = opened.header.totalChunks;
     const window = opened.header.windowChunks;
     const delta = opened.params.mode === "DELTA";
+    const load: ChunkLoader = ctx.loadChunks ?? ((repo, ids) => restoreReadPool().read(repo, ids));
     let lastProgress = ctx.now().getTime();
     let lastIdentityCheck = lastProgress;
-    for await (const req of input) {
-      if (gone) break;
+    // Wants are planned and their reads started as they arrive; a chain sends them in order. The
+    // chunks planned but not yet sent are bounded by the window (an agent that asks beyond it
+    // waits here), so a stream holds at most window chunks of payload.
+    let expected = start.resumeFromIndex;
+    let unsent = 0;
+    let room: (() => void) | undefined;
+    let sending: Promise<void> = Promise.resolve();
+    let failSending: (err: unknown) => void = () => {};
+    const sendFailed = new Promise<never>((_, reject) => {
+      failSending = reject;
+    });
+    sendFailed.catch(() => {}); // raised through the races below
+    while (true) {
+      const next = await Promise.race([input.next(), sendFailed]);
+      if (next.done || gone) break;
+      const req = next.value;
       // Revocation ends the stream: the certificate is looked up again at most once a second (a
-      // catalog query per 1 MiB Want cost more CPU than serving the Want).
+      // catalog query per Want cost more CPU than serving the Want).
       const checkedAt = ctx.now().getTime();
       if (checkedAt - lastIdentityCheck >= IDENTITY_RECHECK_MS) {
         await identity.resolve(call as unknown as CallWithAuthContext);
@@ -101,20 +122,39 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
         throw new BulwarkError("BULWARK_PROTO_MALFORMED", "after start, a restore takes only want messages");
       }
       const want = req.message.value;
-      checkWant(want.startIndex, want.count, state.next, total, window);
-      const t = await serveRange(opened.repo, opened.tree, want, delta, send);
-      state.totals.chunksSent += t.chunksSent;
-      state.totals.chunksUnchanged += t.chunksUnchanged;
-      state.totals.chunksZero += t.chunksZero;
-      state.totals.bytesSent += t.bytesSent;
-      state.next = want.startIndex + want.count;
-      const now = ctx.now().getTime();
-      if (now - lastProgress >= PROGRESS_WRITE_INTERVAL_MS) {
-        lastProgress = now;
-        await writeProgress(ctx, opened, state.next);
+      checkWant(want.startIndex, want.count, expected, total, window);
+      expected = want.startIndex + want.count;
+      while (unsent > 0 && unsent + want.count > window) {
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            room = resolve;
+          }),
+          sendFailed,
+        ]);
       }
+      unsent += want.count;
+      const prepared = prepareRange(opened.repo, opened.tree, want, delta, load);
+      prepared.catch(() => {}); // raised by the chain, in order
+      sending = sending.then(async () => {
+        const t = await sendRange(await prepared, send);
+        state.totals.chunksSent += t.chunksSent;
+        state.totals.chunksUnchanged += t.chunksUnchanged;
+        state.totals.chunksZero += t.chunksZero;
+        state.totals.bytesSent += t.bytesSent;
+        state.next = want.startIndex + want.count;
+        unsent -= want.count;
+        room?.();
+        room = undefined;
+        const now = ctx.now().getTime();
+        if (now - lastProgress >= PROGRESS_WRITE_INTERVAL_MS) {
+          lastProgress = now;
+          await writeProgress(ctx, opened, state.next);
+        }
+      });
+      sending.catch(failSending);
     }
     if (gone) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
+    await sending;
     if (state.next < total) {
       throw new BulwarkError(
         "BULWARK_RESTORE_INCOMPLETE",
@@ -128,6 +168,7 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     await audit(ctx, known, state, "SUCCESS");
     call.end();
   } catch (err) {
+    stopped = true;
     if (agent)
       await audit(ctx, agent, state, outcomeOf(err, state), err).catch((e) => logAuditFailure(ctx, e));
     if (state.opened) await writeProgress(ctx, state.opened, state.next).catch(() => {});

@@ -1,0 +1,151 @@
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { BulwarkError, type ErrorCode, errorCatalogue } from "@bulwark/errors";
+import { chunkKey, LocalBackend, type Repository } from "@bulwark/repository";
+import type { ReadItem, ReadRequest, ReadResponse } from "./read-messages.js";
+import type { StoredPayload } from "./stored-payload.js";
+
+// The server half of a restore's read-ahead (docs/protocol.md §3, "Answers to a Want"): worker
+// threads read stored chunk files and authenticate and decrypt them, so that the main thread is
+// left with planning ranges and encoding and sending messages. One pool per process, shared by
+// every restore stream; idle workers do not keep the process alive. A repository that is not a
+// local directory is read on the main thread (Repository.getObject) and only opened on a worker.
+
+interface Slot {
+  worker: Worker;
+  outstanding: number;
+}
+
+interface Pending {
+  slot: Slot;
+  items: ReadItem[];
+  resolve: (r: StoredPayload[]) => void;
+  reject: (e: Error) => void;
+}
+
+export class RestoreReadPool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextJob = 1;
+  private closed = false;
+
+  constructor(threads = availableParallelism()) {
+    for (let i = 0; i < Math.max(1, threads); i++) {
+      const slot: Slot = { worker: spawnWorker(), outstanding: 0 };
+      slot.worker.unref();
+      slot.worker.on("message", (res: ReadResponse) => this.settle(res));
+      slot.worker.on("error", (err) => this.failSlot(slot, err));
+      slot.worker.on("exit", (code) => {
+        if (!this.closed) this.failSlot(slot, new Error(`restore read worker exited with code ${code}`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  /** Stored payloads of the chunks `ids` of `repo`, in order; throws the repository's errors. */
+  async read(repo: Repository, ids: Buffer[]): Promise<StoredPayload[]> {
+    const backend = repo.backend;
+    const local = backend instanceof LocalBackend ? backend : undefined;
+    const items: ReadItem[] = [];
+    const blobs = local
+      ? undefined
+      : await Promise.all(ids.map((id) => repo.getObject(chunkKey(id), "chunk")));
+    ids.forEach((id, k) => {
+      const what = chunkKey(id);
+      items.push(local ? { id, file: local.filePath(what), what } : { id, blob: blobs![k]!, what });
+    });
+    return await this.send({ job: this.nextJob++, dataKey: repo.keys.dataKey, items });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.pending.values()) p.reject(new Error("restore read pool closed"));
+    this.pending.clear();
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private send(req: ReadRequest): Promise<StoredPayload[]> {
+    if (this.closed) return Promise.reject(new Error("restore read pool closed"));
+    const slot = this.slots.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
+    slot.outstanding++;
+    if (slot.outstanding === 1) slot.worker.ref();
+    return new Promise<StoredPayload[]>((resolve, reject) => {
+      this.pending.set(req.job, { slot, items: req.items, resolve, reject });
+      slot.worker.postMessage(req);
+    });
+  }
+
+  private settle(res: ReadResponse): void {
+    const p = this.pending.get(res.job);
+    if (!p) return;
+    this.pending.delete(res.job);
+    this.release(p.slot);
+    if (res.failure) {
+      const f = res.failure;
+      const code = (Object.hasOwn(errorCatalogue, f.code) ? f.code : "BULWARK_GENERAL_INTERNAL") as ErrorCode;
+      p.reject(new BulwarkError(code, f.message, f.details ? { details: f.details } : {}));
+      return;
+    }
+    p.resolve(
+      res.payloads!.map((payload, k) => ({
+        zstd: res.zstd![k]!,
+        plainSize: res.plainSizes![k]!,
+        payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      })),
+    );
+  }
+
+  private release(slot: Slot): void {
+    slot.outstanding--;
+    if (slot.outstanding === 0) slot.worker.unref();
+  }
+
+  private failSlot(slot: Slot, err: Error): void {
+    for (const [job, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(job);
+      this.release(slot);
+      p.reject(
+        new BulwarkError("BULWARK_GENERAL_INTERNAL", `restore read worker failed: ${err.message}`, {
+          cause: err,
+        }),
+      );
+    }
+    // A dead worker is replaced, so one crash does not take every later restore with it.
+    const at = this.slots.indexOf(slot);
+    if (at >= 0 && !this.closed) {
+      slot.worker.removeAllListeners();
+      void slot.worker.terminate().catch(() => {});
+      const fresh: Slot = { worker: spawnWorker(), outstanding: 0 };
+      fresh.worker.unref();
+      fresh.worker.on("message", (res: ReadResponse) => this.settle(res));
+      fresh.worker.on("error", (e) => this.failSlot(fresh, e));
+      fresh.worker.on("exit", (code) => {
+        if (!this.closed) this.failSlot(fresh, new Error(`restore read worker exited with code ${code}`));
+      });
+      this.slots[at] = fresh;
+    }
+  }
+}
+
+let shared: RestoreReadPool | undefined;
+
+/** The process's pool, started on first use. */
+export function restoreReadPool(): RestoreReadPool {
+  shared ??= new RestoreReadPool();
+  return shared;
+}
+
+function spawnWorker(): Worker {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const entry = new URL(fromSource ? "./read-worker.ts" : "./read-worker.js", import.meta.url);
+  if (!fromSource) return new Worker(entry);
+  // Tests run the TypeScript sources: the worker registers tsx before loading its entry.
+  const require = createRequire(import.meta.url);
+  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(code, { eval: true });
+}

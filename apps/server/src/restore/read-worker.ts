@@ -1,0 +1,71 @@
+import { readFileSync } from "node:fs";
+import { parentPort } from "node:worker_threads";
+import { isBulwarkError } from "@bulwark/errors";
+import type { ReadRequest, ReadResponse } from "./read-messages.js";
+import { openStoredPayload } from "./stored-payload.js";
+
+// Worker thread of the server's restore read pool: reads stored chunk files and authenticates and
+// decrypts them (openStoredPayload), so the main thread of bulwark-server only plans ranges and
+// encodes and sends messages. A synchronous read is fine here: this thread has nothing else to do,
+// and several workers keep several reads in flight.
+
+function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] } {
+  const payloads: Uint8Array[] = [];
+  const zstd: boolean[] = [];
+  const plainSizes: number[] = [];
+  const transfer: ArrayBuffer[] = [];
+  for (let k = 0; k < req.items.length; k++) {
+    const item = req.items[k]!;
+    try {
+      let blob: Uint8Array;
+      if (item.blob) blob = item.blob;
+      else {
+        try {
+          blob = readFileSync(item.file!);
+        } catch (err) {
+          const errno = (err as NodeJS.ErrnoException).code;
+          // What Repository.getObject says for an object a point references.
+          if (errno === "ENOENT")
+            return fail(req, k, "BULWARK_REPO_CHUNK_MISSING", `chunk ${item.what} is missing`, {
+              object: item.what,
+            });
+          return fail(req, k, "BULWARK_REPO_IO", `read ${item.what}: ${(err as Error).message}`, {
+            errno,
+          });
+        }
+      }
+      const stored = openStoredPayload(blob, item.id, req.dataKey, item.what);
+      // Transferred, so it must own its memory (a small output may be a slice of a shared pool).
+      const own =
+        stored.payload.byteOffset === 0 && stored.payload.byteLength === stored.payload.buffer.byteLength;
+      const payload = own ? stored.payload : new Uint8Array(stored.payload);
+      payloads.push(payload);
+      transfer.push(payload.buffer as ArrayBuffer);
+      zstd.push(stored.zstd);
+      plainSizes.push(stored.plainSize);
+    } catch (err) {
+      if (isBulwarkError(err))
+        return fail(req, k, err.code, err.message, err.details as Record<string, unknown> | undefined);
+      return fail(req, k, "BULWARK_GENERAL_INTERNAL", (err as Error).message);
+    }
+  }
+  return { res: { job: req.job, payloads, zstd, plainSizes }, transfer };
+}
+
+function fail(
+  req: ReadRequest,
+  position: number,
+  code: string,
+  message: string,
+  details?: Record<string, unknown>,
+): { res: ReadResponse; transfer: ArrayBuffer[] } {
+  return {
+    res: { job: req.job, failure: { position, code, message, ...(details ? { details } : {}) } },
+    transfer: [],
+  };
+}
+
+parentPort?.on("message", (req: ReadRequest) => {
+  const reply = handle(req);
+  parentPort?.postMessage(reply.res, reply.transfer);
+});
