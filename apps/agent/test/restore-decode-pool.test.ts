@@ -1,11 +1,15 @@
 import { createHmac, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compress } from "zstd-napi";
 import { DecodePool, UndecodableChunk } from "../src/restore/decode-pool.js";
 
 // The restore's worker threads: received payloads decoded into exactly the length the agent
 // expects (never what the zstd frame claims) and hashed; a message split over both workers comes
-// back in order.
+// back in order; the target read and hashed (or checked for zeros) by the workers themselves.
 
 const idKey = randomBytes(32);
 const idOf = (b: Buffer) => createHmac("sha256", idKey).update(b).digest();
@@ -30,7 +34,8 @@ describe("DecodePool", () => {
         : { encoding: RAW, payload: p, length: p.length },
     );
     const out = await pool.decode(items);
-    expect(out.buffer.equals(Buffer.concat(plains))).toBe(true);
+    expect(Buffer.concat(out.chunks).equals(Buffer.concat(plains))).toBe(true);
+    expect(out.chunks.map((c) => c.length)).toEqual(plains.map((p) => p.length));
     expect(out.ids.slice(0, 4).map((id) => id?.toString("hex"))).toEqual(
       plains.slice(0, 4).map((p) => idOf(p).toString("hex")),
     );
@@ -58,13 +63,26 @@ describe("DecodePool", () => {
     }
   });
 
-  it("hashes a target's chunks for have runs and hands the buffer back", async () => {
+  it("reads and hashes a target's chunks in the worker (have runs) and tells zero chunks", async () => {
     const data = Buffer.concat([randomBytes(4096), Buffer.alloc(4096), randomBytes(2048)]);
-    const copy = Buffer.from(data);
-    const out = await pool.hash(data, [4096, 4096, 2048]);
-    expect(out.buffer.equals(copy)).toBe(true);
-    expect(out.ids[0]?.equals(idOf(copy.subarray(0, 4096)))).toBe(true);
-    expect(out.ids[1]).toBeNull();
-    expect(out.ids[2]?.equals(idOf(copy.subarray(8192)))).toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), "bulwark-scan-"));
+    const path = join(dir, "target.img");
+    // 1 KiB of something else first: the scan starts at an offset; the file ends 1 KiB short,
+    // and what lies past its end reads as zeros.
+    writeFileSync(path, Buffer.concat([randomBytes(1024), data.subarray(0, data.length - 1024)]));
+    const fh = await open(path, "r");
+    try {
+      const lengths = [4096, 4096, 2048];
+      const ids = await pool.hashTarget(fh.fd, 1024, lengths);
+      expect(ids[0]?.equals(idOf(data.subarray(0, 4096)))).toBe(true);
+      expect(ids[1]).toBeNull();
+      const tail = Buffer.concat([data.subarray(8192, data.length - 1024), Buffer.alloc(1024)]);
+      expect(ids[2]?.equals(idOf(tail))).toBe(true);
+      expect(await pool.zeroTarget(fh.fd, 1024, lengths)).toEqual([false, true, false]);
+      expect(await pool.zeroTarget(fh.fd, 1024 + 4096, [4096])).toEqual([true]);
+    } finally {
+      await fh.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

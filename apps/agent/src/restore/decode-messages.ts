@@ -9,8 +9,12 @@ export const WIRE_RAW = 1;
 export const WIRE_ZSTD = 2;
 
 export type DecodeRequest =
-  /** Keyed hash of consecutive chunks laid out from the start of `buffer` (the target's have runs). */
-  | { op: "hash"; job: number; buffer: ArrayBuffer; lengths: number[] }
+  /**
+   * Read consecutive chunks of `lengths` from `offset` of the open target `fd` (the process's fd
+   * table is shared) and say, per chunk, whether it is all zero and (with `hash`) its keyed hash:
+   * the target's have runs of a delta restore, and the zero check of a full restore.
+   */
+  | { op: "scan"; job: number; fd: number; offset: number; lengths: number[]; hash: boolean }
   /**
    * Decode chunk k's payload (`payloads` from `payloadOffsets[k]`, `payloadLengths[k]` bytes, encoding
    * `encodings[k]`) into exactly `lengths[k]` bytes of a fresh buffer, then hash it.
@@ -26,9 +30,9 @@ export type DecodeRequest =
 
 export interface DecodeResponse {
   job: number;
-  /** hash: the request's buffer, back; decode: the plaintext of every chunk, in order. */
+  /** decode: the plaintext of every chunk, in order. */
   buffer?: ArrayBuffer;
-  /** Per chunk: its 32-byte ID, or null when it is all zeros. */
+  /** Per chunk: its 32-byte ID, or null when it is all zeros (scan without hash: empty when not). */
   ids?: (Uint8Array | null)[];
   /** A chunk that cannot be decoded to its length: which (position in the request) and why. */
   invalid?: { position: number; message: string };

@@ -5,9 +5,9 @@ import { Worker } from "node:worker_threads";
 import { agentError } from "../errors.js";
 import type { DecodeRequest, DecodeResponse, DecodeWorkerData } from "./decode-messages.js";
 
-/** Per chunk: its ID (null = all zero); `buffer` holds the chunks back to back. */
+/** Per chunk: its plaintext (a view into a worker's output buffer) and its ID (null = all zero). */
 export interface DecodedGroup {
-  buffer: Buffer;
+  chunks: Buffer[];
   ids: (Buffer | null)[];
 }
 
@@ -41,7 +41,8 @@ interface Pending {
 
 /**
  * The restore's worker threads (one per core by default): decompress and hash received chunks,
- * hash the target's chunks for delta have runs. A message's chunks are split over the workers so
+ * read and hash the target's chunks for delta have runs, read the target for a full restore's
+ * zero check. A message's chunks are split over the workers so
  * both cores work on it, and several messages may be in flight (the caller reads ahead).
  */
 export class DecodePool {
@@ -65,11 +66,19 @@ export class DecodePool {
     }
   }
 
-  /** Keyed hashes of consecutive chunks of `lengths` from the start of `buffer` (transferred and returned). */
-  async hash(buffer: Buffer, lengths: number[]): Promise<DecodedGroup> {
-    const ab = ownArrayBuffer(buffer);
-    const res = await this.send({ op: "hash", job: this.nextJob++, buffer: ab, lengths }, [ab]);
-    return { buffer: Buffer.from(res.buffer!), ids: idsOf(res) };
+  /**
+   * Reads consecutive chunks of `lengths` at `offset` of the open target `fd` on a worker and
+   * returns each one's keyed hash, or null for an all-zero chunk (a delta restore's have runs).
+   */
+  async hashTarget(fd: number, offset: number, lengths: number[]): Promise<(Buffer | null)[]> {
+    const res = await this.send({ op: "scan", job: this.nextJob++, fd, offset, lengths, hash: true }, []);
+    return idsOf(res);
+  }
+
+  /** Like hashTarget, without hashing: per chunk, true when it reads as all zeros. */
+  async zeroTarget(fd: number, offset: number, lengths: number[]): Promise<boolean[]> {
+    const res = await this.send({ op: "scan", job: this.nextJob++, fd, offset, lengths, hash: false }, []);
+    return (res.ids ?? []).map((id) => id === null);
   }
 
   /**
@@ -104,11 +113,17 @@ export class DecodePool {
     results.forEach((r, p) => {
       if (r.invalid) throw new UndecodableChunk(p * per + r.invalid.position, r.invalid.message);
     });
-    const buffers = results.map((r) => Buffer.from(r.buffer!));
-    return {
-      buffer: buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers),
-      ids: results.flatMap(idsOf),
-    };
+    // Views into each worker's output: no copy into one buffer (the writes gather them).
+    const chunks: Buffer[] = [];
+    results.forEach((r, p) => {
+      const out = Buffer.from(r.buffer!);
+      let at = 0;
+      for (const item of items.slice(p * per, (p + 1) * per)) {
+        chunks.push(out.subarray(at, at + item.length));
+        at += item.length;
+      }
+    });
+    return { chunks, ids: results.flatMap(idsOf) };
   }
 
   async close(): Promise<void> {
@@ -156,19 +171,6 @@ export class DecodePool {
 
 function idsOf(res: DecodeResponse): (Buffer | null)[] {
   return (res.ids ?? []).map((id) => (id ? Buffer.from(id.buffer, id.byteOffset, id.byteLength) : null));
-}
-
-/** The buffer's memory as an ArrayBuffer of its own (copied when it is a view into a larger one). */
-function ownArrayBuffer(buffer: Buffer): ArrayBuffer {
-  if (
-    buffer.byteOffset === 0 &&
-    buffer.byteLength === buffer.buffer.byteLength &&
-    buffer.buffer instanceof ArrayBuffer
-  )
-    return buffer.buffer;
-  const copy = new ArrayBuffer(buffer.length);
-  new Uint8Array(copy).set(buffer);
-  return copy;
 }
 
 function spawnWorker(data: DecodeWorkerData): Worker {

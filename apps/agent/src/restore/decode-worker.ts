@@ -1,6 +1,7 @@
+import { readSync } from "node:fs";
 import { createRequire } from "node:module";
 import { parentPort, workerData } from "node:worker_threads";
-import { hashChunk } from "../upload/chunk-codec.js";
+import { chunkId, hashChunk, isAllZero } from "../upload/chunk-codec.js";
 import {
   type DecodeRequest,
   type DecodeResponse,
@@ -30,12 +31,44 @@ function hashAll(buffer: ArrayBuffer, lengths: number[]): (Uint8Array | null)[] 
   return ids;
 }
 
+const NOT_ZERO = new Uint8Array(0);
+/** The scan buffer, kept between requests (a restore scans the whole target). */
+let scanBuffer = Buffer.alloc(0);
+
+/** Reads [offset, offset + sum(lengths)) of fd; past the end of a file reads as zeros. */
+function readTarget(fd: number, offset: number, total: number): Buffer {
+  if (scanBuffer.length < total) scanBuffer = Buffer.allocUnsafe(total);
+  const buf = scanBuffer.subarray(0, total);
+  let done = 0;
+  while (done < total) {
+    const n = readSync(fd, buf, done, total - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  buf.fill(0, done);
+  return buf;
+}
+
+function scan(fd: number, offset: number, lengths: number[], hash: boolean): (Uint8Array | null)[] {
+  const buf = readTarget(
+    fd,
+    offset,
+    lengths.reduce((n, l) => n + l, 0),
+  );
+  const ids: (Uint8Array | null)[] = [];
+  let at = 0;
+  for (const length of lengths) {
+    const data = buf.subarray(at, at + length);
+    if (isAllZero(data)) ids.push(null);
+    else ids.push(hash ? chunkId(idKey, data) : NOT_ZERO);
+    at += length;
+  }
+  return ids;
+}
+
 function handle(req: DecodeRequest): { res: DecodeResponse; transfer: ArrayBuffer[] } {
-  if (req.op === "hash") {
-    return {
-      res: { job: req.job, buffer: req.buffer, ids: hashAll(req.buffer, req.lengths) },
-      transfer: [req.buffer],
-    };
+  if (req.op === "scan") {
+    return { res: { job: req.job, ids: scan(req.fd, req.offset, req.lengths, req.hash) }, transfer: [] };
   }
   const total = req.lengths.reduce((n, l) => n + l, 0);
   const out = new ArrayBuffer(total);

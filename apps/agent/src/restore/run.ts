@@ -1,17 +1,15 @@
 import { createHash, type Hash } from "node:crypto";
-import { stat } from "node:fs/promises";
+import { stat, statfs } from "node:fs/promises";
 import { BulwarkError } from "@bulwark/errors";
 import {
   CHUNK_ID_BYTES,
   ChunkIdAlgorithm,
   chunkCount,
   INITIAL_RECONNECT_BACKOFF_MS,
-  type IndexRun,
   isValidChunkSize,
   MAX_RECONNECT_BACKOFF_MS,
   type RestoreHeader,
   RestoreMode,
-  type RestoreResponse,
   type RestoreStats,
 } from "@bulwark/protocol";
 import type { ChannelCredentials } from "@grpc/grpc-js";
@@ -21,8 +19,9 @@ import { grpcTarget } from "../upload/transport.js";
 import { RestoreStream } from "./connection.js";
 import { DecodePool } from "./decode-pool.js";
 import { type GptRelocation, relocateBackupGpt } from "./gpt.js";
+import { haveRuns, ResponsePump, remainder, TargetScan } from "./pipeline.js";
 import { checkForeignTarget, checkTargetSize, type OpenTarget, openTarget } from "./target.js";
-import { beginVerify, finishVerify, type PendingChunks, type VerifiedChunk } from "./verify.js";
+import { beginVerify, finishVerify, type VerifiedChunk } from "./verify.js";
 
 // A volume restore on the agent (docs/agent.md, "Restore"; protocol in docs/protocol.md §3):
 // check the target, Start (or resume) the job's restore stream, check the target against the
@@ -34,6 +33,10 @@ import { beginVerify, finishVerify, type PendingChunks, type VerifiedChunk } fro
 
 /** Chunks per Want: a quarter of the window, so four ranges overlap (server reads while we write). */
 const WANTS_PER_WINDOW = 4;
+/** Buffers per pwritev (Linux IOV_MAX is 1024). */
+const MAX_IOVECS = 512;
+/** Chunks per zero check of a full restore (one worker read each). */
+const ZERO_SCAN_CHUNKS = 64;
 /** Written bytes between two fsyncs (resume points): a cut re-sends at most this much. */
 const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
 /** Whole-disk restores write this much of the disk first: MBR, GPT header and entries, boot gap. */
@@ -124,13 +127,6 @@ const RETRYABLE = new Set<string>(["BULWARK_PROTO_TRANSPORT_FAILED"]);
 /** The canonical index's entry for a zero chunk (protocol §4). */
 const ZERO_ID = Buffer.alloc(CHUNK_ID_BYTES);
 
-/** A response read ahead of its turn, with its decoding under way (or why it was refused). */
-interface Incoming {
-  message: RestoreResponse["message"] | undefined;
-  pending?: PendingChunks;
-  error?: unknown;
-}
-
 interface Range {
   start: number;
   count: number;
@@ -161,6 +157,12 @@ class RestoreState {
   private header: RestoreHeader | undefined;
   private pool: DecodePool | undefined;
   private foreign = false;
+  /**
+   * True when the target is a regular file with no allocated block on a filesystem that counts
+   * blocks exactly: it reads as zeros everywhere, and stays so wherever the restore point is zero
+   * (only its data chunks are written), so a full restore need not read its zero chunks.
+   */
+  private targetAllZero = false;
   private total = 0;
   private chunkSize = 0;
   private volumeSize = 0;
@@ -183,8 +185,10 @@ class RestoreState {
   private digestAtDurable: Hash | undefined;
   private gpt: GptRelocation | undefined;
   private serverStats: RestoreStats | undefined;
-  private readonly zero: Buffer = Buffer.alloc(0);
-  private zeroBuffer: Buffer = this.zero;
+  private zeroBuffer: Buffer = Buffer.alloc(0);
+  /** The fsync under way (startSync), if any, and the failure of the last one not yet raised. */
+  private syncing: Promise<void> | undefined;
+  private syncFailure: unknown;
 
   constructor(
     private readonly opts: RestoreOptions,
@@ -346,6 +350,7 @@ class RestoreState {
         { details: { target: this.opts.targetPath } },
       );
     }
+    this.targetAllZero = await unallocatedFile(this.target);
     this.header = header;
     this.total = header.totalChunks;
     this.chunkSize = g.chunkSize;
@@ -372,120 +377,118 @@ class RestoreState {
     const outstanding: Range[] = [];
     let next = this.durable;
     let requested = 0;
-    const geometry = { volumeSize: this.volumeSize, chunkSize: this.chunkSize };
-    /** The next response, read ahead; a Chunks message's decoding already started. */
-    let incoming: Promise<Incoming> | undefined;
-    const pull = async (): Promise<Incoming> => {
-      const message = (await stream.next())?.message;
-      if (message?.$case !== "chunks") return { message };
-      try {
-        return { message, pending: beginVerify(this.pool!, geometry, message.value.chunks) };
-      } catch (error) {
-        return { message, error };
-      }
-    };
-    while (true) {
-      this.checkCancelled();
-      while (next < this.total && requested < window && !(next >= fence && this.durable < fence)) {
-        const limit = next < fence ? fence : this.total;
-        const count = Math.min(wantSize, window - requested, limit - next);
-        const have = this.opts.mode === "delta" ? await this.haveRuns(next, count) : undefined;
-        await stream.send({
-          message: { $case: "want", value: { startIndex: next, count, have: have?.runs ?? [] } },
-        });
-        outstanding.push({
-          start: next,
-          count,
-          delivered: new Set(),
-          ids: have?.ids ?? new Array<undefined>(count).fill(undefined),
-        });
-        requested += count;
-        next += count;
-      }
-      if (outstanding.length === 0) return;
-      const entry = await (incoming ?? pull());
-      incoming = undefined;
-      const m = entry.message;
-      if (!m) throw agentError("BULWARK_PROTO_TRANSPORT_FAILED", "the server ended the restore early");
-      if (entry.error !== undefined) throw entry.error;
-      // Read (and start decoding) the next message while this one is written, unless this one
-      // completes the last range: what follows then is Finished, which stream() reads itself.
-      const last = m.$case === "rangeDone" && outstanding.length === 1 && next >= this.total;
-      if (!last) {
-        incoming = pull();
-        incoming.catch(() => {}); // a cut stream is raised when its turn comes
-      }
-      const expected = (i: number) =>
-        outstanding.some((r) => i >= r.start && i < r.start + r.count && !r.delivered.has(i));
-      const deliver = (i: number, id: Buffer | null) => {
-        const r = outstanding.find((o) => i >= o.start && i < o.start + o.count)!;
-        r.delivered.add(i);
-        r.ids[i - r.start] = id;
-      };
-      switch (m.$case) {
-        case "chunks": {
-          const verified = await finishVerify(entry.pending!, expected);
-          for (const c of m.value.chunks) this.counters.bytesFetched += c.payload.length;
-          await this.writeVerified(verified);
-          for (const v of verified) {
-            for (const i of v.indexes) {
-              deliver(i, v.id);
-              this.counters.chunksReceived++;
+    const responses = new ResponsePump(stream, this.total, (chunks) =>
+      beginVerify(this.pool!, { volumeSize: this.volumeSize, chunkSize: this.chunkSize }, chunks),
+    );
+    // Delta: the target is read and hashed ahead of the Wants, on the workers.
+    const have =
+      this.opts.mode === "delta"
+        ? new TargetScan(this.pool!, this.target.handle.fd, next, this.total, this.chunkSize, (i) =>
+            this.lengthOf(i),
+          )
+        : undefined;
+    try {
+      while (true) {
+        this.checkCancelled();
+        this.raiseSyncFailure();
+        while (next < this.total && requested < window && !(next >= fence && this.durable < fence)) {
+          const limit = next < fence ? fence : this.total;
+          const count = Math.min(wantSize, window - requested, limit - next);
+          const ids = have ? await have.take(next, count) : undefined;
+          await stream.send({
+            message: { $case: "want", value: { startIndex: next, count, have: ids ? haveRuns(ids) : [] } },
+          });
+          outstanding.push({
+            start: next,
+            count,
+            delivered: new Set(),
+            ids: ids ?? new Array<undefined>(count).fill(undefined),
+          });
+          requested += count;
+          next += count;
+        }
+        if (outstanding.length === 0) return;
+        const entry = await responses.next();
+        const m = entry.message;
+        if (!m) throw agentError("BULWARK_PROTO_TRANSPORT_FAILED", "the server ended the restore early");
+        if (entry.error !== undefined) throw entry.error;
+        const expected = (i: number) =>
+          outstanding.some((r) => i >= r.start && i < r.start + r.count && !r.delivered.has(i));
+        const deliver = (i: number, id: Buffer | null) => {
+          const r = outstanding.find((o) => i >= o.start && i < o.start + o.count)!;
+          r.delivered.add(i);
+          r.ids[i - r.start] = id;
+        };
+        switch (m.$case) {
+          case "chunks": {
+            const verified = await finishVerify(entry.pending!, expected);
+            for (const c of m.value.chunks) this.counters.bytesFetched += c.payload.length;
+            await this.writeVerified(verified);
+            for (const v of verified) {
+              for (const i of v.indexes) {
+                deliver(i, v.id);
+                this.counters.chunksReceived++;
+              }
             }
+            break;
           }
-          break;
+          case "zeros": {
+            const { startIndex, count } = m.value;
+            for (let i = startIndex; i < startIndex + count; i++) {
+              if (!expected(i))
+                throw agentError("BULWARK_RESTORE_CHUNK_INVALID", `zero chunk ${i} was not asked for`, {
+                  index: i,
+                });
+            }
+            await this.writeZeroRun(startIndex, count);
+            for (let i = startIndex; i < startIndex + count; i++) deliver(i, null);
+            break;
+          }
+          case "rangeDone": {
+            const head = outstanding[0];
+            if (!head || m.value.startIndex !== head.start || m.value.count !== head.count) {
+              throw agentError(
+                "BULWARK_PROTO_MALFORMED",
+                "range done does not match the oldest range asked for",
+              );
+            }
+            const skipped = head.count - head.delivered.size;
+            // A full restore has nothing to skip; a delta restore skips only what the server says
+            // the target already holds (and it can only know that from our have runs).
+            if (skipped !== m.value.chunksUnchanged || (this.opts.mode === "full" && skipped > 0)) {
+              throw agentError(
+                "BULWARK_RESTORE_CHUNK_INVALID",
+                `range ${head.start}+${head.count} is incomplete`,
+                {
+                  start: head.start,
+                  missing: skipped,
+                },
+              );
+            }
+            this.counters.chunksUnchanged += skipped;
+            for (const id of head.ids) this.digest?.update(id ?? ZERO_ID);
+            outstanding.shift();
+            requested -= head.count;
+            this.completed = head.start + head.count;
+            // The partition table region is synced before anything else is asked; elsewhere a
+            // sync runs in the background while later ranges are written.
+            if (this.completed === fence) await this.sync();
+            else if (this.unsynced >= SYNC_EVERY_BYTES) this.startSync();
+            this.report();
+            break;
+          }
+          default:
+            throw agentError("BULWARK_PROTO_MALFORMED", `unexpected ${m.$case} during a restore`);
         }
-        case "zeros": {
-          const { startIndex, count } = m.value;
-          for (let i = startIndex; i < startIndex + count; i++) {
-            if (!expected(i))
-              throw agentError("BULWARK_RESTORE_CHUNK_INVALID", `zero chunk ${i} was not asked for`, {
-                index: i,
-              });
-            await this.writeZeroChunk(i);
-            deliver(i, null);
-          }
-          break;
-        }
-        case "rangeDone": {
-          const head = outstanding[0];
-          if (!head || m.value.startIndex !== head.start || m.value.count !== head.count) {
-            throw agentError(
-              "BULWARK_PROTO_MALFORMED",
-              "range done does not match the oldest range asked for",
-            );
-          }
-          const skipped = head.count - head.delivered.size;
-          // A full restore has nothing to skip; a delta restore skips only what the server says
-          // the target already holds (and it can only know that from our have runs).
-          if (skipped !== m.value.chunksUnchanged || (this.opts.mode === "full" && skipped > 0)) {
-            throw agentError(
-              "BULWARK_RESTORE_CHUNK_INVALID",
-              `range ${head.start}+${head.count} is incomplete`,
-              {
-                start: head.start,
-                missing: skipped,
-              },
-            );
-          }
-          this.counters.chunksUnchanged += skipped;
-          for (const id of head.ids) this.digest?.update(id ?? ZERO_ID);
-          outstanding.shift();
-          requested -= head.count;
-          this.completed = head.start + head.count;
-          if (this.unsynced >= SYNC_EVERY_BYTES || this.completed === fence) await this.sync();
-          this.report();
-          break;
-        }
-        default:
-          throw agentError("BULWARK_PROTO_MALFORMED", `unexpected ${m.$case} during a restore`);
       }
+    } finally {
+      have?.stop();
     }
   }
 
   /**
-   * Writes a verified message: chunks that sit next to each other both on the target and in the
-   * decoded buffer (a full restore's usual case) go out as one write.
+   * Writes a verified message: chunks that are neighbours on the target go out as one pwritev,
+   * wherever their decoded bytes are.
    */
   private async writeVerified(verified: VerifiedChunk[]): Promise<void> {
     const pieces = verified
@@ -494,48 +497,57 @@ class RestoreState {
     let k = 0;
     while (k < pieces.length) {
       const first = pieces[k]!;
-      let length = first.data.length;
+      const run: Buffer[] = [first.data];
+      let end = first.offset + first.data.length;
       let j = k + 1;
-      for (; j < pieces.length; j++) {
-        const p = pieces[j]!;
-        const adjacent =
-          p.offset === first.offset + length &&
-          p.data.buffer === first.data.buffer &&
-          p.data.byteOffset === first.data.byteOffset + length;
-        if (!adjacent) break;
-        length += p.data.length;
+      for (; j < pieces.length && run.length < MAX_IOVECS && pieces[j]!.offset === end; j++) {
+        run.push(pieces[j]!.data);
+        end += pieces[j]!.data.length;
       }
-      const run = Buffer.from(first.data.buffer, first.data.byteOffset, length);
       await this.writeAt(run, first.offset);
       k = j;
     }
   }
 
-  /** What the target holds for [start, start + count): index runs and per-chunk IDs (hashed on the workers). */
-  private async haveRuns(
-    start: number,
-    count: number,
-  ): Promise<{ runs: IndexRun[]; ids: (Buffer | null)[] }> {
+  /**
+   * A run of zero chunks. Delta: the server sends only those the target does not hold as zeros,
+   * so they are written. Full: the target is read first (on the workers, in large reads) and
+   * only chunks that are not already zero are written, so a new sparse file stays sparse and a
+   * trimmed disk is not rewritten.
+   */
+  private async writeZeroRun(start: number, count: number): Promise<void> {
     const lengths = Array.from({ length: count }, (_, k) => this.lengthOf(start + k));
-    const bytes = lengths.reduce((n, l) => n + l, 0);
-    const buffer = Buffer.alloc(bytes);
-    await this.readInto(buffer, start * this.chunkSize);
-    const { ids } = await this.pool!.hash(buffer, lengths);
-    const runs: IndexRun[] = [];
-    let k = 0;
-    while (k < ids.length) {
-      if (ids[k] === null) {
-        let j = k;
-        while (j < ids.length && ids[j] === null) j++;
-        runs.push({ run: { $case: "zero", value: j - k } });
-        k = j;
-      } else {
-        const group: Buffer[] = [];
-        while (k < ids.length && ids[k] !== null) group.push(ids[k++]!);
-        runs.push({ run: { $case: "ids", value: Buffer.concat(group, group.length * CHUNK_ID_BYTES) } });
+    let zero: boolean[];
+    if (this.opts.mode === "full" && this.targetAllZero) zero = new Array<boolean>(count).fill(true);
+    else if (this.opts.mode === "full") {
+      // Split over the workers, ZERO_SCAN_CHUNKS at a time, all in flight at once.
+      const parts: Promise<boolean[]>[] = [];
+      for (let k = 0; k < count; k += ZERO_SCAN_CHUNKS) {
+        const n = Math.min(ZERO_SCAN_CHUNKS, count - k);
+        parts.push(
+          this.pool!.zeroTarget(this.target.handle.fd, (start + k) * this.chunkSize, lengths.slice(k, k + n)),
+        );
       }
+      zero = (await Promise.all(parts)).flat();
+    } else zero = new Array<boolean>(count).fill(false);
+    let k = 0;
+    while (k < count) {
+      if (zero[k]) {
+        this.counters.chunksZeroSkipped++;
+        k++;
+        continue;
+      }
+      const run: Buffer[] = [];
+      const first = k;
+      for (; k < count && !zero[k] && run.length < MAX_IOVECS; k++) run.push(this.zeros(lengths[k]!));
+      await this.writeAt(run, (start + first) * this.chunkSize);
+      this.counters.chunksZeroWritten += run.length;
     }
-    return { runs, ids };
+  }
+
+  private zeros(length: number): Buffer {
+    if (this.zeroBuffer.length < length) this.zeroBuffer = Buffer.alloc(length);
+    return this.zeroBuffer.subarray(0, length);
   }
 
   /** The end-to-end check: what the target now holds is exactly the restore point's index. */
@@ -555,26 +567,16 @@ class RestoreState {
     }
   }
 
-  private async readInto(buffer: Buffer, offset: number): Promise<void> {
-    let done = 0;
-    while (done < buffer.length) {
-      const { bytesRead } = await this.target.handle.read(buffer, done, buffer.length - done, offset + done);
-      if (bytesRead === 0) break; // past the end of a file target: reads as zeros
-      done += bytesRead;
-    }
-  }
-
-  private async writeAt(data: Buffer, offset: number): Promise<void> {
+  /** pwritev of `data` at `offset`, continued after a short write. */
+  private async writeAt(data: Buffer[], offset: number): Promise<void> {
+    const total = data.reduce((n, b) => n + b.length, 0);
     try {
       let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await this.target.handle.write(
-          data,
-          done,
-          data.length - done,
-          offset + done,
-        );
+      let rest = data;
+      while (done < total) {
+        const { bytesWritten } = await this.target.handle.writev(rest, offset + done);
         done += bytesWritten;
+        if (done < total) rest = remainder(data, done);
       }
     } catch (err) {
       throw agentError(
@@ -584,44 +586,59 @@ class RestoreState {
         err,
       );
     }
-    this.counters.bytesWritten += data.length;
-    this.unsynced += data.length;
+    this.counters.bytesWritten += total;
+    this.unsynced += total;
+  }
+
+  /** Makes everything written so far durable, and waits for it. */
+  private async sync(): Promise<void> {
+    await this.settleSync();
+    this.startSync();
+    await this.settleSync();
   }
 
   /**
-   * A zero chunk: a delta restore's server only sends those the target does not hold as zeros;
-   * a full restore reads first and skips chunks that already read as zeros (a new sparse file
-   * stays sparse, a trimmed disk is not rewritten).
+   * Starts an fsync of what is written so far without waiting for it: the ranges completed when
+   * it started become the resume point once it succeeds. At most one runs at a time; a failure
+   * is raised by the transfer loop or the next sync().
    */
-  private async writeZeroChunk(i: number): Promise<void> {
-    const length = this.lengthOf(i);
-    if (this.zeroBuffer.length < length) this.zeroBuffer = Buffer.alloc(length);
-    const zeros = this.zeroBuffer.subarray(0, length);
-    if (this.opts.mode === "full") {
-      const current = Buffer.allocUnsafe(length);
-      await this.readInto(current.fill(0), i * this.chunkSize);
-      if (current.equals(zeros)) {
-        this.counters.chunksZeroSkipped++;
-        return;
-      }
-    }
-    await this.writeAt(zeros, i * this.chunkSize);
-    this.counters.chunksZeroWritten++;
+  private startSync(): void {
+    if (this.syncing) return;
+    if (this.completed === this.durable && this.unsynced === 0) return;
+    const completed = this.completed;
+    const digest = this.digest?.copy();
+    this.unsynced = 0;
+    const p: Promise<void> = this.target.handle
+      .sync()
+      .then(async () => {
+        this.digestAtDurable = digest;
+        if (completed > this.durable) {
+          this.durable = completed;
+          await this.opts.onResumePoint?.(this.durable);
+        }
+      })
+      .catch((err: unknown) => {
+        this.syncFailure =
+          err instanceof BulwarkError
+            ? err
+            : agentError("BULWARK_RESTORE_WRITE_FAILED", `syncing ${this.opts.targetPath} failed`, {}, err);
+      })
+      .finally(() => {
+        if (this.syncing === p) this.syncing = undefined;
+      });
+    this.syncing = p;
   }
 
-  private async sync(): Promise<void> {
-    if (this.completed === this.durable && this.unsynced === 0) return;
-    try {
-      await this.target.handle.sync();
-    } catch (err) {
-      throw agentError("BULWARK_RESTORE_WRITE_FAILED", `syncing ${this.opts.targetPath} failed`, {}, err);
-    }
-    this.unsynced = 0;
-    this.digestAtDurable = this.digest?.copy();
-    if (this.completed > this.durable) {
-      this.durable = this.completed;
-      await this.opts.onResumePoint?.(this.durable);
-    }
+  /** Waits for a running sync and raises its failure. */
+  private async settleSync(): Promise<void> {
+    await this.syncing;
+    this.raiseSyncFailure();
+  }
+
+  private raiseSyncFailure(): void {
+    const failure = this.syncFailure;
+    this.syncFailure = undefined;
+    if (failure) throw failure;
   }
 
   private report(): void {
@@ -651,6 +668,24 @@ class RestoreState {
         );
       }
     }
+  }
+}
+
+/**
+ * Filesystems whose st_blocks counts every allocated block at once, delayed allocation included
+ * (ext4, XFS, btrfs, tmpfs). Others (ZFS, NFS) may report blocks late, so there a file with zero
+ * blocks is not known to read as zeros.
+ */
+const EXACT_BLOCK_COUNT = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994]);
+
+/** A regular file with no allocated block (a new sparse file), on such a filesystem. */
+async function unallocatedFile(target: OpenTarget): Promise<boolean> {
+  if (target.kind !== "file") return false;
+  try {
+    const [st, fs] = await Promise.all([target.handle.stat(), statfs(target.realPath)]);
+    return st.blocks === 0 && EXACT_BLOCK_COUNT.has(fs.type);
+  } catch {
+    return false; // not known: the zero chunks are read
   }
 }
 

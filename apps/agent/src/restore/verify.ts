@@ -14,7 +14,7 @@ export interface VerifiedChunk {
   indexes: number[];
   /** The verified chunk ID. */
   id: Buffer;
-  /** Plaintext, a view into the message's verified buffer. */
+  /** Plaintext, a view into a decode worker's output buffer. */
   data: Buffer;
 }
 
@@ -95,12 +95,11 @@ export async function finishVerify(
   pending: PendingChunks,
   expected: (i: number) => boolean,
 ): Promise<VerifiedChunk[]> {
-  const { chunks, lengths } = pending;
+  const { chunks } = pending;
   for (const c of chunks)
     for (const i of c.indexes) if (!expected(i)) throw refuse(`chunk ${i} was not asked for`, { index: i });
   const hashed = await pending.decoded;
   const out: VerifiedChunk[] = [];
-  let offset = 0;
   for (let k = 0; k < chunks.length; k++) {
     const c = chunks[k]!;
     const id = hashed.ids[k];
@@ -111,8 +110,7 @@ export async function finishVerify(
         id: Buffer.from(c.id).toString("hex"),
       });
     }
-    out.push({ indexes: c.indexes, id, data: hashed.buffer.subarray(offset, offset + lengths[k]!) });
-    offset += lengths[k]!;
+    out.push({ indexes: c.indexes, id, data: hashed.chunks[k]! });
   }
   return out;
 }
