@@ -47,6 +47,8 @@ export const STAGE_FLUSH_AFTER_MS = 5_000;
 /** Restoring into a file: chunks per worker message, and messages in flight per worker thread. */
 export const RESTORE_BATCH_CHUNKS = 32;
 export const RESTORE_BATCHES_PER_THREAD = 4;
+/** From a local backend a batch is only its IDs (1 KiB), so more can wait per restore worker. */
+export const RESTORE_LOCAL_BATCHES_PER_THREAD = 16;
 /**
  * Restore workers write consecutive chunks with one pwrite of up to this many bytes (or one chunk,
  * if larger). Measured here (600 MiB into the page cache): 64 KiB or 256 KiB writes cost ≈0.19 s

@@ -8,6 +8,7 @@ import {
   READER_CACHE_CHUNKS,
   RESTORE_BATCH_CHUNKS,
   RESTORE_BATCHES_PER_THREAD,
+  RESTORE_LOCAL_BATCHES_PER_THREAD,
 } from "./constants.js";
 import { ID_BYTES, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";
 import { LocalBackend } from "./local-backend.js";
@@ -147,9 +148,14 @@ export class PointReader {
     const pool = this.repo.restorePool;
     // <root>/chunks/00/<64 zeros> → <root>/chunks: the workers build each chunk's path themselves.
     const chunkDir = dirname(dirname(local.filePath(chunkKey(ZERO_ID))));
-    const inFlight = new InFlight(Math.max(1, pool.threads * RESTORE_BATCHES_PER_THREAD));
+    // Batches are only IDs here, so the queue can be deep: the workers never wait for a busy
+    // main thread to hand out the next batch.
+    const inFlight = new InFlight(Math.max(1, pool.threads * RESTORE_LOCAL_BATCHES_PER_THREAD));
     const leaves = Math.ceil(g.chunkCount / g.fanout);
     for (let leaf = 0; leaf < leaves && !inFlight.failed; leaf++) {
+      // Fetch the next leaves while this one is handed out (a failed fetch is retried when due).
+      for (let k = 1; k <= LEAVES_AHEAD && leaf + k < leaves; k++)
+        this.tree.entries(0, leaf + k).catch(() => {});
       const entries = await this.tree.entries(0, leaf);
       if (!entries) continue; // an all-zero stretch
       const n = entries.length / ID_BYTES;
@@ -207,6 +213,9 @@ export class PointReader {
     });
   }
 }
+
+/** Index leaves fetched ahead of the one being handed out (each names up to `fanout` chunks). */
+const LEAVES_AHEAD = 2;
 
 /** A bounded set of running batches; the first failure stops new ones and is thrown by drain. */
 class InFlight {
