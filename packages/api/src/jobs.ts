@@ -23,7 +23,9 @@ export type JobLogLevel = z.infer<typeof jobLogLevelSchema>;
  * `data.phase`), `attempt_failed` (an attempt's error; `data.retryAt` when another follows),
  * `cancel_requested` (`data.by`: who), `finished` (final state, error and counters in `data`),
  * `retried` (`data.retryJobId`: the job a retry made), `log_full` (the per-job cap was reached:
- * only `finished` lines follow).
+ * only `finished` lines follow), `agent_log` (a line the machine's agent wrote about the job: each
+ * pre/post hook's end with the tails of its stdout and stderr, capture warnings; `data` holds the
+ * agent's fields such as `hookPhase`, `hookIndex`, `exitCode`).
  */
 export const jobLogEventSchema = z.enum([
   "created",
@@ -35,6 +37,7 @@ export const jobLogEventSchema = z.enum([
   "finished",
   "retried",
   "log_full",
+  "agent_log",
 ]);
 export type JobLogEvent = z.infer<typeof jobLogEventSchema>;
 

@@ -184,10 +184,17 @@ export function preHookFailure(r: HookRun): BulwarkError {
   );
 }
 
-/** The job-log text of one hook run (the control stream allows newlines in a log message). */
+/** Characters of each output in a hook's job-log line: both tails fit the job log's 2000-character lines. */
+export const HOOK_LOG_TAIL_CHARS = 800;
+
+/**
+ * The job-log text of one hook run (the control stream allows newlines in a log message): its end
+ * and the tails of its output. Never its environment or arguments beyond the program.
+ */
 export function hookLogMessage(r: HookRun): string {
+  const tail = (t: string) => (t.length > HOOK_LOG_TAIL_CHARS ? `…${t.slice(-HOOK_LOG_TAIL_CHARS)}` : t);
   const lines = [`${r.phase} hook ${r.index} (${r.program}) ${describeHookEnd(r)} in ${r.durationMs} ms`];
-  if (r.stdout) lines.push(`stdout:\n${r.stdout}`);
-  if (r.stderr) lines.push(`stderr:\n${r.stderr}`);
+  if (r.stdout) lines.push(`stdout:\n${tail(r.stdout)}`);
+  if (r.stderr) lines.push(`stderr:\n${tail(r.stderr)}`);
   return lines.join("\n");
 }

@@ -269,6 +269,11 @@ export class AgentStream {
           },
           m.value.message,
         );
+        // A job's line also goes to that job's log (the sink checks the job is this agent's).
+        const sink = this.plane.sink;
+        if (m.value.jobId && sink.log) {
+          await this.plane.jobEvent(agentId, "log", m.value.jobId, () => sink.log!(agentId, m.value));
+        }
         return;
       }
     }

@@ -2,7 +2,7 @@
 // (jobs/, BullMQ workers that decide what agents should do). Either side can run on any server
 // node: a job picked up by node B reaches an agent whose stream node A holds through Redis.
 
-import type { Command, CommandAck, JobProgress, JobResult } from "@bulwark/protocol";
+import type { Command, CommandAck, JobProgress, JobResult, LogRecord } from "@bulwark/protocol";
 
 /** Sends commands to agents, whichever server node holds their control stream. */
 export interface AgentCommandDispatcher {
@@ -27,6 +27,8 @@ export interface AgentCommandDispatcher {
 export interface JobEventSink {
   progress(agentId: string, progress: JobProgress): Promise<void>;
   result(agentId: string, result: JobResult): Promise<void>;
+  /** A LogRecord with a job_id (hook output, capture warnings), for the job's own log. */
+  log?(agentId: string, record: LogRecord): Promise<void>;
 }
 
 /** Lifecycle of agents' control streams, for the job system (e.g. run a missed backup on return). */

@@ -1,5 +1,5 @@
 import { BulwarkError } from "@bulwark/errors";
-import type { JobProgress, JobResult } from "@bulwark/protocol";
+import type { JobProgress, JobResult, LogRecord } from "@bulwark/protocol";
 import type { AgentPresenceListener, JobEventSink } from "./contracts.js";
 
 // The control plane needs its JobEventSink when it is built, and the job system needs the control
@@ -32,6 +32,10 @@ export class JobEventRelay implements JobEventSink, AgentPresenceListener {
 
   result(agentId: string, result: JobResult): Promise<void> {
     return this.target().result(agentId, result);
+  }
+
+  async log(agentId: string, record: LogRecord): Promise<void> {
+    await this.target().log?.(agentId, record);
   }
 
   async online(agentId: string): Promise<void> {

@@ -1,6 +1,13 @@
 import type { Catalog } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
-import { JobOutcome, JobPhase, type JobProgress, type JobResult } from "@bulwark/protocol";
+import {
+  JobOutcome,
+  JobPhase,
+  type JobProgress,
+  type JobResult,
+  LogLevel,
+  type LogRecord,
+} from "@bulwark/protocol";
 import type { JobEventSink } from "../control/contracts.js";
 import type { StoredOutcome } from "./agent-jobs.js";
 import type { JobContext } from "./context.js";
@@ -30,6 +37,13 @@ async function ownedJob(catalog: Catalog, agentId: string, jobId: string) {
   }
   return row;
 }
+
+const AGENT_LOG_LEVELS: Partial<Record<LogLevel, "INFO" | "WARN" | "ERROR">> = {
+  [LogLevel.LOG_LEVEL_INFO]: "INFO",
+  [LogLevel.LOG_LEVEL_UNSPECIFIED]: "INFO",
+  [LogLevel.LOG_LEVEL_WARN]: "WARN",
+  [LogLevel.LOG_LEVEL_ERROR]: "ERROR",
+};
 
 /** Words for the job log's phase lines (agent milestones). */
 const PHASE_TEXT: Partial<Record<JobPhase, string>> = {
@@ -89,6 +103,28 @@ export class CatalogJobEventSink implements JobEventSink {
         progress: total === null ? row.progress : Math.min(0.99, progress.bytesDone / total),
       },
     });
+  }
+
+  /**
+   * The agent's line about one of its jobs (a hook's end and output tails, a capture warning)
+   * becomes an `agent_log` line of the job. Also after the job is final: a post hook's output may
+   * arrive after a cancel already settled the row. Debug lines stay in the server log.
+   */
+  async log(agentId: string, record: LogRecord): Promise<void> {
+    const level = AGENT_LOG_LEVELS[record.level];
+    if (!level) return;
+    const row = await ownedJob(this.ctx.catalog, agentId, record.jobId);
+    await appendJobLog(
+      this.ctx.catalog,
+      row.id,
+      {
+        level,
+        event: "agent_log",
+        message: record.message,
+        data: Object.keys(record.fields).length ? { ...record.fields } : null,
+      },
+      { now: this.ctx.now(), log: this.ctx.log },
+    );
   }
 
   async result(agentId: string, result: JobResult): Promise<void> {
