@@ -46,4 +46,26 @@ describe("ReleaseRegistry", () => {
     expect(released).toEqual(["snapshot"]);
     expect(failures).toEqual(["stopping the agent's jobs: not done after 200 ms", "broken: lvremove failed"]);
   });
+
+  it("after a drain timed out, a job that finishes with the release still records its result", async () => {
+    const r = new ReleaseRegistry();
+    const order: string[] = [];
+    let postHooksDone!: () => void;
+    const postHooks = new Promise<void>((resolve) => {
+      postHooksDone = resolve;
+    });
+    // The job's own path and the registry share the post hooks' run (the daemon's runPost).
+    r.register("post hooks", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      order.push("post hooks");
+      postHooksDone();
+    });
+    r.beforeRelease(async () => {
+      await postHooks;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      order.push("result recorded");
+    });
+    await r.drainAndReleaseAll(100);
+    expect(order).toEqual(["post hooks", "result recorded"]);
+  });
 });

@@ -14,6 +14,8 @@ export interface Releasable {
  * Post hooks still running then are awaited through their registry entry (bounded by their timeout).
  */
 export const DRAIN_TIMEOUT_MS = 30_000;
+/** After the release, how long the drains still get to finish (record and send a job's result). */
+const FINAL_GRACE_MS = 3_000;
 
 export class ReleaseRegistry {
   private readonly entries = new Map<number, Releasable>();
@@ -76,20 +78,26 @@ export class ReleaseRegistry {
   ): Promise<void> {
     const drains = [...this.drains.values()];
     this.drains.clear();
+    let done = false;
+    const drained = Promise.all(
+      drains.map((d) => d().catch((error: unknown) => onFailure("stopping the agent's jobs", error))),
+    ).then(() => {
+      done = true;
+    });
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(
-        drains.map((d) => d().catch((error: unknown) => onFailure("stopping the agent's jobs", error))),
-      ),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          onFailure("stopping the agent's jobs", new Error(`not done after ${timeoutMs} ms`));
-          resolve();
-        }, timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    const waitAtMost = (ms: number) =>
+      Promise.race([
+        drained,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, ms);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    await waitAtMost(timeoutMs);
+    if (!done) onFailure("stopping the agent's jobs", new Error(`not done after ${timeoutMs} ms`));
     for (const f of await this.releaseAll()) onFailure(f.label, f.error);
+    // A job whose post hooks were awaited just now (through their registry entry) still records
+    // and sends its result: give it that moment.
+    if (!done) await waitAtMost(Math.min(timeoutMs, FINAL_GRACE_MS));
   }
 
   /**
