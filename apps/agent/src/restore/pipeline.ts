@@ -90,7 +90,8 @@ export class ResponsePump {
 /**
  * A delta restore's view of its target: chunks read and hashed on the workers (SCAN_CHUNKS per
  * job, SCANS_AHEAD jobs in flight) in order from `start`, so the IDs for the next Want are
- * usually ready when it is sent. Per chunk: its keyed hash, or null when it reads as zeros.
+ * usually ready when it is sent; chunks in a hole of a file target are zero without a read. Per
+ * chunk: its keyed hash, or null when it reads as zeros.
  */
 export class TargetScan {
   private readonly scans: { start: number; ids: Promise<(Buffer | null)[]> }[] = [];
@@ -106,6 +107,8 @@ export class TargetScan {
     private readonly total: number,
     private readonly chunkSize: number,
     private readonly lengthOf: (i: number) => number,
+    /** True when chunk i lies in a hole of the target (reads as zeros without reading). */
+    private readonly hole: (i: number) => boolean = () => false,
   ) {
     this.scanned = start;
     this.readyFrom = start;
@@ -135,10 +138,17 @@ export class TargetScan {
   private fill(): void {
     while (!this.stopped && this.scans.length < SCANS_AHEAD && this.scanned < this.total) {
       const start = this.scanned;
-      const n = Math.min(SCAN_CHUNKS, this.total - start);
-      const lengths = Array.from({ length: n }, (_, k) => this.lengthOf(start + k));
-      const ids = this.pool.hashTarget(this.fd, start * this.chunkSize, lengths);
-      ids.catch(() => {}); // raised by take, in order
+      const inHole = this.hole(start);
+      // A run of hole chunks, or of others, at most SCAN_CHUNKS long: holes are not read.
+      let n = 1;
+      while (n < SCAN_CHUNKS && start + n < this.total && this.hole(start + n) === inHole) n++;
+      let ids: Promise<(Buffer | null)[]>;
+      if (inHole) ids = Promise.resolve(new Array<null>(n).fill(null));
+      else {
+        const lengths = Array.from({ length: n }, (_, k) => this.lengthOf(start + k));
+        ids = this.pool.hashTarget(this.fd, start * this.chunkSize, lengths);
+        ids.catch(() => {}); // raised by take, in order
+      }
       this.scans.push({ start, ids });
       this.scanned += n;
     }

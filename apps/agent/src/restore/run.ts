@@ -18,6 +18,7 @@ import { agentError } from "../errors.js";
 import { grpcTarget } from "../upload/transport.js";
 import { RestoreStream } from "./connection.js";
 import { DecodePool } from "./decode-pool.js";
+import { type DataExtents, dataExtents, inHole as liesInHole } from "./extents.js";
 import { type GptRelocation, relocateBackupGpt } from "./gpt.js";
 import { haveRuns, ResponsePump, remainder, TargetScan } from "./pipeline.js";
 import { checkForeignTarget, checkTargetSize, type OpenTarget, openTarget } from "./target.js";
@@ -163,6 +164,8 @@ class RestoreState {
    * (only its data chunks are written), so a full restore need not read its zero chunks.
    */
   private targetAllZero = false;
+  /** A file target's data extents at the start of the current stream (undefined: read it all). */
+  private extents: DataExtents | undefined;
   private total = 0;
   private chunkSize = 0;
   private volumeSize = 0;
@@ -380,11 +383,22 @@ class RestoreState {
     const responses = new ResponsePump(stream, this.total, (chunks) =>
       beginVerify(this.pool!, { volumeSize: this.volumeSize, chunkSize: this.chunkSize }, chunks),
     );
+    // A file target's holes are not read (listed again per stream: earlier ones wrote data).
+    this.extents =
+      this.target.kind === "file" && !this.targetAllZero && (await fiemapExact(this.target))
+        ? await dataExtents(this.opts.runner ?? new ProcessCommandRunner(), this.target.realPath)
+        : undefined;
     // Delta: the target is read and hashed ahead of the Wants, on the workers.
     const have =
       this.opts.mode === "delta"
-        ? new TargetScan(this.pool!, this.target.handle.fd, next, this.total, this.chunkSize, (i) =>
-            this.lengthOf(i),
+        ? new TargetScan(
+            this.pool!,
+            this.target.handle.fd,
+            next,
+            this.total,
+            this.chunkSize,
+            (i) => this.lengthOf(i),
+            (i) => this.inHole(i),
           )
         : undefined;
     try {
@@ -520,13 +534,21 @@ class RestoreState {
     let zero: boolean[];
     if (this.opts.mode === "full" && this.targetAllZero) zero = new Array<boolean>(count).fill(true);
     else if (this.opts.mode === "full") {
-      // Split over the workers, ZERO_SCAN_CHUNKS at a time, all in flight at once.
+      // Split over the workers, ZERO_SCAN_CHUNKS at a time, all in flight at once; holes unread.
       const parts: Promise<boolean[]>[] = [];
-      for (let k = 0; k < count; k += ZERO_SCAN_CHUNKS) {
-        const n = Math.min(ZERO_SCAN_CHUNKS, count - k);
+      for (let k = 0; k < count; ) {
+        const hole = this.inHole(start + k);
+        let n = 1;
+        while (n < ZERO_SCAN_CHUNKS && k + n < count && this.inHole(start + k + n) === hole) n++;
+        if (hole) {
+          parts.push(Promise.resolve(new Array<boolean>(n).fill(true)));
+          k += n;
+          continue;
+        }
         parts.push(
           this.pool!.zeroTarget(this.target.handle.fd, (start + k) * this.chunkSize, lengths.slice(k, k + n)),
         );
+        k += n;
       }
       zero = (await Promise.all(parts)).flat();
     } else zero = new Array<boolean>(count).fill(false);
@@ -543,6 +565,13 @@ class RestoreState {
       await this.writeAt(run, (start + first) * this.chunkSize);
       this.counters.chunksZeroWritten += run.length;
     }
+  }
+
+  /** True when chunk i lies wholly in a hole of a file target (listed at the stream's start). */
+  private inHole(i: number): boolean {
+    if (!this.extents) return false;
+    const start = i * this.chunkSize;
+    return liesInHole(this.extents, start, start + this.lengthOf(i));
   }
 
   private zeros(length: number): Buffer {
@@ -677,6 +706,17 @@ class RestoreState {
  * blocks is not known to read as zeros.
  */
 const EXACT_BLOCK_COUNT = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994]);
+
+/** Filesystems whose FIEMAP lists every extent, delayed allocation included (ext4, XFS, btrfs). */
+const EXACT_FIEMAP = new Set([0xef53, 0x58465342, 0x9123683e]);
+
+async function fiemapExact(target: OpenTarget): Promise<boolean> {
+  try {
+    return EXACT_FIEMAP.has((await statfs(target.realPath)).type);
+  } catch {
+    return false;
+  }
+}
 
 /** A regular file with no allocated block (a new sparse file), on such a filesystem. */
 async function unallocatedFile(target: OpenTarget): Promise<boolean> {
