@@ -70,7 +70,8 @@ export async function startGuestBackup(
     command,
     report: async (timeoutMs = 900_000) => {
       const { code, output } = await command.wait(timeoutMs);
-      if (code !== 0) throw new Error(`backup in the guest failed (${code}):\n${output}`);
+      if (code !== 0)
+        throw new Error(`backup in the guest failed (${code}):\n${output}\n${server.logTail()}`);
       return JSON.parse(readFileSync(vm.hostPath(`report-${n}.json`), "utf8")) as GuestReport;
     },
   };
@@ -133,6 +134,6 @@ export async function guestRestore(
     `cd /work/main && node apps/agent/dist/cli.js ${args.join(" ")} >${out}`,
     900_000,
   );
-  if (code !== 0) throw new Error(`restore in the guest failed (${code}):\n${output}`);
+  if (code !== 0) throw new Error(`restore in the guest failed (${code}):\n${output}\n${server.logTail()}`);
   return JSON.parse(readFileSync(vm.hostPath(`restore-${n}.json`), "utf8")) as GuestRestoreReport;
 }

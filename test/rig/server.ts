@@ -135,6 +135,14 @@ export class RigServer {
     return files;
   }
 
+  /** The end of the server's output and whether it still runs, for a failed guest command's error. */
+  logTail(chars = 4000): string {
+    if (!this.server) return "(server not started)";
+    const state =
+      this.server.child.exitCode === null ? "running" : `exited with ${this.server.child.exitCode}`;
+    return `bulwark-server ${state}; its last output:\n${this.server.output().slice(-chars)}`;
+  }
+
   get guestUrl(): string {
     return `https://${HOST_FROM_GUEST}:${this.grpcPort}`;
   }
