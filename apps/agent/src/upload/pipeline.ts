@@ -4,6 +4,7 @@ import type { IndexCacheReader } from "../plan/index-cache.js";
 import { chunkLength, type ReadPlan } from "../plan/read-plan.js";
 import { frameBatch, headerRoom } from "./batch-codec.js";
 import { type BlockReader, BufferPool } from "./block-reader.js";
+import { GcPacer } from "./gc-pacer.js";
 import type { IndexSpool } from "./index-spool.js";
 import type { Throttle } from "./token-bucket.js";
 import type { ChunkWorkerPool } from "./worker-pool.js";
@@ -108,9 +109,11 @@ class RecentIds {
   }
 }
 
+/** What the groups of one upload share: dedup of in-flight IDs, and the GC pacing of sent batches. */
 interface Dedup {
   uploading: Uploading;
   acked: RecentIds;
+  pacer: GcPacer;
 }
 
 /** Candidate for upload within a group: one distinct ID and every position where it occurs. */
@@ -157,7 +160,7 @@ export async function uploadVolume(input: UploadInput): Promise<UploadCounters> 
   }
 
   const limit = Math.max(1, input.groupsInFlight ?? DEFAULT_GROUPS_IN_FLIGHT);
-  const dedup: Dedup = { uploading: new Map(), acked: new RecentIds() };
+  const dedup: Dedup = { uploading: new Map(), acked: new RecentIds(), pacer: new GcPacer() };
   const buffers = new BufferPool(Math.max(1, Math.floor(GROUP_BYTES / plan.chunkSize)) * plan.chunkSize);
   const running = new Set<Promise<void>>();
   let failure: unknown;
@@ -276,6 +279,11 @@ async function processGroup(
         { batchSeq, bytes: frameBatch(batch, sessionId, batchSeq) },
         batch.payloadBytes,
       );
+      // Sent (grpc-js framed its own copy), but grpc-js keeps a stream's first message for the
+      // stream's life (ResolvingCall.pendingMessage): detach the bytes so they are freed now.
+      const size = batch.bytes.byteLength;
+      structuredClone(batch.bytes.buffer, { transfer: [batch.bytes.buffer as ArrayBuffer] });
+      dedup.pacer.released(size);
       counters.batches++;
       counters.chunksSent += batch.chunks;
       counters.bytesSent += batch.payloadBytes;
