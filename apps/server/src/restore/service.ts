@@ -102,13 +102,25 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     let unsent = 0;
     let room: (() => void) | undefined;
     let sending: Promise<void> = Promise.resolve();
-    let failSending: (err: unknown) => void = () => {};
-    const sendFailed = new Promise<never>((_, reject) => {
-      failSending = reject;
-    });
-    sendFailed.catch(() => {}); // raised through the races below
+    // A failed send ends the wait for the next Want or for room. One waiter at a time, not a race
+    // against a long-lived promise (each race would stay attached to it until the stream ends).
+    let sendFailure: { error: unknown } | undefined;
+    let interrupt: ((err: unknown) => void) | undefined;
+    const failSending = (error: unknown) => {
+      sendFailure ??= { error };
+      interrupt?.(error);
+    };
+    const unlessSendFailed = <T>(p: Promise<T>): Promise<T> => {
+      if (sendFailure) return Promise.reject(sendFailure.error);
+      return new Promise<T>((resolve, reject) => {
+        interrupt = reject;
+        p.then(resolve, reject).finally(() => {
+          interrupt = undefined;
+        });
+      });
+    };
     while (true) {
-      const next = await Promise.race([input.next(), sendFailed]);
+      const next = await unlessSendFailed(input.next());
       if (next.done || gone) break;
       const req = next.value;
       // Revocation ends the stream: the certificate is looked up again at most once a second (a
@@ -125,12 +137,11 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
       checkWant(want.startIndex, want.count, expected, total, window);
       expected = want.startIndex + want.count;
       while (unsent > 0 && unsent + want.count > window) {
-        await Promise.race([
+        await unlessSendFailed(
           new Promise<void>((resolve) => {
             room = resolve;
           }),
-          sendFailed,
-        ]);
+        );
       }
       unsent += want.count;
       const prepared = prepareRange(opened.repo, opened.tree, want, delta, load);
