@@ -20,8 +20,10 @@ export const GROUP_BYTES = 4 * MiB;
 
 /**
  * Groups in flight (read but not finished: hashing, asking, compressing, uploading, waiting for
- * the ack). This is the memory bound: 8 × 4 MiB of plaintext plus at most as much compressed, so
- * ≤ 64 MiB whatever the volume size, and enough overlap to keep both cores and 4 streams busy.
+ * the ack). This is the memory bound: 8 × 4 MiB of plaintext, plus each group's batches (at most
+ * its plaintext's size) until grpc-js has sent them, whatever the volume size. It must be at least
+ * twice the stream count: bulwark-server acks a stream's batch when the next one (or the
+ * half-close) arrives, so with one batch per stream every group would wait for the ack watchdog.
  */
 export const DEFAULT_GROUPS_IN_FLIGHT = 8;
 
