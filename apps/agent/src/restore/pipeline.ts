@@ -9,7 +9,7 @@ import type { PendingChunks } from "./verify.js";
 // Wants that carry its IDs.
 
 /** Responses pulled ahead of the one being handled, their chunks already decoding on the workers. */
-const RESPONSES_AHEAD = 4;
+const RESPONSES_AHEAD = 2;
 /** Chunks per target scan (one worker job) and scans in flight: both workers busy, reads large. */
 const SCAN_CHUNKS = 32;
 const SCANS_AHEAD = 6;

@@ -75,7 +75,7 @@ function pointUnavailable(backupId: string, why: string, cause?: unknown): Bulwa
  * server's reads, the wire and the agent's decoding and writes of four Wants overlap. It is also
  * what one stream may hold in memory on either side.
  */
-const RESTORE_WINDOW_BYTES = 8 * 1024 * 1024;
+const RESTORE_WINDOW_BYTES = 4 * 1024 * 1024;
 
 /** The window in chunks: RESTORE_WINDOW_BYTES, and never fewer than the protocol's default. */
 export function restoreWindowChunks(chunkSize: number): number {

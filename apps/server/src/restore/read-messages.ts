@@ -25,8 +25,10 @@ export interface ReadFailure {
 
 export interface ReadResponse {
   job: number;
-  /** Per item: its stored payload (zstd frame or raw), whether it is zstd, its plaintext size. */
-  payloads?: Uint8Array[];
+  /** The stored payloads (zstd frame or raw) back to back, and per item its length. */
+  packed?: ArrayBuffer;
+  lengths?: number[];
+  /** Per item: whether its payload is zstd, and its plaintext size. */
   zstd?: boolean[];
   plainSizes?: number[];
   failure?: ReadFailure;

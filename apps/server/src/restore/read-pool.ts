@@ -89,12 +89,14 @@ export class RestoreReadPool {
       p.reject(new BulwarkError(code, f.message, f.details ? { details: f.details } : {}));
       return;
     }
+    const packed = Buffer.from(res.packed!);
+    let at = 0;
     p.resolve(
-      res.payloads!.map((payload, k) => ({
-        zstd: res.zstd![k]!,
-        plainSize: res.plainSizes![k]!,
-        payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
-      })),
+      res.lengths!.map((length, k) => {
+        const payload = packed.subarray(at, at + length);
+        at += length;
+        return { zstd: res.zstd![k]!, plainSize: res.plainSizes![k]!, payload };
+      }),
     );
   }
 

@@ -13,7 +13,6 @@ function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] 
   const payloads: Uint8Array[] = [];
   const zstd: boolean[] = [];
   const plainSizes: number[] = [];
-  const transfer: ArrayBuffer[] = [];
   for (let k = 0; k < req.items.length; k++) {
     const item = req.items[k]!;
     try {
@@ -35,12 +34,7 @@ function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] 
         }
       }
       const stored = openStoredPayload(blob, item.id, req.dataKey, item.what);
-      // Transferred, so it must own its memory (a small output may be a slice of a shared pool).
-      const own =
-        stored.payload.byteOffset === 0 && stored.payload.byteLength === stored.payload.buffer.byteLength;
-      const payload = own ? stored.payload : new Uint8Array(stored.payload);
-      payloads.push(payload);
-      transfer.push(payload.buffer as ArrayBuffer);
+      payloads.push(stored.payload);
       zstd.push(stored.zstd);
       plainSizes.push(stored.plainSize);
     } catch (err) {
@@ -49,7 +43,20 @@ function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] 
       return fail(req, k, "BULWARK_GENERAL_INTERNAL", (err as Error).message);
     }
   }
-  return { res: { job: req.job, payloads, zstd, plainSizes }, transfer };
+  // All payloads in one transferred buffer: one ArrayBuffer per job instead of one per chunk
+  // keeps the main thread's garbage collector from tracking thousands of external buffers.
+  const packed = new Uint8Array(payloads.reduce((n, p) => n + p.length, 0));
+  const lengths: number[] = [];
+  let at = 0;
+  for (const p of payloads) {
+    packed.set(p, at);
+    at += p.length;
+    lengths.push(p.length);
+  }
+  return {
+    res: { job: req.job, packed: packed.buffer, lengths, zstd, plainSizes },
+    transfer: [packed.buffer],
+  };
 }
 
 function fail(
