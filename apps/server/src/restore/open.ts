@@ -76,10 +76,17 @@ function pointUnavailable(backupId: string, why: string, cause?: unknown): Bulwa
  * what one stream may hold in memory on either side.
  */
 const RESTORE_WINDOW_BYTES = 4 * 1024 * 1024;
+/**
+ * A delta restore's window is this many times larger: most of its chunks come back as "unchanged"
+ * in a RangeDone, so with the full window it spent its time on Want round trips (1 MiB each),
+ * not on data. Memory stays bounded by the window if everything did differ (16 MiB).
+ */
+const DELTA_WINDOW_FACTOR = 4;
 
-/** The window in chunks: RESTORE_WINDOW_BYTES, and never fewer than the protocol's default. */
-export function restoreWindowChunks(chunkSize: number): number {
-  return Math.max(DEFAULT_RESTORE_WINDOW_CHUNKS, Math.floor(RESTORE_WINDOW_BYTES / chunkSize));
+/** The window in chunks: RESTORE_WINDOW_BYTES (delta: ×4), and never fewer than the protocol's default. */
+export function restoreWindowChunks(chunkSize: number, mode: RestoreJobParams["mode"]): number {
+  const bytes = RESTORE_WINDOW_BYTES * (mode === "DELTA" ? DELTA_WINDOW_FACTOR : 1);
+  return Math.max(DEFAULT_RESTORE_WINDOW_CHUNKS, Math.floor(bytes / chunkSize));
 }
 
 const PROTO_MODE: Record<RestoreJobParams["mode"], RestoreMode> = {
@@ -159,7 +166,7 @@ export async function openRestore(
     },
     totalChunks,
     indexDigest: Buffer.from(backup.indexDigest ?? Buffer.alloc(0)),
-    windowChunks: restoreWindowChunks(point.chunkSize),
+    windowChunks: restoreWindowChunks(point.chunkSize, params.mode),
     sourceVolumeKey: backup.volume.key,
     sourceDevicePath: backup.volume.devicePath,
     sourceAgent: backup.agentId === agent.agentId,
