@@ -27,8 +27,13 @@ import { processReleases, type ReleaseRegistry } from "./snapshot/release-regist
 import { withSnapshot } from "./snapshot/session.js";
 import { FileBlockReader } from "./upload/block-reader.js";
 import { IndexSpool } from "./upload/index-spool.js";
-import { type Progress, type UploadCounters, uploadVolume } from "./upload/pipeline.js";
-import { UploadSession } from "./upload/session.js";
+import {
+  DEFAULT_GROUPS_IN_FLIGHT,
+  type Progress,
+  type UploadCounters,
+  uploadVolume,
+} from "./upload/pipeline.js";
+import { AGENT_UPLOAD_STREAMS, UploadSession } from "./upload/session.js";
 import { type LimiterClock, type Throttle, TokenBucket, unlimited } from "./upload/token-bucket.js";
 import { BackupConnection, grpcTarget, mtlsCredentials, type TlsFiles } from "./upload/transport.js";
 import {
@@ -248,7 +253,10 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
           spool,
           throttle,
           ...(cache ? { cache } : {}),
-          ...(opts.groupsInFlight ? { groupsInFlight: opts.groupsInFlight } : {}),
+          // Two batches per stream in flight (see DEFAULT_GROUPS_IN_FLIGHT), whatever the stream count.
+          groupsInFlight:
+            opts.groupsInFlight ??
+            Math.max(DEFAULT_GROUPS_IN_FLIGHT, 2 * (opts.streams ?? AGENT_UPLOAD_STREAMS)),
           ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         });
         upload.endStreams();

@@ -20,12 +20,13 @@ export const GROUP_BYTES = 4 * MiB;
 
 /**
  * Groups in flight (read but not finished: hashing, asking, compressing, uploading, waiting for
- * the ack). This is the memory bound: 8 × 4 MiB of plaintext, plus each group's batches (at most
+ * the ack). This is the memory bound: 4 × 4 MiB of plaintext, plus each group's batches (at most
  * its plaintext's size) until grpc-js has sent them, whatever the volume size. It must be at least
- * twice the stream count: bulwark-server acks a stream's batch when the next one (or the
- * half-close) arrives, so with one batch per stream every group would wait for the ack watchdog.
+ * twice the stream count (runBackup raises it for more streams): bulwark-server acks a stream's
+ * batch when the next one (or the half-close) arrives, so with one batch per stream every group
+ * would wait for the ack watchdog.
  */
-export const DEFAULT_GROUPS_IN_FLIGHT = 8;
+export const DEFAULT_GROUPS_IN_FLIGHT = 4;
 
 export interface UploadCounters {
   chunksTotal: number;
