@@ -220,13 +220,13 @@ export class CodecPool {
   }
 
   /**
-   * Restores chunks into an open file descriptor (shared by the workers): reads each blob from its
-   * file (or takes it), authenticates, decompresses, re-checks the ID and length, and writes the
+   * Restores chunks into an open file descriptor (shared by the workers): takes each blob,
+   * authenticates, decompresses, re-checks the ID and length, and writes the
    * plaintext at its offset. Resolves when every item is written.
    */
   async restoreInto(
     fd: number,
-    items: { id: Buffer; file?: string; blob?: Buffer; what: string; offset: number; length: number }[],
+    items: { id: Buffer; blob: Buffer; what: string; offset: number; length: number }[],
   ): Promise<void> {
     const job = this.nextJob++;
     await this.send(this.slots[this.leastBusy()]!, { op: "restore", job, fd, items });

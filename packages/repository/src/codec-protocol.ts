@@ -24,8 +24,7 @@ export type CodecRequest =
       fd: number;
       items: {
         id: Uint8Array;
-        file?: string;
-        blob?: Uint8Array;
+        blob: Uint8Array;
         what: string;
         offset: number;
         length: number;

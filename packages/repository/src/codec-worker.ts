@@ -1,7 +1,6 @@
 import {
   closeSync,
   constants as fsc,
-  fstatSync,
   mkdirSync,
   openSync,
   readSync,
@@ -13,7 +12,6 @@ import { dirname } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
 import {
-  BLOB_OVERHEAD,
   BlobKind,
   type BlobParts,
   chunkIdOf,
@@ -23,7 +21,6 @@ import {
   encodeBlobPartsPacked,
 } from "./blob.js";
 import type { CodecRequest, CodecResponse, UnpackItem, WorkerKeys } from "./codec-protocol.js";
-import { MAX_BLOB_PLAINTEXT } from "./constants.js";
 import { ID_BYTES, isAllZero } from "./ids.js";
 import { nodeIdOf } from "./index-tree.js";
 import { ioError } from "./local-backend.js";
@@ -128,7 +125,6 @@ function invalidAt(position: number, message: string) {
 }
 
 /** Restore scratch: one blob and one plaintext at a time per worker, grown as needed. */
-let blobScratch = Buffer.alloc(0);
 let plainScratch = Buffer.alloc(0);
 
 function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[] } {
@@ -215,23 +211,12 @@ function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[
       return { res: { job: req.job, plains }, transfer: [] };
     }
     case "restore": {
-      // Read (when given a file), authenticate, decompress, re-hash, then write at the chunk's
-      // offset in the output; only bytes that passed every check reach the output.
+      // Authenticate, decompress, re-hash, then write at the chunk's offset in the output; only
+      // bytes that passed every check reach the output. (Local repositories restore through the
+      // restore workers, which read the chunk files themselves: restore-worker.ts.)
       for (const item of req.items) {
         const name = Buffer.from(item.id);
-        let blob: Buffer;
-        if (item.file !== undefined) {
-          try {
-            blob = readWhole(item.file);
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-              throw new BulwarkError("BULWARK_REPO_CHUNK_MISSING", `chunk ${item.what} is missing`, {
-                details: { object: item.what },
-              });
-            }
-            throw ioError(err, `read ${item.what}`);
-          }
-        } else blob = Buffer.from(item.blob!);
+        const blob = Buffer.from(item.blob);
         if (plainScratch.length < item.length) plainScratch = Buffer.allocUnsafeSlow(item.length);
         const plain = decodeBlob(BlobKind.Data, name, blob, dataKey, item.what, plainScratch);
         if (!chunkIdOf(idKey, plain).equals(name)) {
@@ -277,27 +262,6 @@ function encodeToFiles(which: number[], files: string[], parts: (i: number) => B
     throw err;
   }
   return sizes;
-}
-
-/**
- * A whole blob file into the worker's scratch buffer (valid until the next call): no fresh buffer
- * per chunk. Anything over the blob size limit is read only as far as the decoder needs to refuse it.
- */
-function readWhole(path: string): Buffer {
-  const fd = openSync(path, "r");
-  try {
-    const size = Math.min(fstatSync(fd).size, BLOB_OVERHEAD + MAX_BLOB_PLAINTEXT + 1);
-    if (blobScratch.length < size) blobScratch = Buffer.allocUnsafeSlow(Math.max(size, 128 * 1024));
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, blobScratch, got, size - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    return blobScratch.subarray(0, got);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function writeNewFile(path: string, parts: Buffer[], length: number): void {
