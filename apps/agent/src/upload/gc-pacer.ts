@@ -5,11 +5,11 @@ import { runInNewContext } from "node:vm";
  * Every batch leaves multi-MiB garbage behind on the main thread (the batch's buffer and grpc-js's
  * framed copy of it). V8 collects ArrayBuffers only once external memory has grown ~64 MB since the
  * last GC, so that much dead payload sat in the agent's RSS on top of the live pipeline. A full
- * GC after every `everyBytes` (8 MiB) sent bounds it to about that much instead; the agent's JS
+ * GC after every `everyBytes` (4 MiB) sent bounds it to about that much instead; the agent's JS
  * heap is small (~20 MB), so each collection costs a few milliseconds on a thread that mostly
  * waits for acks.
  */
-export const DEFAULT_GC_EVERY_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_GC_EVERY_BYTES = 4 * 1024 * 1024;
 
 type Collect = () => void;
 
