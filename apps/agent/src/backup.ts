@@ -6,6 +6,7 @@ import {
   ChangeDetectionMethod,
   type CommitFinish,
   type CommitRequest,
+  DEFAULT_UPLOAD_STREAMS,
   IndexDigest,
 } from "@bulwark/protocol";
 import { DEFAULT_CHUNK_SIZE } from "@bulwark/repository";
@@ -33,7 +34,7 @@ import {
   type UploadCounters,
   uploadVolume,
 } from "./upload/pipeline.js";
-import { AGENT_UPLOAD_STREAMS, UploadSession } from "./upload/session.js";
+import { UploadSession } from "./upload/session.js";
 import { type LimiterClock, type Throttle, TokenBucket, unlimited } from "./upload/token-bucket.js";
 import { BackupConnection, grpcTarget, mtlsCredentials, type TlsFiles } from "./upload/transport.js";
 import {
@@ -256,7 +257,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupReport> {
           // Two batches per stream in flight (see DEFAULT_GROUPS_IN_FLIGHT), whatever the stream count.
           groupsInFlight:
             opts.groupsInFlight ??
-            Math.max(DEFAULT_GROUPS_IN_FLIGHT, 2 * (opts.streams ?? AGENT_UPLOAD_STREAMS)),
+            Math.max(DEFAULT_GROUPS_IN_FLIGHT, 2 * (opts.streams ?? DEFAULT_UPLOAD_STREAMS)),
           ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         });
         upload.endStreams();

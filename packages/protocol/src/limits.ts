@@ -50,8 +50,12 @@ export const MAX_OFFSETS_PER_CHUNK = 16;
 /** Largest volume: offsets must stay exact in a JavaScript number (2^53 bytes = 8 PiB). */
 export const MAX_VOLUME_BYTES = Number.MAX_SAFE_INTEGER;
 
-/** Parallel UploadChunks streams per session: one grpc-js stream is CPU-bound well below the pipeline. */
-export const DEFAULT_UPLOAD_STREAMS = 4;
+/**
+ * Parallel UploadChunks streams per session. The transport alone is fastest with 4 (docs/protocol.md
+ * §10), but against bulwark-server 2 streams (with 2 groups each in flight) measured as fast as 4
+ * and cost the agent ~35 MB less peak RSS: its 200 MB bound is the scarcer resource.
+ */
+export const DEFAULT_UPLOAD_STREAMS = 2;
 
 /** Chunks a restoring agent keeps requested but not written (16 MiB at 256 KiB chunks). */
 export const DEFAULT_RESTORE_WINDOW_CHUNKS = 64;

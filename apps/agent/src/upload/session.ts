@@ -6,6 +6,7 @@ import {
   type CommitRequest,
   type CommitResponse,
   DEFAULT_UPLOAD_BATCH_BYTES,
+  DEFAULT_UPLOAD_STREAMS,
   INITIAL_RECONNECT_BACKOFF_MS,
   MAX_INDEX_PART_IDS,
   MAX_QUERY_IDS,
@@ -16,14 +17,6 @@ import {
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { agentError } from "../errors.js";
 import { BackupConnection, type UploadStream } from "./transport.js";
-
-/**
- * Upload streams per session by default. Two, not the protocol's 4 (`DEFAULT_UPLOAD_STREAMS`): the
- * pipeline keeps two batches per stream in flight (the server acks a batch when the next one
- * arrives), so every stream costs two groups of memory; 2 streams × 2 groups measured as fast as
- * 4 × 2 against bulwark-server with ~35 MB less peak RSS (docs/benchmarks.md).
- */
-export const AGENT_UPLOAD_STREAMS = 2;
 
 /** Errors after which the same work can succeed on a new connection (and, if need be, a new session). */
 const RETRYABLE = new Set<string>(["BULWARK_PROTO_TRANSPORT_FAILED", "BULWARK_PROTO_SESSION_NOT_FOUND"]);
@@ -164,7 +157,7 @@ export class UploadSession {
   private stream(): UploadStream {
     const { conn } = this.live;
     this.streamsOpen = this.streamsOpen.filter((s) => s.writable);
-    const wanted = this.opts.streams ?? AGENT_UPLOAD_STREAMS;
+    const wanted = this.opts.streams ?? DEFAULT_UPLOAD_STREAMS;
     if (this.streamsOpen.length < wanted) {
       const s = conn.openUploadStream();
       this.streamsOpen.push(s);
