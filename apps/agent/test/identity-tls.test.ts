@@ -1,8 +1,12 @@
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTestPki } from "./helpers/tls.js";
 
 // The agent's identity channels send a TLS ServerName only for DNS names (src/identity/tls.ts):
 // enrolling to an IP address (the default 127.0.0.1:8444) must not make Node warn DEP0123. Each
@@ -12,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const run = promisify(execFile);
 const agentDir = fileURLToPath(new URL("..", import.meta.url));
 const enrollModule = new URL("../src/identity/enroll.ts", import.meta.url).href;
+const transportModule = new URL("../src/upload/transport.ts", import.meta.url).href;
 
 let server: Server;
 let port: number;
@@ -69,6 +74,27 @@ describe("TLS ServerName of the identity channels", { timeout: 180_000 }, () => 
     // The TLS handshake did start (a ClientHello: record type 22).
     expect(hellos.length).toBeGreaterThan(0);
     expect(hellos[0]![0]).toBe(0x16);
+  });
+
+  it("the daemon's and renewal's mTLS channel to an IP address sends no ServerName either", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bulwark-tls-"));
+    try {
+      const pki = makeTestPki(dir);
+      const files = { caPath: pki.caPath, certPath: pki.clientCertPath, keyPath: pki.clientKeyPath };
+      hellos.length = 0;
+      const { stderr } = await child(`
+        const grpc = await import("@grpc/grpc-js");
+        const { mtlsCredentials } = await import(${JSON.stringify(transportModule)});
+        const client = new grpc.Client("127.0.0.1:${port}", await mtlsCredentials(${JSON.stringify(files)}));
+        await new Promise((resolve) => client.waitForReady(Date.now() + 3000, resolve));
+        client.close();
+      `);
+      expect(stderr).not.toContain("DEP0123");
+      expect(hellos.length).toBeGreaterThan(0);
+      expect(hellos[0]![0]).toBe(0x16);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("enrolling to a DNS name still sends it as ServerName", async () => {

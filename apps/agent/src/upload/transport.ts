@@ -16,8 +16,9 @@ import {
   type QueryMissingResponse,
   type UploadChunksResponse,
 } from "@bulwark/protocol";
-import { type ChannelCredentials, type ClientDuplexStream, credentials } from "@grpc/grpc-js";
+import type { ChannelCredentials, ClientDuplexStream } from "@grpc/grpc-js";
 import { invalidArgument } from "../errors.js";
+import { sslCredentials } from "../identity/tls.js";
 
 /**
  * Unary calls (BeginSession, QueryMissing, Abort) answer in milliseconds; a minute without an
@@ -59,7 +60,7 @@ export async function mtlsCredentials(files: TlsFiles): Promise<ChannelCredentia
     readFile(files.certPath),
     readFile(files.keyPath),
   ]);
-  return credentials.createSsl(ca, key, cert);
+  return sslCredentials(ca, key, cert);
 }
 
 /** `https://host:port` (or bare `host:port`) → the gRPC target `host:port`. */
