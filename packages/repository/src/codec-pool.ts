@@ -2,11 +2,12 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { BulwarkError, type ErrorCode } from "@bulwark/errors";
+import { BulwarkError } from "@bulwark/errors";
 import type { BlobKind } from "./blob.js";
 import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
 import { DEFAULT_ZSTD_LEVEL } from "./constants.js";
 import type { MasterKey } from "./keys.js";
+import { fromWorkerError } from "./worker-error.js";
 
 /**
  * Worker threads that hash, compress+encrypt and decrypt+verify chunks, so ingest and restore use
@@ -63,18 +64,8 @@ export class CodecPool {
     if (!p) return;
     this.pending.delete(res.job);
     if (--slot.outstanding === 0) slot.worker.unref();
-    if (res.error) {
-      const code = res.error.code as ErrorCode | undefined;
-      p.reject(
-        code
-          ? new BulwarkError(
-              code,
-              res.error.message,
-              res.error.details ? { details: res.error.details } : undefined,
-            )
-          : new BulwarkError("BULWARK_GENERAL_INTERNAL", `codec worker: ${res.error.message}`),
-      );
-    } else p.resolve(res);
+    if (res.error) p.reject(fromWorkerError(res.error, "codec worker"));
+    else p.resolve(res);
   }
 
   private failSlot(slot: Slot, err: Error): void {

@@ -1,4 +1,5 @@
 import type { BlobKind } from "./blob.js";
+import type { WorkerError } from "./worker-error.js";
 
 /** Messages between the codec pool and its workers (structured-clone friendly). */
 export interface WorkerKeys {
@@ -53,5 +54,5 @@ export interface CodecResponse {
   sizes?: number[];
   /** unpack: the first payload that is not its chunk (nothing of the batch is held then). */
   invalid?: { position: number; message: string };
-  error?: { code: string | undefined; message: string; details: Record<string, unknown> | undefined };
+  error?: WorkerError;
 }

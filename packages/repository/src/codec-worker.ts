@@ -24,6 +24,7 @@ import type { CodecRequest, CodecResponse, UnpackItem, WorkerKeys } from "./code
 import { ID_BYTES, isAllZero } from "./ids.js";
 import { nodeIdOf } from "./index-tree.js";
 import { ioError } from "./local-backend.js";
+import { toWorkerError } from "./worker-error.js";
 
 /**
  * Worker thread: hashes, compresses+encrypts and decrypts+verifies chunks for the pool. Holds a
@@ -295,14 +296,6 @@ parentPort!.on("message", (req: CodecRequest) => {
     const { res, transfer } = handle(req);
     parentPort!.postMessage(res, transfer);
   } catch (err) {
-    const e = err as Error & { code?: string; details?: Record<string, unknown> };
-    parentPort!.postMessage({
-      job: req.job,
-      error: {
-        code: err instanceof BulwarkError ? e.code : undefined,
-        message: e.message,
-        details: e.details,
-      },
-    } satisfies CodecResponse);
+    parentPort!.postMessage({ job: req.job, error: toWorkerError(err) } satisfies CodecResponse);
   }
 });

@@ -2,8 +2,9 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { BulwarkError, type ErrorCode } from "@bulwark/errors";
+import { BulwarkError } from "@bulwark/errors";
 import type { MasterKey } from "./keys.js";
+import { fromWorkerError, type WorkerError } from "./worker-error.js";
 
 /** Messages between the restore pool and its workers (restore-worker.ts). */
 export type RestoreRequest =
@@ -24,7 +25,7 @@ export type RestoreRequest =
 
 export interface RestoreResponse {
   job: number;
-  error?: { code: string | undefined; message: string; details: Record<string, unknown> | undefined };
+  error?: WorkerError;
 }
 
 interface Slot {
@@ -89,16 +90,7 @@ export class RestorePool {
       p.resolve();
       return;
     }
-    const code = res.error.code as ErrorCode | undefined;
-    p.reject(
-      code
-        ? new BulwarkError(
-            code,
-            res.error.message,
-            res.error.details ? { details: res.error.details } : undefined,
-          )
-        : new BulwarkError("BULWARK_GENERAL_INTERNAL", `restore worker: ${res.error.message}`),
-    );
+    p.reject(fromWorkerError(res.error, "restore worker"));
   }
 
   private failSlot(slot: Slot, err: Error): void {

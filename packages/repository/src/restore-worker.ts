@@ -6,6 +6,7 @@ import { RESTORE_RUN_BYTES } from "./constants.js";
 import { ID_BYTES, isZeroId } from "./ids.js";
 import { ioError } from "./local-backend.js";
 import type { RestoreRequest, RestoreResponse } from "./restore-pool.js";
+import { toWorkerError } from "./worker-error.js";
 
 /**
  * Restore worker (spec, "Known limits": restore to a file): for a run of consecutive chunks it
@@ -116,14 +117,6 @@ parentPort!.on("message", (req: RestoreRequest) => {
     restore(req);
     parentPort!.postMessage({ job: req.job } satisfies RestoreResponse);
   } catch (err) {
-    const e = err as Error & { code?: string; details?: Record<string, unknown> };
-    parentPort!.postMessage({
-      job: req.job,
-      error: {
-        code: err instanceof BulwarkError ? e.code : undefined,
-        message: e.message,
-        details: e.details,
-      },
-    } satisfies RestoreResponse);
+    parentPort!.postMessage({ job: req.job, error: toWorkerError(err) } satisfies RestoreResponse);
   }
 });
