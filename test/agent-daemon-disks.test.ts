@@ -70,14 +70,11 @@ const daemons: RunningDaemon[] = [];
 
 async function startDaemon(agent: TestAgent, imageFiles: string[] = []): Promise<RunningDaemon> {
   const base = join(dir, agent.id);
-  mkdirSync(base, { recursive: true });
-  writeFileSync(join(base, "ca.pem"), h.ca.cert);
-  writeFileSync(join(base, "cert.pem"), agent.tls.cert);
-  writeFileSync(join(base, "key.pem"), agent.tls.key, { mode: 0o600 });
+  const tls = h.writeAgentTls(base, agent);
   const stateDir = join(base, "state");
   const daemon = new AgentDaemon({
     serverUrl: `https://127.0.0.1:${node.listener.port}`,
-    tls: { caPath: join(base, "ca.pem"), certPath: join(base, "cert.pem"), keyPath: join(base, "key.pem") },
+    tls,
     stateDir,
     agentVersion: "0.1.0-test",
     imageFiles,

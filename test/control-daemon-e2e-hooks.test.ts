@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
 import { MiB } from "../apps/agent/test/helpers/system.js";
 import { eventually } from "../apps/server/test/support/control.js";
-import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
+import { Harness } from "../apps/server/test/support/harness.js";
 import {
   flushPrefix,
   type JobNode,
@@ -24,15 +24,6 @@ let prefix: string;
 let node: JobNode;
 let dir: string;
 let daemon: { daemon: AgentDaemon; exit: Promise<DaemonExit> } | undefined;
-
-function writeTls(agent: TestAgent) {
-  const base = join(dir, agent.id);
-  mkdirSync(base, { recursive: true });
-  writeFileSync(join(base, "ca.pem"), h.ca.cert);
-  writeFileSync(join(base, "cert.pem"), agent.tls.cert);
-  writeFileSync(join(base, "key.pem"), agent.tls.key, { mode: 0o600 });
-  return { caPath: join(base, "ca.pem"), certPath: join(base, "cert.pem"), keyPath: join(base, "key.pem") };
-}
 
 beforeAll(async () => {
   await h.setUp("daemon_hooks_log");
@@ -62,7 +53,7 @@ describe("policy hooks in the job log", () => {
     writeFileSync(image, randomBytes(4 * MiB));
     const d = new AgentDaemon({
       serverUrl: `https://127.0.0.1:${node.control.listener.port}`,
-      tls: writeTls(agent),
+      tls: h.writeAgentTls(join(dir, agent.id), agent),
       stateDir: join(dir, agent.id, "state"),
       agentVersion: "0.1.0-test",
       imageFiles: [image],

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Command, JobOutcome } from "@bulwark/protocol";
@@ -35,19 +35,10 @@ interface RunningDaemon {
 }
 const daemons: RunningDaemon[] = [];
 
-function writeTls(agent: TestAgent) {
-  const base = join(dir, agent.id);
-  mkdirSync(base, { recursive: true });
-  writeFileSync(join(base, "ca.pem"), h.ca.cert);
-  writeFileSync(join(base, "cert.pem"), agent.tls.cert);
-  writeFileSync(join(base, "key.pem"), agent.tls.key, { mode: 0o600 });
-  return { caPath: join(base, "ca.pem"), certPath: join(base, "cert.pem"), keyPath: join(base, "key.pem") };
-}
-
 async function startDaemon(agent: TestAgent, imageFiles: string[] = []): Promise<RunningDaemon> {
   const daemon = new AgentDaemon({
     serverUrl: `https://127.0.0.1:${a.listener.port}`,
-    tls: writeTls(agent),
+    tls: h.writeAgentTls(join(dir, agent.id), agent),
     stateDir: join(dir, agent.id, "state"),
     agentVersion: "0.1.0-test",
     imageFiles,
@@ -261,7 +252,7 @@ describe("agent daemon end to end", () => {
 
   it("bulwark-agent run as a process: connects, backs up on command, and closes its stream on SIGTERM", async () => {
     const agent = await h.agent();
-    const tls = writeTls(agent);
+    const tls = h.writeAgentTls(join(dir, agent.id), agent);
     const image = join(dir, `${agent.id}-cli.img`);
     writeFileSync(image, randomBytes(4 * MiB));
     const proc = runTs(

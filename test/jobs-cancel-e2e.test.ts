@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -49,19 +49,10 @@ interface RunningDaemon {
 }
 const daemons: RunningDaemon[] = [];
 
-function writeTls(agent: TestAgent) {
-  const base = join(dir, agent.id);
-  mkdirSync(base, { recursive: true });
-  writeFileSync(join(base, "ca.pem"), h.ca.cert);
-  writeFileSync(join(base, "cert.pem"), agent.tls.cert);
-  writeFileSync(join(base, "key.pem"), agent.tls.key, { mode: 0o600 });
-  return { caPath: join(base, "ca.pem"), certPath: join(base, "cert.pem"), keyPath: join(base, "key.pem") };
-}
-
 async function startDaemon(agent: TestAgent, image: string): Promise<RunningDaemon> {
   const daemon = new AgentDaemon({
     serverUrl: `https://127.0.0.1:${nodeA.control.listener.port}`,
-    tls: writeTls(agent),
+    tls: h.writeAgentTls(join(dir, agent.id), agent),
     stateDir: join(dir, agent.id, "state"),
     agentVersion: "0.1.0-test",
     imageFiles: [image],

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, randomUUID, X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing";
@@ -158,6 +158,20 @@ export class Harness {
       },
     });
     return job.id;
+  }
+
+  /** The agent's CA, certificate and key as files in `dir` (created), as a daemon or CLI reads them. */
+  writeAgentTls(dir: string, agent: { tls: KeyPair }): { caPath: string; certPath: string; keyPath: string } {
+    mkdirSync(dir, { recursive: true });
+    const files = {
+      caPath: join(dir, "ca.pem"),
+      certPath: join(dir, "cert.pem"),
+      keyPath: join(dir, "key.pem"),
+    };
+    writeFileSync(files.caPath, this.ca.cert);
+    writeFileSync(files.certPath, agent.tls.cert);
+    writeFileSync(files.keyPath, agent.tls.key, { mode: 0o600 });
+    return files;
   }
 
   credentialsFor(agent: { tls: KeyPair } | null) {
