@@ -7,7 +7,6 @@ import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing"
 import { ingestFile, LocalBackend, Repository } from "@bulwark/repository";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentCommandDispatcher } from "../src/control/contracts.js";
 import {
   OPEN_POINT_IDLE_MS,
   OPEN_POINT_PIN_MS,
@@ -17,7 +16,7 @@ import { insertOrGetJob } from "../src/jobs/index.js";
 import { JobSystem } from "../src/jobs/system.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
 import { eventually, REDIS_URL } from "./support/control.js";
-import { flushPrefix, jobPrefix } from "./support/job-agent.js";
+import { flushPrefix, jobPrefix, NO_AGENTS } from "./support/job-agent.js";
 import { storeRestorePoint } from "./support/restore-points.js";
 
 // A restore point open for file-level restore is pinned like an NBD export: a real prune job keeps
@@ -40,14 +39,10 @@ beforeAll(async () => {
   prefix = jobPrefix("files-pin");
   await db.catalog.tenant.create({ data: { slug: "default", name: "Default" } });
   registry = new RepositoryRegistry({ catalog: db.catalog, secret, threads: 1 });
-  const noAgents: AgentCommandDispatcher = {
-    dispatch: () => Promise.reject(new Error("no agents in this test")),
-    isOnline: async () => false,
-  };
   jobs = await JobSystem.start({
     catalog: db.catalog,
     redisUrl: REDIS_URL,
-    dispatcher: noAgents,
+    dispatcher: NO_AGENTS,
     repositories: registry,
     log: pino({ level: "silent" }),
     settings: { queuePrefix: prefix, resultPollMs: 500 },

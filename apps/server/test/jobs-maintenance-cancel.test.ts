@@ -1,12 +1,11 @@
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentCommandDispatcher } from "../src/control/contracts.js";
 import { insertOrGetJob } from "../src/jobs/index.js";
 import { JobSystem } from "../src/jobs/system.js";
 import { RepositoryRegistry } from "../src/repositories/registry.js";
 import { eventually, REDIS_URL } from "./support/control.js";
 import { Harness } from "./support/harness.js";
-import { flushPrefix, jobPrefix } from "./support/job-agent.js";
+import { flushPrefix, jobPrefix, NO_AGENTS } from "./support/job-agent.js";
 
 // Cancelling a verify or GC job while its worker runs it: the worker's AbortSignal aborts and the
 // repository library stops between steps. The test holds the worker at the point where it opens
@@ -22,11 +21,6 @@ let other: JobSystem;
 let release: () => void = () => undefined;
 let entered: Promise<void>;
 let enter: () => void = () => undefined;
-
-const noAgents: AgentCommandDispatcher = {
-  dispatch: () => Promise.reject(new Error("no agents in this test")),
-  isOnline: async () => false,
-};
 
 function armGate() {
   entered = new Promise<void>((resolve) => {
@@ -53,7 +47,7 @@ beforeAll(async () => {
   worker = await JobSystem.start({
     catalog: h.db.catalog,
     redisUrl: REDIS_URL,
-    dispatcher: noAgents,
+    dispatcher: NO_AGENTS,
     repositories: gated,
     log: pino({ level: "silent" }),
     settings,
@@ -62,7 +56,7 @@ beforeAll(async () => {
   other = await JobSystem.start({
     catalog: h.db.catalog,
     redisUrl: REDIS_URL,
-    dispatcher: noAgents,
+    dispatcher: NO_AGENTS,
     repositories: registry,
     log: pino({ level: "silent" }),
     settings,

@@ -4,7 +4,6 @@ import { isBulwarkError } from "@bulwark/errors";
 import { JobOutcome } from "@bulwark/protocol";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentCommandDispatcher } from "../src/control/contracts.js";
 import {
   assignmentSchedulerId,
   backupIdempotencyKey,
@@ -21,17 +20,12 @@ import {
 } from "../src/jobs/index.js";
 import { RepositoryRegistry } from "../src/repositories/registry.js";
 import { REDIS_URL } from "./support/control.js";
-import { flushPrefix, jobPrefix } from "./support/job-agent.js";
+import { flushPrefix, jobPrefix, NO_AGENTS } from "./support/job-agent.js";
 
 // Schedulers, effective policy and scheduler ticks against a real Postgres database and real
 // Redis (a key prefix of this file's own). No agent is needed: ticks only make jobs.
 
 const MAINTENANCE = { gcCron: "0 3 * * *", verifyCron: "0 5 * * 0", timezone: "UTC" };
-const offline: AgentCommandDispatcher = {
-  dispatch: () => Promise.reject(new Error("no agents in this test")),
-  isOnline: async () => false,
-};
-
 let db: TestDatabase;
 let prefix: string;
 let tenantId: string;
@@ -234,7 +228,7 @@ describe("scheduler ticks", () => {
     const system = await JobSystem.start({
       catalog: db.catalog,
       redisUrl: REDIS_URL,
-      dispatcher: offline,
+      dispatcher: NO_AGENTS,
       repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
       log: pino({ level: "silent" }),
       settings: { queuePrefix: prefix, gcCron: MAINTENANCE.gcCron, verifyCron: MAINTENANCE.verifyCron },
@@ -256,7 +250,7 @@ async function contextFor(queues: JobQueues) {
   const system = await JobSystem.start({
     catalog: db.catalog,
     redisUrl: REDIS_URL,
-    dispatcher: offline,
+    dispatcher: NO_AGENTS,
     repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
     log: pino({ level: "silent" }),
     settings: { queuePrefix: prefix },
@@ -298,7 +292,7 @@ describe("configuration", () => {
     const start = JobSystem.start({
       catalog: db.catalog,
       redisUrl: REDIS_URL,
-      dispatcher: offline,
+      dispatcher: NO_AGENTS,
       repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
       log: pino({ level: "silent" }),
       settings: { queuePrefix: prefix, gcCron: "0 25 * * *" },
@@ -421,7 +415,7 @@ describe("scheduler to backup job, through BullMQ", () => {
     const system = await JobSystem.start({
       catalog: db.catalog,
       redisUrl: REDIS_URL,
-      dispatcher: offline,
+      dispatcher: NO_AGENTS,
       repositories: new RepositoryRegistry({ catalog: db.catalog, secret: undefined }),
       log: pino({ level: "silent" }),
       settings: { queuePrefix: prefix, offlineRecheckMs: 60_000 },

@@ -8,13 +8,12 @@ import { createTestDatabase, type TestDatabase } from "@bulwark/catalog/testing"
 import { collectGarbage, ingestFile, MTIME_SKEW_MARGIN_MS, PointReader } from "@bulwark/repository";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentCommandDispatcher } from "../src/control/contracts.js";
 import { type NbdListener, startNbdListener } from "../src/exports/listener.js";
 import { insertOrGetJob } from "../src/jobs/index.js";
 import { JobSystem } from "../src/jobs/system.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
 import { eventually, REDIS_URL } from "./support/control.js";
-import { flushPrefix, jobPrefix } from "./support/job-agent.js";
+import { flushPrefix, jobPrefix, NO_AGENTS } from "./support/job-agent.js";
 import { storeRestorePoint } from "./support/restore-points.js";
 
 // Instant access through bulwark-server's export manager: a catalog Backup row served over a real
@@ -281,14 +280,10 @@ describe("ExportManager", { timeout: 180_000 }, () => {
 describe("an open export pins its restore point", { timeout: 300_000 }, () => {
   it("prune keeps the exported point, GC keeps its chunks and reads stay exact; once closed both remove it", async () => {
     const prefix = jobPrefix("nbd-pin");
-    const noAgents: AgentCommandDispatcher = {
-      dispatch: () => Promise.reject(new Error("no agents in this test")),
-      isOnline: async () => false,
-    };
     const jobs = await JobSystem.start({
       catalog: db.catalog,
       redisUrl: REDIS_URL,
-      dispatcher: noAgents,
+      dispatcher: NO_AGENTS,
       repositories: registry,
       log: pino({ level: "silent" }),
       settings: { queuePrefix: prefix, resultPollMs: 500 },

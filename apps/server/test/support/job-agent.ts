@@ -27,6 +27,12 @@ import { AgentClient, backup, type Harness, type TestAgent, Volume } from "./har
 // agent that speaks the real control stream and backs up through the real ingest path.
 
 /** Job settings for tests: short locks and re-checks so stalls and retries happen in seconds. */
+/** A dispatcher for job systems that run no agent jobs: every agent is offline. */
+export const NO_AGENTS: AgentCommandDispatcher = {
+  dispatch: () => Promise.reject(new Error("no agents in this test")),
+  isOnline: async () => false,
+};
+
 export const FAST_SETTINGS: Partial<JobSettings> = {
   workerConcurrency: 2,
   repositoryConcurrency: 2,
