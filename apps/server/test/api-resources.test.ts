@@ -3,6 +3,7 @@ import type { Catalog } from "@bulwark/catalog";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import { type ApiHarness, startApiHarness } from "./support/api.js";
+import { eventually } from "./support/control.js";
 
 // The resources behind /api/v1 against a real catalog: CRUD with validation, pagination and
 // filters, restore-point deletion, job progress over SSE, repository status and the audit trail.
@@ -408,33 +409,48 @@ describe("jobs", () => {
 
   it("streams progress as server-sent events until the job ends", async () => {
     const job = await seedJob("QUEUED");
-    const stream = h.app.inject({
+    // The response resolves at its headers; the test reads events as they come and changes the
+    // job only after the stream has reported the previous state (a fixed pause would race the
+    // stream's first catalog read and its polls on a loaded machine).
+    const res = await h.app.inject({
       method: "GET",
       url: `/api/v1/jobs/${job.id}/events`,
       headers: { authorization: admin },
+      payloadAsStream: true,
     });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toContain("text/event-stream");
+    const events: { event: string; data: { state: string } & Record<string, unknown> }[] = [];
+    let text = "";
+    const stream = res.stream();
+    stream.on("data", (d: Buffer) => {
+      text += d.toString();
+      let end = text.indexOf("\n\n");
+      while (end >= 0) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        if (block.startsWith("event:")) {
+          const [event, data] = block.split("\n");
+          events.push({ event: event?.slice(7) ?? "", data: JSON.parse(data?.slice(6) ?? "null") });
+        }
+        end = text.indexOf("\n\n");
+      }
+    });
+    const ended = new Promise((resolve, reject) => stream.on("end", resolve).on("error", reject));
+    const states = () => events.map((e) => [e.event, e.data.state]);
     const { catalog } = h.db;
-    await new Promise((r) => setTimeout(r, 300));
+    await eventually(() => events.length === 1);
     await catalog.job.update({
       where: { id: job.id },
       data: { state: "RUNNING", progress: 0.5, bytesDone: 512n, bytesTotal: 1024n },
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await eventually(() => events.length === 2);
     await catalog.job.update({
       where: { id: job.id },
       data: { state: "SUCCEEDED", progress: 1, bytesDone: 1024n },
     });
-    const res = await stream;
-    expect(res.statusCode).toBe(200);
-    expect(res.headers["content-type"]).toContain("text/event-stream");
-    const events = res.body
-      .split("\n\n")
-      .filter((block) => block.startsWith("event:"))
-      .map((block) => {
-        const [event, data] = block.split("\n");
-        return { event: event?.slice(7), data: JSON.parse(data?.slice(6) ?? "null") };
-      });
-    expect(events.map((e) => [e.event, e.data.state])).toEqual([
+    await ended;
+    expect(states()).toEqual([
       ["progress", "QUEUED"],
       ["progress", "RUNNING"],
       ["progress", "SUCCEEDED"],
