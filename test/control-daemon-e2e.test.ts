@@ -210,6 +210,9 @@ describe("agent daemon end to end", () => {
     const running = await startDaemon(agent);
     await b.plane.closeAgentStreams(agent.id, "REVOKED");
     expect(await running.exit).toMatchObject({ kind: "revoked" });
+    // Node A drops the closed stream's entry (waited for: a fixed pause raced it on a loaded
+    // machine); then it must stay away, no leftover reconnect timer bringing the agent back.
+    await eventually(async () => !(await b.plane.dispatcher.isOnline(agent.id)), 30_000);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(false);
   }, 60_000);

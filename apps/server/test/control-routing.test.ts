@@ -75,7 +75,9 @@ describe("dispatch across nodes", () => {
     expect(await codeOf(a.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId)))).toBe(
       "BULWARK_CONTROL_AGENT_OFFLINE",
     );
-    expect(Date.now() - started).toBeLessThan(1000);
+    // Promptly: well before the 30 s acknowledgement timeout a waited-for command would run into
+    // (a loaded 2-core machine can take a second or two for the Redis round trips).
+    expect(Date.now() - started).toBeLessThan(10_000);
     expect(await a.plane.dispatcher.isOnline(agent.id)).toBe(false);
   });
 
@@ -92,7 +94,7 @@ describe("dispatch across nodes", () => {
     expect(await codeOf(b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId)))).toBe(
       "BULWARK_CONTROL_AGENT_OFFLINE",
     );
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(Date.now() - started).toBeLessThan(10_000); // not the 30 s acknowledgement timeout
     // Not left pending: the caller was told it was not delivered.
     expect(await redis.hlen(new ControlKeys(prefix).pending(agent.id))).toBe(0);
   });
@@ -165,12 +167,13 @@ describe("at-least-once delivery", () => {
       // Node C loses Redis for good (as when it crashes): it can neither refresh nor release.
       c.redis.disconnect();
       c.subscriber.disconnect();
-      const crashedAt = Date.now();
       expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(true); // the entry is still there
       expect(await codeOf(b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId)))).toBe(
         "BULWARK_CONTROL_AGENT_OFFLINE",
       );
-      expect(Date.now() - crashedAt).toBeLessThan(1000);
+      // Failed while the entry was still there (not by waiting for it to expire): a state check
+      // instead of a 1 s bound on the dispatch, which a loaded machine could overrun.
+      expect(await b.plane.dispatcher.isOnline(agent.id)).toBe(true);
       // Four heartbeat intervals after the last refresh the entry is gone.
       await eventually(async () => !(await b.plane.dispatcher.isOnline(agent.id)), 8000);
       // And the surviving nodes' presence sweep clears connectedNode and reports it offline, once.
