@@ -1,4 +1,6 @@
+import { jobKindSchema } from "@bulwark/api";
 import { describe, expect, it } from "vitest";
+import { enumValue } from "../src/commands/common.js";
 import { percentDone, progressLine } from "../src/commands/jobs.js";
 import { parseRetention, parseVolumes, parseWindow, retentionText } from "../src/commands/policies.js";
 
@@ -56,5 +58,18 @@ describe("job progress", () => {
         errorMessage: "busy",
       }),
     ).toBe(`job ${base.id} FAILED 0.0% 0 B / 1.00 KiB  BULWARK_JOB_REJECTED: busy`);
+  });
+});
+
+describe("job kinds", () => {
+  it("--kind takes the five kinds the server runs, in any case, and names them on a mistake", () => {
+    for (const kind of ["backup", "restore", "verify", "prune", "gc"]) {
+      expect(enumValue("--kind", kind, jobKindSchema.options, true)).toBe(kind.toUpperCase());
+    }
+    for (const gone of ["file_restore", "export"]) {
+      expect(() => enumValue("--kind", gone, jobKindSchema.options, true)).toThrow(
+        `--kind "${gone}": expected one of BACKUP, RESTORE, VERIFY, PRUNE, GC`,
+      );
+    }
   });
 });

@@ -1,9 +1,12 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import type { JobKind, JobState } from "@bulwark/catalog";
+import { HELPDESK_JOB_KINDS, jobKindSchema } from "@bulwark/api";
+import { JobKind, type JobState } from "@bulwark/catalog";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JOB_KIND_STARTERS } from "../src/auth/permissions.js";
 import type { AgentCommandDispatcher } from "../src/control/contracts.js";
 import { apiServices } from "../src/http/services.js";
+import { QUEUE_OF } from "../src/jobs/cancel.js";
 import { appendJobLog, insertOrGetJob, JOB_LOG_LIMIT } from "../src/jobs/index.js";
 import { JobSystem } from "../src/jobs/system.js";
 import { RepositoryRegistry } from "../src/repositories/registry.js";
@@ -159,6 +162,40 @@ const backupParams = () => ({
   policyRevision: 1,
   windowOpensAt: new Date(Date.now() - 7_200_000).toISOString(),
   windowClosesAt: new Date(Date.now() - 3_600_000).toISOString(),
+});
+
+describe("job kinds", () => {
+  const KINDS = ["BACKUP", "RESTORE", "VERIFY", "PRUNE", "GC"];
+
+  it("are the same five in the catalog, the API, the queues and the permissions", () => {
+    expect(Object.values(JobKind)).toEqual(KINDS);
+    expect(jobKindSchema.options).toEqual(KINDS);
+    expect(Object.keys(QUEUE_OF).sort()).toEqual([...KINDS].sort());
+    expect(Object.keys(JOB_KIND_STARTERS).sort()).toEqual([...KINDS].sort());
+    // The console's help-desk list agrees with the server's starters.
+    expect(KINDS.filter((k) => JOB_KIND_STARTERS[k as JobKind].includes("HELPDESK"))).toEqual([
+      ...HELPDESK_JOB_KINDS,
+    ]);
+  });
+
+  it("filter GET /jobs; the removed FILE_RESTORE and EXPORT are refused as input errors", async () => {
+    for (const kind of KINDS) {
+      const id = await jobIn(kind as JobKind, "SUCCEEDED", { repositoryId, volumeId });
+      const res = await call("GET", `/jobs?kind=${kind}&limit=200`);
+      expect(res.statusCode, kind).toBe(200);
+      const items = res.json().items as { id: string; kind: string }[];
+      expect(
+        items.map((j) => j.id),
+        kind,
+      ).toContain(id);
+      expect(new Set(items.map((j) => j.kind)), kind).toEqual(new Set([kind]));
+    }
+    for (const kind of ["FILE_RESTORE", "EXPORT"]) {
+      const res = await call("GET", `/jobs?kind=${kind}`);
+      expect(res.statusCode, kind).toBe(400);
+      expect(res.json().error.code, kind).toBe("BULWARK_GENERAL_VALIDATION");
+    }
+  });
 });
 
 describe("POST /jobs/:id/cancel", () => {

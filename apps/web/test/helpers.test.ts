@@ -1,5 +1,5 @@
 // The console's pure helpers: install command, machine risk, job order, byte formatting, roles.
-import type { AgentDetail, Job } from "@bulwark/api";
+import { type AgentDetail, type Job, jobKindSchema } from "@bulwark/api";
 import { describe, expect, it } from "vitest";
 import { riskOf, sortJobsFailuresFirst } from "../src/pages/Dashboard";
 import { installCommand } from "../src/pages/Machines";
@@ -104,12 +104,14 @@ describe("console helpers", () => {
 
   it("offers cancel and retry to whoever may start the job's kind", () => {
     expect(canControlJob("HELPDESK", "RESTORE")).toBe(true);
-    expect(canControlJob("HELPDESK", "FILE_RESTORE")).toBe(true);
     expect(canControlJob("HELPDESK", "BACKUP")).toBe(false);
     expect(canControlJob("HELPDESK", "GC")).toBe(false);
     expect(canControlJob("OPERATOR", "VERIFY")).toBe(true);
     expect(canControlJob("ADMIN", "BACKUP")).toBe(true);
     expect(canControlJob("AUDITOR", "RESTORE")).toBe(false);
+    // Every kind the API lists: the help desk controls restores only.
+    expect(jobKindSchema.options.filter((k) => canControlJob("HELPDESK", k))).toEqual(["RESTORE"]);
+    expect(jobKindSchema.options.every((k) => canControlJob("OPERATOR", k))).toBe(true);
   });
 
   it("takes a page size from the address only within the API's limits", () => {

@@ -31,7 +31,7 @@ export const backupListQuerySchema = z.object({
   to: timestampSchema.optional(),
 });
 
-export const jobKindSchema = z.enum(["BACKUP", "RESTORE", "VERIFY", "PRUNE", "GC", "FILE_RESTORE", "EXPORT"]);
+export const jobKindSchema = z.enum(["BACKUP", "RESTORE", "VERIFY", "PRUNE", "GC"]);
 export const jobStateSchema = z.enum(["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "MISSED"]);
 export const TERMINAL_JOB_STATES = ["SUCCEEDED", "FAILED", "CANCELLED", "MISSED"] as const;
 

@@ -78,7 +78,5 @@ export type JobLogPage = z.infer<typeof jobLogPageSchema>;
 
 /** States a job can be retried from. */
 export const RETRYABLE_JOB_STATES = ["FAILED", "CANCELLED", "MISSED"] as const;
-/** Kinds POST /jobs/:id/retry accepts (the kinds the job system itself runs). */
-export const RETRYABLE_JOB_KINDS = ["BACKUP", "RESTORE", "VERIFY", "GC", "PRUNE"] as const;
 /** Kinds the help desk may cancel and retry (it starts restores, never backups or maintenance). */
-export const HELPDESK_JOB_KINDS = ["RESTORE", "FILE_RESTORE", "EXPORT"] as const;
+export const HELPDESK_JOB_KINDS = ["RESTORE"] as const;

@@ -88,6 +88,52 @@ describe("catalog migrations (WASM schema engine, offline)", () => {
     });
   });
 
+  it("drops the unused job kinds FILE_RESTORE and EXPORT, refusing while a row still has one", async () => {
+    const MIGRATION = "20261130002801_drop_unused_job_kinds";
+    const old = await createTestDatabase("job_kinds", { migrate: false });
+    const before = mkdtempSync(join(tmpdir(), "bulwark-job-kinds-"));
+    try {
+      // The database as it was before the migration, with a job of each old kind.
+      cpSync(defaultMigrationsDir, before, { recursive: true });
+      rmSync(join(before, MIGRATION), { recursive: true });
+      await applyMigrations({ databaseUrl: old.url, migrationsDir: before });
+      await old.catalog.$executeRawUnsafe(`
+        WITH t AS (INSERT INTO tenants (id, slug, name) VALUES (gen_random_uuid(), 'k', 'K') RETURNING id)
+        INSERT INTO jobs (id, "tenantId", kind, "idempotencyKey", params)
+        SELECT gen_random_uuid(), t.id, k.kind::"JobKind", k.kind, '{}' FROM t,
+          (VALUES ('BACKUP'), ('FILE_RESTORE'), ('EXPORT')) AS k(kind)`);
+
+      const err = await applyMigrations({ databaseUrl: old.url }).catch((e: unknown) => e);
+      expect(isBulwarkError(err, "BULWARK_CATALOG_MIGRATION_FAILED")).toBe(true);
+      expect((err as Error).message).toContain("jobs has 2 row(s) of kind FILE_RESTORE or EXPORT");
+      const kinds = async () =>
+        (
+          await old.catalog.$queryRawUnsafe<{ k: string }[]>(
+            `SELECT unnest(enum_range(NULL::"JobKind"))::text AS k`,
+          )
+        ).map((r) => r.k);
+      // Nothing changed: every row and the old type are still there.
+      expect(await kinds()).toContain("FILE_RESTORE");
+      expect(await old.catalog.$queryRawUnsafe(`SELECT kind::text FROM jobs ORDER BY 1`)).toEqual([
+        { kind: "BACKUP" },
+        { kind: "EXPORT" },
+        { kind: "FILE_RESTORE" },
+      ]);
+
+      // What the message says to do; then the migration applies and keeps the other rows.
+      await old.catalog.$executeRawUnsafe(`DELETE FROM jobs WHERE kind::text IN ('FILE_RESTORE', 'EXPORT')`);
+      await old.catalog.$executeRawUnsafe(
+        `DELETE FROM "_prisma_migrations" WHERE migration_name = '${MIGRATION}' AND finished_at IS NULL`,
+      );
+      expect(await applyMigrations({ databaseUrl: old.url })).toEqual([MIGRATION]);
+      expect(await kinds()).toEqual(["BACKUP", "RESTORE", "VERIFY", "PRUNE", "GC"]);
+      expect(await old.catalog.job.findMany({ select: { kind: true } })).toEqual([{ kind: "BACKUP" }]);
+    } finally {
+      rmSync(before, { recursive: true, force: true });
+      await old.drop();
+    }
+  });
+
   it("reports a broken migration as BULWARK_CATALOG_MIGRATION_FAILED with Postgres' message and blocks until resolved", async () => {
     const broken = await createTestDatabase("broken", { migrate: false });
     const dir = mkdtempSync(join(tmpdir(), "bulwark-broken-"));

@@ -8,7 +8,7 @@
 // deletes or changes policy; AUDITOR reads everything, including the audit log, and changes nothing
 // (except its own sessions and API tokens).
 
-import type { Role } from "@bulwark/catalog";
+import type { JobKind, Role } from "@bulwark/catalog";
 
 export const API_PREFIX = "/api/v1";
 
@@ -123,14 +123,12 @@ export const PERMISSIONS: Readonly<Record<string, Permission>> = {
 };
 
 /**
- * Who may start (and so cancel and retry) a job of each kind. Restores, file restores and exports
- * are the help desk's; backups and maintenance (verify, GC, prune) are the fleet writers'.
+ * Who may start (and so cancel and retry) a job of each kind. Restores are the help desk's;
+ * backups and maintenance (verify, GC, prune) are the fleet writers'.
  */
-export const JOB_KIND_STARTERS: Readonly<Record<string, readonly Role[]>> = {
+export const JOB_KIND_STARTERS: Readonly<Record<JobKind, readonly Role[]>> = {
   BACKUP: FLEET_WRITERS,
   RESTORE: RESTORERS,
-  FILE_RESTORE: RESTORERS,
-  EXPORT: RESTORERS,
   VERIFY: FLEET_WRITERS,
   GC: FLEET_WRITERS,
   PRUNE: FLEET_WRITERS,

@@ -26,8 +26,8 @@ export interface CancelActor {
   name: string;
 }
 
-/** Kinds the job system runs, and their queues. */
-export const QUEUE_OF: Partial<Record<JobKind, QueueName>> = {
+/** Every job kind's queue. */
+export const QUEUE_OF: Readonly<Record<JobKind, QueueName>> = {
   BACKUP: "backup",
   RESTORE: "restore",
   VERIFY: "verify",
@@ -116,13 +116,6 @@ export async function cancelJob(ctx: JobContext, jobId: string, actor: CancelAct
   if (TERMINAL_STATES.includes(row.state)) {
     if (row.state === "CANCELLED") return;
     throw finishedAlready(row.state);
-  }
-  if (!queueName) {
-    throw new BulwarkError(
-      "BULWARK_JOB_NOT_CANCELLABLE",
-      `jobs of kind ${row.kind} are not run by the job system`,
-      { details: { jobId, kind: row.kind } },
-    );
   }
   const now = ctx.now();
   const first = await ctx.catalog.job.updateMany({

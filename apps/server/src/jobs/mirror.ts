@@ -30,8 +30,6 @@ const CREATED_BY: Record<JobKind, string> = {
   VERIFY: "verify",
   PRUNE: "prune",
   GC: "garbage collection",
-  FILE_RESTORE: "file restore",
-  EXPORT: "export",
 };
 
 /** Inserts the row unless one with the key exists; returns the row either way and whether it was new. */

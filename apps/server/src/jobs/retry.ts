@@ -71,8 +71,6 @@ export async function retryJob(
       queue = old.kind === "VERIFY" ? "verify" : old.kind === "GC" ? "gc" : "prune";
       break;
     }
-    default:
-      throw refuse(`the job system does not run ${old.kind} jobs`);
   }
   params.retryOf = old.id;
   const { row, created } = await insertOrGetJob(

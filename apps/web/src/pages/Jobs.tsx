@@ -1,12 +1,6 @@
 // Jobs: a live list (refreshed while something runs) with progress bars, filters and pages kept
 // in the address, one job's details and log, retry and cancel.
-import {
-  type JobLogEntry,
-  jobKindSchema,
-  jobStateSchema,
-  RETRYABLE_JOB_KINDS,
-  RETRYABLE_JOB_STATES,
-} from "@bulwark/api";
+import { type JobLogEntry, jobKindSchema, jobStateSchema, RETRYABLE_JOB_STATES } from "@bulwark/api";
 import { useCallback, useEffect, useRef, useState } from "react";
 import { errorMessage } from "../api/client";
 import { api } from "../api/endpoints";
@@ -125,10 +119,7 @@ function JobDetail({ id, onChanged }: { id: string; onChanged: () => void }) {
           const state = liveState && isTerminal(liveState) ? liveState : j.state;
           const mayControl = canControlJob(me.role, j.kind);
           const mayCancel = mayControl && !isTerminal(state) && j.cancelRequestedAt === null;
-          const mayRetry =
-            mayControl &&
-            (RETRYABLE_JOB_STATES as readonly string[]).includes(state) &&
-            (RETRYABLE_JOB_KINDS as readonly string[]).includes(j.kind);
+          const mayRetry = mayControl && (RETRYABLE_JOB_STATES as readonly string[]).includes(state);
           return (
             <>
               <h2 id="job-heading">

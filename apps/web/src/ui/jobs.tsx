@@ -6,7 +6,7 @@ import { formatTime } from "./format";
 import { ProgressBar } from "./progress";
 
 export function jobKindLabel(kind: Job["kind"]): string {
-  return kind.toLowerCase().replace("_", " ");
+  return kind.toLowerCase();
 }
 
 /** Column headings of a ListTable of JobRows. */

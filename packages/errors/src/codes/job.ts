@@ -72,9 +72,4 @@ export const jobCodes = defineCodes("JOB", {
     grpc: "FAILED_PRECONDITION",
     summary: "Only a failed, cancelled or missed backup, restore, verify, GC or prune job can be retried.",
   },
-  BULWARK_JOB_NOT_CANCELLABLE: {
-    http: 409,
-    grpc: "FAILED_PRECONDITION",
-    summary: "The job system does not run jobs of this kind, so it cannot cancel them.",
-  },
 });

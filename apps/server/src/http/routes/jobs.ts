@@ -14,7 +14,7 @@ import {
   startRestoreRequestSchema,
   TERMINAL_JOB_STATES,
 } from "@bulwark/api";
-import type { Prisma } from "@bulwark/catalog";
+import type { JobKind, Prisma } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
@@ -71,9 +71,9 @@ export const DEFAULT_JOB_EVENTS: JobEventsOptions = {
 const terminal = new Set<string>(TERMINAL_JOB_STATES);
 
 /** Who may start a job kind may cancel and retry it (auth/permissions.ts, JOB_KIND_STARTERS). */
-function assertMayControl(request: FastifyRequest, kind: string, what: "cancel" | "retry"): void {
+function assertMayControl(request: FastifyRequest, kind: JobKind, what: "cancel" | "retry"): void {
   const role = principalOf(request).role;
-  if (!(JOB_KIND_STARTERS[kind] ?? []).includes(role)) {
+  if (!JOB_KIND_STARTERS[kind].includes(role)) {
     throw new BulwarkError("BULWARK_AUTH_FORBIDDEN", `role ${role} may not ${what} ${kind} jobs`, {
       details: { kind, role },
     });
