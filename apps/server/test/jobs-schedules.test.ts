@@ -19,7 +19,7 @@ import {
   VERIFY_SCHEDULER_ID,
 } from "../src/jobs/index.js";
 import { RepositoryRegistry } from "../src/repositories/registry.js";
-import { REDIS_URL } from "./support/control.js";
+import { eventually, REDIS_URL } from "./support/control.js";
 import { flushPrefix, jobPrefix, NO_AGENTS } from "./support/job-agent.js";
 
 // Schedulers, effective policy and scheduler ticks against a real Postgres database and real
@@ -438,9 +438,11 @@ describe("scheduler to backup job, through BullMQ", () => {
       expect((row!.params as { windowClosesAt: string }).windowClosesAt).toBe(
         new Date(run.getTime() + 60_000).toISOString(),
       );
-      // The machine is offline: the job waits for it, mirrored in the row.
-      await new Promise((r) => setTimeout(r, 1_500));
-      const waiting = await db.catalog.job.findUniqueOrThrow({ where: { id: row!.id } });
+      // The machine is offline: the job waits for it, mirrored in the row once the worker has
+      // taken it (polled: a fixed 1.5 s pause raced the worker on a loaded machine).
+      const waitingRow = () => db.catalog.job.findUniqueOrThrow({ where: { id: row!.id } });
+      await eventually(async () => (await waitingRow()).errorCode !== null, 30_000);
+      const waiting = await waitingRow();
       expect(waiting).toMatchObject({
         state: "QUEUED",
         errorCode: "BULWARK_CONTROL_AGENT_OFFLINE",
