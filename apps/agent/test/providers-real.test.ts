@@ -34,6 +34,8 @@ function startWriter(path: string): { child: ChildProcess; done: Promise<number 
   return { child, done };
 }
 
+/** Whether `p` settles within `ms`: 300 ms to show a write is held, 30 s to wait for one to finish
+ *  (spawning `touch` can take seconds on a loaded 2-core machine). */
 async function settled(p: Promise<unknown>, ms: number): Promise<boolean> {
   return Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
 }
@@ -124,7 +126,7 @@ describe.skipIf(!isRoot)(`device provider on real loop devices (${ROOT_REASON})`
     // Freezing flushed the journal and cleared needs_recovery, so the bitmap was trusted.
     expect(result.value.bitmapSkipped).toBeUndefined();
     expect(result.value.plan.method).toBe("bitmap+hash");
-    expect(await settled(writer!.done, 5000)).toBe(true);
+    expect(await settled(writer!.done, 30_000)).toBe(true);
     expect(await writer!.done).toBe(0);
   });
 
@@ -156,7 +158,7 @@ describe.skipIf(!isRoot)(`device provider on real loop devices (${ROOT_REASON})`
       }),
     ).rejects.toThrow("upload failed");
     const w1 = startWriter(join(mnt, "after-failure"));
-    expect(await settled(w1.done, 5000)).toBe(true);
+    expect(await settled(w1.done, 30_000)).toBe(true);
 
     let committed = false;
     const provider = new DeviceProvider(ctx, { devicePath: dev, freeze: mnt, maxFreezeMs: 200 });
@@ -173,7 +175,7 @@ describe.skipIf(!isRoot)(`device provider on real loop devices (${ROOT_REASON})`
     ).rejects.toMatchObject({ code: "BULWARK_AGENT_SNAPSHOT_INCONSISTENT" });
     expect(committed).toBe(false);
     const w2 = startWriter(join(mnt, "after-limit"));
-    expect(await settled(w2.done, 5000)).toBe(true);
+    expect(await settled(w2.done, 30_000)).toBe(true);
     expect(await ctx.journal.list()).toEqual([]);
   });
 
@@ -203,7 +205,7 @@ describe.skipIf(!isRoot)(`device provider on real loop devices (${ROOT_REASON})`
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(143);
-    expect(await settled(w.done, 5000)).toBe(true);
+    expect(await settled(w.done, 30_000)).toBe(true);
     expect(await SnapshotJournal.inDirectory(stateDir).list()).toEqual([]);
   });
 
@@ -222,7 +224,7 @@ describe.skipIf(!isRoot)(`device provider on real loop devices (${ROOT_REASON})`
     const result = await cleanupStaleSnapshots(context(stateDir), { scanLvm: false });
     expect(result.failed).toEqual([]);
     expect(result.cleaned).toEqual([`device:${mnt}`]);
-    expect(await settled(w.done, 5000)).toBe(true);
+    expect(await settled(w.done, 30_000)).toBe(true);
     expect(await journal.list()).toEqual([]);
   });
 });
