@@ -64,12 +64,25 @@ export async function createTestDatabase(
   };
 }
 
+/** Advisory lock key (pg_advisory_lock) that serialises template preparation across test runs. */
+const TEMPLATE_LOCK = 0x62776b74;
+/**
+ * A template of another migration set is dropped only once ours has existed this long: a run that
+ * started before the migrations changed still clones from the old one (a whole run is ~20 min).
+ */
+const SUPERSEDED_MS = 3_600_000;
+const BUILT_PREFIX = "built ";
+
 /**
  * Creates (once per set of migrations) a migrated database that test databases are cloned from,
  * and drops templates of older migration sets. Called from vitest's global setup.
+ *
+ * Several `vitest run`s may start at once against the one Postgres: the whole preparation holds an
+ * advisory lock, so they queue instead of dropping each other's half-built templates, and the
+ * second finds the template the first built.
  */
-export async function prepareTestTemplate(): Promise<string> {
-  const migrations = readMigrations();
+export async function prepareTestTemplate(opts: { migrationsDir?: string } = {}): Promise<string> {
+  const migrations = readMigrations(opts.migrationsDir);
   const digest = createHash("sha256");
   for (const dir of migrations.migrationDirectories) {
     digest.update(dir.path);
@@ -79,20 +92,44 @@ export async function prepareTestTemplate(): Promise<string> {
   const admin = new pg.Client({ connectionString: withDatabase(testServerUrl(), "postgres") });
   await admin.connect();
   try {
-    const { rows } = await admin.query<{ datname: string }>(
-      "SELECT datname FROM pg_database WHERE datname LIKE 'bulwark_test_template_%'",
+    await admin.query("SELECT pg_advisory_lock($1)", [TEMPLATE_LOCK]);
+    const { rows } = await admin.query<{ datname: string; note: string | null }>(
+      `SELECT datname, shobj_description(oid, 'pg_database') AS note FROM pg_database
+       WHERE datname LIKE 'bulwark\\_test\\_template\\_%'`,
     );
+    // Builds happen only under the lock, so one seen here is a crashed run's leftover.
+    const building = (datname: string) => /_b[0-9a-f]{6}$/.test(datname);
     for (const { datname } of rows) {
-      if (datname !== name) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+      if (building(datname)) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
     }
-    if (!rows.some((r) => r.datname === name)) {
+    let builtAt = Date.now();
+    const ours = rows.find((r) => r.datname === name);
+    if (ours) {
+      // A template from before build times were recorded counts as old.
+      const t = ours.note?.startsWith(BUILT_PREFIX) ? Date.parse(ours.note.slice(BUILT_PREFIX.length)) : 0;
+      builtAt = Number.isNaN(t) ? 0 : t;
+    } else {
       // Build under a temporary name and rename, so a crashed run never leaves a half-migrated template.
-      const building = `${name}_b${randomBytes(3).toString("hex")}`;
-      await admin.query(`CREATE DATABASE "${building}"`);
-      await applyMigrations({ databaseUrl: withDatabase(testServerUrl(), building) });
-      await admin.query(`ALTER DATABASE "${building}" RENAME TO "${name}"`);
+      const temporary = `${name}_b${randomBytes(3).toString("hex")}`;
+      await admin.query(`CREATE DATABASE "${temporary}"`);
+      await applyMigrations({
+        databaseUrl: withDatabase(testServerUrl(), temporary),
+        ...(opts.migrationsDir ? { migrationsDir: opts.migrationsDir } : {}),
+      });
+      await admin.query(
+        `COMMENT ON DATABASE "${temporary}" IS '${BUILT_PREFIX}${new Date(builtAt).toISOString()}'`,
+      );
+      await admin.query(`ALTER DATABASE "${temporary}" RENAME TO "${name}"`);
+    }
+    if (Date.now() - builtAt > SUPERSEDED_MS) {
+      for (const { datname } of rows) {
+        if (datname !== name && !building(datname)) {
+          await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+        }
+      }
     }
   } finally {
+    // Ending the session releases the advisory lock.
     await admin.end();
   }
   process.env[TEMPLATE_ENV] = name;
