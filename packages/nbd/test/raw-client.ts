@@ -50,8 +50,9 @@ export class RawClient {
     return out;
   }
 
-  /** Resolves true once the server has closed the connection (false after timeoutMs). */
-  async waitClosed(timeoutMs = 5000): Promise<boolean> {
+  /** Resolves true once the server has closed the connection (false after timeoutMs: generous,
+   *  since it returns at the close and a loaded machine can be slow to get there). */
+  async waitClosed(timeoutMs = 15_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed && Date.now() < deadline) {
       await new Promise<void>((r) => {

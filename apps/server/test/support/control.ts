@@ -210,7 +210,7 @@ export class TestControlStream {
   }
 
   /** Waits for a server message matching `pick` (from the start of the stream). */
-  async next<T>(pick: (m: ConnectResponse) => T | undefined, timeoutMs = 10_000): Promise<T> {
+  async next<T>(pick: (m: ConnectResponse) => T | undefined, timeoutMs = 30_000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let from = 0;
     for (;;) {
@@ -270,11 +270,15 @@ export function controlClient(h: Harness, node: ControlNode, agent: { tls: KeyPa
   );
 }
 
-/** Polls `check` until it returns true (for effects that land asynchronously: catalog rows, Redis). */
-export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+/**
+ * Polls `check` until it returns true (for effects that land asynchronously: catalog rows, Redis).
+ * The default deadline is generous because it costs nothing when the condition comes: a loaded
+ * 2-core CI machine can take seconds for what takes milliseconds here.
+ */
+export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
