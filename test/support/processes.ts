@@ -5,8 +5,24 @@ import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
-/** A port that was free a moment ago (the OS picks it). */
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago (the OS picks it), and not one this process handed out before:
+ * the OS may offer a port again as soon as its probe closed, and a server given the same port for
+ * two listeners fails to start.
+ */
 export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await probePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function probePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", reject);

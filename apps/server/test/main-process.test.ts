@@ -45,13 +45,24 @@ function run(args: string[], env: Record<string, string>) {
   return { child, exited, output: () => output };
 }
 
+const handedOut = new Set<number>();
+
+/** A port that was free a moment ago and not handed out before (the OS may offer one again at once). */
 async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.once("error", reject);
+      srv.listen(0, "127.0.0.1", () => {
+        const { port } = srv.address() as { port: number };
+        srv.close(() => resolve(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 let db: TestDatabase;

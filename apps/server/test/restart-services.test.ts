@@ -24,7 +24,9 @@ const env = await vi.hoisted(async () => {
     BULWARK_TEST_TEMPLATE_DB: process.env.BULWARK_TEST_TEMPLATE_DB,
   };
   const redisPort = port();
-  const pgPort = port();
+  // The OS may offer the same port twice in a row once its probe closed.
+  let pgPort = port();
+  while (pgPort === redisPort) pgPort = port();
   process.env.REDIS_URL = `redis://127.0.0.1:${redisPort}`;
   process.env.BULWARK_TEST_DATABASE_URL = `postgresql://postgres@127.0.0.1:${pgPort}/postgres`;
   // The migrated template lives on the shared server: the private cluster migrates its own database.

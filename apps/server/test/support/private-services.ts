@@ -8,15 +8,6 @@ import { join } from "node:path";
 // 127.0.0.1:6379 and :5432 serve every other engineer and test file, so those are never touched.
 // Both listen on loopback on a free port and keep no data on disk beyond a temporary directory.
 
-/** A free loopback port, found synchronously (for vi.hoisted, before modules read their env). */
-export function freePortSync(): number {
-  const out = execFileSync(process.execPath, [
-    "-e",
-    "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})",
-  ]);
-  return Number(out.toString());
-}
-
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
