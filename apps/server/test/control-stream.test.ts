@@ -303,7 +303,10 @@ describe("heartbeats and presence", () => {
       async () =>
         (await h.db.catalog.agent.findUniqueOrThrow({ where: { id: agent.id } })).connectedNode === null,
     );
-    expect(node.sink.presence.filter((p) => p.agentId === agent.id)).toEqual([
+    // The node clears connectedNode, then tells the presence listener: wait for the telling too.
+    const presence = () => node.sink.presence.filter((p) => p.agentId === agent.id);
+    await eventually(() => presence().some((p) => p.state === "offline"));
+    expect(presence()).toEqual([
       { agentId: agent.id, state: "online" },
       { agentId: agent.id, state: "offline" },
     ]);
