@@ -320,11 +320,12 @@ describe("heartbeats and presence", () => {
     const second = open(agent);
     second.hello();
     await second.serverHello();
+    // Heartbeats from here: the checks below are about supersede, not about the 900 ms limit.
+    second.keepAlive();
     const d = await first.disconnect();
     expect(d.reason).toBe(DisconnectReason.DISCONNECT_REASON_SUPERSEDED);
     await first.done;
     expect(first.error).toBeUndefined(); // ended with OK after the Disconnect
-    second.heartbeat();
     await new Promise((r) => setTimeout(r, 100));
     expect(second.ended).toBe(false);
     expect(await node.plane.dispatcher.isOnline(agent.id)).toBe(true);
@@ -372,6 +373,7 @@ describe("job events", () => {
     const s = open(agent);
     s.hello();
     await s.serverHello();
+    s.keepAlive(); // the stream must still be open at the end, however slow the sink is
     s.send({
       $case: "jobProgress",
       value: {
