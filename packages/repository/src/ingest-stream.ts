@@ -20,7 +20,7 @@ export async function ingestStream(
   }
 }
 
-/** Bytes handed to the workers per call: whole chunks (each worker reads 1 MiB batches of them). */
+/** Bytes handed to the workers per call: whole chunks (a worker reads FILE_SCAN_BATCH_BYTES at a time). */
 const READ_BLOCK = 4 * 1024 * 1024;
 
 /** Ingests a whole image file or block device (its size is found by seeking to the end). */

@@ -3,7 +3,12 @@ import { BulwarkError } from "@bulwark/errors";
 import { BlobKind } from "./blob.js";
 import { chunkKey } from "./chunk-index.js";
 import type { HashTicket } from "./codec-pool.js";
-import { CODEC_BATCH_BYTES, INGEST_MAX_IN_FLIGHT_BYTES, SESSION_HEARTBEAT_MS } from "./constants.js";
+import {
+  CODEC_BATCH_BYTES,
+  FILE_SCAN_BATCH_BYTES,
+  INGEST_MAX_IN_FLIGHT_BYTES,
+  SESSION_HEARTBEAT_MS,
+} from "./constants.js";
 import { type ChunkId, ID_BYTES, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";
 import { entryCount, type Geometry, geometry, span } from "./index-tree.js";
 import { LocalBackend } from "./local-backend.js";
@@ -203,7 +208,7 @@ export class IngestSession {
         `write at ${offset} of ${length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
       );
     }
-    const step = Math.max(chunkSize, Math.floor(CODEC_BATCH_BYTES / chunkSize) * chunkSize);
+    const step = Math.max(chunkSize, Math.floor(FILE_SCAN_BATCH_BYTES / chunkSize) * chunkSize);
     for (let off = offset; off < end; off += step) {
       const n = Math.min(step, end - off);
       const first = off / chunkSize;

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants as fsc, statSync } from "node:fs";
+import { constants as fsc, linkSync, statSync, unlinkSync } from "node:fs";
 import {
   type FileHandle,
   link,
@@ -26,6 +26,13 @@ interface LocalStaged extends StagedObject {
   readonly target: string;
   /** This backend's staged objects carry its identity, so a foreign one is refused. */
   readonly owner: LocalBackend;
+}
+
+/** Objects linked per turn of the event loop by `publish` (≈ 2 ms of synchronous calls). */
+const PUBLISH_SLICE = 64;
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Files fsynced at once by the portable barrier (when syncfs(2) is not available). */
@@ -152,20 +159,24 @@ export class LocalBackend implements Backend {
       await this.discard(items);
       throw err;
     }
+    // link(2) and unlink(2) on this thread, in slices between which the event loop runs: through
+    // the thread pool each call cost a request, two thread hand-offs and a promise, about three
+    // times the CPU of the calls themselves (9000 pairs: 0.46-0.58 s against 0.16 s).
     let failure: unknown;
-    const created = await Promise.all(
-      items.map(async (i) => {
-        try {
-          await link(i.tmp, i.target);
-          return true;
-        } catch (err) {
-          if (code(err) !== "EEXIST") failure ??= ioError(err, `link ${i.key}`);
-          return false;
-        } finally {
-          await unlink(i.tmp).catch(() => {});
-        }
-      }),
-    );
+    const created = new Array<boolean>(items.length).fill(false);
+    for (let k = 0; k < items.length; k++) {
+      const i = items[k]!;
+      try {
+        linkSync(i.tmp, i.target);
+        created[k] = true;
+      } catch (err) {
+        if (code(err) !== "EEXIST") failure ??= ioError(err, `link ${i.key}`);
+      }
+      try {
+        unlinkSync(i.tmp);
+      } catch {}
+      if ((k + 1) % PUBLISH_SLICE === 0 && k + 1 < items.length) await nextTurn();
+    }
     if (failure) throw failure;
     // Barrier 2: the new names are durable before the caller lets anything refer to them.
     await this.barrier([], dirs);

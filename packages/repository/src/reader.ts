@@ -1,3 +1,4 @@
+import { fdatasync } from "node:fs";
 import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import { BulwarkError } from "@bulwark/errors";
@@ -9,9 +10,10 @@ import {
   RESTORE_BATCH_CHUNKS,
   RESTORE_BATCHES_PER_THREAD,
   RESTORE_LOCAL_BATCHES_PER_THREAD,
+  RESTORE_WRITE_BEHIND_BYTES,
 } from "./constants.js";
 import { ID_BYTES, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";
-import { LocalBackend } from "./local-backend.js";
+import { ioError, LocalBackend } from "./local-backend.js";
 import { Lru } from "./lru.js";
 import type { RestorePoint } from "./records.js";
 import type { Repository } from "./repository.js";
@@ -102,11 +104,14 @@ export class PointReader {
    * restore workers read, authenticate, decompress, re-check and write runs of consecutive chunks
    * (one pwrite per stretch of non-zero chunks); from any other backend the blobs are fetched here
    * and the codec workers decode and write them. RESTORE_BATCHES_PER_THREAD batches of
-   * RESTORE_BATCH_CHUNKS chunks in flight per thread bound the memory.
+   * RESTORE_BATCH_CHUNKS chunks in flight per thread bound the memory. What was written is flushed
+   * to disk as the restore goes (`writeBehindBytes`, default RESTORE_WRITE_BEHIND_BYTES), so the
+   * caller's final fsync only waits for the tail; a failed flush fails the restore.
    */
-  async writeInto(fd: number): Promise<void> {
+  async writeInto(fd: number, opts: { writeBehindBytes?: number } = {}): Promise<void> {
+    const behind = new WriteBehind(fd, opts.writeBehindBytes ?? RESTORE_WRITE_BEHIND_BYTES);
     const local = this.repo.backend instanceof LocalBackend ? this.repo.backend : null;
-    if (local) return this.writeLocal(fd, local);
+    if (local) return this.writeLocal(fd, local, behind);
     const g = this.tree.geometry;
     const cs = g.chunkSize;
     const window = Math.max(1, this.repo.pool.threads * RESTORE_BATCHES_PER_THREAD);
@@ -115,7 +120,8 @@ export class PointReader {
     const send = async () => {
       const items = batch;
       batch = [];
-      await inFlight.add(this.repo.pool.restoreInto(fd, items));
+      const bytes = items.reduce((n, i) => n + i.length, 0);
+      await inFlight.add(this.repo.pool.restoreInto(fd, items).then(() => behind.wrote(bytes)));
     };
     const leaves = Math.ceil(g.chunkCount / g.fanout);
     for (let leaf = 0; leaf < leaves && !inFlight.failed; leaf++) {
@@ -140,10 +146,11 @@ export class PointReader {
     }
     if (batch.length && !inFlight.failed) await send();
     await inFlight.drain();
+    await behind.finish();
   }
 
   /** writeInto from a local backend: the main thread only walks the index and hands out IDs. */
-  private async writeLocal(fd: number, local: LocalBackend): Promise<void> {
+  private async writeLocal(fd: number, local: LocalBackend, behind: WriteBehind): Promise<void> {
     const g = this.tree.geometry;
     const pool = this.repo.restorePool;
     // <root>/chunks/00/<64 zeros> → <root>/chunks: the workers build each chunk's path themselves.
@@ -162,19 +169,23 @@ export class PointReader {
       for (let j = 0; j < n && !inFlight.failed; j += RESTORE_BATCH_CHUNKS) {
         const ids = entries.subarray(j * ID_BYTES, Math.min(n, j + RESTORE_BATCH_CHUNKS) * ID_BYTES);
         if (isAllZero(ids)) continue;
+        const bytes = nonZeroIds(ids) * g.chunkSize; // at most: the last chunk may be shorter
         await inFlight.add(
-          pool.restore({
-            fd,
-            chunkDir,
-            first: leaf * g.fanout + j,
-            ids: new Uint8Array(ids), // its own buffer, transferred
-            chunkSize: g.chunkSize,
-            volumeSize: this.size,
-          }),
+          pool
+            .restore({
+              fd,
+              chunkDir,
+              first: leaf * g.fanout + j,
+              ids: new Uint8Array(ids), // its own buffer, transferred
+              chunkSize: g.chunkSize,
+              volumeSize: this.size,
+            })
+            .then(() => behind.wrote(bytes)),
         );
       }
     }
     await inFlight.drain();
+    await behind.finish();
   }
 
   /** The image from `start` (chunk-aligned) to the end, decoded in parallel, in order. */
@@ -211,6 +222,53 @@ export class PointReader {
         );
       },
     });
+  }
+}
+
+function nonZeroIds(ids: Buffer): number {
+  let n = 0;
+  for (let off = 0; off < ids.length; off += ID_BYTES) {
+    if (!isZeroId(ids.subarray(off, off + ID_BYTES))) n++;
+  }
+  return n;
+}
+
+/**
+ * Write-behind for a restore into a file (RESTORE_WRITE_BEHIND_BYTES): an fdatasync on the I/O
+ * thread pool each time that many more bytes were written, one at a time, so the disk writes while
+ * the workers restore and the caller's final fsync waits only for the tail. Its failure (EIO,
+ * ENOSPC at writeback) fails the restore: the kernel reports a writeback error to one sync only.
+ * A target that cannot be synced this way (EINVAL: a pipe or special file) just skips it.
+ */
+class WriteBehind {
+  private pending = 0;
+  private running: Promise<void> | null = null;
+  private failure: unknown;
+  private off = false;
+
+  constructor(
+    private readonly fd: number,
+    private readonly every: number,
+  ) {}
+
+  wrote(bytes: number): void {
+    if (this.failure) throw this.failure;
+    this.pending += bytes;
+    if (this.off || this.running || this.pending < this.every) return;
+    this.pending = 0;
+    this.running = new Promise<void>((resolve) =>
+      fdatasync(this.fd, (err) => {
+        if (err?.code === "EINVAL" || err?.code === "ENOTSUP") this.off = true;
+        else if (err) this.failure ??= ioError(err, "write the restored image");
+        this.running = null;
+        resolve();
+      }),
+    );
+  }
+
+  async finish(): Promise<void> {
+    await this.running;
+    if (this.failure) throw this.failure;
   }
 }
 

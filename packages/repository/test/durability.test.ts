@@ -209,6 +209,29 @@ describe("restore into a file (PointReader.writeInto)", () => {
     }
   });
 
+  it("flushes as it writes (write-behind) without changing a byte, local and not", async () => {
+    for (const local of [true, false]) {
+      const { repo, dir } = await newRepo(
+        local ? {} : { backend: (d) => new FaultyBackend(new LocalBackend(d)) },
+      );
+      const image = mixedImage(200, CHUNK);
+      const point = await ingestStream(repo, writesOf(image, 16 * CHUNK), {
+        name: "v",
+        volumeSize: image.length,
+      });
+      const out = join(dir, "restored.img");
+      const fh = await open(out, "w");
+      try {
+        // A flush after every few chunks: many overlap the workers' writes.
+        await new PointReader(repo, point).writeInto(fh.fd, { writeBehindBytes: 2 * CHUNK });
+        await fh.truncate(image.length);
+      } finally {
+        await fh.close();
+      }
+      expect((await readFile(out)).equals(image)).toBe(true);
+    }
+  });
+
   it("restores through a backend that is not local (blobs fetched by the main thread)", async () => {
     const { repo, dir } = await newRepo({ backend: (d) => new FaultyBackend(new LocalBackend(d)) });
     const image = mixedImage(90, CHUNK);
