@@ -1,5 +1,11 @@
-import { randomBytes } from "node:crypto";
-import { ChunkEncoding, MAX_QUERY_IDS, MAX_UPLOAD_BATCH_BYTES } from "@bulwark/protocol";
+import { createHmac, randomBytes } from "node:crypto";
+import {
+  ChunkEncoding,
+  MAX_QUERY_IDS,
+  MAX_UPLOAD_BATCH_BYTES,
+  MAX_UPLOAD_BATCH_CHUNKS,
+  MAX_UPLOAD_BATCH_PLAIN_BYTES,
+} from "@bulwark/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compress } from "zstd-napi";
 import {
@@ -123,7 +129,7 @@ describe("UploadChunks and Commit validation", () => {
       payload: Buffer.from(volume.chunk(0)),
     });
     const over = Array.from({ length: MAX_UPLOAD_BATCH_BYTES / CHUNK + 1 }, () => raw());
-    expect(await codeOf(send(over))).toBe("BULWARK_PROTO_CHUNK_INVALID");
+    expect(await codeOf(send(over))).toBe("BULWARK_PROTO_BATCH_TOO_LARGE");
     // Another session name on the same stream, and an unknown session.
     expect(
       await codeOf(
@@ -204,6 +210,48 @@ describe("UploadChunks and Commit validation", () => {
     await client.upload([{ sessionId, batchSeq: 9, chunks: missing.map((i) => good(i)) }]);
     const done = await client.commit(commitMessages(sessionId, volume, ids, 3));
     expect(done.restorePointId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("refuses a malicious batch of too many chunks or too much claimed plaintext before any work", async () => {
+    const volume = Volume.random(2);
+    const begin = await client.begin({
+      jobId: await h.job(agent.id),
+      volumeId: "vol-many",
+      size: volume.size,
+    });
+    const { sessionId } = begin;
+    // A 64 KiB chunk of one byte value: its zstd frame is a few bytes, its ID genuine.
+    const plain = Buffer.alloc(CHUNK, 7);
+    const id = createHmac("sha256", Buffer.from(begin.chunkIdScheme!.key)).update(plain).digest();
+    const tiny = {
+      id,
+      offsets: [0],
+      encoding: ChunkEncoding.CHUNK_ENCODING_ZSTD,
+      plainSize: CHUNK,
+      payload: compress(plain),
+    };
+    const batch = (count: number, session = sessionId) => [
+      { sessionId: session, batchSeq: 1, chunks: Array.from({ length: count }, () => tiny) },
+    ];
+    const before = await chunkRows();
+
+    // Far more chunks than allowed, in a message well under the size limit (~60 bytes a chunk).
+    expect(await codeOf(client.upload(batch(100_000)))).toBe("BULWARK_PROTO_BATCH_TOO_LARGE");
+    // Checked before the session is looked up: an unknown session gets the limit, not NOT_FOUND.
+    expect(
+      await codeOf(client.upload(batch(MAX_UPLOAD_BATCH_CHUNKS + 1, "00000000-0000-4000-8000-000000000000"))),
+    ).toBe("BULWARK_PROTO_BATCH_TOO_LARGE");
+    // Under the count limit, but the frames claim more plaintext than a batch may make the server inflate.
+    const overPlain = MAX_UPLOAD_BATCH_PLAIN_BYTES / CHUNK + 1;
+    expect(overPlain).toBeLessThanOrEqual(MAX_UPLOAD_BATCH_CHUNKS);
+    expect(await codeOf(client.upload(batch(overPlain)))).toBe("BULWARK_PROTO_BATCH_TOO_LARGE");
+    expect(await chunkRows()).toBe(before);
+
+    // At the plaintext limit the batch is checked and stored as usual (one distinct chunk).
+    const [ack] = await client.upload(batch(overPlain - 1));
+    expect(ack).toMatchObject({ stored: 1, alreadyPresent: overPlain - 2 });
+    expect(await chunkRows()).toBe(before + 1);
+    expect((await client.query(sessionId, [id, Buffer.alloc(32, 9)])).missing).toEqual([1]);
   });
 
   it("refuses a message over the size limit before any handler runs", async () => {

@@ -23,6 +23,22 @@ export const DEFAULT_UPLOAD_BATCH_BYTES = 4 * MiB;
 export const MAX_UPLOAD_BATCH_BYTES = 8 * MiB;
 
 /**
+ * Most chunks in one UploadChunks batch: a full batch of the smallest raw chunks (8 MiB / 4 KiB).
+ * Without it the message size alone would not bound the count (an ID, an offset and a near-empty
+ * zstd frame are ~50 bytes, so ~170 000 chunks fit in one message), and the server allocates and
+ * plans work per chunk. Checked before the session is even looked up.
+ */
+export const MAX_UPLOAD_BATCH_CHUNKS = 2048;
+
+/**
+ * Most plaintext (the sum of plain_size) in one batch. A tiny zstd frame may claim a whole chunk of
+ * plaintext, and the server decompresses and hashes every chunk to check it, so without this bound
+ * one 8 MiB message could demand 2 048 × 4 MiB = 8 GiB of decompression. 32 MiB is 8 × the agent's
+ * batches (one 4 MiB group of plaintext each) and leaves room for 4:1 compression of a full 8 MiB batch.
+ */
+export const MAX_UPLOAD_BATCH_PLAIN_BYTES = 32 * MiB;
+
+/**
  * Framing allowance on top of a batch. Worst case: 8 MiB of 4 KiB chunks = 2 048 chunks, each
  * with a 32-byte ID, up to MAX_OFFSETS_PER_CHUNK offsets as 8-byte varints, sizes and tags
  * (≈ 180 bytes) ≈ 360 KiB; 512 KiB leaves room for the session ID and future fields.

@@ -1,6 +1,7 @@
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { BackupServiceService, type Chunk, type UploadChunksRequest } from "./generated/bulwark/v1/backup.js";
 import type { ChunkEncoding } from "./generated/bulwark/v1/common.js";
+import { MAX_UPLOAD_BATCH_CHUNKS } from "./limits.js";
 
 // The server's decoder of UploadChunksRequest (the bulk of every backup): the same message as the
 // generated decoder gives, but the message is copied once into a buffer of its own and every
@@ -62,7 +63,12 @@ function decodeChunk(reader: BinaryReader, length: number): Chunk {
   return chunk;
 }
 
-/** Decodes an UploadChunksRequest; its chunks' id and payload are views of one owned buffer. */
+/**
+ * Decodes an UploadChunksRequest; its chunks' id and payload are views of one owned buffer. Chunks
+ * past MAX_UPLOAD_BATCH_CHUNKS + 1 are skipped, not decoded: the handler sees a batch over the
+ * limit and refuses it (BULWARK_PROTO_BATCH_TOO_LARGE) without the server having built an object
+ * per chunk of a hostile message.
+ */
 export function decodeUploadChunksRequest(input: Uint8Array): UploadChunksRequest {
   const copy = Buffer.allocUnsafeSlow(input.byteLength);
   copy.set(input);
@@ -79,7 +85,8 @@ export function decodeUploadChunksRequest(input: Uint8Array): UploadChunksReques
         message.batchSeq = safeNumber(reader.uint64());
         continue;
       case 26:
-        message.chunks.push(decodeChunk(reader, reader.uint32()));
+        if (message.chunks.length > MAX_UPLOAD_BATCH_CHUNKS) reader.skip(2);
+        else message.chunks.push(decodeChunk(reader, reader.uint32()));
         continue;
     }
     if ((tag & 7) === 4 || tag === 0) break;

@@ -7,6 +7,7 @@ import {
   BackupServiceService,
   ChunkEncoding,
   decodeUploadChunksRequest,
+  MAX_UPLOAD_BATCH_CHUNKS,
   ownsUploadBuffer,
   UploadChunksRequest,
 } from "../src/index.js";
@@ -70,6 +71,23 @@ describe("decodeUploadChunksRequest", () => {
     expect(ours).toEqual(UploadChunksRequest.decode(wire));
     expect(ours.chunks[0]!.offsets).toEqual([65536, 131072]);
     expect(ours.chunks[0]!.encoding).toBe(ChunkEncoding.CHUNK_ENCODING_UNSPECIFIED);
+  });
+
+  it("decodes at most one chunk past MAX_UPLOAD_BATCH_CHUNKS and skips the rest undecoded", () => {
+    const chunk = {
+      id: Buffer.alloc(32, 1),
+      offsets: [0],
+      encoding: 2,
+      plainSize: 65536,
+      payload: Buffer.alloc(9),
+    };
+    const hostile = { sessionId: "s", batchSeq: 1, chunks: Array.from({ length: 100_000 }, () => chunk) };
+    const ours = decodeUploadChunksRequest(encode(hostile));
+    expect(ours.chunks.length).toBe(MAX_UPLOAD_BATCH_CHUNKS + 1);
+    expect(ours.sessionId).toBe("s");
+    // A batch at the limit is decoded whole.
+    const full = { sessionId: "s", batchSeq: 2, chunks: hostile.chunks.slice(0, MAX_UPLOAD_BATCH_CHUNKS) };
+    expect(decodeUploadChunksRequest(encode(full))).toEqual(UploadChunksRequest.decode(encode(full)));
   });
 
   it("is the server definition's UploadChunks deserializer; everything else is the generated service", () => {

@@ -21,7 +21,7 @@ import { beginSession } from "../ingest/begin.js";
 import { CommitStream } from "../ingest/commit.js";
 import { abortSession, queryMissing } from "../ingest/query.js";
 import type { IngestContext } from "../ingest/sessions.js";
-import { openUploadStream } from "../ingest/upload.js";
+import { checkBatchLimits, openUploadStream } from "../ingest/upload.js";
 import { messages } from "./call-messages.js";
 import type { AgentIdentity, AgentIdentityResolver } from "./identity.js";
 
@@ -101,6 +101,7 @@ async function uploadChunks(
     let acked: Promise<void> = Promise.resolve();
     const pending: Promise<void>[] = [];
     for await (const req of messages<UploadChunksRequest>(call)) {
+      checkBatchLimits(req); // before any work for it, the identity lookup included
       await identity.resolve(call); // revocation takes effect on the next batch
       const work = stream.batch(req);
       work.catch(() => undefined); // it may fail while earlier acks are pending; observed in order

@@ -6,6 +6,8 @@ import {
   chunkLength,
   MAX_OFFSETS_PER_CHUNK,
   MAX_UPLOAD_BATCH_BYTES,
+  MAX_UPLOAD_BATCH_CHUNKS,
+  MAX_UPLOAD_BATCH_PLAIN_BYTES,
   type UploadChunksRequest,
   type UploadChunksResponse,
 } from "@bulwark/protocol";
@@ -31,6 +33,43 @@ export interface UploadStream {
 
 function chunkInvalid(message: string, details: Record<string, unknown>): BulwarkError {
   return new BulwarkError("BULWARK_PROTO_CHUNK_INVALID", message, { details });
+}
+
+function batchTooLarge(message: string, details: Record<string, unknown>): BulwarkError {
+  return new BulwarkError("BULWARK_PROTO_BATCH_TOO_LARGE", message, { details });
+}
+
+/**
+ * The batch's size limits (docs/protocol.md §5, §8), checked from the decoded message alone before
+ * any work for it (session lookup, allocation per chunk, decompression): a hostile batch costs the
+ * server its decoding and nothing more. The decoder stops at one chunk past the count limit.
+ */
+export function checkBatchLimits(req: UploadChunksRequest): void {
+  if (req.chunks.length === 0)
+    throw new BulwarkError("BULWARK_PROTO_MALFORMED", "a batch holds at least one chunk");
+  if (req.chunks.length > MAX_UPLOAD_BATCH_CHUNKS) {
+    throw batchTooLarge(`a batch holds at most ${MAX_UPLOAD_BATCH_CHUNKS} chunks`, {
+      maxChunks: MAX_UPLOAD_BATCH_CHUNKS,
+    });
+  }
+  let payloadBytes = 0;
+  let plainBytes = 0;
+  for (const c of req.chunks) {
+    payloadBytes += c.payload.length;
+    plainBytes += c.plainSize;
+  }
+  if (payloadBytes > MAX_UPLOAD_BATCH_BYTES) {
+    throw batchTooLarge(
+      `batch payload is ${payloadBytes} bytes; at most ${MAX_UPLOAD_BATCH_BYTES} are accepted`,
+      { payloadBytes },
+    );
+  }
+  if (plainBytes > MAX_UPLOAD_BATCH_PLAIN_BYTES) {
+    throw batchTooLarge(
+      `batch claims ${plainBytes} bytes of plaintext; at most ${MAX_UPLOAD_BATCH_PLAIN_BYTES} are accepted`,
+      { plainBytes },
+    );
+  }
 }
 
 /**
@@ -95,6 +134,7 @@ export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): Uplo
   let repository: Promise<OpenRepository> | undefined;
   return {
     async batch(req) {
+      checkBatchLimits(req);
       streamSession ??= req.sessionId;
       if (req.sessionId !== streamSession) {
         throw new BulwarkError(
@@ -106,17 +146,7 @@ export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): Uplo
       const session = await openSession(ctx, agent, req.sessionId);
       repository ??= sessionRepository(ctx, session);
       const target = await repository;
-      if (req.chunks.length === 0)
-        throw new BulwarkError("BULWARK_PROTO_MALFORMED", "a batch holds at least one chunk");
       const payloadBytes = req.chunks.reduce((n, c) => n + c.payload.length, 0);
-      if (payloadBytes > MAX_UPLOAD_BATCH_BYTES) {
-        throw chunkInvalid(
-          `batch payload is ${payloadBytes} bytes; at most ${MAX_UPLOAD_BATCH_BYTES} are accepted`,
-          {
-            payloadBytes,
-          },
-        );
-      }
       const plains = req.chunks.map((chunk, i) => verifyChunk(session, chunk, i));
       const result = await storeChunks(target, plains);
       await recordActivity(ctx, session.id, {

@@ -25,7 +25,13 @@ export const protoCodes = defineCodes("PROTO", {
   BULWARK_PROTO_CHUNK_INVALID: {
     http: 400,
     grpc: "INVALID_ARGUMENT",
-    summary: "An uploaded chunk has a malformed ID, wrong size, bad encoding, or the batch is too big.",
+    summary: "An uploaded chunk has a malformed ID, wrong size or bad encoding.",
+  },
+  BULWARK_PROTO_BATCH_TOO_LARGE: {
+    http: 413,
+    grpc: "INVALID_ARGUMENT",
+    summary:
+      "An upload batch has more chunks, payload or plaintext than the protocol allows; refused before any work.",
   },
   BULWARK_PROTO_CHUNK_ID_MISMATCH: {
     http: 400,
