@@ -45,9 +45,11 @@ export const READ_AHEAD_CHUNKS = 16;
 /**
  * Batched durability of ingest (spec, "Write ordering and crash safety"): new chunks are staged
  * (written, not fsynced) and made durable together by one barrier once this many bytes are
- * staged, ...
+ * staged, ... Small enough that the disk writes all through an ingest (a barrier runs beside the
+ * workers) and that commit's last publish flushes little; large enough that the barriers' own
+ * cost (two `sync -f` runs each) stays a few per GiB.
  */
-export const STAGE_FLUSH_BYTES = 256 * 1024 * 1024;
+export const STAGE_FLUSH_BYTES = 64 * 1024 * 1024;
 /** ... or once the oldest staged chunk is this old (slow uploads; GC removes temps after an hour). */
 export const STAGE_FLUSH_AFTER_MS = 5_000;
 /** Restoring into a file: chunks per worker message, and messages in flight per worker thread. */

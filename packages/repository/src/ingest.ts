@@ -257,7 +257,8 @@ export class IngestSession {
    */
   private async claim(id: ChunkId): Promise<boolean> {
     const key = chunkKey(id);
-    if (await this.repo.backend.touch(key)) return true;
+    const b = this.repo.backend;
+    if (b instanceof LocalBackend ? b.touchSync(key) : await b.touch(key)) return true;
     const trash = `trash/${idToHex(id)}`;
     if (await this.repo.backend.rename(trash, key)) return this.repo.backend.touch(key);
     return false;

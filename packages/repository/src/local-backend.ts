@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants as fsc, linkSync, statSync, unlinkSync } from "node:fs";
+import { constants as fsc, linkSync, statSync, unlinkSync, utimesSync } from "node:fs";
 import {
   type FileHandle,
   link,
@@ -109,22 +109,22 @@ export class LocalBackend implements Backend {
     return staged;
   }
 
-  /**
-   * For writers that create the temp file themselves (the codec workers): a fresh temp path in
-   * key's directory, and the staged object for it once written (exclusively created, complete).
-   */
   /** The file that holds key (readers in worker threads open it themselves). */
   filePath(key: string): string {
     return this.path(key);
   }
 
+  /**
+   * For writers that create the temp file themselves (the codec workers): a fresh temp path in
+   * key's directory, and (`adoptStaged`) the staged object for it once written (exclusively
+   * created, complete). Both run per chunk on the ingest's main thread: plain string slicing,
+   * no path normalisation (`path()` already returns a normalised path).
+   */
   tempPathFor(key: string): string {
+    const target = this.path(key);
     // A random per-backend prefix and a counter: unique without a random draw per file (the file
     // is created with O_EXCL anyway).
-    return join(
-      dirname(this.path(key)),
-      `${TEMP_PREFIX}${this.tempPrefix}${(this.tempCounter++).toString(16)}`,
-    );
+    return `${target.slice(0, target.lastIndexOf(sep) + 1)}${TEMP_PREFIX}${this.tempPrefix}${(this.tempCounter++).toString(16)}`;
   }
 
   private readonly tempPrefix = randomBytes(6).toString("hex");
@@ -132,7 +132,8 @@ export class LocalBackend implements Backend {
 
   adoptStaged(key: string, tmp: string, bytes: number): StagedObject {
     const target = this.path(key);
-    if (dirname(tmp) !== dirname(target) || !tmp.slice(dirname(tmp).length + 1).startsWith(TEMP_PREFIX)) {
+    const dir = target.slice(0, target.lastIndexOf(sep) + 1);
+    if (!tmp.startsWith(dir) || !tmp.startsWith(TEMP_PREFIX, dir.length) || tmp.includes(sep, dir.length)) {
       throw new BulwarkError("BULWARK_GENERAL_INTERNAL", `${tmp} is not a temp file beside ${key}`);
     }
     const staged: LocalStaged = { key, bytes, tmp, target, owner: this };
@@ -360,6 +361,21 @@ export class LocalBackend implements Backend {
     const now = new Date();
     try {
       await utimes(this.path(key), now, now);
+      return true;
+    } catch (err) {
+      if (code(err) === "ENOENT") return false;
+      throw ioError(err, `touch ${key}`);
+    }
+  }
+
+  /**
+   * `touch`, synchronously: an ingest's dedup hits touch every unchanged chunk of an image, and a
+   * thread-pool round trip per chunk cost several times the utimes(2) call itself.
+   */
+  touchSync(key: string): boolean {
+    const now = new Date();
+    try {
+      utimesSync(this.path(key), now, now);
       return true;
     } catch (err) {
       if (code(err) === "ENOENT") return false;

@@ -9,6 +9,37 @@ describe("LocalBackend conformance", () => {
   backendConformance(async () => new LocalBackend(await tempDir()));
 });
 
+describe("LocalBackend helpers for worker-written files", () => {
+  const key = `chunks/ab/${"ab".repeat(32)}`;
+
+  it("hands out unique temp paths beside the key and adopts only those", async () => {
+    const dir = await tempDir();
+    const b = new LocalBackend(dir);
+    const t1 = b.tempPathFor(key);
+    const t2 = b.tempPathFor(key);
+    expect(t1).not.toBe(t2);
+    expect(t1.startsWith(join(dir, "chunks", "ab", ".tmp-"))).toBe(true);
+    expect(b.adoptStaged(key, t1, 1).key).toBe(key);
+    for (const bad of [
+      join(dir, "chunks", "cd", ".tmp-x"), // another directory
+      join(dir, "chunks", "ab", "x.tmp-"), // not a temp name
+      join(dir, "chunks", "ab", ".tmp-x", "y"), // below the directory
+    ]) {
+      expect(() => b.adoptStaged(key, bad, 1)).toThrow(/not a temp file/);
+    }
+  });
+
+  it("touchSync: true and a fresh mtime for an object, false for a missing one", async () => {
+    const b = new LocalBackend(await tempDir());
+    expect(b.touchSync(key)).toBe(false);
+    await b.putIfAbsent(key, Buffer.from("x"));
+    const { utimes } = await import("node:fs/promises");
+    await utimes(b.filePath(key), new Date(1000), new Date(1000));
+    expect(b.touchSync(key)).toBe(true);
+    expect((await b.stat(key))!.mtimeMs).toBeGreaterThan(Date.now() - 60_000);
+  });
+});
+
 describe("FaultyBackend (disarmed) conformance", () => {
   backendConformance(async () => new FaultyBackend(new LocalBackend(await tempDir())));
 });
