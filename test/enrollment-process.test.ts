@@ -52,9 +52,12 @@ afterAll(async () => {
 describe("enrollment through the binaries", () => {
   it("token create → agent enroll → renew, against a server without TLS files", async () => {
     server = runTs(serverMain, [], env);
-    const deadline = Date.now() + 90_000;
-    while (!server.output().includes("enroll listener (gRPC, TLS) listening") && Date.now() < deadline) {
+    // Start-up migrates the catalog and creates the CA: a minute or more on a loaded machine. A
+    // wait that runs out says so, instead of falling through to a confusing assertion.
+    const deadline = Date.now() + 180_000;
+    while (!server.output().includes("enroll listener (gRPC, TLS) listening")) {
       if (server.child.exitCode !== null) throw new Error(server.output());
+      if (Date.now() > deadline) throw new Error(`no enroll listener after 180 s:\n${server.output()}`);
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(server.output()).toContain("server CA ready");
