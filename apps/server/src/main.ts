@@ -2,6 +2,7 @@
 // bulwark-server: load and validate configuration, bring the catalog schema up to date, then serve.
 // Configuration errors and unreachable dependencies stop start-up with a message that says why.
 
+import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { applyMigrations, createCatalogClient } from "@bulwark/catalog";
 import { loadServerConfig } from "@bulwark/config";
@@ -247,6 +248,7 @@ async function main(): Promise<void> {
       repositories,
       host: config.nbdHost,
       port: config.nbdPort,
+      node: config.nodeName,
       log: log.child({ listener: "nbd" }),
     });
     log.info({ address: `${nbd.host}:${nbd.port}` }, "NBD listener (instant access) listening");
@@ -256,6 +258,15 @@ async function main(): Promise<void> {
       "NBD listener not started: instant access is off on this node",
     );
   }
+
+  // File-level restore reads restore points from this node's repositories (no agent involved); the
+  // points it holds open are pinned under this node's name until they close or the node stops.
+  const files = new RestorePointFiles({
+    catalog,
+    repositories,
+    node: config.nodeName,
+    log: log.child({ component: "files" }),
+  });
 
   // HTTP last: the REST API calls the enrollment service, the control plane, the job system and
   // this node's NBD exports (apps/server/src/http/services.ts).
@@ -275,8 +286,7 @@ async function main(): Promise<void> {
         onAgentRevoked: (agentId) => control.closeAgentStreams(agentId),
         exports: nbd?.exports,
       }),
-      // File-level restore reads restore points from this node's repositories (no agent involved).
-      files: new RestorePointFiles({ catalog, repositories }),
+      files,
       // /metrics reports queue depth once the job system has started (no queue samples before).
       queueDepths: bullmqQueueDepths(() => jobs?.ctx.queues),
       webhooks: new CatalogWebhookService({
@@ -298,7 +308,17 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down");
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
-    await Promise.all([app.close(), agents.close(), enroller?.close(), nbd?.close()]);
+    const httpClosed = app.close();
+    await Promise.all([
+      httpClosed,
+      // This node's file-restore pins go once its downloads have ended, or before the forced exit.
+      Promise.race([httpClosed, delay(SHUTDOWN_GRACE_MS / 2, undefined, { ref: false })]).then(() =>
+        files.close(),
+      ),
+      agents.close(),
+      enroller?.close(),
+      nbd?.close(),
+    ]);
     await redisRestarts.stop();
     await jobs?.close();
     await alerts.close();

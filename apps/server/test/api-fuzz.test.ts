@@ -30,10 +30,7 @@ const SERVICES: ApiOptions = {
   agentRevocation: { revoke: async () => noSuch("agent") },
   policySchedules: { syncPolicy: async () => noSuch("policy") },
   exports: { open: async () => noSuch("backup"), close: async () => noSuch("export"), list: () => [] },
-  files: {
-    volume: async (_tenant, id) => noSuch(`backup ${id}`),
-    filesystem: async (_tenant, id) => noSuch(`backup ${id}`),
-  },
+  files: { lease: async (_tenant, id) => noSuch(`backup ${id}`) },
   jobs: {
     backupNow: async () => noSuch("agent"),
     restore: async () => noSuch("backup"),

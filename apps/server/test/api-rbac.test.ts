@@ -31,10 +31,7 @@ const SERVICES: ApiOptions = {
   // Listing needs no ID, so an allowed role does reach it: an empty node (api-exports.test.ts uses the real one).
   exports: { open: async () => unreachable(), close: async () => unreachable(), list: () => [] },
   // The walk's random IDs name no backup: answered as the real RestorePointFiles answers them.
-  files: {
-    volume: async (_tenant, id) => noSuchBackup(id),
-    filesystem: async (_tenant, id) => noSuchBackup(id),
-  },
+  files: { lease: async (_tenant, id) => noSuchBackup(id) },
   webhooks: { newSecret: () => unreachable(), ping: async () => unreachable() },
   jobs: {
     backupNow: async () => unreachable(),

@@ -20,6 +20,8 @@ export async function startNbdListener(opts: {
   port: number;
   log: Logger;
   now?: () => Date;
+  /** This node's name, recorded on its exports' pins. */
+  node?: string;
 }): Promise<NbdListener> {
   const nbd = new NbdServer({
     host: opts.host,
@@ -34,6 +36,7 @@ export async function startNbdListener(opts: {
     nbd,
     log: opts.log,
     ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.node ? { node: opts.node } : {}),
   });
   return {
     exports,

@@ -8,29 +8,42 @@
 //
 // An open point is pinned like an NBD export (catalog ExportPin, docs/jobs.md "Prune"): prune keeps
 // it and GC its chunks while someone browses or downloads, so reads never fail half-way because
-// retention removed the point. The pin outlives the last use by the idle time plus a margin, is
-// renewed as the point is used, and removed when the point is closed.
+// retention removed the point. Callers hold a lease for as long as they read (a download: until
+// its response has ended). A leased point is never closed, and its pin is renewed on a timer for
+// as long as the lease lasts; a point nobody holds is closed after the idle time, or when its slot
+// is needed. The pin is removed when the point closes and when the node shuts down; a node that
+// dies leaves pins that stop counting at their expiresAt, at most OPEN_POINT_PIN_MS later.
 
 import { hostname } from "node:os";
 import type { Catalog } from "@bulwark/catalog";
 import { BulwarkError } from "@bulwark/errors";
 import { type FileSystemReader, openVolume, type Volume } from "@bulwark/filesystems";
 import { PointReader } from "@bulwark/repository";
+import type { Logger } from "pino";
 import type { RepositoryRegistry } from "../repositories/registry.js";
 
 /** Restore points kept open per node: each holds a chunk cache (a few MiB), so only a handful. */
 export const OPEN_POINTS_MAX = 8;
 /** A point nobody browsed for this long is closed; long enough for a person clicking through. */
 export const OPEN_POINT_IDLE_MS = 5 * 60_000;
-/** A pin's life after the last use: the idle time, plus a minute for a download still streaming. */
+/** A pin's life after the last use or renewal: the idle time, plus a minute of margin. */
 export const OPEN_POINT_PIN_MS = OPEN_POINT_IDLE_MS + 60_000;
+/** How often leased points' pins are renewed and idle points closed: well inside the pin's life. */
+export const OPEN_POINT_SWEEP_MS = 60_000;
 
 interface OpenPoint {
   volume: Volume;
   filesystems: Map<number, Promise<FileSystemReader>>;
+}
+
+/** A cache entry; created synchronously, so that a lease counts before the point has opened. */
+interface Slot {
+  point: Promise<OpenPoint>;
+  /** Leases not yet released. A slot with users is never closed. */
+  users: number;
   lastUsed: number;
-  /** The ExportPin row that keeps prune away, and until when it holds. */
-  pinId: string;
+  /** The ExportPin row that keeps prune away (set once pinned), and until when it holds. */
+  pinId?: string;
   pinnedUntil: number;
 }
 
@@ -40,6 +53,11 @@ export interface RestorePointFilesOptions {
   now?: () => number;
   /** This node's name, recorded on the pins (default: the host name). */
   node?: string;
+  /** Points kept open at once (default OPEN_POINTS_MAX). */
+  maxOpen?: number;
+  /** Period of the pin renewal and idle sweep (default OPEN_POINT_SWEEP_MS). */
+  sweepMs?: number;
+  log?: Pick<Logger, "warn">;
 }
 
 export interface OpenedFilesystem {
@@ -47,36 +65,40 @@ export interface OpenedFilesystem {
   reader: FileSystemReader;
 }
 
-export class RestorePointFiles {
-  private readonly open = new Map<string, Promise<OpenPoint>>();
-  private readonly now: () => number;
-
-  constructor(private readonly opts: RestorePointFilesOptions) {
-    this.now = opts.now ?? Date.now;
-  }
-
-  /** The layout (partition table and filesystems) of a tenant's AVAILABLE restore point. */
-  async volume(tenantId: string, backupId: string): Promise<Volume> {
-    return (await this.point(tenantId, backupId)).volume;
-  }
-
+/** One caller's hold on an open restore point; release it once nothing more will be read. */
+export interface RestorePointLease {
+  volume: Volume;
   /**
    * The filesystem of one partition. Without `partition`, the only partition holding a filesystem
    * Bulwark reads is chosen; with several, the caller must say which.
    */
-  async filesystem(tenantId: string, backupId: string, partition?: number): Promise<OpenedFilesystem> {
-    const point = await this.point(tenantId, backupId);
-    const number = partition ?? defaultPartition(point.volume, backupId);
-    let reader = point.filesystems.get(number);
-    if (!reader) {
-      reader = point.volume.openPartition(number);
-      point.filesystems.set(number, reader);
-      reader.catch(() => point.filesystems.delete(number));
-    }
-    return { partition: number, reader: await reader };
+  filesystem(partition?: number): Promise<OpenedFilesystem>;
+  /** Idempotent. */
+  release(): void;
+}
+
+export class RestorePointFiles {
+  private readonly open = new Map<string, Slot>();
+  private readonly now: () => number;
+  private readonly maxOpen: number;
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly opts: RestorePointFilesOptions) {
+    this.now = opts.now ?? Date.now;
+    this.maxOpen = opts.maxOpen ?? OPEN_POINTS_MAX;
+    this.sweeper = setInterval(() => void this.sweep(), opts.sweepMs ?? OPEN_POINT_SWEEP_MS);
+    this.sweeper.unref();
   }
 
-  private async point(tenantId: string, backupId: string): Promise<OpenPoint> {
+  /**
+   * Opens (or reuses) a tenant's AVAILABLE restore point and holds it until `release()`. When every
+   * slot is held by a lease, a point not yet open is refused with BULWARK_API_FILES_BUSY.
+   */
+  async lease(tenantId: string, backupId: string): Promise<RestorePointLease> {
+    if (this.closed) {
+      throw new BulwarkError("BULWARK_API_FILES_BUSY", "file-level restore is shutting down on this node");
+    }
     const row = await this.opts.catalog.backup.findFirst({
       where: { id: backupId, tenantId },
       select: { id: true, status: true, repositoryId: true, indexRef: true },
@@ -93,35 +115,136 @@ export class RestorePointFiles {
         },
       );
     }
-    this.evictIdle();
-    let entry = this.open.get(row.id);
-    if (!entry) {
-      entry = this.openPoint(row);
-      this.open.set(row.id, entry);
-      entry.catch(() => this.open.delete(row.id));
-      while (this.open.size > OPEN_POINTS_MAX) {
-        // Map order is insertion order and touch() re-inserts: the first key is the least recent.
-        const oldest = this.open.keys().next().value as string;
-        this.release(this.open.get(oldest)!);
-        this.open.delete(oldest);
+    this.closeIdle();
+    let slot = this.open.get(row.id);
+    if (!slot) {
+      this.makeRoom();
+      const fresh: Slot = { point: undefined as never, users: 0, lastUsed: this.now(), pinnedUntil: 0 };
+      fresh.point = this.openPoint(row, fresh);
+      fresh.point.catch(() => {
+        if (this.open.get(row.id) === fresh) this.open.delete(row.id);
+      });
+      slot = fresh;
+    }
+    // Map order is insertion order: re-inserting keeps the least recently used first.
+    this.open.delete(row.id);
+    this.open.set(row.id, slot);
+    slot.users++;
+    const held = slot;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      held.users--;
+      held.lastUsed = this.now();
+    };
+    try {
+      const point = await held.point;
+      held.lastUsed = this.now();
+      if (held.pinnedUntil - held.lastUsed < OPEN_POINT_PIN_MS / 2) await this.renew(held);
+      return {
+        volume: point.volume,
+        filesystem: (partition) => this.filesystemOf(point, row.id, partition),
+        release,
+      };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** The layout (partition table and filesystems) of a tenant's AVAILABLE restore point. */
+  async volume(tenantId: string, backupId: string): Promise<Volume> {
+    const lease = await this.lease(tenantId, backupId);
+    lease.release();
+    return lease.volume;
+  }
+
+  /**
+   * A filesystem of a restore point, without a lease: for a caller that is done reading well
+   * within the idle time. Long reads (downloads) take a lease().
+   */
+  async filesystem(tenantId: string, backupId: string, partition?: number): Promise<OpenedFilesystem> {
+    const lease = await this.lease(tenantId, backupId);
+    try {
+      return await lease.filesystem(partition);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Node shutdown: no new leases, and every pin this instance holds is removed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    const slots = [...this.open.values()];
+    this.open.clear();
+    // A point still opening pins itself first: wait for it, so its pin goes too.
+    await Promise.all(slots.map((s) => s.point.catch(() => undefined)));
+    const ids = slots.map((s) => s.pinId).filter((id): id is string => id !== undefined);
+    if (ids.length) {
+      await this.opts.catalog.exportPin.deleteMany({ where: { id: { in: ids } } });
+    }
+  }
+
+  /** Closes idle points and renews the pins of held ones; run on a timer. */
+  async sweep(): Promise<void> {
+    this.closeIdle();
+    await Promise.all([...this.open.values()].filter((s) => s.users > 0).map((s) => this.renew(s)));
+  }
+
+  private async filesystemOf(
+    point: OpenPoint,
+    backupId: string,
+    partition?: number,
+  ): Promise<OpenedFilesystem> {
+    const number = partition ?? defaultPartition(point.volume, backupId);
+    let reader = point.filesystems.get(number);
+    if (!reader) {
+      reader = point.volume.openPartition(number);
+      point.filesystems.set(number, reader);
+      reader.catch(() => point.filesystems.delete(number));
+    }
+    return { partition: number, reader: await reader };
+  }
+
+  /** Frees a slot for a new point by closing the least recently used one that nobody holds. */
+  private makeRoom(): void {
+    if (this.open.size < this.maxOpen) return;
+    for (const [id, slot] of this.open) {
+      if (slot.users === 0) {
+        this.closeSlot(id, slot);
+        return;
       }
     }
-    const point = await entry;
-    point.lastUsed = this.now();
-    if (point.pinnedUntil - point.lastUsed < OPEN_POINT_PIN_MS / 2) {
-      point.pinnedUntil = point.lastUsed + OPEN_POINT_PIN_MS;
-      await this.opts.catalog.exportPin.updateMany({
-        where: { id: point.pinId },
-        data: { expiresAt: new Date(point.pinnedUntil) },
-      });
+    throw new BulwarkError(
+      "BULWARK_API_FILES_BUSY",
+      `all ${this.maxOpen} restore points this node keeps open for file-level restore are in use; retry when a download has finished`,
+      { details: { maxOpen: this.maxOpen } },
+    );
+  }
+
+  private closeIdle(): void {
+    const cutoff = this.now() - OPEN_POINT_IDLE_MS;
+    for (const [id, slot] of this.open) {
+      if (slot.users === 0 && slot.lastUsed < cutoff) this.closeSlot(id, slot);
     }
-    this.open.delete(row.id);
-    this.open.set(row.id, entry);
-    return point;
+  }
+
+  /** Unpins a point leaving the cache (best effort: a pin left behind ends at its expiresAt). */
+  private closeSlot(id: string, slot: Slot): void {
+    this.open.delete(id);
+    void slot.point.then(
+      () => this.unpin(slot.pinId),
+      () => undefined,
+    );
   }
 
   /** Pins the point (refused once it is DELETING), then opens it; the pin goes if opening fails. */
-  private async openPoint(row: { id: string; repositoryId: string; indexRef: string }): Promise<OpenPoint> {
+  private async openPoint(
+    row: { id: string; repositoryId: string; indexRef: string },
+    slot: Slot,
+  ): Promise<OpenPoint> {
     const pinnedUntil = this.now() + OPEN_POINT_PIN_MS;
     const pinId = await this.opts.catalog.$transaction(async (tx) => {
       // The lock orders this against prune marking the point DELETING (as for NBD exports).
@@ -139,41 +262,39 @@ export class RestorePointFiles {
         details: { backupId: row.id },
       });
     }
+    slot.pinId = pinId;
+    slot.pinnedUntil = pinnedUntil;
     try {
       const { repo } = await this.opts.repositories.get(row.repositoryId);
       const reader = new PointReader(repo, await repo.readPoint(row.indexRef));
-      const volume = await openVolume(reader);
-      return { volume, filesystems: new Map(), lastUsed: this.now(), pinId, pinnedUntil };
+      return { volume: await openVolume(reader), filesystems: new Map() };
     } catch (err) {
       await this.unpin(pinId);
       throw err;
     }
   }
 
-  /** Unpins a point leaving the cache (best effort: a pin left behind ends at its expiresAt). */
-  private release(entry: Promise<OpenPoint>): void {
-    void entry.then(
-      (p) => this.unpin(p.pinId),
-      () => undefined,
-    );
+  private async renew(slot: Slot): Promise<void> {
+    if (!slot.pinId) return;
+    const until = this.now() + OPEN_POINT_PIN_MS;
+    try {
+      await this.opts.catalog.exportPin.updateMany({
+        where: { id: slot.pinId },
+        data: { expiresAt: new Date(until) },
+      });
+      slot.pinnedUntil = until;
+    } catch (err) {
+      // The next sweep tries again; the pin still holds until its current expiresAt.
+      this.opts.log?.warn({ pin: slot.pinId, err: (err as Error).message }, "file restore pin not renewed");
+    }
   }
 
-  private async unpin(pinId: string): Promise<void> {
-    await this.opts.catalog.exportPin.deleteMany({ where: { id: pinId } }).catch(() => undefined);
-  }
-
-  private evictIdle(): void {
-    const cutoff = this.now() - OPEN_POINT_IDLE_MS;
-    for (const [id, entry] of this.open) {
-      void entry.then(
-        (p) => {
-          if (p.lastUsed < cutoff && this.open.get(id) === entry) {
-            this.open.delete(id);
-            void this.unpin(p.pinId);
-          }
-        },
-        () => undefined,
-      );
+  private async unpin(pinId: string | undefined): Promise<void> {
+    if (!pinId) return;
+    try {
+      await this.opts.catalog.exportPin.deleteMany({ where: { id: pinId } });
+    } catch (err) {
+      this.opts.log?.warn({ pin: pinId, err: (err as Error).message }, "file restore pin not removed");
     }
   }
 }

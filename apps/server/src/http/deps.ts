@@ -121,14 +121,17 @@ export interface RestorePointExports {
 /**
  * File-level restore (apps/server/src/files, RestorePointFiles): a restore point's layout and its
  * filesystems, read from the repository in userspace. Unknown or foreign backups throw BulwarkErrors.
+ * The lease keeps the point open (and pinned against prune) until it is released.
  */
 export interface RestorePointFileAccess {
-  volume(tenantId: string, backupId: string): Promise<Volume>;
-  filesystem(
+  lease(
     tenantId: string,
     backupId: string,
-    partition?: number,
-  ): Promise<{ partition: number; reader: FileSystemReader }>;
+  ): Promise<{
+    volume: Volume;
+    filesystem(partition?: number): Promise<{ partition: number; reader: FileSystemReader }>;
+    release(): void;
+  }>;
 }
 
 /** BullMQ job counts per queue and state for /metrics (apps/server/src/metrics/queues.ts). */

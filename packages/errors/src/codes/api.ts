@@ -18,4 +18,10 @@ export const apiCodes = defineCodes("API", {
     grpc: "FAILED_PRECONDITION",
     summary: "The resource is in a state that does not allow this action (e.g. already revoked or deleting).",
   },
+  BULWARK_API_FILES_BUSY: {
+    http: 503,
+    grpc: "UNAVAILABLE",
+    summary:
+      "Every restore point this node keeps open for file-level restore is held by a running download or listing (or the node is shutting down); retry when one has finished.",
+  },
 });

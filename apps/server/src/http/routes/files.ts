@@ -2,6 +2,7 @@
 // name, and downloads of one file or of a directory as a tar or zip stream. Read from the
 // repository in userspace (apps/server/src/files); every download is audited before a byte leaves.
 
+import { finished } from "node:stream";
 import {
   archiveQuerySchema,
   type FileEntry,
@@ -14,7 +15,7 @@ import {
 } from "@bulwark/api";
 import { BulwarkError } from "@bulwark/errors";
 import { type FileStat, tarStream, zipStream } from "@bulwark/filesystems";
-import type { FastifyReply } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { audit, tenantOf } from "../context.js";
 import type { ApiDeps, RestorePointFileAccess } from "../deps.js";
@@ -48,6 +49,22 @@ function attachment(reply: FastifyReply, name: string): void {
 }
 
 export function fileRoutes(deps: ApiDeps, files: RestorePointFileAccess): FastifyPluginAsyncZod {
+  /**
+   * The restore point, held until the response has ended or was cut: a download streams long after
+   * the handler returned, and its point must stay open and pinned until the last byte.
+   */
+  const leased = async (request: FastifyRequest, reply: FastifyReply, backupId: string) => {
+    const lease = await files.lease(tenantOf(request), backupId);
+    finished(reply.raw, () => lease.release());
+    return lease;
+  };
+  const filesystem = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    backupId: string,
+    partition: number | undefined,
+  ) => (await leased(request, reply, backupId)).filesystem(partition);
+
   return async (app) => {
     app.get(
       "/backups/:id/volume",
@@ -59,8 +76,8 @@ export function fileRoutes(deps: ApiDeps, files: RestorePointFileAccess): Fastif
           response: { 200: volumeLayoutSchema },
         },
       },
-      async (request) => {
-        const volume = await files.volume(tenantOf(request), request.params.id);
+      async (request, reply) => {
+        const { volume } = await leased(request, reply, request.params.id);
         return {
           table: volume.table?.type ?? null,
           partitions: volume.partitions.map((p) => ({
@@ -86,9 +103,10 @@ export function fileRoutes(deps: ApiDeps, files: RestorePointFileAccess): Fastif
           response: { 200: fileListingSchema },
         },
       },
-      async (request) => {
-        const { partition, reader } = await files.filesystem(
-          tenantOf(request),
+      async (request, reply) => {
+        const { partition, reader } = await filesystem(
+          request,
+          reply,
           request.params.id,
           request.query.partition,
         );
@@ -114,13 +132,9 @@ export function fileRoutes(deps: ApiDeps, files: RestorePointFileAccess): Fastif
           response: { 200: fileSearchResultSchema },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const q = request.query;
-        const { partition, reader } = await files.filesystem(
-          tenantOf(request),
-          request.params.id,
-          q.partition,
-        );
+        const { partition, reader } = await filesystem(request, reply, request.params.id, q.partition);
         const found = await reader.find(q.pattern, {
           under: q.under,
           caseInsensitive: !q.caseSensitive,
@@ -141,8 +155,9 @@ export function fileRoutes(deps: ApiDeps, files: RestorePointFileAccess): Fastif
         },
       },
       async (request, reply) => {
-        const { partition, reader } = await files.filesystem(
-          tenantOf(request),
+        const { partition, reader } = await filesystem(
+          request,
+          reply,
           request.params.id,
           request.query.partition,
         );
@@ -178,11 +193,7 @@ export function fileRoutes(deps: ApiDeps, files: RestorePointFileAccess): Fastif
       },
       async (request, reply) => {
         const q = request.query;
-        const { partition, reader } = await files.filesystem(
-          tenantOf(request),
-          request.params.id,
-          q.partition,
-        );
+        const { partition, reader } = await filesystem(request, reply, request.params.id, q.partition);
         const entry = await reader.stat(q.path);
         await audit(deps, request, {
           action: "restore.directory.download",
