@@ -29,7 +29,9 @@ describe("GET /healthz", () => {
     await redis.connect().catch(() => undefined);
     closers.push(() => redis.disconnect());
     if (databaseUrl) closers.push(() => catalog.$disconnect());
-    const app = buildApp({ catalog, redis, nodeName: "test-node", healthTimeoutMs: 1_500, consoleDir });
+    // A stopped service refuses at once (see above), so the timeout only bounds a hang; 1.5 s was
+    // within reach of a live check's first connection on a loaded machine (1.8 s tests seen).
+    const app = buildApp({ catalog, redis, nodeName: "test-node", healthTimeoutMs: 10_000, consoleDir });
     apps.push(app);
     return app;
   }
