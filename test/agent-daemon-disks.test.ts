@@ -598,7 +598,7 @@ describe.skipIf(!isRoot)(`agent daemon: whole disks, hooks, NTFS (${ROOT_REASON}
       "BULWARK_CONTROL_JOB_CANCELLED",
     ]);
     expect(Date.now() - started).toBeLessThan(300_000);
-    await eventually(() => !processAlive(sleepPid), 10_000);
+    await eventually(() => !processAlive(sleepPid), 30_000);
     const postEnv = readFileSync(join(work, "post.env"), "utf8");
     expect(postEnv).toContain("BULWARK_JOB_OUTCOME=cancelled");
     expect(postEnv).toContain("BULWARK_ERROR_CODE=BULWARK_CONTROL_JOB_CANCELLED");
@@ -769,7 +769,7 @@ describe("agent daemon process: hooks and SIGTERM", () => {
       expect(postEnv).toContain("BULWARK_ERROR_CODE=BULWARK_AGENT_INTERRUPTED");
       expect(JSON.parse(readFileSync(join(work, "post.journal"), "utf8")).entries).toEqual([]);
       // The result went out on the stream before it closed.
-      await eventually(() => resultOf(agent.jobId) !== undefined, 15_000);
+      await eventually(() => resultOf(agent.jobId) !== undefined, 60_000);
       expect(resultOf(agent.jobId)?.outcome).toBe(JobOutcome.JOB_OUTCOME_FAILED);
       expect(resultOf(agent.jobId)?.error?.code).toBe("BULWARK_AGENT_INTERRUPTED");
       expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(0);
