@@ -12,6 +12,9 @@ export default defineConfig({
     globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // expect.poll() waits for effects that land asynchronously (audit rows, expiry hooks); vitest's
+    // 1 s default is within reach of a loaded 2-core CI machine, and a poll returns when it holds.
+    expect: { poll: { timeout: 15_000 } },
     pool: "forks",
     reporters: ["default"],
   },
