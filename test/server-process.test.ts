@@ -28,7 +28,8 @@ describe("bulwark-server as a process", () => {
       BULWARK_LOG_LEVEL: "info",
     });
     try {
-      const res = await waitForStatus(`http://127.0.0.1:${port}/healthz`, 200, proc, 90_000);
+      // Migrating an empty catalog at start-up can take a minute or more on a loaded machine.
+      const res = await waitForStatus(`http://127.0.0.1:${port}/healthz`, 200, proc, 180_000);
       const body = (await res.json()) as {
         status: string;
         node: string;
@@ -46,7 +47,7 @@ describe("bulwark-server as a process", () => {
     const { code } = await proc.exited;
     expect(code, proc.output()).toBe(0);
     expect(proc.output()).toContain("shutting down");
-  }, 120_000);
+  }, 300_000);
 
   it("refuses to start on invalid configuration and names the key", async () => {
     const proc = runTs(serverMain, [], { DATABASE_URL: db.url, BULWARK_HTTP_PORT: "eighty" });
