@@ -197,6 +197,11 @@ async function prunePoints(
     if (early) return early;
     if (await repo.deletePoint(b.indexRef)) finished.push(b.id);
   }
+  // Pins count only until expiresAt; expired ones are left only by nodes that died (a live node
+  // deletes its own). Nothing else removes them while their backup row stays.
+  await ctx.catalog.exportPin.deleteMany({
+    where: { expiresAt: { lte: now }, backup: { volumeId: p.volumeId, repositoryId: p.repositoryId } },
+  });
   const result: PruneResult = {
     policyId: policy.id,
     kept: [
