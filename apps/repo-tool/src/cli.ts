@@ -4,6 +4,7 @@ import { basename } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import {
+  CodecPool,
   collectGarbage,
   ingestFile,
   type KeySecret,
@@ -89,7 +90,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   };
   const withRepo = async <T>(
     fn: (repo: Repository) => Promise<T>,
-    opts: { restorePool?: RestorePool } = {},
+    opts: { restorePool?: RestorePool; codecPool?: CodecPool } = {},
   ): Promise<T> => {
     let repo: Repository;
     try {
@@ -99,7 +100,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         opts,
       );
     } catch (err) {
-      await opts.restorePool?.close();
+      await Promise.all([opts.restorePool?.close(), opts.codecPool?.close()]);
       throw err;
     }
     try {
@@ -145,20 +146,24 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option("--name <name>", "volume name (default: the file name)")
     .option("--base <restore-point>", "restore point to reuse index nodes from (same volume size)")
     .action(async (image: string, o: { name?: string; base?: string }) => {
-      await withRepo(async (repo) => {
-        const started = performance.now();
-        const base = o.base ? (await repo.resolvePoint(o.base)).id : undefined;
-        const point = await ingestFile(repo, image, {
-          name: o.name ?? basename(image),
-          ...(base ? { base } : {}),
-        });
-        const seconds = (performance.now() - started) / 1000;
-        out(
-          { ...point, seconds, throughputMBps: point.volumeSize / 1e6 / seconds },
-          `${point.id}  ${point.name}  ${mib(point.volumeSize)} in ${seconds.toFixed(1)} s, ` +
-            `${point.stats.newChunks} new chunks, ${mib(point.stats.newStoredBytes)} stored`,
-        );
-      });
+      await withRepo(
+        async (repo) => {
+          const started = performance.now();
+          const base = o.base ? (await repo.resolvePoint(o.base)).id : undefined;
+          const point = await ingestFile(repo, image, {
+            name: o.name ?? basename(image),
+            ...(base ? { base } : {}),
+          });
+          const seconds = (performance.now() - started) / 1000;
+          out(
+            { ...point, seconds, throughputMBps: point.volumeSize / 1e6 / seconds },
+            `${point.id}  ${point.name}  ${mib(point.volumeSize)} in ${seconds.toFixed(1)} s, ` +
+              `${point.stats.newChunks} new chunks, ${mib(point.stats.newStoredBytes)} stored`,
+          );
+        },
+        // Started before the key is derived: the workers' start-up overlaps scrypt.
+        { codecPool: new CodecPool(null) },
+      );
     });
 
   program

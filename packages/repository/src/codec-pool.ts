@@ -33,15 +33,19 @@ export class CodecPool {
   >();
   private nextJob = 1;
   private closed = false;
+  private readonly level: number;
+  private unlocked = false;
 
-  constructor(keys: MasterKey, opts: { threads?: number; level?: number } = {}) {
+  /**
+   * With `keys: null` the threads start now and wait for `unlock`: `bulwark-repo put` starts them
+   * before it derives the key (scrypt), so their start-up (an isolate and the codec modules
+   * each) overlaps it, as the restore pool's does.
+   */
+  constructor(keys: MasterKey | null, opts: { threads?: number; level?: number } = {}) {
     const threads = Math.max(1, opts.threads ?? availableParallelism());
-    const data: WorkerKeys = {
-      idKey: keys.idKey,
-      nodeIdKey: keys.nodeIdKey,
-      dataKey: keys.dataKey,
-      level: opts.level ?? DEFAULT_ZSTD_LEVEL,
-    };
+    this.level = opts.level ?? DEFAULT_ZSTD_LEVEL;
+    const data = keys ? this.workerKeys(keys) : null;
+    this.unlocked = data !== null;
     for (let i = 0; i < threads; i++) {
       const worker = spawnWorker(data);
       const slot: Slot = { worker, outstanding: 0 };
@@ -57,6 +61,19 @@ export class CodecPool {
 
   get threads(): number {
     return this.slots.length;
+  }
+
+  private workerKeys(keys: MasterKey): WorkerKeys {
+    return { idKey: keys.idKey, nodeIdKey: keys.nodeIdKey, dataKey: keys.dataKey, level: this.level };
+  }
+
+  /** Gives threads started without keys the ID, node-ID and data keys (once; later calls are ignored). */
+  unlock(keys: MasterKey): void {
+    if (this.unlocked) return;
+    this.unlocked = true;
+    const data = this.workerKeys(keys);
+    for (const s of this.slots)
+      s.worker.postMessage({ op: "keys", job: 0, keys: data } satisfies CodecRequest);
   }
 
   private settle(slot: Slot, res: CodecResponse): void {
@@ -82,6 +99,8 @@ export class CodecPool {
   private send(slot: Slot, req: CodecRequest, transfer: ArrayBuffer[] = []): Promise<CodecResponse> {
     if (this.closed)
       return Promise.reject(new BulwarkError("BULWARK_GENERAL_INTERNAL", "codec pool is closed"));
+    if (!this.unlocked)
+      return Promise.reject(new BulwarkError("BULWARK_GENERAL_INTERNAL", "codec pool has no keys"));
     return new Promise((resolve, reject) => {
       this.pending.set(req.job, { slot, resolve, reject });
       if (slot.outstanding++ === 0) slot.worker.ref();
@@ -272,7 +291,7 @@ export function exact(id: Uint8Array): Uint8Array {
  * Compiled (dist/*.js) the worker is a plain module; run from TypeScript sources (tests, tsx) it is
  * loaded through tsx's loader, registered inside the worker before the import.
  */
-function spawnWorker(data: WorkerKeys): Worker {
+function spawnWorker(data: WorkerKeys | null): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
   const entry = new URL(fromSource ? "./codec-worker.ts" : "./codec-worker.js", import.meta.url);
   if (!fromSource) return new Worker(entry, { workerData: data });

@@ -10,6 +10,8 @@ export interface WorkerKeys {
 }
 
 export type CodecRequest =
+  /** The keys, for a pool started before they were derived (always the first message then). */
+  | { op: "keys"; job: number; keys: WorkerKeys }
   | { op: "hash"; job: number; chunks: { buffer: ArrayBuffer; offset: number; length: number }[] }
   /**
    * Uploaded payloads in one transferred buffer: each is its chunk's bytes (`zstd` false) or a

@@ -30,10 +30,19 @@ import { toWorkerError } from "./worker-error.js";
  * Worker thread: hashes, compresses+encrypts and decrypts+verifies chunks for the pool. Holds a
  * hashed batch until the pool says which of its chunks to encode (dedup hits are never encoded).
  */
-const keys = workerData as WorkerKeys;
-const idKey = Buffer.from(keys.idKey);
-const nodeIdKey = Buffer.from(keys.nodeIdKey);
-const dataKey = Buffer.from(keys.dataKey);
+let keys: WorkerKeys;
+let idKey: Buffer;
+let nodeIdKey: Buffer;
+let dataKey: Buffer;
+
+/** From workerData, or (a pool started before the keys were derived) from its first message. */
+function setKeys(k: WorkerKeys): void {
+  keys = k;
+  idKey = Buffer.from(k.idKey);
+  nodeIdKey = Buffer.from(k.nodeIdKey);
+  dataKey = Buffer.from(k.dataKey);
+}
+if (workerData) setKeys(workerData as WorkerKeys);
 /**
  * A hashed batch waiting for `encode`: per chunk either its bytes, or (from `unpack`) a checked zstd
  * frame of them and their length; and the pooled read buffer the bytes live in.
@@ -128,7 +137,8 @@ function invalidAt(position: number, message: string) {
 /** Restore scratch: one blob and one plaintext at a time per worker, grown as needed. */
 let plainScratch = Buffer.alloc(0);
 
-function handle(req: CodecRequest): { res: CodecResponse; transfer: ArrayBuffer[] } {
+function handle(req: Exclude<CodecRequest, { op: "keys" }>): { res: CodecResponse; transfer: ArrayBuffer[] } {
+  if (!keys) throw new Error("codec worker has no keys");
   switch (req.op) {
     case "unpack":
       return { res: { job: req.job, ...unpack(req.job, req.buffer, req.items) }, transfer: [] };
@@ -292,6 +302,10 @@ function writeNewFile(path: string, parts: Buffer[], length: number): void {
 }
 
 parentPort!.on("message", (req: CodecRequest) => {
+  if (req.op === "keys") {
+    setKeys(req.keys);
+    return;
+  }
   try {
     const { res, transfer } = handle(req);
     parentPort!.postMessage(res, transfer);

@@ -43,6 +43,8 @@ export interface OpenOptions {
    * derivation); the repository unlocks them and closes them with itself.
    */
   restorePool?: RestorePool;
+  /** Codec workers started by the caller before opening (`new CodecPool(null)`), likewise. */
+  codecPool?: CodecPool;
 }
 
 export interface InitOptions extends OpenOptions {
@@ -73,6 +75,8 @@ export class Repository {
     this.chunkIndex = opts.chunkIndex ?? new StoreChunkIndex(backend);
     this.restoreWorkers = opts.restorePool;
     this.restoreWorkers?.unlock(keys);
+    this.codecPool = opts.codecPool;
+    this.codecPool?.unlock(keys);
   }
 
   /** Creates a repository in an empty backend and its first key. */

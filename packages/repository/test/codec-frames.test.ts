@@ -106,3 +106,26 @@ describe("codec pool: uploaded payloads (unpack)", () => {
     expect("invalid" in r && r.invalid.position).toBe(0);
   });
 });
+
+describe("codec pool started before its keys (bulwark-repo put)", () => {
+  it("refuses work until unlocked, then hashes and encodes with the keys it was given", async () => {
+    const early = new CodecPool(null, { threads: 2 });
+    try {
+      const chunk = randomBytes(8192);
+      await expect(early.hash([chunk])).rejects.toThrow(/no keys/);
+      early.unlock(keys);
+      early.unlock({ ...keys, idKey: randomBytes(32) }); // ignored: the first keys stay
+      // Concurrent batches go to both threads: each got the keys.
+      const tickets = await Promise.all([0, 1, 2, 3].map(() => early.hash([chunk])));
+      expect(new Set(tickets.map((t) => t.worker))).toEqual(new Set([0, 1]));
+      for (const ticket of tickets) {
+        expect(ticket.ids[0]!.equals(chunkIdOf(keys.idKey, chunk))).toBe(true);
+        const [blob] = await early.encode(ticket, [0]);
+        const plain = decodeBlob(BlobKind.Data, ticket.ids[0]!, blob!, keys.dataKey, "chunk");
+        expect(plain.equals(chunk)).toBe(true);
+      }
+    } finally {
+      await early.close();
+    }
+  });
+});
