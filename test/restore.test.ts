@@ -10,6 +10,13 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import {
+  protocolMetadata,
+  RestoreMode,
+  type RestoreRequest,
+  type RestoreResponse,
+  RestoreServiceClient,
+} from "@bulwark/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RestoreOptions, type RestoreReport, runRestore } from "../apps/agent/src/restore/index.js";
 import { createCommandRestoreRunner } from "../apps/agent/src/restore/runner.js";
@@ -134,6 +141,23 @@ describe("volume restore through the agent", () => {
     const node = join(h.dir, name);
     sh("mknod", [node, "b", major!, minor!]);
     return node;
+  }
+
+  /** The job's audit rows in write order, once there are `count` of them (a stream is audited
+   * when it ends on the server, which may be after the agent has moved on), or at a deadline. */
+  async function auditOutcomes(
+    jobId: string,
+    count: number,
+  ): Promise<{ outcome: string; details: unknown }[]> {
+    const deadline = Date.now() + 30_000;
+    while (true) {
+      const rows = await h.db.catalog.auditEvent.findMany({
+        where: { targetId: jobId },
+        orderBy: { id: "asc" },
+      });
+      if (rows.length >= count || Date.now() > deadline) return rows;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   let lastFailure: Error | undefined;
@@ -416,14 +440,68 @@ describe("volume restore through the agent", () => {
       expect(readFileSync(target).equals(image)).toBe(true);
       // The second stream served only what the first had not made durable.
       expect(report.serverStats!.chunksReceived).toBeLessThan(dataChunks);
-      const audit = await h.db.catalog.auditEvent.findMany({
-        where: { targetId: jobId },
-        orderBy: { id: "asc" },
-      });
+      // One row per stream, the cut one first: the resumed stream ends it (if the server had not
+      // seen the cut) and waits for its row before it serves anything.
+      const audit = await auditOutcomes(jobId, 2);
       expect(audit.map((a) => a.outcome)).toEqual(["FAILURE", "SUCCESS"]);
+      expect(audit[0]!.details).toMatchObject({ errorCode: "BULWARK_PROTO_TRANSPORT_FAILED" });
       expect(audit[1]!.details).toMatchObject({ resumeFromIndex: report.resumedFrom[0] });
     } finally {
       await proxy.stop();
+    }
+  });
+
+  it("a stream cut while the server waits for window room is still audited", async () => {
+    // A raw agent asks for the whole volume at once, so the server plans one window and waits for
+    // room for the next Want; it reads slowly (a 64 KiB HTTP/2 window), so data is still to be sent
+    // when it cancels. The server must then end the stream and write its FAILURE row: it once
+    // waited for room forever, since the failed send no longer reached that wait.
+    const target = emptyFile("raw-cut.img");
+    const jobId = await restoreJob(agent, "FULL", target);
+    const raw = new RestoreServiceClient(`127.0.0.1:${h.listener!.port}`, h.credentialsFor(agent), {
+      ...h.channelOptions(),
+      "grpc-node.flow_control_window": 65_535,
+    });
+    try {
+      const call = raw.restore(protocolMetadata());
+      call.on("error", () => {}); // the cancel below
+      const responses: RestoreResponse[] = [];
+      let arrived: (() => void) | undefined;
+      call.on("data", (m: RestoreResponse) => {
+        responses.push(m);
+        arrived?.();
+      });
+      const next = async (): Promise<RestoreResponse> => {
+        while (responses.length === 0) await new Promise<void>((r) => (arrived = r));
+        return responses.shift()!;
+      };
+      const send = (m: RestoreRequest) => call.write(m);
+      send({
+        message: {
+          $case: "start",
+          value: { jobId, mode: RestoreMode.RESTORE_MODE_FULL, resumeFromIndex: 0 },
+        },
+      });
+      const header = await next();
+      if (header.message?.$case !== "header")
+        throw new Error(`expected a header, got ${header.message?.$case}`);
+      const { windowChunks, totalChunks } = header.message.value;
+      expect(totalChunks).toBeGreaterThan(2 * windowChunks);
+      for (let at = 0; at < totalChunks; at += windowChunks)
+        send({
+          message: {
+            $case: "want",
+            value: { startIndex: at, count: Math.min(windowChunks, totalChunks - at), have: [] },
+          },
+        });
+      // The first data: the server is sending, later Wants wait for room, most data is unsent.
+      while ((await next()).message?.$case !== "chunks");
+      call.cancel();
+      const audit = await auditOutcomes(jobId, 1);
+      expect(audit.map((a) => a.outcome)).toEqual(["FAILURE"]);
+      expect(audit[0]!.details).toMatchObject({ errorCode: "BULWARK_PROTO_TRANSPORT_FAILED" });
+    } finally {
+      raw.close();
     }
   });
 

@@ -23,6 +23,8 @@ import { restoreReadPool } from "./read-pool.js";
 // which it does once everything is written and synced) Finished and OK. The catalog job follows
 // along: RUNNING at Start, bytesDone as ranges complete, SUCCEEDED when the whole point has been
 // covered. Every stream that names a job leaves one audit row, `restore.volume.stream`.
+// A new stream of a job supersedes the one still open for it: an agent runs one stream per job, so
+// the old one lost its connection even if its socket never told us (docs/protocol.md §3).
 
 /** Oldest protocol minor this service accepts. */
 const MIN_SUPPORTED_MINOR = 0;
@@ -39,6 +41,13 @@ export interface RestoreServiceDeps extends RestoreServiceContext {
 }
 
 type RestoreCall = ServerDuplexStream<RestoreRequest, RestoreResponse>;
+
+/** The stream open for a job on this server: how to end it and when it has finished ending. */
+interface LiveStream {
+  supersede(): void;
+  ended: Promise<void>;
+}
+const liveStreams = new Map<string, LiveStream>();
 
 export function restoreService(
   ctx: RestoreServiceDeps,
@@ -62,6 +71,29 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
   call.on("cancelled", () => {
     gone = true;
   });
+  // A failed send (or a newer stream of the job) ends the wait for the next Want, for room or for
+  // the last sends. One waiter at a time, not a race against a long-lived promise (each race
+  // would stay attached to it until the stream ends).
+  let sendFailure: { error: unknown } | undefined;
+  let interrupt: ((err: unknown) => void) | undefined;
+  const failSending = (error: unknown) => {
+    sendFailure ??= { error };
+    interrupt?.(error);
+  };
+  const unlessSendFailed = <T>(p: Promise<T>): Promise<T> => {
+    if (sendFailure) return Promise.reject(sendFailure.error);
+    return new Promise<T>((resolve, reject) => {
+      interrupt = reject;
+      // Only its own waiter: this runs after the caller has already set up the next wait (the
+      // room wait follows a Want synchronously), which a plain reset left uninterruptible, so a
+      // stream cut while it waited for room hung forever, unaudited.
+      p.then(resolve, reject).finally(() => {
+        if (interrupt === reject) interrupt = undefined;
+      });
+    });
+  };
+  // Set once this stream is registered for its job; the finally below unregisters it.
+  let live: (LiveStream & { end(): void; jobId: string }) | undefined;
   let agent: AgentIdentity | undefined;
   const state: StreamState = {
     resumeFrom: 0,
@@ -86,6 +118,32 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     state.next = start.resumeFromIndex;
     // A refused stream stops sending at once, even from ranges that are still being sent.
     const send = (m: RestoreResponse) => write(call, m, () => gone || stopped);
+    // A cut TCP connection does not always reach us: a session whose HTTP/2 send is blocked by
+    // flow control can miss the peer's FIN until a keepalive PING fails (minutes). The agent's
+    // reconnect proves it: end the old stream (its FAILURE row, its last progress) before this
+    // one writes anything.
+    let ended: () => void = () => {};
+    const mine = {
+      jobId: opened.jobId,
+      supersede: () =>
+        failSending(
+          new BulwarkError(
+            "BULWARK_PROTO_TRANSPORT_FAILED",
+            "the restore stream was cut: the agent opened a new stream for the job",
+          ),
+        ),
+      ended: new Promise<void>((resolve) => {
+        ended = resolve;
+      }),
+      end: () => ended(),
+    };
+    const prior = liveStreams.get(opened.jobId);
+    liveStreams.set(opened.jobId, mine);
+    live = mine;
+    if (prior) {
+      prior.supersede();
+      await prior.ended;
+    }
     await markRunning(ctx, opened);
     await send({ message: { $case: "header", value: opened.header } });
 
@@ -102,23 +160,6 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     let unsent = 0;
     let room: (() => void) | undefined;
     let sending: Promise<void> = Promise.resolve();
-    // A failed send ends the wait for the next Want or for room. One waiter at a time, not a race
-    // against a long-lived promise (each race would stay attached to it until the stream ends).
-    let sendFailure: { error: unknown } | undefined;
-    let interrupt: ((err: unknown) => void) | undefined;
-    const failSending = (error: unknown) => {
-      sendFailure ??= { error };
-      interrupt?.(error);
-    };
-    const unlessSendFailed = <T>(p: Promise<T>): Promise<T> => {
-      if (sendFailure) return Promise.reject(sendFailure.error);
-      return new Promise<T>((resolve, reject) => {
-        interrupt = reject;
-        p.then(resolve, reject).finally(() => {
-          interrupt = undefined;
-        });
-      });
-    };
     while (true) {
       const next = await unlessSendFailed(input.next());
       if (next.done || gone) break;
@@ -165,7 +206,7 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
       sending.catch(failSending);
     }
     if (gone) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
-    await sending;
+    await unlessSendFailed(sending);
     if (state.next < total) {
       throw new BulwarkError(
         "BULWARK_RESTORE_INCOMPLETE",
@@ -188,6 +229,11 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
       ctx.log.info({ code: err.code, msg: err.message }, "restore stream refused");
     else ctx.log.error({ err }, "restore stream failed");
     failStream(call, err);
+  } finally {
+    if (live) {
+      if (liveStreams.get(live.jobId) === live) liveStreams.delete(live.jobId);
+      live.end();
+    }
   }
 }
 
