@@ -145,7 +145,10 @@ export class PointReader {
       }
     }
     if (batch.length && !inFlight.failed) await send();
-    await inFlight.drain();
+    await inFlight.drain().catch(async (err) => {
+      await behind.idle(); // no flush may outlive the call: the caller closes the descriptor next
+      throw err;
+    });
     await behind.finish();
   }
 
@@ -184,7 +187,10 @@ export class PointReader {
         );
       }
     }
-    await inFlight.drain();
+    await inFlight.drain().catch(async (err) => {
+      await behind.idle(); // no flush may outlive the call: the caller closes the descriptor next
+      throw err;
+    });
     await behind.finish();
   }
 
@@ -264,6 +270,11 @@ class WriteBehind {
         resolve();
       }),
     );
+  }
+
+  /** Waits for the running flush, if any; its failure is kept for `finish`. */
+  async idle(): Promise<void> {
+    await this.running;
   }
 
   async finish(): Promise<void> {
