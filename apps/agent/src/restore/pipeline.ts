@@ -10,9 +10,14 @@ import type { PendingChunks } from "./verify.js";
 
 /** Responses pulled ahead of the one being handled, their chunks already decoding on the workers. */
 const RESPONSES_AHEAD = 2;
-/** Chunks per target scan (one worker job) and scans in flight: both workers busy, reads large. */
+/**
+ * Chunks per target scan (one worker job) and scans in flight. A scan holds no buffer here (the
+ * worker reuses its own), only the IDs it returns, so it runs far ahead of the Wants: 6 scans
+ * (12 MiB) tied the hashing to the Wants' round trips and left both workers idle 60% of a 1 GiB
+ * delta restore; 48 (96 MiB, 48 KiB of IDs) keep them hashing while the server answers.
+ */
 const SCAN_CHUNKS = 32;
-const SCANS_AHEAD = 6;
+const SCANS_AHEAD = 48;
 
 /** A response read ahead of its turn, with its decoding under way (or why it was refused). */
 export interface Incoming {
