@@ -223,7 +223,10 @@ export async function finishStoppedRun(
  * as soon as the job's row carries a cancel request, heard through the job-events channel from
  * any node, and at least every `resultPollMs` in case that message was lost.
  */
-export function watchCancel(ctx: JobContext, jobId: string): { signal: AbortSignal; stop: () => void } {
+export function watchCancel(
+  ctx: JobContext,
+  jobId: string,
+): { signal: AbortSignal; recheck: () => Promise<void>; stop: () => void } {
   const controller = new AbortController();
   let stopped = false;
   const check = async () => {
@@ -242,6 +245,9 @@ export function watchCancel(ctx: JobContext, jobId: string): { signal: AbortSign
   void check();
   return {
     signal: controller.signal,
+    // Reads the row now: a step that took long (opening a repository) sees a cancel that came
+    // meanwhile for certain, not only if a wakeup or the poll happened to land first.
+    recheck: check,
     stop: () => {
       stopped = true;
       clearInterval(timer);

@@ -26,6 +26,7 @@ export async function processMaintenance(
   try {
     const { repo } = await ctx.repositories.get(repositoryId);
     // Opening a repository can take a while: a cancel that came meanwhile stops the run here.
+    await watch.recheck();
     watch.signal.throwIfAborted();
     const report =
       kind === "GC"
