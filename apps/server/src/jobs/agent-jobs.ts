@@ -45,6 +45,14 @@ const PERMANENT_AGENT_ERRORS = new Set([
   "BULWARK_PROTO_JOB_NOT_ASSIGNED",
   // A failed pre hook would fail again, and each retry would run the policy's hooks once more.
   "BULWARK_AGENT_HOOK_FAILED",
+  // A restore target refused before a byte was written stays refused until someone acts (unmount,
+  // a larger disk, confirm the foreign target). A retry sends the same job ID, which the agent
+  // acknowledges as the job it already ran and does not run again: the help desk saw nothing but
+  // a RUNNING job until the deadline (12 h), then BULWARK_JOB_DEADLINE_EXCEEDED.
+  "BULWARK_RESTORE_TARGET_INVALID",
+  "BULWARK_RESTORE_TARGET_BUSY",
+  "BULWARK_RESTORE_TARGET_TOO_SMALL",
+  "BULWARK_RESTORE_FOREIGN_TARGET",
 ]);
 
 type JobRow = NonNullable<Awaited<ReturnType<JobContext["catalog"]["job"]["findUnique"]>>>;
