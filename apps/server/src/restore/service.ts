@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import { writeAudit } from "../audit/write.js";
 import { messages } from "../grpc/call-messages.js";
 import type { AgentIdentity, AgentIdentityResolver } from "../grpc/identity.js";
+import { finishJob } from "../jobs/mirror.js";
 import { type OpenedRestore, openRestore, type RestoreServiceContext } from "./open.js";
 import { type ChunkLoader, emptyTotals, prepareRange, sendRange } from "./ranges.js";
 import { restoreReadPool } from "./read-pool.js";
@@ -344,16 +345,20 @@ async function markSucceeded(
   opened: OpenedRestore,
   stats: RestoreStats,
 ): Promise<void> {
-  await ctx.catalog.job.updateMany({
-    where: { id: opened.jobId, state: { in: ["QUEUED", "RUNNING"] } },
-    data: {
-      state: "SUCCEEDED",
+  // Through finishJob, which writes the job log's "finished" line: the worker's own finishJob
+  // then finds the row final and writes nothing, so a plain update left restores without one.
+  await finishJob(
+    ctx.catalog,
+    opened.jobId,
+    "SUCCEEDED",
+    {
       progress: 1,
       bytesDone: BigInt(opened.point.volumeSize),
       finishedAt: ctx.now(),
       result: { restore: { ...stats } },
     },
-  });
+    { log: ctx.log },
+  );
 }
 
 /** Writes one message, waiting for 'drain' when grpc-js / HTTP/2 flow control says the agent is behind. */
