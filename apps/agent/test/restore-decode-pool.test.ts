@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { decodeRestoreResponse, RestoreResponse } from "@bulwark/protocol";
 import { afterAll, describe, expect, it } from "vitest";
 import { compress } from "zstd-napi";
 import { DecodePool, UndecodableChunk } from "../src/restore/decode-pool.js";
@@ -40,6 +41,33 @@ describe("DecodePool", () => {
       plains.slice(0, 4).map((p) => idOf(p).toString("hex")),
     );
     expect(out.ids[4]).toBeNull(); // all zeros: no ID, so it can never match one
+  });
+
+  it("takes a received message's buffer to one worker without copying it", async () => {
+    const plains = [randomBytes(65536), Buffer.from("d".repeat(65536)), randomBytes(300)];
+    const chunks = plains.map((p, k) => ({
+      indexes: [k],
+      id: idOf(p),
+      encoding: k === 1 ? ZSTD : RAW,
+      plainSize: p.length,
+      payload: k === 1 ? compress(p) : p,
+    }));
+    const bytes = RestoreResponse.encode({ message: { $case: "chunks", value: { chunks } } }).finish();
+    // As grpc-js hands it over: its own framed copy of the message, minus the 5-byte prefix.
+    const framed = Buffer.alloc(bytes.length + 5);
+    framed.set(bytes, 5);
+    const m = decodeRestoreResponse(framed.subarray(5));
+    if (m.message?.$case !== "chunks") throw new Error("expected chunks");
+    const items = m.message.value.chunks.map((c) => ({
+      encoding: c.encoding,
+      payload: c.payload,
+      length: c.plainSize,
+    }));
+    const out = await pool.decode(items);
+    expect(Buffer.concat(out.chunks).equals(Buffer.concat(plains))).toBe(true);
+    expect(out.ids.map((id) => id?.toString("hex"))).toEqual(plains.map((p) => idOf(p).toString("hex")));
+    // Transferred, not copied: the message's buffer is gone from this thread.
+    expect(framed.buffer.byteLength).toBe(0);
   });
 
   it("refuses a frame that decodes to another length and a raw payload of the wrong size, by position", async () => {

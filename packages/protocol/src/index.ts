@@ -19,7 +19,13 @@ export {
 export { IndexDigest, indexRunLength } from "./index-digest.js";
 export * from "./limits.js";
 export { type CallWithAuthContext, peerCertificate } from "./peer.js";
-export { encodeRestoreResponse, RestoreServiceFastResponses } from "./restore-wire.js";
+export {
+  decodeRestoreResponse,
+  encodeRestoreResponse,
+  RestoreServiceFastClient,
+  RestoreServiceFastResponses,
+  takeTransferable,
+} from "./restore-wire.js";
 export { applyServerFlowControl, bindServer } from "./server-flow-control.js";
 export {
   BackupServiceServerDefinition,

@@ -3,11 +3,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   ChunkEncoding,
+  decodeRestoreResponse,
   encodeRestoreResponse,
   type RestoreChunk,
   RestoreResponse,
   RestoreServiceFastResponses,
   RestoreServiceService,
+  takeTransferable,
 } from "../src/index.js";
 
 // The server's single-pass RestoreResponse serializer must write exactly the generated encoder's
@@ -75,5 +77,95 @@ describe("encodeRestoreResponse", () => {
     expect(RestoreServiceFastResponses.restore.responseDeserialize).toBe(
       RestoreServiceService.restore.responseDeserialize,
     );
+  });
+});
+
+describe("decodeRestoreResponse", () => {
+  const chunk = fc.record({
+    indexes: fc.array(fc.maxSafeNat(), { maxLength: 6 }),
+    id: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+    encoding: fc.constantFrom(0, 1, 2, 200).map((e) => e as ChunkEncoding),
+    plainSize: fc.nat({ max: 0xffffffff }),
+    payload: fc.uint8Array({ maxLength: 3000 }).map((a) => Buffer.from(a)),
+  });
+
+  it("decodes what the generated decoder decodes (property)", () => {
+    fc.assert(
+      fc.property(fc.array(chunk, { maxLength: 5 }), (chunks) => {
+        const bytes = generated({ message: { $case: "chunks", value: { chunks } } });
+        expect(decodeRestoreResponse(bytes)).toEqual(RestoreResponse.decode(bytes));
+      }),
+    );
+  });
+
+  it("agrees on unknown fields, unpacked indexes and the other messages", () => {
+    const id = randomBytes(32);
+    const payload = randomBytes(100);
+    // A chunk with an unknown varint field (9) and an unpacked index (tag 8), then an unknown
+    // length-delimited field (15) after the chunk list.
+    const inner = Buffer.concat([
+      Buffer.from([0x48, 0x05, 0x08, 0x07, 0x12, 32]),
+      id,
+      Buffer.from([0x18, 0x02, 0x20, 0x80, 0x80, 0x04, 0x2a, 100]),
+      payload,
+    ]);
+    const varint = (n: number) => {
+      const out: number[] = [];
+      for (; n >= 128; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+      return Buffer.from([...out, n]);
+    };
+    const chunks = Buffer.concat([
+      Buffer.from([0x0a]),
+      varint(inner.length),
+      inner,
+      Buffer.from([0x7a, 0x01, 0xff]),
+    ]);
+    const bytes = Buffer.concat([Buffer.from([0x12]), varint(chunks.length), chunks]);
+    const fast = decodeRestoreResponse(bytes);
+    expect(fast).toEqual(RestoreResponse.decode(bytes));
+    expect(fast.message?.$case === "chunks" && fast.message.value.chunks[0]?.indexes).toEqual([7]);
+    for (const m of [
+      { message: { $case: "zeros", value: { startIndex: 3, count: 9 } } },
+      {
+        message: {
+          $case: "rangeDone",
+          value: { startIndex: 5, count: 16, chunksSent: 3, chunksUnchanged: 13 },
+        },
+      },
+    ] as RestoreResponse[]) {
+      expect(decodeRestoreResponse(generated(m))).toEqual(m);
+    }
+    // A Chunks message followed by another field of the response: the generated decoder decides.
+    const trailing = Buffer.concat([
+      bytes,
+      generated({ message: { $case: "zeros", value: { startIndex: 1, count: 2 } } }),
+    ]);
+    expect(decodeRestoreResponse(trailing)).toEqual(RestoreResponse.decode(trailing));
+  });
+
+  it("leaves payloads as views, and a grpc-js framed message transferable once", () => {
+    const chunks: RestoreChunk[] = [
+      { indexes: [1], id: randomBytes(32), encoding: 2, plainSize: 65536, payload: randomBytes(5000) },
+      { indexes: [2, 9], id: randomBytes(32), encoding: 1, plainSize: 65536, payload: randomBytes(65536) },
+    ];
+    const bytes = generated({ message: { $case: "chunks", value: { chunks } } });
+    // grpc-js hands the deserializer its own framed copy minus the 5-byte prefix.
+    const framed = Buffer.alloc(bytes.length + 5);
+    bytes.copy(framed, 5);
+    const message = framed.subarray(5);
+    const out = decodeRestoreResponse(message);
+    if (out.message?.$case !== "chunks") throw new Error("expected chunks");
+    for (const [k, c] of out.message.value.chunks.entries()) {
+      expect(c.payload.buffer).toBe(framed.buffer);
+      expect(c.payload.equals(chunks[k]!.payload)).toBe(true);
+      expect(c.id.buffer).not.toBe(framed.buffer); // IDs outlive the message: copied
+    }
+    expect(takeTransferable(framed.buffer)).toBe(true);
+    expect(takeTransferable(framed.buffer)).toBe(false);
+    // A buffer that holds more than the message (not grpc-js's framed copy) is never offered.
+    const bigger = Buffer.alloc(bytes.length + 64);
+    bytes.copy(bigger, 5);
+    decodeRestoreResponse(bigger.subarray(5, 5 + bytes.length));
+    expect(takeTransferable(bigger.buffer)).toBe(false);
   });
 });

@@ -4,7 +4,8 @@ import {
   protocolMetadata,
   type RestoreRequest,
   type RestoreResponse,
-  RestoreServiceClient,
+  type RestoreServiceClient,
+  RestoreServiceFastClient,
 } from "@bulwark/protocol";
 import type { ChannelCredentials, ClientDuplexStream } from "@grpc/grpc-js";
 import { asBulwarkError } from "../upload/transport.js";
@@ -37,7 +38,8 @@ export class RestoreStream {
     options: Record<string, string | number> = {},
     private readonly responseTimeoutMs = DEFAULT_RESPONSE_TIMEOUT_MS,
   ) {
-    this.client = new RestoreServiceClient(target, credentials, { ...AGENT_CHANNEL_OPTIONS, ...options });
+    // Chunks payloads stay views of the received message, which a decode worker may then take.
+    this.client = new RestoreServiceFastClient(target, credentials, { ...AGENT_CHANNEL_OPTIONS, ...options });
     this.call = this.client.restore(protocolMetadata());
     this.call.on("data", (m: RestoreResponse) => {
       this.queue.push(m);

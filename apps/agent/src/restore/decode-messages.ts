@@ -23,6 +23,7 @@ export type DecodeRequest =
       op: "decode";
       job: number;
       payloads: ArrayBuffer;
+      payloadOffsets: number[];
       payloadLengths: number[];
       encodings: number[];
       lengths: number[];

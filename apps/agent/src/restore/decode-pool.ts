@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import { takeTransferable } from "@bulwark/protocol";
 import { agentError } from "../errors.js";
 import type { DecodeRequest, DecodeResponse, DecodeWorkerData } from "./decode-messages.js";
 
@@ -86,24 +87,41 @@ export class DecodePool {
    * UndecodableChunk (with the item's position) when a payload does not decode to its length.
    */
   async decode(items: DecodeItem[]): Promise<DecodedGroup> {
-    const parts = Math.min(this.slots.length, items.length);
+    // Payloads that are views of one received message the protocol layer let go of: the whole
+    // message goes to one worker as it is, no copy here (the caller reads messages ahead, so
+    // consecutive messages keep both workers busy). Otherwise the items are split over the
+    // workers, each part copied into a buffer of its own.
+    const shared = items[0]?.payload.buffer;
+    const whole =
+      shared !== undefined && items.every((it) => it.payload.buffer === shared) && takeTransferable(shared);
+    const parts = whole ? 1 : Math.min(this.slots.length, items.length);
     const per = Math.ceil(items.length / Math.max(1, parts));
     const calls: Promise<DecodeResponse>[] = [];
     for (let p = 0; p * per < items.length; p++) {
       const part = items.slice(p * per, (p + 1) * per);
-      const size = part.reduce((n, it) => n + it.payload.length, 0);
-      const payloads = new ArrayBuffer(size);
-      const view = new Uint8Array(payloads);
-      let at = 0;
-      for (const it of part) {
-        view.set(it.payload, at);
-        at += it.payload.length;
+      const payloadLengths = part.map((it) => it.payload.length);
+      let payloads: ArrayBuffer;
+      let payloadOffsets: number[];
+      if (whole) {
+        payloads = shared as ArrayBuffer;
+        payloadOffsets = part.map((it) => it.payload.byteOffset);
+      } else {
+        payloads = new ArrayBuffer(payloadLengths.reduce((n, l) => n + l, 0));
+        const view = new Uint8Array(payloads);
+        payloadOffsets = [];
+        let at = 0;
+        for (const it of part) {
+          view.set(it.payload, at);
+          payloadOffsets.push(at);
+          at += it.payload.length;
+        }
       }
       const req: DecodeRequest = {
         op: "decode",
         job: this.nextJob++,
         payloads,
-        payloadLengths: part.map((it) => it.payload.length),
+        payloadOffsets,
+        payloadLengths,
         encodings: part.map((it) => it.encoding),
         lengths: part.map((it) => it.length),
       };

@@ -73,10 +73,9 @@ function handle(req: DecodeRequest): { res: DecodeResponse; transfer: ArrayBuffe
   const total = req.lengths.reduce((n, l) => n + l, 0);
   const out = new ArrayBuffer(total);
   let at = 0;
-  let from = 0;
   for (let k = 0; k < req.lengths.length; k++) {
     const length = req.lengths[k]!;
-    const payload = new Uint8Array(req.payloads, from, req.payloadLengths[k]!);
+    const payload = new Uint8Array(req.payloads, req.payloadOffsets[k]!, req.payloadLengths[k]!);
     const target = new Uint8Array(out, at, length);
     const invalid = (message: string) => ({
       res: { job: req.job, invalid: { position: k, message } },
@@ -98,7 +97,6 @@ function handle(req: DecodeRequest): { res: DecodeResponse; transfer: ArrayBuffe
       return invalid(`has encoding ${req.encodings[k]}, not RAW or ZSTD`);
     }
     at += length;
-    from += payload.length;
   }
   return { res: { job: req.job, buffer: out, ids: hashAll(out, req.lengths) }, transfer: [out] };
 }

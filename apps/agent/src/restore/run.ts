@@ -436,7 +436,7 @@ class RestoreState {
         switch (m.$case) {
           case "chunks": {
             const verified = await finishVerify(entry.pending!, expected);
-            for (const c of m.value.chunks) this.counters.bytesFetched += c.payload.length;
+            this.counters.bytesFetched += entry.pending!.payloadBytes;
             await this.writeVerified(verified);
             for (const v of verified) {
               for (const i of v.indexes) {

@@ -29,6 +29,8 @@ export interface ChunkGeometry {
 export interface PendingChunks {
   chunks: RestoreChunk[];
   lengths: number[];
+  /** The payloads' wire bytes (counted here: a worker may take the payload buffers). */
+  payloadBytes: number;
   /** Settles with the decoded group or a refusal; never rejects unobserved. */
   decoded: Promise<DecodedGroup>;
 }
@@ -71,6 +73,7 @@ export function beginVerify(
       throw refuse(`chunk ${first} has encoding ${c.encoding}, not RAW or ZSTD`, { index: first });
     lengths.push(length);
   }
+  const payloadBytes = chunks.reduce((n, c) => n + c.payload.length, 0);
   const decoded = pool
     .decode(
       chunks.map((c, k) => ({
@@ -87,7 +90,7 @@ export function beginVerify(
       throw err;
     });
   decoded.catch(() => {}); // raised by finishVerify, in message order
-  return { chunks, lengths, decoded };
+  return { chunks, lengths, payloadBytes, decoded };
 }
 
 /** The message's turn: every index still expected, every content equal to its ID; throws CHUNK_INVALID. */

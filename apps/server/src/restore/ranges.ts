@@ -24,8 +24,8 @@ import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
  */
 const READ_GROUP_CHUNKS = 8;
 /**
- * Payload bytes per Chunks message: 1 MiB, not the 4 MiB upload batch. The agent splits each
- * message over its decode workers as it arrives, so smaller messages start that work sooner; the
+ * Payload bytes per Chunks message: 1 MiB, not the 4 MiB upload batch. The agent hands each
+ * message to a decode worker as it arrives, so smaller messages start that work sooner; the
  * window, not the message size, sets the overlap.
  */
 const CHUNKS_MESSAGE_BYTES = 1024 * 1024;
