@@ -313,7 +313,7 @@ describe("a help-desk restore, REST to target bytes", () => {
   }, 240_000);
 
   it.skipIf(!isRoot)(
-    `a target in use (the image is attached as a loop device): FAILED with BULWARK_RESTORE_TARGET_BUSY over REST (${ROOT_REASON})`,
+    `a target in use (the image is attached as a loop device): FAILED with BULWARK_RESTORE_TARGET_BUSY over REST; freed and retried, it succeeds (${ROOT_REASON})`,
     async () => {
       const target = blankTarget("attached.img");
       const device = loops.attach(target);
@@ -330,6 +330,19 @@ describe("a help-desk restore, REST to target bytes", () => {
         { code: "BULWARK_RESTORE_TARGET_BUSY" },
       ]);
       expect(readFileSync(target).every((b) => b === 0)).toBe(true);
+
+      // The help desk frees the target and retries: a new job (new job ID) that the agent runs.
+      loops.cleanup();
+      const res = await call(helpdesk, "POST", `/jobs/${queued.id}/retry`);
+      expect(res.statusCode, res.body).toBe(202);
+      const retry = res.json() as JobOut & { retryOfId: string };
+      expect(retry).toMatchObject({ kind: "RESTORE", retryOfId: queued.id });
+      expect(retry.id).not.toBe(queued.id);
+      expect(await settledOverRest(helpdesk, retry.id)).toMatchObject({
+        state: "SUCCEEDED",
+        errorCode: null,
+      });
+      expect(readFileSync(target).equals(image)).toBe(true);
     },
     240_000,
   );
