@@ -1,4 +1,10 @@
-import { protocolMetadata, type UploadChunksRequest, type UploadChunksResponse } from "@bulwark/protocol";
+import {
+  fromServiceError,
+  protocolMetadata,
+  type UploadChunksRequest,
+  type UploadChunksResponse,
+} from "@bulwark/protocol";
+import type { ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Harness, type TestAgent, Volume, wireChunk } from "./support/harness.js";
 
@@ -47,6 +53,46 @@ describe("upload acks", () => {
         call.write(batch);
         expect((await ack).batchSeq).toBe(seq);
       }
+    } finally {
+      call.cancel();
+      client.close();
+    }
+  });
+
+  it("neither acks nor counts a batch that arrives on an open stream after the session was aborted", async () => {
+    // Only a stream's first batch looks its session up; later ones are checked where they are
+    // counted, in the same UPDATE, before the ack.
+    const volume = Volume.random(4);
+    const client = h.client(agent);
+    const begin = await client.begin({
+      jobId: await h.job(agent.id),
+      volumeId: "vol-abort-mid",
+      size: volume.size,
+    });
+    const ids = volume.ids(begin.chunkIdScheme!);
+    const call = client.raw.uploadChunks(protocolMetadata());
+    const failed = new Promise<string>((resolve) =>
+      call.on("error", (err: ServiceError) => resolve(fromServiceError(err).code)),
+    );
+    const batch = (seq: number): UploadChunksRequest => ({
+      sessionId: begin.sessionId,
+      batchSeq: seq,
+      chunks: [2 * seq - 2, 2 * seq - 1].map((i) => wireChunk(volume, i, ids[i]!)),
+    });
+    try {
+      const ack = nextAck(call, 10_000);
+      call.write(batch(1));
+      expect((await ack).batchSeq).toBe(1);
+      await client.abort(begin.sessionId);
+      let acked = false;
+      call.on("data", () => {
+        acked = true;
+      });
+      call.write(batch(2));
+      expect(await failed).toBe("BULWARK_PROTO_SESSION_CLOSED");
+      expect(acked).toBe(false);
+      const row = await h.db.catalog.backupSession.findUniqueOrThrow({ where: { id: begin.sessionId } });
+      expect(row.chunksReceived).toBe(2); // batch 1 only
     } finally {
       call.cancel();
       client.close();

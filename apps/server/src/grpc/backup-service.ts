@@ -91,37 +91,45 @@ async function uploadChunks(
   call.on("cancelled", () => {
     gone = true;
   });
+  /** Set once the stream has ended with an error: nothing more is read, acked or sent. */
+  let failed = false;
+  const fail = (err: unknown) => {
+    if (gone || failed) return;
+    failed = true;
+    logFailure("UploadChunks", err);
+    failStream(call, err);
+  };
   try {
     const agent = await authorize(identity, call);
     const stream = openUploadStream(ctx, agent);
     // Batches in order, acks in order; UPLOAD_PIPELINE_DEPTH of them in progress so that one
     // batch's hashing overlaps another's writes. Each batch is acked as soon as it and those
     // before it are stored, never held until a next batch arrives: an agent waits for its acks
-    // with the stream open. Reading stops only while the pipeline is full.
+    // with the stream open. Likewise a failed batch ends the stream as soon as the acks before it
+    // are out, not when a next message arrives. Reading stops only while the pipeline is full.
     let acked: Promise<void> = Promise.resolve();
     const pending: Promise<void>[] = [];
     for await (const req of messages<UploadChunksRequest>(call)) {
+      if (failed) return;
       checkBatchLimits(req); // before any work for it, the identity lookup included
       await identity.resolve(call); // revocation takes effect on the next batch
       const work = stream.batch(req);
       work.catch(() => undefined); // it may fail while earlier acks are pending; observed in order
       acked = acked.then(async () => {
         const ack = await work;
-        if (gone) return;
+        if (gone || failed) return;
         if (!call.write(ack)) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
       });
       const thisAck = acked;
-      thisAck.catch(() => undefined); // a failure is raised where it is awaited, below
+      thisAck.catch(fail);
       pending.push(thisAck);
       if (pending.length >= UPLOAD_PIPELINE_DEPTH) await pending.shift();
-      if (gone) return;
+      if (gone || failed) return;
     }
     await acked;
-    if (!gone) call.end();
+    if (!gone && !failed) call.end();
   } catch (err) {
-    if (gone) return;
-    logFailure("UploadChunks", err);
-    failStream(call, err);
+    fail(err);
   }
 }
 

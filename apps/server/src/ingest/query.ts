@@ -8,13 +8,7 @@ import {
   type QueryMissingResponse,
 } from "@bulwark/protocol";
 import type { AgentIdentity } from "../grpc/identity.js";
-import {
-  type IngestContext,
-  openSession,
-  ownSession,
-  recordActivity,
-  sessionRepository,
-} from "./sessions.js";
+import { type IngestContext, ownSession, sessionRepository, touchOpenSession } from "./sessions.js";
 
 // QueryMissing and Abort: the two small unary calls of a backup session.
 
@@ -39,10 +33,9 @@ export async function queryMissing(
       },
     );
   }
-  const session = await openSession(ctx, agent, req.sessionId);
+  const session = await touchOpenSession(ctx, agent, req.sessionId);
   const repository = await sessionRepository(ctx, session);
   const present = await repository.index.has(req.ids.map((id) => Buffer.from(id)));
-  await recordActivity(ctx, session.id);
   const missing: number[] = [];
   present.forEach((has, i) => {
     if (!has) missing.push(i);

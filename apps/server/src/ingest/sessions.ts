@@ -71,6 +71,30 @@ export function requireOpen(ctx: IngestContext, row: SessionRow): void {
   if (row.status === "EXPIRED" || row.expiresAt <= ctx.now()) throw notFound(row.id);
 }
 
+/**
+ * The caller's open session, with its activity recorded: one UPDATE … RETURNING in the common
+ * case (QueryMissing runs once per 4 MiB of volume, and every catalog round trip costs the
+ * server's main thread ~2 ms of Prisma). A session that does not qualify is looked up again to
+ * answer with the precise error.
+ */
+export async function touchOpenSession(
+  ctx: IngestContext,
+  agent: AgentIdentity,
+  sessionId: string,
+): Promise<SessionRow> {
+  if (isUuid(sessionId)) {
+    const now = ctx.now();
+    const [row] = await ctx.catalog.backupSession.updateManyAndReturn({
+      where: { id: sessionId, agentId: agent.agentId, status: "OPEN", expiresAt: { gt: now } },
+      data: { lastActivityAt: now, expiresAt: expiryFrom(ctx, now) },
+    });
+    if (row) return row;
+  }
+  const row = await openSession(ctx, agent, sessionId);
+  await recordActivity(ctx, row.id); // it became open meanwhile (a concurrent call pushed its expiry)
+  return row;
+}
+
 /** The caller's session, open. */
 export async function openSession(
   ctx: IngestContext,
@@ -101,16 +125,18 @@ const NOTHING_RECEIVED: ReceivedCounts = { chunks: 0, bytes: 0, newBytes: 0, sto
 
 /**
  * Activity: pushes the expiry out and adds to the session's counters, in one UPDATE (atomic per
- * batch). Only while still OPEN.
+ * batch). Only while still OPEN (and, with `unexpired`, not past its expiry); false if the session
+ * no longer qualifies, so nothing was counted.
  */
 export async function recordActivity(
   ctx: IngestContext,
   sessionId: string,
   received: ReceivedCounts = NOTHING_RECEIVED,
-): Promise<void> {
+  unexpired = false,
+): Promise<boolean> {
   const now = ctx.now();
-  await ctx.catalog.backupSession.updateMany({
-    where: { id: sessionId, status: "OPEN" },
+  const done = await ctx.catalog.backupSession.updateMany({
+    where: { id: sessionId, status: "OPEN", ...(unexpired ? { expiresAt: { gt: now } } : {}) },
     data: {
       lastActivityAt: now,
       expiresAt: expiryFrom(ctx, now),
@@ -120,6 +146,29 @@ export async function recordActivity(
       storedBytes: { increment: BigInt(received.storedBytes) },
     },
   });
+  return done.count > 0;
+}
+
+/**
+ * Volume keys by volume ID, per catalog (immutable: the agent's name for the volume, by which
+ * inventory and BeginSession upsert it), so that the calls made per 4 MiB of a backup do not look
+ * the volume up each time. Bounded; a miss costs one query.
+ */
+const volumeKeysOf = new WeakMap<Catalog, Map<string, string>>();
+const VOLUME_KEYS_CACHED = 1024;
+
+async function volumeKey(ctx: IngestContext, volumeId: string): Promise<string> {
+  let volumeKeys = volumeKeysOf.get(ctx.catalog);
+  if (!volumeKeys) volumeKeysOf.set(ctx.catalog, (volumeKeys = new Map()));
+  const cached = volumeKeys.get(volumeId);
+  if (cached !== undefined) return cached;
+  const { key } = await ctx.catalog.volume.findUniqueOrThrow({
+    where: { id: volumeId },
+    select: { key: true },
+  });
+  if (volumeKeys.size >= VOLUME_KEYS_CACHED) volumeKeys.delete(volumeKeys.keys().next().value as string);
+  volumeKeys.set(volumeId, key);
+  return key;
 }
 
 /** The volume key (agent's Volume.id) of a session, for the ingest's name and labels. */
@@ -128,7 +177,7 @@ export async function ingestTargetOf(
   row: SessionRow,
 ): Promise<{ target: IngestTarget; repository: OpenRepository }> {
   const repository = await ctx.repositories.get(row.repositoryId);
-  const volume = await ctx.catalog.volume.findUniqueOrThrow({ where: { id: row.volumeId } });
+  const volume = { key: await volumeKey(ctx, row.volumeId) };
   return {
     repository,
     target: {

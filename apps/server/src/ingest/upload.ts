@@ -17,6 +17,7 @@ import { storeChunks, type UploadedChunk } from "./chunk-store.js";
 import {
   type IngestContext,
   openSession,
+  type ReceivedCounts,
   recordActivity,
   type SessionRow,
   sessionRepository,
@@ -128,9 +129,35 @@ function verifyChunk(session: SessionRow, chunk: Chunk, position: number): Uploa
   return { id: Buffer.from(chunk.id), payload: chunk.payload, plainSize: length, zstd };
 }
 
+/**
+ * Counts a stored batch in its session, in the UPDATE that also checks the session still takes
+ * batches (OPEN, not expired): a batch on a session aborted, committed or expired meanwhile is
+ * not acked and not counted (its chunks stay in the repository, as an abort's do). A refused
+ * update is looked up again for the precise error.
+ */
+async function countBatch(
+  ctx: IngestContext,
+  agent: AgentIdentity,
+  sessionId: string,
+  received: ReceivedCounts,
+): Promise<void> {
+  if (await recordActivity(ctx, sessionId, received, true)) return;
+  await openSession(ctx, agent, sessionId); // throws SESSION_CLOSED / SESSION_NOT_FOUND
+  if (!(await recordActivity(ctx, sessionId, received, true))) {
+    throw new BulwarkError("BULWARK_PROTO_SESSION_NOT_FOUND", `backup session ${sessionId} has expired`, {
+      details: { sessionId },
+    });
+  }
+}
+
 export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): UploadStream {
   /** Fixed by the first message, synchronously, so that batches handled side by side agree. */
   let streamSession: string | undefined;
+  /**
+   * The stream's session, looked up (ownership, state, geometry) by its first batch. Later batches
+   * are checked where they are counted (countBatch), which saves a catalog round trip per batch.
+   */
+  let session: Promise<SessionRow> | undefined;
   let repository: Promise<OpenRepository> | undefined;
   return {
     async batch(req) {
@@ -142,14 +169,15 @@ export function openUploadStream(ctx: IngestContext, agent: AgentIdentity): Uplo
           "every message of an UploadChunks stream names the same session",
         );
       }
-      // Checked on every batch: a session aborted or expired meanwhile accepts nothing more.
-      const session = await openSession(ctx, agent, req.sessionId);
-      repository ??= sessionRepository(ctx, session);
+      session ??= openSession(ctx, agent, req.sessionId);
+      const row = await session;
+      repository ??= sessionRepository(ctx, row);
       const target = await repository;
       const payloadBytes = req.chunks.reduce((n, c) => n + c.payload.length, 0);
-      const plains = req.chunks.map((chunk, i) => verifyChunk(session, chunk, i));
+      const plains = req.chunks.map((chunk, i) => verifyChunk(row, chunk, i));
       const result = await storeChunks(target, plains);
-      await recordActivity(ctx, session.id, {
+      // Acked only if the session still takes batches (a session aborted or expired meanwhile accepts nothing more).
+      await countBatch(ctx, agent, row.id, {
         chunks: req.chunks.length,
         bytes: payloadBytes,
         newBytes: result.newPlainBytes,
