@@ -171,7 +171,8 @@ export class UploadSession {
   /**
    * Writes one batch. After `finishWriting` (the reader has nothing more to read) each batch goes
    * on a stream of its own that is half-closed at once: a server may hold its last acks until the
-   * next batch or the half-close arrives, and at the tail of a backup no next batch comes.
+   * next batch or the half-close arrives (bulwark-server does not, but the protocol allows it), and
+   * at the tail of a backup no next batch comes.
    */
   async writeBatch(
     batch: { batchSeq: number; bytes: Buffer },
