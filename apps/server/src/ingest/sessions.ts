@@ -159,7 +159,10 @@ const VOLUME_KEYS_CACHED = 1024;
 
 async function volumeKey(ctx: IngestContext, volumeId: string): Promise<string> {
   let volumeKeys = volumeKeysOf.get(ctx.catalog);
-  if (!volumeKeys) volumeKeysOf.set(ctx.catalog, (volumeKeys = new Map()));
+  if (!volumeKeys) {
+    volumeKeys = new Map();
+    volumeKeysOf.set(ctx.catalog, volumeKeys);
+  }
   const cached = volumeKeys.get(volumeId);
   if (cached !== undefined) return cached;
   const { key } = await ctx.catalog.volume.findUniqueOrThrow({
