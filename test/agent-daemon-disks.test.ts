@@ -110,7 +110,7 @@ function backupCommand(
     commandId: randomUUID(),
     command: {
       $case: "backup",
-      value: { jobId, target, policy: { ...noPolicy(), ...policy }, deadline: undefined },
+      value: { jobId, target, policy: { ...noPolicy(), ...policy }, deadline: undefined, attempt: 1 },
     },
   };
 }

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Command, JobOutcome } from "@bulwark/protocol";
@@ -19,7 +19,8 @@ import { repoRoot, runTs } from "./support/processes.js";
 // listeners with the control plane and the real BackupService, one Postgres, one Redis): it
 // connects to node A, reports its inventory, and a backup dispatched on node B runs through
 // runBackup, streams progress and a SUCCEEDED result into the sink, and leaves a Backup row.
-// Then: dedupe of repeated commands and job IDs, refusals, cancel, and revocation.
+// Then: dedupe of repeated commands and (job ID, attempt), a failed job's next attempt, refusals,
+// cancel, and revocation.
 
 const h = new Harness();
 const prefix = testPrefix("control-e2e");
@@ -51,13 +52,14 @@ async function startDaemon(agent: TestAgent, imageFiles: string[] = []): Promise
   return running;
 }
 
-function backupCommand(jobId: string, volumeId: string, bandwidth = 0): Command {
+function backupCommand(jobId: string, volumeId: string, bandwidth = 0, attempt = 1): Command {
   return {
     commandId: randomUUID(),
     command: {
       $case: "backup",
       value: {
         jobId,
+        attempt,
         target: { $case: "volumeId", value: volumeId },
         policy: {
           bandwidthLimitBytesPerSecond: bandwidth,
@@ -75,6 +77,14 @@ function backupCommand(jobId: string, volumeId: string, bandwidth = 0): Command 
 
 function resultOf(node: ControlNode, jobId: string) {
   return node.sink.results.find((r) => r.result.jobId === jobId)?.result;
+}
+
+function resultsOf(node: ControlNode, jobId: string) {
+  return node.sink.results.filter((r) => r.result.jobId === jobId).map((r) => r.result);
+}
+
+function progressCount(node: ControlNode, jobId: string) {
+  return node.sink.progressEvents.filter((p) => p.progress.jobId === jobId).length;
 }
 
 beforeAll(async () => {
@@ -134,15 +144,88 @@ describe("agent daemon end to end", () => {
     expect(progress.every((p) => p.agentId === agent.id)).toBe(true);
     expect(Math.max(...progress.map((p) => p.progress.bytesDone))).toBeGreaterThan(0);
 
-    // The same command again (a resend) and the same job under a new command ID: acknowledged,
-    // not run twice (no second result, still one restore point).
+    // The same command again (a resend), the same attempt under a new command ID, and a later
+    // attempt of the job that succeeded: each acknowledged and not run again (no progress, still
+    // one restore point); the recorded result is sent again after each, so a server that lost it
+    // settles.
+    const ran = progressCount(a, agent.jobId);
     expect((await b.plane.dispatcher.dispatch(agent.id, cmd)).accepted).toBe(true);
     expect((await a.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId))).accepted).toBe(
       true,
     );
-    await new Promise((r) => setTimeout(r, 500));
+    expect(
+      (await a.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId, 0, 2))).accepted,
+    ).toBe(true);
+    await eventually(() => resultsOf(a, agent.jobId).length === 4);
     expect(daemon.runningJobs()).toEqual([]);
-    expect(a.sink.results.filter((r) => r.result.jobId === agent.jobId)).toHaveLength(1);
+    expect(progressCount(a, agent.jobId)).toBe(ran);
+    expect(resultsOf(a, agent.jobId).map((r) => [r.outcome, r.restorePointId, r.attempt])).toEqual(
+      Array(4).fill([JobOutcome.JOB_OUTCOME_SUCCEEDED, backup.id, 1]),
+    );
+    expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(1);
+  }, 120_000);
+
+  it("runs a job whose attempt FAILED again when the server sends the next attempt, and that attempt only once", async () => {
+    const agent = await h.agent();
+    const image = join(dir, `${agent.id}-retry.img`);
+    writeFileSync(image, randomBytes(4 * MiB));
+    const { daemon } = await startDaemon(agent, [image]);
+    const volumeId = `file:${image}`;
+    await eventually(
+      async () => (await h.db.catalog.volume.count({ where: { agentId: agent.id, key: volumeId } })) === 1,
+    );
+    // Attempt 1 fails transiently: the image is away (moved) while it runs.
+    const away = `${image}.away`;
+    renameSync(image, away);
+    expect((await b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId))).accepted).toBe(
+      true,
+    );
+    await eventually(() => resultsOf(a, agent.jobId).length === 1, 60_000);
+    const failed = resultsOf(a, agent.jobId)[0]!;
+    expect([failed.outcome, failed.attempt]).toEqual([JobOutcome.JOB_OUTCOME_FAILED, 1]);
+    renameSync(away, image);
+
+    // Attempt 1 again (a resend after a reconnect, under a new command ID): not run again, its
+    // failure sent again.
+    const ran = progressCount(a, agent.jobId);
+    expect((await b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId))).accepted).toBe(
+      true,
+    );
+    await eventually(() => resultsOf(a, agent.jobId).length === 2);
+    expect(daemon.runningJobs()).toEqual([]);
+    expect(resultsOf(a, agent.jobId)[1]).toMatchObject({
+      outcome: JobOutcome.JOB_OUTCOME_FAILED,
+      attempt: 1,
+    });
+    expect(progressCount(a, agent.jobId)).toBe(ran);
+
+    // Attempt 2, the server's retry: runs, and succeeds.
+    const second = backupCommand(agent.jobId, volumeId, 0, 2);
+    expect((await b.plane.dispatcher.dispatch(agent.id, second)).accepted).toBe(true);
+    await eventually(() => resultsOf(a, agent.jobId).length === 3, 60_000);
+    const succeeded = resultsOf(a, agent.jobId)[2]!;
+    expect(succeeded.error).toBeUndefined();
+    expect([succeeded.outcome, succeeded.attempt]).toEqual([JobOutcome.JOB_OUTCOME_SUCCEEDED, 2]);
+    const backup = await h.db.catalog.backup.findUniqueOrThrow({ where: { jobId: agent.jobId } });
+    expect(backup.id).toBe(succeeded.restorePointId);
+
+    // Attempt 2 repeated (same command, then a new command ID): not run a second time.
+    const afterSecond = progressCount(a, agent.jobId);
+    expect((await b.plane.dispatcher.dispatch(agent.id, second)).accepted).toBe(true);
+    expect(
+      (await b.plane.dispatcher.dispatch(agent.id, backupCommand(agent.jobId, volumeId, 0, 2))).accepted,
+    ).toBe(true);
+    await eventually(() => resultsOf(a, agent.jobId).length === 5);
+    expect(daemon.runningJobs()).toEqual([]);
+    expect(progressCount(a, agent.jobId)).toBe(afterSecond);
+    expect(
+      resultsOf(a, agent.jobId)
+        .slice(3)
+        .map((r) => [r.outcome, r.attempt]),
+    ).toEqual([
+      [JobOutcome.JOB_OUTCOME_SUCCEEDED, 2],
+      [JobOutcome.JOB_OUTCOME_SUCCEEDED, 2],
+    ]);
     expect(await h.db.catalog.backup.count({ where: { jobId: agent.jobId } })).toBe(1);
   }, 120_000);
 
@@ -169,6 +252,7 @@ describe("agent daemon end to end", () => {
           mode: 1,
           allowForeignTarget: false,
           wholeDisk: false,
+          attempt: 1,
         },
       },
     });

@@ -365,6 +365,7 @@ describe("volume restore through the agent", () => {
       mode: 1, // RESTORE_MODE_FULL
       allowForeignTarget: true,
       wholeDisk: false,
+      attempt: 1,
     });
     // Abort after the first progress report: the restore stops with the cancel code and the
     // synced point stays in the resume file for a later run of the same job.

@@ -45,6 +45,7 @@ describe("JobRecords", () => {
     finishedAt: new Date("2026-01-01T00:01:00Z"),
     capture: undefined,
     restore: undefined,
+    attempt: 0,
   });
 
   it("keeps results until delivered, across a restart, and forgets delivered ones after retention", async () => {

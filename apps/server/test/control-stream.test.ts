@@ -407,6 +407,7 @@ describe("job events", () => {
         finishedAt: new Date(),
         capture: undefined,
         restore: undefined,
+        attempt: 0,
       },
     });
     await eventually(() => node.sink.results.some((r) => r.result.jobId === agent.jobId));
@@ -433,6 +434,7 @@ describe("job events", () => {
         finishedAt: undefined,
         capture: undefined,
         restore: undefined,
+        attempt: 0,
       },
     });
     await s.done;

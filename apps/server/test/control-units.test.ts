@@ -100,7 +100,7 @@ describe("checkCommand", () => {
         commandId: "c",
         command: {
           $case: "backup",
-          value: { jobId: "j", target: undefined, policy: undefined, deadline: undefined },
+          value: { jobId: "j", target: undefined, policy: undefined, deadline: undefined, attempt: 0 },
         },
       }),
     ).toThrow(/volume_id or disk_id/);

@@ -328,6 +328,7 @@ describe("job event sink", () => {
       finishedAt: undefined,
       capture: undefined,
       restore: undefined,
+      attempt: 0,
     };
     const codeOf = (p: Promise<unknown>) =>
       p.then(
@@ -360,6 +361,48 @@ describe("job event sink", () => {
     const failed = await db.catalog.job.findUniqueOrThrow({ where: { id: row.id } });
     expect(failed).toMatchObject({ state: "QUEUED", errorCode: "BULWARK_AGENT_SNAPSHOT_FAILED" });
     expect(failed.result).toMatchObject({ outcome: "FAILED" });
+  });
+
+  it("takes a failure only of the attempt that runs: a late or repeated one of another attempt is ignored", async () => {
+    const q = node();
+    const ctx = await contextFor(q);
+    const { CatalogJobEventSink, insertOrGetJob } = await import("../src/jobs/index.js");
+    const sink = new CatalogJobEventSink(ctx);
+    const owner = await agent("sink-attempts");
+    const { row } = await insertOrGetJob(db.catalog, {
+      tenantId,
+      kind: "BACKUP",
+      idempotencyKey: "backup:sink-attempts",
+      agentId: owner.id,
+      params: { volumeKey: "x" },
+    });
+    const failure = (attempt: number, code: string) =>
+      sink.result(owner.id, {
+        jobId: row.id,
+        outcome: JobOutcome.JOB_OUTCOME_FAILED,
+        restorePointId: "",
+        error: { code, message: "test", details: {} },
+        startedAt: undefined,
+        finishedAt: undefined,
+        capture: undefined,
+        restore: undefined,
+        attempt,
+      });
+    const current = () => db.catalog.job.findUniqueOrThrow({ where: { id: row.id } });
+    // Attempt 1's failure arrives again while the job waits for its retry (QUEUED): ignored.
+    await db.catalog.job.update({ where: { id: row.id }, data: { state: "QUEUED", attempts: 1 } });
+    await failure(1, "BULWARK_AGENT_INTERRUPTED");
+    expect((await current()).result).toBeNull();
+    // Attempt 2 runs: attempt 1's failure is ignored, attempt 2's is taken.
+    await db.catalog.job.update({ where: { id: row.id }, data: { state: "RUNNING", attempts: 2 } });
+    await failure(1, "BULWARK_AGENT_INTERRUPTED");
+    expect((await current()).result).toBeNull();
+    await failure(2, "BULWARK_AGENT_SNAPSHOT_FAILED");
+    expect(await current()).toMatchObject({
+      state: "RUNNING",
+      errorCode: "BULWARK_AGENT_SNAPSHOT_FAILED",
+      result: { outcome: "FAILED", error: { code: "BULWARK_AGENT_SNAPSHOT_FAILED" } },
+    });
   });
 });
 

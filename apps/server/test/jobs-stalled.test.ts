@@ -104,6 +104,7 @@ describe("a stalled backup job", () => {
       finishedAt: undefined,
       capture: undefined,
       restore: undefined,
+      attempt: 0,
     });
     const r = await row(jobId);
     expect(r.state).toBe("SUCCEEDED");
@@ -152,6 +153,7 @@ describe("a stalled backup job", () => {
       finishedAt: undefined,
       capture: undefined,
       restore: undefined,
+      attempt: 0,
     });
     expect((await row(jobId)).state).toBe("FAILED");
   });

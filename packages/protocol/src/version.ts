@@ -4,8 +4,9 @@ import { Metadata } from "@grpc/grpc-js";
 /**
  * Version of the agent/server contract (docs/protocol.md §1). `major` is the protobuf package
  * version (bulwark.v1); `minor` grows by one with every addition a peer may need to know about.
+ * Minor 1: job commands and results carry the attempt number (`attempt`), the agent's dedupe key.
  */
-export const PROTOCOL_VERSION = { major: 1, minor: 0 } as const;
+export const PROTOCOL_VERSION = { major: 1, minor: 1 } as const;
 
 /** "major.minor", as sent in the `bulwark-protocol` header and in the hellos. */
 export const PROTOCOL_VERSION_STRING = `${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`;

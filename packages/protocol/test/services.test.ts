@@ -98,6 +98,7 @@ beforeAll(async () => {
                 uploadStreams: 4,
               },
               deadline: new Date("2030-01-01T06:00:00Z"),
+              attempt: 1,
             },
           },
         },
@@ -230,6 +231,7 @@ describe("control stream", () => {
               finishedAt: new Date(),
               capture: undefined,
               restore: undefined,
+              attempt: 0,
             },
           });
         }

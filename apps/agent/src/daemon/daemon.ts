@@ -47,8 +47,11 @@ import { type AgentVolumes, backupSourceFor, describeVolumes, lvmVolumes } from 
 // bulwark-agent run: the long-lived agent. It keeps one control stream to the server
 // (docs/protocol.md §3), reconnecting with jittered backoff, and does what the server asks:
 // backups through runBackup, restores through a RestoreRunner, cancel, inventory refresh. Commands
-// are acknowledged on receipt; a repeated command or job ID is acknowledged again, never run
-// twice. Results are kept on disk until delivered, and resent after every reconnect until then.
+// are acknowledged on receipt. Job commands are deduplicated on (job ID, attempt): a repeated
+// command, or the same job of the same or an earlier attempt, is acknowledged and not run twice
+// (a finished job's result is sent again); a later attempt of a job that FAILED runs again, which
+// is how the server's retries reach this agent. Results are kept on disk until delivered, and
+// resent after every reconnect until then.
 
 /** JobProgress at most this often per job (the protocol's "about once a second"). */
 export const PROGRESS_INTERVAL_MS = 1000;
@@ -118,6 +121,8 @@ interface BackupTarget {
 interface RunningJob {
   jobId: string;
   kind: "backup" | "restore";
+  /** The highest attempt the server sent for this job while it runs; its result reports it. */
+  attempt: number;
   phase: JobPhase;
   sessionId: string;
   controller: AbortController;
@@ -428,6 +433,41 @@ export class AgentDaemon {
       if (this.acks.size > REMEMBERED_ACKS) this.acks.delete(this.acks.keys().next().value!);
     }
     stream.write({ $case: "commandAck", value: ack });
+    // A job command that found the job finished: the server asks about a job whose result it does
+    // not have (or lost), so send the recorded result again after the ack.
+    const body = command.command;
+    if (ack.accepted && (body?.$case === "backup" || body?.$case === "restore")) {
+      const record = this.running.has(body.value.jobId) ? undefined : this.records.get(body.value.jobId);
+      if (record) this.sendResult(stream, record.result);
+    }
+  }
+
+  /**
+   * Whether a backup or restore command is to be started, or is a repeat of what this agent runs
+   * or ran: the same attempt again (a resend after a reconnect), an attempt the server started
+   * while the previous one still runs here (a stalled server worker), a job that SUCCEEDED or was
+   * CANCELLED (never run again). A later attempt of a job whose record is FAILED is the server's
+   * retry: it runs again. A command without an attempt (a minor-0 server) is never a new attempt.
+   */
+  private async isRepeat(jobId: string, attempt: number): Promise<boolean> {
+    const running = this.running.get(jobId);
+    if (running) {
+      running.attempt = Math.max(running.attempt, attempt);
+      return true;
+    }
+    const record = this.records.get(jobId);
+    if (!record) return false;
+    const last = record.result;
+    if (last.outcome !== JobOutcome.JOB_OUTCOME_FAILED || attempt <= last.attempt) return true;
+    // The server consumed that failure (it sent a later attempt): not to be listed or resent again.
+    await this.records.markDelivered(jobId);
+    this.log("info", "running a new attempt of a failed job", {
+      jobId,
+      attempt,
+      previousAttempt: last.attempt,
+      previousError: last.error?.code,
+    });
+    return false;
   }
 
   private async decide(command: Command): Promise<CommandAck> {
@@ -445,7 +485,7 @@ export class AgentDaemon {
     switch (body.$case) {
       case "backup": {
         const job = body.value;
-        if (this.running.has(job.jobId) || this.records.get(job.jobId)) return accepted; // same job again
+        if (await this.isRepeat(job.jobId, job.attempt)) return accepted;
         const target = await this.resolveBackup(job);
         if (target instanceof BulwarkError) return refuse(command, target);
         this.startBackup(job, target);
@@ -453,7 +493,6 @@ export class AgentDaemon {
       }
       case "restore": {
         const job = body.value;
-        if (this.running.has(job.jobId) || this.records.get(job.jobId)) return accepted;
         if (!this.opts.restoreRunner) {
           return refuse(
             command,
@@ -463,6 +502,7 @@ export class AgentDaemon {
             ),
           );
         }
+        if (await this.isRepeat(job.jobId, job.attempt)) return accepted;
         this.startRestore(job, this.opts.restoreRunner);
         return accepted;
       }
@@ -545,11 +585,13 @@ export class AgentDaemon {
   private track(
     jobId: string,
     kind: RunningJob["kind"],
+    attempt: number,
     work: (job: RunningJob) => Promise<JobResult>,
   ): void {
     const job: RunningJob = {
       jobId,
       kind,
+      attempt,
       phase: JobPhase.JOB_PHASE_QUEUED,
       sessionId: "",
       controller: new AbortController(),
@@ -558,6 +600,8 @@ export class AgentDaemon {
     this.running.set(jobId, job);
     job.done = work(job)
       .then(async (result) => {
+        // A later attempt the server sent while the job ran (see isRepeat) is what it waits for.
+        result.attempt = job.attempt;
         await this.records.finish(result, this.now());
         this.running.delete(jobId);
         this.log("info", "job finished", { jobId, outcome: JobOutcome[result.outcome] });
@@ -599,7 +643,7 @@ export class AgentDaemon {
       BULWARK_TARGET_KIND: target.kind,
       BULWARK_DEVICE: target.devicePath,
     };
-    this.track(cmd.jobId, "backup", async (job) => {
+    this.track(cmd.jobId, "backup", cmd.attempt, async (job) => {
       const startedAt = this.now();
       let lastSent = 0;
       let lastBytes = 0;
@@ -708,6 +752,7 @@ export class AgentDaemon {
             durationMs: report.durationMs,
           },
           restore: undefined,
+          attempt: job.attempt,
         };
       } catch (err) {
         result = this.failure(job, startedAt, err);
@@ -770,7 +815,7 @@ export class AgentDaemon {
 
   private startRestore(cmd: RestoreCommand, runner: RestoreRunner): void {
     const interval = this.opts.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
-    this.track(cmd.jobId, "restore", async (job) => {
+    this.track(cmd.jobId, "restore", cmd.attempt, async (job) => {
       const startedAt = this.now();
       let lastSent = 0;
       try {
@@ -798,6 +843,7 @@ export class AgentDaemon {
           finishedAt: this.now(),
           capture: undefined,
           restore: stats,
+          attempt: job.attempt,
         };
       } catch (err) {
         return this.failure(job, startedAt, err);
@@ -820,6 +866,7 @@ export class AgentDaemon {
       finishedAt: this.now(),
       capture: undefined,
       restore: undefined,
+      attempt: job.attempt,
     };
   }
 }

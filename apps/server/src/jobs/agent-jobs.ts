@@ -22,7 +22,9 @@ import { enqueuePrune } from "./prune.js";
 // Reruns are safe. A stalled job (its node died) or a retry runs this again for the same row:
 // a backup that already has its Backup row (Backup.jobId is unique) is finished without sending
 // anything; an outcome already in the row is acted on; otherwise the command is sent again with
-// the same job ID, which the agent treats as the same job (it is already running or done).
+// the same job ID and the row's new attempt number. The agent dedupes on (job ID, attempt): a job
+// it still runs carries on (and reports the new attempt), a job that SUCCEEDED or was CANCELLED is
+// not run again (its result is sent again), a job whose last attempt FAILED runs again.
 
 export interface AgentJobData {
   jobId: string;
@@ -46,9 +48,7 @@ const PERMANENT_AGENT_ERRORS = new Set([
   // A failed pre hook would fail again, and each retry would run the policy's hooks once more.
   "BULWARK_AGENT_HOOK_FAILED",
   // A restore target refused before a byte was written stays refused until someone acts (unmount,
-  // a larger disk, confirm the foreign target). A retry sends the same job ID, which the agent
-  // acknowledges as the job it already ran and does not run again: the help desk saw nothing but
-  // a RUNNING job until the deadline (12 h), then BULWARK_JOB_DEADLINE_EXCEEDED.
+  // a larger disk, confirm the foreign target): the help desk learns it at once, not after retries.
   "BULWARK_RESTORE_TARGET_INVALID",
   "BULWARK_RESTORE_TARGET_BUSY",
   "BULWARK_RESTORE_TARGET_TOO_SMALL",
@@ -139,6 +139,7 @@ async function buildCommand(ctx: JobContext, row: JobRow, deadline: Date): Promi
         $case: "backup",
         value: {
           jobId: row.id,
+          attempt: row.attempts,
           target: { $case: "volumeId", value: String(p.volumeKey) },
           policy: {
             bandwidthLimitBytesPerSecond: Number(policy?.bandwidthLimitBps ?? 0),
@@ -164,6 +165,7 @@ async function buildCommand(ctx: JobContext, row: JobRow, deadline: Date): Promi
         mode: p.mode === "delta" ? RestoreMode.RESTORE_MODE_DELTA : RestoreMode.RESTORE_MODE_FULL,
         allowForeignTarget: p.allowForeignTarget === true,
         wholeDisk: p.wholeDisk === true,
+        attempt: row.attempts,
       },
     },
   };
@@ -396,6 +398,11 @@ async function processAgentJobOnce(
         return "OFFLINE";
       }
       throw err;
+    }
+    if (!ack.accepted && ack.error?.code === "BULWARK_AGENT_INTERRUPTED") {
+      // The agent is stopping (SIGTERM) and starts nothing new: a transient failure like the
+      // interrupted job's own, retried with backoff (it is offline meanwhile, then back).
+      throw new BulwarkError("BULWARK_AGENT_INTERRUPTED", ack.error.message);
     }
     if (!ack.accepted) {
       const code = ack.error?.code || "BULWARK_JOB_REJECTED";

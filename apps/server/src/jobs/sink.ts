@@ -141,6 +141,20 @@ export class CatalogJobEventSink implements JobEventSink {
       }
       return;
     }
+    if (
+      result.outcome === JobOutcome.JOB_OUTCOME_FAILED &&
+      result.attempt > 0 &&
+      (row.state !== "RUNNING" || result.attempt !== row.attempts)
+    ) {
+      // A failure of an attempt that is not the one running: the worker consumed it already (a
+      // resend after a reconnect) or moved on to a later attempt. Taken again it would fail or use
+      // up that attempt. (Results without an attempt come from minor-0 agents.)
+      this.ctx.log.debug(
+        { jobId: row.id, attempt: result.attempt, current: row.attempts, state: row.state },
+        "ignored the failure of an earlier attempt",
+      );
+      return;
+    }
     const outcome = OUTCOMES[result.outcome];
     if (!outcome) {
       throw new BulwarkError("BULWARK_JOB_RESULT_INVALID", `job ${row.id}: result without an outcome`, {

@@ -294,6 +294,7 @@ export function backupCommand(jobId: string, volumeId = "vol-1"): Command {
         target: { $case: "volumeId", value: volumeId },
         policy: undefined,
         deadline: undefined,
+        attempt: 0,
       },
     },
   };

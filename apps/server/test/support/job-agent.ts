@@ -5,6 +5,7 @@ import {
   BackupServiceClient,
   type Command,
   JobOutcome,
+  type JobResult,
   type RestoreCommand,
 } from "@bulwark/protocol";
 import { Redis } from "ioredis";
@@ -115,7 +116,20 @@ export type AgentBehaviour =
   /** Report a failure with this code (the first `times` commands, then succeed; default always). */
   | { fail: string; times?: number };
 
-/** An agent on the real control stream that carries out backup commands through real ingest. */
+/** What this agent knows of a job it was sent, as the daemon keeps it (running, or its record). */
+interface KnownJob {
+  /** The highest attempt received while it ran; the result reports it. */
+  attempt: number;
+  /** Set once finished ("hang" never finishes). */
+  result?: JobResult;
+}
+
+/**
+ * An agent on the real control stream that carries out backup commands through real ingest. It
+ * dedupes job commands like bulwark-agent's daemon (apps/agent/src/daemon/daemon.ts, isRepeat):
+ * a job it runs or ran is acknowledged and not run again, and a finished job's result is sent
+ * again, except that a later attempt of a job that FAILED runs again.
+ */
 export class JobTestAgent {
   stream: TestControlStream | undefined;
   readonly commands: Command[] = [];
@@ -123,6 +137,9 @@ export class JobTestAgent {
   /** Awaited after the command is acknowledged and before the backup starts (tests hold a job RUNNING). */
   beforeBackup: ((jobId: string) => Promise<void>) | undefined;
   private failures = 0;
+  private readonly jobs = new Map<string, KnownJob>();
+  /** Job commands acknowledged as repeats (not run), for tests. */
+  readonly repeats: Command[] = [];
   readonly volumes = new Map<string, Volume>();
   readonly restores: RestoreCommand[] = [];
   /** Job IDs whose backup this agent committed. */
@@ -202,55 +219,80 @@ export class JobTestAgent {
     return this.commands.flatMap((c) => (c.command?.$case === "backup" ? [c.command.value] : []));
   }
 
+  /** The daemon's rule: true when the job command is a repeat, to acknowledge without running. */
+  private isRepeat(jobId: string, attempt: number): boolean {
+    const known = this.jobs.get(jobId);
+    if (!known) return false;
+    if (!known.result) {
+      known.attempt = Math.max(known.attempt, attempt);
+      return true;
+    }
+    return known.result.outcome !== JobOutcome.JOB_OUTCOME_FAILED || attempt <= known.result.attempt;
+  }
+
+  /** Records and sends a job's result, stamped with the attempt it ran as. */
+  private finish(
+    stream: TestControlStream,
+    jobId: string,
+    result: Omit<JobResult, "jobId" | "attempt">,
+  ): void {
+    const known = this.jobs.get(jobId)!;
+    known.result = { ...result, jobId, attempt: known.attempt };
+    stream.send({ $case: "jobResult", value: known.result });
+  }
+
   private async handle(stream: TestControlStream, cmd: Command): Promise<void> {
+    const body = cmd.command;
+    if (body?.$case !== "backup" && body?.$case !== "restore") {
+      stream.ack(cmd.commandId, true);
+      return;
+    }
+    const { jobId, attempt } = body.value;
+    if (this.isRepeat(jobId, attempt)) {
+      this.repeats.push(cmd);
+      stream.ack(cmd.commandId, true);
+      const result = this.jobs.get(jobId)?.result;
+      if (result) stream.send({ $case: "jobResult", value: result });
+      return;
+    }
+    this.jobs.set(jobId, { attempt });
     stream.ack(cmd.commandId, true);
-    if (cmd.command?.$case === "restore") {
+    if (body.$case === "restore") {
       // The restore data path is not this test agent's: it reports the outcome it is told to.
-      this.restores.push(cmd.command.value);
-      stream.send({
-        $case: "jobResult",
-        value: {
-          jobId: cmd.command.value.jobId,
-          outcome:
-            this.behaviour === "succeed"
-              ? JobOutcome.JOB_OUTCOME_SUCCEEDED
-              : JobOutcome.JOB_OUTCOME_CANCELLED,
-          restorePointId: cmd.command.value.restorePointId,
-          error: undefined,
-          startedAt: new Date(),
-          finishedAt: new Date(),
-          capture: undefined,
-          restore: {
-            volumeBytes: 1,
-            bytesReceived: 1,
-            chunksReceived: 1,
-            chunksUnchanged: 0,
-            chunksZero: 0,
-            durationMs: 1,
-          },
+      this.restores.push(body.value);
+      this.finish(stream, jobId, {
+        outcome:
+          this.behaviour === "succeed" ? JobOutcome.JOB_OUTCOME_SUCCEEDED : JobOutcome.JOB_OUTCOME_CANCELLED,
+        restorePointId: body.value.restorePointId,
+        error: undefined,
+        startedAt: new Date(),
+        finishedAt: new Date(),
+        capture: undefined,
+        restore: {
+          volumeBytes: 1,
+          bytesReceived: 1,
+          chunksReceived: 1,
+          chunksUnchanged: 0,
+          chunksZero: 0,
+          durationMs: 1,
         },
       });
       return;
     }
-    if (cmd.command?.$case !== "backup") return;
-    const { jobId } = cmd.command.value;
-    const key = cmd.command.value.target?.$case === "volumeId" ? cmd.command.value.target.value : "";
+    const command = body.value;
+    const key = command.target?.$case === "volumeId" ? command.target.value : "";
     await this.beforeBackup?.(jobId);
     const behaviour = this.behaviour;
     if (behaviour === "hang") return;
     if (typeof behaviour === "object" && this.failures++ < (behaviour.times ?? Number.POSITIVE_INFINITY)) {
-      stream.send({
-        $case: "jobResult",
-        value: {
-          jobId,
-          outcome: JobOutcome.JOB_OUTCOME_FAILED,
-          restorePointId: "",
-          error: { code: behaviour.fail, message: "test failure", details: {} },
-          startedAt: new Date(),
-          finishedAt: new Date(),
-          capture: undefined,
-          restore: undefined,
-        },
+      this.finish(stream, jobId, {
+        outcome: JobOutcome.JOB_OUTCOME_FAILED,
+        restorePointId: "",
+        error: { code: behaviour.fail, message: "test failure", details: {} },
+        startedAt: new Date(),
+        finishedAt: new Date(),
+        capture: undefined,
+        restore: undefined,
       });
       return;
     }
@@ -274,20 +316,21 @@ export class JobTestAgent {
     });
     const done = await backup(this.client, { ...this.agent, jobId }, key, volume);
     this.committed.push(jobId);
-    if (behaviour === "commit-silently") return;
-    stream.send({
-      $case: "jobResult",
-      value: {
-        jobId,
-        outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
-        restorePointId: done.commit.restorePointId,
-        error: undefined,
-        startedAt: new Date(),
-        finishedAt: new Date(),
-        capture: undefined,
-        restore: undefined,
-      },
-    });
+    const result = {
+      outcome: JobOutcome.JOB_OUTCOME_SUCCEEDED,
+      restorePointId: done.commit.restorePointId,
+      error: undefined,
+      startedAt: new Date(),
+      finishedAt: new Date(),
+      capture: undefined,
+      restore: undefined,
+    };
+    if (behaviour === "commit-silently") {
+      // Done here, but the report never left (a repeat of the job sends it, as the daemon would).
+      this.jobs.get(jobId)!.result = { ...result, jobId, attempt: this.jobs.get(jobId)!.attempt };
+      return;
+    }
+    this.finish(stream, jobId, result);
   }
 
   close(): void {

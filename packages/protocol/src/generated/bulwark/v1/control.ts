@@ -354,8 +354,9 @@ export interface LvmInfo {
 }
 
 /**
- * The agent acknowledges a command. Delivery is at-least-once: a repeated command_id or job_id is
- * acknowledged again and not executed twice.
+ * The agent acknowledges a command. Delivery is at-least-once: a repeated command_id, or a repeated
+ * job_id of the same or an earlier attempt, is acknowledged again and not executed twice (a
+ * finished job's JobResult is sent again); a later attempt of a job that FAILED runs again.
  */
 export interface CommandAck {
   /** The command acknowledged. */
@@ -408,7 +409,15 @@ export interface BackupCommand {
     | BackupPolicy
     | undefined;
   /** The job's window end: the agent aborts the session if it cannot commit by then. */
-  deadline: Date | undefined;
+  deadline:
+    | Date
+    | undefined;
+  /**
+   * Which attempt of the job this command starts, from 1 (minor 1; 0 = not set, a minor-0
+   * server). The agent dedupes on (job_id, attempt): a higher attempt of a job whose recorded
+   * outcome is FAILED runs again; anything else repeated is acknowledged and not run twice.
+   */
+  attempt: number;
 }
 
 /** Policy parameters that shape one backup run. */
@@ -449,6 +458,8 @@ export interface RestoreCommand {
   allowForeignTarget: boolean;
   /** For a whole-disk restore point: write the partition table first, then the partitions. */
   wholeDisk: boolean;
+  /** Which attempt of the job this command starts, from 1; as BackupCommand.attempt. */
+  attempt: number;
 }
 
 /**
@@ -527,7 +538,16 @@ export interface JobResult {
     | CaptureStats
     | undefined;
   /** For a restore: what was transferred. */
-  restore: RestoreStats | undefined;
+  restore:
+    | RestoreStats
+    | undefined;
+  /**
+   * The attempt this outcome is of: the highest BackupCommand/RestoreCommand.attempt the agent
+   * received for the job while it ran (minor 1; 0 = not known). The server ignores a FAILED
+   * result of an attempt other than the one running, so a late or repeated failure of an earlier
+   * attempt cannot fail or use up a retry of a later one.
+   */
+  attempt: number;
 }
 
 /** Statistics of one backup capture, reported at Commit and in JobResult. */
@@ -2260,7 +2280,7 @@ export const Command: MessageFns<Command> = {
 };
 
 function createBaseBackupCommand(): BackupCommand {
-  return { jobId: "", target: undefined, policy: undefined, deadline: undefined };
+  return { jobId: "", target: undefined, policy: undefined, deadline: undefined, attempt: 0 };
 }
 
 export const BackupCommand: MessageFns<BackupCommand> = {
@@ -2281,6 +2301,9 @@ export const BackupCommand: MessageFns<BackupCommand> = {
     }
     if (message.deadline !== undefined) {
       Timestamp.encode(toTimestamp(message.deadline), writer.uint32(42).fork()).join();
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(48).uint32(message.attempt);
     }
     return writer;
   },
@@ -2338,6 +2361,14 @@ export const BackupCommand: MessageFns<BackupCommand> = {
             message.deadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2374,6 +2405,7 @@ export const BackupCommand: MessageFns<BackupCommand> = {
       ? BackupPolicy.fromPartial(object.policy)
       : undefined;
     message.deadline = object.deadline ?? undefined;
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
@@ -2568,7 +2600,15 @@ export const Hook: MessageFns<Hook> = {
 };
 
 function createBaseRestoreCommand(): RestoreCommand {
-  return { jobId: "", restorePointId: "", targetPath: "", mode: 0, allowForeignTarget: false, wholeDisk: false };
+  return {
+    jobId: "",
+    restorePointId: "",
+    targetPath: "",
+    mode: 0,
+    allowForeignTarget: false,
+    wholeDisk: false,
+    attempt: 0,
+  };
 }
 
 export const RestoreCommand: MessageFns<RestoreCommand> = {
@@ -2590,6 +2630,9 @@ export const RestoreCommand: MessageFns<RestoreCommand> = {
     }
     if (message.wholeDisk !== false) {
       writer.uint32(48).bool(message.wholeDisk);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(56).uint32(message.attempt);
     }
     return writer;
   },
@@ -2655,6 +2698,14 @@ export const RestoreCommand: MessageFns<RestoreCommand> = {
             message.wholeDisk = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2678,6 +2729,7 @@ export const RestoreCommand: MessageFns<RestoreCommand> = {
     message.mode = object.mode ?? 0;
     message.allowForeignTarget = object.allowForeignTarget ?? false;
     message.wholeDisk = object.wholeDisk ?? false;
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
@@ -3075,6 +3127,7 @@ function createBaseJobResult(): JobResult {
     finishedAt: undefined,
     capture: undefined,
     restore: undefined,
+    attempt: 0,
   };
 }
 
@@ -3103,6 +3156,9 @@ export const JobResult: MessageFns<JobResult> = {
     }
     if (message.restore !== undefined) {
       RestoreStats.encode(message.restore, writer.uint32(66).fork()).join();
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(72).uint32(message.attempt);
     }
     return writer;
   },
@@ -3184,6 +3240,14 @@ export const JobResult: MessageFns<JobResult> = {
             message.restore = RestoreStats.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3215,6 +3279,7 @@ export const JobResult: MessageFns<JobResult> = {
     message.restore = (object.restore !== undefined && object.restore !== null)
       ? RestoreStats.fromPartial(object.restore)
       : undefined;
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
