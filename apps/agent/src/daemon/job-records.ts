@@ -2,9 +2,10 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import { JobResult } from "@bulwark/protocol";
 
-// Finished jobs, on disk under <stateDir>/control/jobs/: their JobResult until it is delivered
-// (resent after every reconnect until then), and afterwards a record that the job ran, so a
-// command repeated after a restart of the agent is acknowledged and not run twice.
+// Finished jobs, on disk under <stateDir>/control/jobs/: the last attempt's JobResult (with its
+// attempt) until it is delivered (resent after every reconnect until then), and afterwards a record
+// that the job ran, so a command repeated after a restart of the agent is acknowledged and not run
+// twice, while a later attempt of a job whose record is FAILED runs again (daemon.ts, isRepeat).
 
 /** Delivered records are kept this long for dedupe; the server stops resending a command long before. */
 export const DELIVERED_RECORD_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
