@@ -5,7 +5,11 @@
  * resolves. Failures are BulwarkErrors: BULWARK_REPO_NOT_FOUND, _IO, _NO_SPACE.
  */
 export interface Backend {
-  /** Stores bytes under key unless it exists; true if this call created it. */
+  /**
+   * Stores bytes under key unless it exists; true if this call created it. An existing object is
+   * touched (made young for GC), and if it vanishes meanwhile (GC's trash) the call creates it:
+   * false means the object is there and GC will keep it, which ingest relies on.
+   */
   putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean>;
   /** Atomically replaces (or creates) key; for small mutable files such as heartbeats. */
   replace(key: string, bytes: Uint8Array): Promise<void>;

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { constants as fsc, linkSync, statSync, unlinkSync, utimesSync } from "node:fs";
 import {
   type FileHandle,
-  link,
   mkdir,
   open,
   readdir,
@@ -79,10 +78,7 @@ export class LocalBackend implements Backend {
     const target = this.path(key);
     const tmp = await this.writeTemp(target, bytes);
     try {
-      await link(tmp, target);
-    } catch (err) {
-      if (code(err) === "EEXIST") return false;
-      throw ioError(err, `link ${key}`);
+      if (!this.linkOrClaim(tmp, target, key)) return false;
     } finally {
       await unlink(tmp).catch(() => {});
     }
@@ -168,10 +164,9 @@ export class LocalBackend implements Backend {
     for (let k = 0; k < items.length; k++) {
       const i = items[k]!;
       try {
-        linkSync(i.tmp, i.target);
-        created[k] = true;
+        created[k] = this.linkOrClaim(i.tmp, i.target, i.key);
       } catch (err) {
-        if (code(err) !== "EEXIST") failure ??= ioError(err, `link ${i.key}`);
+        failure ??= err;
       }
       try {
         unlinkSync(i.tmp);
@@ -182,6 +177,31 @@ export class LocalBackend implements Backend {
     // Barrier 2: the new names are durable before the caller lets anything refer to them.
     await this.barrier([], dirs);
     return created;
+  }
+
+  /**
+   * Gives `tmp` the name `target`, or, if the name exists, claims that object: touching it makes
+   * it young, so a GC running now keeps it (spec, "Why GC never deletes a chunk an ingest needs").
+   * If GC moved it to the trash between the failed link and the touch, the link is tried again, so
+   * a caller told "already there" can rely on it. True if this call created the name.
+   */
+  private linkOrClaim(tmp: string, target: string, key: string): boolean {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        linkSync(tmp, target);
+        return true;
+      } catch (err) {
+        if (code(err) !== "EEXIST") throw ioError(err, `link ${key}`);
+      }
+      try {
+        const now = new Date();
+        utimesSync(target, now, now);
+        return false;
+      } catch (err) {
+        // Gone again at once, over and over, is not a race any more: report it.
+        if (code(err) !== "ENOENT" || attempt >= 3) throw ioError(err, `touch ${key}`);
+      }
+    }
   }
 
   async discard(staged: readonly StagedObject[]): Promise<void> {

@@ -38,6 +38,24 @@ describe("LocalBackend helpers for worker-written files", () => {
     expect(b.touchSync(key)).toBe(true);
     expect((await b.stat(key))!.mtimeMs).toBeGreaterThan(Date.now() - 60_000);
   });
+
+  it("an existing object that putIfAbsent or publish finds is claimed: touched, so GC keeps it", async () => {
+    // Ingest counts such a chunk as present; an old mtime would let a GC running beside the
+    // ingest delete it before the restore point that needs it is committed.
+    const { utimes } = await import("node:fs/promises");
+    const b = new LocalBackend(await tempDir());
+    const other = `chunks/cd/${"cd".repeat(32)}`;
+    for (const k of [key, other]) {
+      await b.putIfAbsent(k, Buffer.from("x"));
+      await utimes(b.filePath(k), new Date(1000), new Date(1000));
+    }
+    expect(await b.putIfAbsent(key, Buffer.from("x"))).toBe(false);
+    expect((await b.stat(key))!.mtimeMs).toBeGreaterThan(Date.now() - 60_000);
+    expect(await b.publish([await b.stage(other, Buffer.from("x"))])).toEqual([false]);
+    expect((await b.stat(other))!.mtimeMs).toBeGreaterThan(Date.now() - 60_000);
+    // The staged temp file is gone either way.
+    expect((await readdir(join(b.filePath(other), ".."))).filter((f) => f.startsWith(".tmp-"))).toEqual([]);
+  });
 });
 
 describe("FaultyBackend (disarmed) conformance", () => {

@@ -111,14 +111,9 @@ export async function storeChunks(
     throw err;
   }
   const { sizes, done } = await stage(repo, ticket, toWrite);
-  const created = await Promise.all(
-    done.map(async (d, k) => {
-      if (await d) return true;
-      // Already there (another stream, or an index that lagged the files): make it young for GC.
-      await repo.backend.touch(chunkKey(chunks[toWrite[k]!]!.id));
-      return false;
-    }),
-  );
+  // false: already there (another stream, or an index that lagged the files), and claimed by the
+  // publish itself (touched, or written again if GC took it meanwhile), so GC keeps it.
+  const created = await Promise.all(done);
   await index.record(
     toWrite.map((i, k) => ({ id: chunks[i]!.id, plainSize: chunks[i]!.plainSize, storedSize: sizes[k]! })),
   );
