@@ -18,6 +18,8 @@ import type { OpenRepository } from "../src/repositories/registry.js";
 /** A LocalBackend whose barriers can be held, counted and made to fail. */
 class GatedBackend extends LocalBackend {
   barriers = 0;
+  /** Chunk files handed to the group-commit writer (queued for a publish). */
+  adopted = 0;
   fail = false;
   private gate: Promise<void> | null = null;
   private open: (() => void) | null = null;
@@ -36,6 +38,11 @@ class GatedBackend extends LocalBackend {
   release(): void {
     this.open?.();
     this.gate = null;
+  }
+
+  override adoptStaged(key: string, tmp: string, bytes: number): ReturnType<LocalBackend["adoptStaged"]> {
+    this.adopted++; // the writer queues it in the same turn
+    return super.adoptStaged(key, tmp, bytes);
   }
 
   protected override async barrier(files: readonly string[], dirs: readonly string[]): Promise<void> {
@@ -125,7 +132,8 @@ describe("storeChunks: durability and group commit", () => {
     // Three more batches (other streams) arrive while the barrier runs.
     const more = [chunkOf(repo), chunkOf(repo), chunkOf(repo)];
     const others = more.map((m) => storeChunks(target, [m.chunk]));
-    await new Promise((r) => setTimeout(r, 300));
+    // Released only once all three wait for the next publish (however long a loaded machine takes).
+    await expect.poll(() => backend.adopted, { timeout: 30_000 }).toBe(4);
     backend.release();
     const results = await Promise.all([a, ...others]);
     for (const r of results) expect(r).toMatchObject({ stored: 1, alreadyPresent: 0, newPlainBytes: 65536 });
