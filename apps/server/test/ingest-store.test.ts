@@ -187,4 +187,24 @@ describe("storeChunks: durability and group commit", () => {
     });
     expect(await repo.backend.stat(chunkKey(good.chunk.id))).toBeNull();
   });
+
+  it("stores a chunk sent raw as sent: the agent found it does not shrink, the server does not try again", async () => {
+    const { target } = await open();
+    const { repo } = target;
+    // Compressible bytes sent raw show which path ran: a second attempt would have shrunk them.
+    const plain = Buffer.alloc(65536, 0x61);
+    const raw = {
+      id: chunkIdOf(repo.keys.idKey, plain),
+      payload: plain,
+      plainSize: plain.length,
+      zstd: false,
+    };
+    expect(await storeChunks(target, [raw])).toMatchObject({
+      stored: 1,
+      newStoredBytes: BLOB_OVERHEAD + 65536,
+    });
+    expect((await repo.backend.stat(chunkKey(raw.id)))?.size).toBe(BLOB_OVERHEAD + 65536);
+    const back = await repo.readChunk(raw.id);
+    expect(Buffer.from(back).equals(plain)).toBe(true);
+  });
 });

@@ -92,7 +92,7 @@ export function encodeBlobParts(
   name: Buffer,
   plaintext: Uint8Array,
   dataKey: Buffer,
-  opts: { level?: number } = {},
+  opts: { level?: number; compress?: boolean } = {},
 ): BlobParts {
   if (plaintext.length > MAX_BLOB_PLAINTEXT) {
     throw new BulwarkError(
@@ -102,7 +102,7 @@ export function encodeBlobParts(
   }
   let payload: Uint8Array = plaintext;
   let flags = 0;
-  if (plaintext.length > 0) {
+  if (plaintext.length > 0 && opts.compress !== false) {
     // The scratch view is consumed by cipher.update below, before anything else compresses.
     const packed = compressScratch(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
     if (packed.length < plaintext.length) {

@@ -128,7 +128,8 @@ export class CodecPool {
   /**
    * Checks and hashes uploaded payloads in a worker (nothing is decompressed on this thread): each
    * is its chunk's bytes or, with `zstd`, a zstd frame that must give exactly plainSize bytes. A
-   * frame smaller than its chunk becomes the stored payload as is (no second compression). The
+   * frame smaller than its chunk becomes the stored payload as is (no second compression), and
+   * the other chunks are stored uncompressed: the sender found they do not shrink. The
    * payloads are copied into one transferred buffer, so the caller's may be dropped; or, with
    * `handOver`, a buffer that holds every payload and that nobody else refers to is transferred
    * without a copy (the caller's views of it become empty). Resolves to the ticket for `encode`,

@@ -51,6 +51,11 @@ interface HeldBatch {
   chunks: (Buffer | null)[];
   packed?: { frame: Buffer; plainSize: number }[];
   pooled?: Buffer;
+  /**
+   * Uploaded (`unpack`): the sender already compressed every chunk at the repository's level and
+   * kept the frame only where it shrank, so the rest are stored as sent, without a second attempt.
+   */
+  uploaded?: boolean;
 }
 const held = new Map<number, HeldBatch>();
 
@@ -125,7 +130,7 @@ function unpack(
     // Own 32-byte buffers: a pooled digest would carry its whole 8 KiB slab through postMessage.
     ids.push(new Uint8Array(chunkIdOf(idKey, plain)));
   }
-  held.set(job, { chunks, packed });
+  held.set(job, { chunks, packed, uploaded: true });
   return { ids };
 }
 let frameScratch = Buffer.alloc(0);
@@ -189,7 +194,10 @@ function handle(req: Exclude<CodecRequest, { op: "keys" }>): { res: CodecRespons
         const name = Buffer.from(req.ids[i]!);
         const p = batch.packed?.[i];
         if (p) return encodeBlobPartsPacked(BlobKind.Data, name, p.plainSize, p.frame, dataKey);
-        return encodeBlobParts(BlobKind.Data, name, chunks[i]!, dataKey, { level: keys.level });
+        return encodeBlobParts(BlobKind.Data, name, chunks[i]!, dataKey, {
+          level: keys.level,
+          compress: !batch.uploaded,
+        });
       };
       try {
         if (!files) {
