@@ -21,6 +21,7 @@ export * from "./limits.js";
 export { type CallWithAuthContext, peerCertificate } from "./peer.js";
 export {
   decodeRestoreResponse,
+  encodeChunksResponses,
   encodeRestoreResponse,
   RestoreServiceFastClient,
   RestoreServiceFastResponses,

@@ -11,8 +11,9 @@ import {
 // message is about 1 MiB of payload; the generated encoder writes it into a buffer that grows by
 // copying, shifts every nested message over 127 bytes to widen its length prefix, then copies the
 // result twice more (finish(), Buffer.from), so each payload byte was copied five to seven times.
-// This writes a Chunks message into one buffer of exactly its size, copying each payload once.
-// The bytes are those of the generated encoder (same fields, order and omitted defaults; checked
+// This writes a Chunks message into one buffer of exactly its size, copying each payload once;
+// bulwark-server does that on its restore read workers (encodeChunksResponses) and the serializer
+// passes the bytes through. The bytes are those of the generated encoder (same fields, order and omitted defaults; checked
 // by packages/protocol/test/restore-wire.test.ts); other cases use the generated encoder.
 
 function varintSize(v: number): number {
@@ -33,20 +34,24 @@ function writeVarint(buf: Buffer, at: number, v: number): number {
   return at;
 }
 
-/** RestoreResponse as protobuf bytes; a Chunks message in a single pass. */
-export function encodeRestoreResponse(message: RestoreResponse): Buffer {
-  if (message.message?.$case !== "chunks") return Buffer.from(RestoreResponse.encode(message).finish());
-  const chunks = message.message.value.chunks;
-  // Sizes first: per chunk its body and its packed indexes, then the two enclosing lengths.
+/** Where a Chunks message's bytes go: per chunk its body and packed-index sizes, and the total. */
+interface ChunksLayout {
+  bodies: number[];
+  packed: number[];
+  inner: number;
+  size: number;
+}
+
+/** The layout of RestoreResponse{chunks}; undefined if only the generated encoder can write it. */
+function chunksLayout(chunks: RestoreChunk[]): ChunksLayout | undefined {
   const bodies: number[] = [];
   const packed: number[] = [];
   let inner = 0;
   for (const c of chunks) {
     for (const i of c.indexes) {
-      if (!Number.isSafeInteger(i) || i < 0) return Buffer.from(RestoreResponse.encode(message).finish());
+      if (!Number.isSafeInteger(i) || i < 0) return undefined;
     }
-    if (c.encoding < 0 || !Number.isInteger(c.encoding))
-      return Buffer.from(RestoreResponse.encode(message).finish());
+    if (c.encoding < 0 || !Number.isInteger(c.encoding)) return undefined;
     let p = 0;
     for (const i of c.indexes) p += varintSize(i);
     let body = 0;
@@ -59,10 +64,14 @@ export function encodeRestoreResponse(message: RestoreResponse): Buffer {
     bodies.push(body);
     inner += 1 + varintSize(body) + body;
   }
-  const out = Buffer.allocUnsafe(1 + varintSize(inner) + inner);
-  let at = 0;
+  return { bodies, packed, inner, size: 1 + varintSize(inner) + inner };
+}
+
+/** Writes RestoreResponse{chunks} at `at` of `out` (room checked by the caller); returns its end. */
+function writeChunks(chunks: RestoreChunk[], layout: ChunksLayout, out: Buffer, at: number): number {
+  const { bodies, packed } = layout;
   out[at++] = 0x12; // RestoreResponse.chunks (2, length-delimited)
-  at = writeVarint(out, at, inner);
+  at = writeVarint(out, at, layout.inner);
   chunks.forEach((c, k) => {
     out[at++] = 0x0a; // RestoreChunks.chunks (1)
     at = writeVarint(out, at, bodies[k]!);
@@ -92,8 +101,55 @@ export function encodeRestoreResponse(message: RestoreResponse): Buffer {
       at += c.payload.length;
     }
   });
+  return at;
+}
+
+/**
+ * RestoreResponse as protobuf bytes; a Chunks message in a single pass. Bytes that are already a
+ * RestoreResponse (encodeChunksResponses, on bulwark-server's read workers) pass through as they are.
+ */
+export function encodeRestoreResponse(message: RestoreResponse | Uint8Array): Buffer {
+  if (message instanceof Uint8Array)
+    return Buffer.isBuffer(message)
+      ? message
+      : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  if (message.message?.$case !== "chunks") return Buffer.from(RestoreResponse.encode(message).finish());
+  const chunks = message.message.value.chunks;
+  const layout = chunksLayout(chunks);
+  if (!layout) return Buffer.from(RestoreResponse.encode(message).finish());
+  const out = Buffer.allocUnsafe(layout.size);
+  const at = writeChunks(chunks, layout, out, 0);
   if (at !== out.length) throw new Error(`restore response encoder wrote ${at} of ${out.length} bytes`);
   return out;
+}
+
+/**
+ * Several RestoreResponse{chunks} messages, one per batch, back to back in one buffer (one
+ * transferable allocation for a worker thread), and each message's length.
+ */
+export function encodeChunksResponses(batches: RestoreChunk[][]): { bytes: Buffer; lengths: number[] } {
+  const layouts = batches.map(chunksLayout);
+  const fallback = batches.map((chunks, k) =>
+    layouts[k]
+      ? undefined
+      : Buffer.from(RestoreResponse.encode({ message: { $case: "chunks", value: { chunks } } }).finish()),
+  );
+  const lengths = batches.map((_, k) => layouts[k]?.size ?? fallback[k]!.length);
+  const bytes = Buffer.allocUnsafeSlow(lengths.reduce((n, l) => n + l, 0));
+  let at = 0;
+  batches.forEach((chunks, k) => {
+    const layout = layouts[k];
+    let end: number;
+    if (layout) end = writeChunks(chunks, layout, bytes, at);
+    else {
+      bytes.set(fallback[k]!, at);
+      end = at + fallback[k]!.length;
+    }
+    if (end - at !== lengths[k])
+      throw new Error(`restore response encoder wrote ${end - at} of ${lengths[k]} bytes`);
+    at = end;
+  });
+  return { bytes, lengths };
 }
 
 /** RestoreService with the single-pass response serializer: what bulwark-server registers. */

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   ChunkEncoding,
   decodeRestoreResponse,
+  encodeChunksResponses,
   encodeRestoreResponse,
   type RestoreChunk,
   RestoreResponse,
@@ -77,6 +78,47 @@ describe("encodeRestoreResponse", () => {
     expect(RestoreServiceFastResponses.restore.responseDeserialize).toBe(
       RestoreServiceService.restore.responseDeserialize,
     );
+  });
+});
+
+describe("encodeChunksResponses", () => {
+  const chunk = fc.record({
+    indexes: fc.array(fc.maxSafeNat(), { maxLength: 4 }),
+    id: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+    encoding: fc.constantFrom(0, 1, 2, -1).map((e) => e as ChunkEncoding), // -1: the generated encoder
+    plainSize: fc.nat({ max: 0xffffffff }),
+    payload: fc.uint8Array({ maxLength: 2000 }).map((a) => Buffer.from(a)),
+  });
+
+  it("writes each batch as the generated encoder's Chunks message, back to back (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(chunk, { maxLength: 4 }), { maxLength: 4 }), (batches) => {
+        const { bytes, lengths } = encodeChunksResponses(batches);
+        const expected = batches.map((chunks) =>
+          generated({ message: { $case: "chunks", value: { chunks } } }),
+        );
+        expect(lengths).toEqual(expected.map((b) => b.length));
+        expect(bytes.equals(Buffer.concat(expected))).toBe(true);
+        // Its own allocation, so a worker can transfer it whole.
+        expect(bytes.byteOffset).toBe(0);
+        expect(bytes.buffer.byteLength).toBe(bytes.length);
+      }),
+    );
+  });
+
+  it("passes its messages through the serializer unchanged and uncopied", () => {
+    const { bytes, lengths } = encodeChunksResponses([
+      [{ indexes: [3], id: randomBytes(32), encoding: 1, plainSize: 9, payload: randomBytes(9) }],
+      [{ indexes: [4, 5], id: randomBytes(32), encoding: 2, plainSize: 99, payload: randomBytes(40) }],
+    ]);
+    const second = bytes.subarray(lengths[0]!);
+    const out = encodeRestoreResponse(second);
+    expect(out.buffer).toBe(bytes.buffer);
+    expect(out.byteOffset).toBe(lengths[0]);
+    expect(out.length).toBe(lengths[1]);
+    const plain = new Uint8Array(second);
+    expect(encodeRestoreResponse(plain).equals(second)).toBe(true);
+    expect(RestoreResponse.decode(out).message?.$case).toBe("chunks");
   });
 });
 

@@ -1,34 +1,24 @@
 import { BulwarkError } from "@bulwark/errors";
-import {
-  CHUNK_ID_BYTES,
-  ChunkEncoding,
-  type IndexRun,
-  type RestoreChunk,
-  type RestoreResponse,
-  type RestoreWant,
-} from "@bulwark/protocol";
+import { CHUNK_ID_BYTES, type IndexRun, type RestoreResponse, type RestoreWant } from "@bulwark/protocol";
 import { chunkKey, isZeroId, type Repository, type TreeReader } from "@bulwark/repository";
-import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
+import { type EncodedChunks, encodeChunks, encodedMessages, type WantedChunk } from "./encode-chunks.js";
+import { openStoredPayload } from "./stored-payload.js";
 
 // Serves the Want ranges of a restore (docs/protocol.md §3): which chunks the target needs (all of
 // them, or for a delta restore those whose ID differs from what the agent says the target holds),
-// read from the repository, authenticated and decrypted on the read pool's workers, and sent as
-// Zeros / Chunks batches followed by RangeDone. prepareRange plans a Want and starts its reads as
-// soon as it arrives; sendRange sends it when its turn comes, so reading overlaps with sending. A
-// chunk travels in its stored form (the repository's zstd frame, or raw): the server never
-// decompresses or recompresses it, and the agent checks every chunk's keyed hash.
+// read from the repository, authenticated, decrypted and encoded as Chunks messages on the read
+// pool's workers, and sent as Zeros, those Chunks messages, then RangeDone. prepareRange plans a
+// Want and starts its reads as soon as it arrives; sendRange sends it when its turn comes, so
+// reading overlaps with sending. A chunk travels in its stored form (the repository's zstd frame,
+// or raw): the server never decompresses or recompresses it, and the agent checks every chunk's
+// keyed hash.
 
 /**
  * Distinct chunks per read-pool request: small enough that the first Chunks message of a range
- * can leave while the rest of it is still being read, large enough to keep the hops few.
+ * can leave while the rest of it is still being read, large enough to keep the hops few. A
+ * group's chunks travel in their own Chunks messages (of up to CHUNKS_MESSAGE_BYTES each).
  */
 const READ_GROUP_CHUNKS = 8;
-/**
- * Payload bytes per Chunks message: 1 MiB, not the 4 MiB upload batch. The agent hands each
- * message to a decode worker as it arrives, so smaller messages start that work sooner; the
- * window, not the message size, sets the overlap.
- */
-const CHUNKS_MESSAGE_BYTES = 1024 * 1024;
 
 export interface RangeTotals {
   chunksSent: number;
@@ -90,30 +80,29 @@ async function idsOf(tree: TreeReader, start: number, count: number): Promise<Bu
   return out;
 }
 
-interface Wanted {
-  id: Buffer;
-  indexes: number[];
-}
-
 /** A Want planned and its reads under way: what sendRange sends, in order. */
 export interface PreparedRange {
   start: number;
   count: number;
   /** Zeros runs, sent first. */
   zeros: { startIndex: number; count: number }[];
-  /** Distinct contents in groups, each read and opened on the read pool (settles, never unobserved). */
-  groups: Promise<RestoreChunk[]>[];
+  /**
+   * Distinct contents in groups (`chunks`: the indexes they fill), each read, opened and encoded on
+   * the read pool (settles, never unobserved).
+   */
+  groups: { chunks: number; encoded: Promise<EncodedChunks> }[];
   chunksUnchanged: number;
   chunksZero: number;
 }
 
-/** Reads and opens stored chunks by ID, in order (the read pool, or the main thread in tests). */
-export type ChunkLoader = (repo: Repository, ids: Buffer[]) => Promise<StoredPayload[]>;
+/** Reads, opens and encodes stored chunks, in order (the read pool, or the main thread in tests). */
+export type ChunkLoader = (repo: Repository, wanted: WantedChunk[]) => Promise<EncodedChunks>;
 
-/** Opens chunks on the main thread: what the read pool's workers do, for callers without one. */
-export const loadOnMainThread: ChunkLoader = async (repo, ids) => {
-  const blobs = await Promise.all(ids.map((id) => repo.getObject(chunkKey(id), "chunk")));
-  return ids.map((id, k) => openStoredPayload(blobs[k]!, id, repo.keys.dataKey, chunkKey(id)));
+/** Does on the main thread what the read pool's workers do, for callers without one. */
+export const loadOnMainThread: ChunkLoader = async (repo, wanted) => {
+  const blobs = await Promise.all(wanted.map((w) => repo.getObject(chunkKey(w.id), "chunk")));
+  const stored = wanted.map((w, k) => openStoredPayload(blobs[k]!, w.id, repo.keys.dataKey, chunkKey(w.id)));
+  return encodeChunks(wanted, stored);
 };
 
 /**
@@ -135,7 +124,7 @@ export async function prepareRange(
   const range: PreparedRange = { start, count, zeros: [], groups: [], chunksUnchanged: 0, chunksZero: 0 };
 
   // One content may fill several chunks of the range: it travels once, with all its indexes.
-  const wanted = new Map<string, Wanted>();
+  const wanted = new Map<string, WantedChunk>();
   let zeroRun: { startIndex: number; count: number } | undefined;
   for (let k = 0; k < count; k++) {
     const i = start + k;
@@ -166,17 +155,17 @@ export async function prepareRange(
   const all = [...wanted.values()];
   for (let g = 0; g < all.length; g += READ_GROUP_CHUNKS) {
     const group = all.slice(g, g + READ_GROUP_CHUNKS);
-    const p = loadGroup(repo, group, load);
-    p.catch(() => {}); // raised by sendRange, in order
-    range.groups.push(p);
+    const encoded = load(repo, group);
+    encoded.catch(() => {}); // raised by sendRange, in order
+    range.groups.push({ chunks: group.reduce((n, w) => n + w.indexes.length, 0), encoded });
   }
   return range;
 }
 
-/** Sends a prepared range: Zeros, Chunks batches of about CHUNKS_MESSAGE_BYTES, then RangeDone. */
+/** Sends a prepared range: Zeros, each group's encoded Chunks messages, then RangeDone. */
 export async function sendRange(
   range: PreparedRange,
-  send: (message: RestoreResponse) => Promise<void>,
+  send: (message: RestoreResponse | Buffer) => Promise<void>,
 ): Promise<RangeTotals> {
   const totals: RangeTotals = {
     chunksSent: 0,
@@ -185,25 +174,12 @@ export async function sendRange(
     bytesSent: 0,
   };
   for (const run of range.zeros) await send({ message: { $case: "zeros", value: run } });
-  let batch: RestoreChunk[] = [];
-  let batchBytes = 0;
-  const flushBatch = async () => {
-    if (batch.length === 0) return;
-    const chunks = batch;
-    batch = [];
-    batchBytes = 0;
-    await send({ message: { $case: "chunks", value: { chunks } } });
-  };
   for (const group of range.groups) {
-    for (const chunk of await group) {
-      if (batch.length > 0 && batchBytes + chunk.payload.length > CHUNKS_MESSAGE_BYTES) await flushBatch();
-      batch.push(chunk);
-      batchBytes += chunk.payload.length;
-      totals.chunksSent += chunk.indexes.length;
-      totals.bytesSent += chunk.payload.length;
-    }
+    const encoded = await group.encoded;
+    for (const message of encodedMessages(encoded)) await send(message);
+    totals.chunksSent += group.chunks;
+    totals.bytesSent += encoded.payloadBytes;
   }
-  await flushBatch();
   await send({
     message: {
       $case: "rangeDone",
@@ -216,19 +192,4 @@ export async function sendRange(
     },
   });
   return totals;
-}
-
-/** A group's stored payloads as RestoreChunks. */
-async function loadGroup(repo: Repository, group: Wanted[], load: ChunkLoader): Promise<RestoreChunk[]> {
-  const stored = await load(
-    repo,
-    group.map((w) => w.id),
-  );
-  return group.map((w, k) => ({
-    indexes: w.indexes,
-    id: w.id,
-    encoding: stored[k]!.zstd ? ChunkEncoding.CHUNK_ENCODING_ZSTD : ChunkEncoding.CHUNK_ENCODING_RAW,
-    plainSize: stored[k]!.plainSize,
-    payload: stored[k]!.payload,
-  }));
 }

@@ -3,6 +3,8 @@
 /** One stored chunk to open: read from `file` (a local repository) or given as `blob`. */
 export interface ReadItem {
   id: Uint8Array;
+  /** The chunk indexes it fills, for its Chunks message. */
+  indexes: number[];
   file?: string;
   blob?: Uint8Array;
   /** The object's key, for error messages. */
@@ -25,11 +27,10 @@ export interface ReadFailure {
 
 export interface ReadResponse {
   job: number;
-  /** The stored payloads (zstd frame or raw) back to back, and per item its length. */
-  packed?: ArrayBuffer;
+  /** The items as encoded Chunks messages back to back (encode-chunks.ts), and each one's length. */
+  messages?: ArrayBuffer;
   lengths?: number[];
-  /** Per item: whether its payload is zstd, and its plaintext size. */
-  zstd?: boolean[];
-  plainSizes?: number[];
+  /** Payload bytes in the messages. */
+  payloadBytes?: number;
   failure?: ReadFailure;
 }

@@ -4,14 +4,15 @@ import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { BulwarkError, type ErrorCode, errorCatalogue } from "@bulwark/errors";
 import { chunkKey, LocalBackend, type Repository } from "@bulwark/repository";
+import type { EncodedChunks, WantedChunk } from "./encode-chunks.js";
 import type { ReadItem, ReadRequest, ReadResponse } from "./read-messages.js";
-import type { StoredPayload } from "./stored-payload.js";
 
 // The server half of a restore's read-ahead (docs/protocol.md §3, "Answers to a Want"): worker
-// threads read stored chunk files and authenticate and decrypt them, so that the main thread is
-// left with planning ranges and encoding and sending messages. One pool per process, shared by
-// every restore stream; idle workers do not keep the process alive. A repository that is not a
-// local directory is read on the main thread (Repository.getObject) and only opened on a worker.
+// threads read stored chunk files, authenticate and decrypt them and encode them as Chunks
+// messages, so that the main thread is left with planning ranges and sending messages. One pool
+// per process, shared by every restore stream; idle workers do not keep the process alive. A
+// repository that is not a local directory is read on the main thread (Repository.getObject) and
+// only opened and encoded on a worker.
 
 interface Slot {
   worker: Worker;
@@ -21,7 +22,7 @@ interface Slot {
 interface Pending {
   slot: Slot;
   items: ReadItem[];
-  resolve: (r: StoredPayload[]) => void;
+  resolve: (r: EncodedChunks) => void;
   reject: (e: Error) => void;
 }
 
@@ -44,17 +45,19 @@ export class RestoreReadPool {
     }
   }
 
-  /** Stored payloads of the chunks `ids` of `repo`, in order; throws the repository's errors. */
-  async read(repo: Repository, ids: Buffer[]): Promise<StoredPayload[]> {
+  /** The chunks `wanted` of `repo` as Chunks messages, in order; throws the repository's errors. */
+  async read(repo: Repository, wanted: WantedChunk[]): Promise<EncodedChunks> {
     const backend = repo.backend;
     const local = backend instanceof LocalBackend ? backend : undefined;
     const items: ReadItem[] = [];
     const blobs = local
       ? undefined
-      : await Promise.all(ids.map((id) => repo.getObject(chunkKey(id), "chunk")));
-    ids.forEach((id, k) => {
+      : await Promise.all(wanted.map((w) => repo.getObject(chunkKey(w.id), "chunk")));
+    wanted.forEach(({ id, indexes }, k) => {
       const what = chunkKey(id);
-      items.push(local ? { id, file: local.filePath(what), what } : { id, blob: blobs![k]!, what });
+      items.push(
+        local ? { id, indexes, file: local.filePath(what), what } : { id, indexes, blob: blobs![k]!, what },
+      );
     });
     return await this.send({ job: this.nextJob++, dataKey: repo.keys.dataKey, items });
   }
@@ -67,12 +70,12 @@ export class RestoreReadPool {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
-  private send(req: ReadRequest): Promise<StoredPayload[]> {
+  private send(req: ReadRequest): Promise<EncodedChunks> {
     if (this.closed) return Promise.reject(new Error("restore read pool closed"));
     const slot = this.slots.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
     slot.outstanding++;
     if (slot.outstanding === 1) slot.worker.ref();
-    return new Promise<StoredPayload[]>((resolve, reject) => {
+    return new Promise<EncodedChunks>((resolve, reject) => {
       this.pending.set(req.job, { slot, items: req.items, resolve, reject });
       slot.worker.postMessage(req);
     });
@@ -89,15 +92,7 @@ export class RestoreReadPool {
       p.reject(new BulwarkError(code, f.message, f.details ? { details: f.details } : {}));
       return;
     }
-    const packed = Buffer.from(res.packed!);
-    let at = 0;
-    p.resolve(
-      res.lengths!.map((length, k) => {
-        const payload = packed.subarray(at, at + length);
-        at += length;
-        return { zstd: res.zstd![k]!, plainSize: res.plainSizes![k]!, payload };
-      }),
-    );
+    p.resolve({ bytes: Buffer.from(res.messages!), lengths: res.lengths!, payloadBytes: res.payloadBytes! });
   }
 
   private release(slot: Slot): void {

@@ -1,18 +1,18 @@
 import { readFileSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 import { isBulwarkError } from "@bulwark/errors";
+import { encodeChunks } from "./encode-chunks.js";
 import type { ReadRequest, ReadResponse } from "./read-messages.js";
-import { openStoredPayload } from "./stored-payload.js";
+import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
 
-// Worker thread of the server's restore read pool: reads stored chunk files and authenticates and
-// decrypts them (openStoredPayload), so the main thread of bulwark-server only plans ranges and
-// encodes and sends messages. A synchronous read is fine here: this thread has nothing else to do,
-// and several workers keep several reads in flight.
+// Worker thread of the server's restore read pool: reads stored chunk files, authenticates and
+// decrypts them (openStoredPayload) and encodes them as Chunks messages (encode-chunks.ts), so the
+// main thread of bulwark-server only plans ranges and hands the bytes to grpc-js. A synchronous
+// read is fine here: this thread has nothing else to do, and several workers keep several reads
+// in flight.
 
 function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] } {
-  const payloads: Uint8Array[] = [];
-  const zstd: boolean[] = [];
-  const plainSizes: number[] = [];
+  const stored: StoredPayload[] = [];
   for (let k = 0; k < req.items.length; k++) {
     const item = req.items[k]!;
     try {
@@ -33,29 +33,20 @@ function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] 
           });
         }
       }
-      const stored = openStoredPayload(blob, item.id, req.dataKey, item.what);
-      payloads.push(stored.payload);
-      zstd.push(stored.zstd);
-      plainSizes.push(stored.plainSize);
+      stored.push(openStoredPayload(blob, item.id, req.dataKey, item.what));
     } catch (err) {
       if (isBulwarkError(err))
         return fail(req, k, err.code, err.message, err.details as Record<string, unknown> | undefined);
       return fail(req, k, "BULWARK_GENERAL_INTERNAL", (err as Error).message);
     }
   }
-  // All payloads in one transferred buffer: one ArrayBuffer per job instead of one per chunk
+  // All messages in one transferred buffer: one ArrayBuffer per job instead of one per message
   // keeps the main thread's garbage collector from tracking thousands of external buffers.
-  const packed = new Uint8Array(payloads.reduce((n, p) => n + p.length, 0));
-  const lengths: number[] = [];
-  let at = 0;
-  for (const p of payloads) {
-    packed.set(p, at);
-    at += p.length;
-    lengths.push(p.length);
-  }
+  const encoded = encodeChunks(req.items, stored);
+  const messages = encoded.bytes.buffer as ArrayBuffer;
   return {
-    res: { job: req.job, packed: packed.buffer, lengths, zstd, plainSizes },
-    transfer: [packed.buffer],
+    res: { job: req.job, messages, lengths: encoded.lengths, payloadBytes: encoded.payloadBytes },
+    transfer: [messages],
   };
 }
 

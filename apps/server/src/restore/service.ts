@@ -41,7 +41,9 @@ export interface RestoreServiceDeps extends RestoreServiceContext {
   loadChunks?: ChunkLoader;
 }
 
-type RestoreCall = ServerDuplexStream<RestoreRequest, RestoreResponse>;
+/** Responses are messages or bytes already encoded (Chunks, by the read workers; see
+ * encodeRestoreResponse, the serializer RestoreServiceFastResponses registers). */
+type RestoreCall = ServerDuplexStream<RestoreRequest, RestoreResponse | Buffer>;
 
 /** The stream open for a job on this server: how to end it and when it has finished ending. */
 interface LiveStream {
@@ -54,7 +56,7 @@ export function restoreService(
   ctx: RestoreServiceDeps,
   identity: AgentIdentityResolver,
 ): RestoreServiceServer {
-  return { restore: (call) => void restoreCall(ctx, identity, call) };
+  return { restore: (call) => void restoreCall(ctx, identity, call as RestoreCall) };
 }
 
 /** Where a stream got to, for the audit row and the job. */
@@ -118,7 +120,7 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     state.resumeFrom = start.resumeFromIndex;
     state.next = start.resumeFromIndex;
     // A refused stream stops sending at once, even from ranges that are still being sent.
-    const send = (m: RestoreResponse) => write(call, m, () => gone || stopped);
+    const send = (m: RestoreResponse | Buffer) => write(call, m, () => gone || stopped);
     // A cut TCP connection does not always reach us: a session whose HTTP/2 send is blocked by
     // flow control can miss the peer's FIN until a keepalive PING fails (minutes). The agent's
     // reconnect proves it: end the old stream (its FAILURE row, its last progress) before this
@@ -362,7 +364,11 @@ async function markSucceeded(
 }
 
 /** Writes one message, waiting for 'drain' when grpc-js / HTTP/2 flow control says the agent is behind. */
-async function write(call: RestoreCall, message: RestoreResponse, gone: () => boolean): Promise<void> {
+async function write(
+  call: RestoreCall,
+  message: RestoreResponse | Buffer,
+  gone: () => boolean,
+): Promise<void> {
   if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
   if (!call.write(message)) {
     // Both listeners go away again: events.once would leave a "cancelled" listener per wait.
