@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
 import { MiB } from "../apps/agent/test/helpers/system.js";
 import { eventually } from "../apps/server/test/support/control.js";
 import { Harness } from "../apps/server/test/support/harness.js";
@@ -14,6 +13,7 @@ import {
   policyFor,
   startJobNode,
 } from "../apps/server/test/support/job-agent.js";
+import { type RunningDaemon, startTestDaemon, stopTestDaemons } from "./support/daemons.js";
 
 // A policy's hooks on a real agent daemon (in-process `bulwark-agent run`, backing up an image
 // file) through the real job system: each hook's end and output tails reach the job's own log
@@ -23,7 +23,7 @@ const h = new Harness();
 let prefix: string;
 let node: JobNode;
 let dir: string;
-let daemon: { daemon: AgentDaemon; exit: Promise<DaemonExit> } | undefined;
+const daemons: RunningDaemon[] = [];
 
 beforeAll(async () => {
   await h.setUp("daemon_hooks_log");
@@ -36,10 +36,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (daemon) {
-    await daemon.daemon.stop();
-    await daemon.exit;
-  }
+  await stopTestDaemons(daemons);
   await node?.stop({ force: true });
   if (prefix) await flushPrefix(prefix);
   await h.tearDown();
@@ -51,16 +48,7 @@ describe("policy hooks in the job log", () => {
     const agent = await h.agent();
     const image = join(dir, `${agent.id}.img`);
     writeFileSync(image, randomBytes(4 * MiB));
-    const d = new AgentDaemon({
-      serverUrl: `https://127.0.0.1:${node.control.listener.port}`,
-      tls: h.writeAgentTls(join(dir, agent.id), agent),
-      stateDir: join(dir, agent.id, "state"),
-      agentVersion: "0.1.0-test",
-      imageFiles: [image],
-      log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
-      progressIntervalMs: 0,
-    });
-    daemon = { daemon: d, exit: d.run() };
+    daemons.push(startTestDaemon(h, agent, node.control.listener.port, dir, { imageFiles: [image] }));
     const key = `file:${image}`;
     await eventually(
       async () => (await h.db.catalog.volume.count({ where: { agentId: agent.id, key } })) === 1,

@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Command, JobOutcome } from "@bulwark/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
 import { isRoot, LoopDevices, MiB, ROOT_REASON, sh } from "../apps/agent/test/helpers/system.js";
 import {
   type ControlNode,
@@ -13,6 +12,7 @@ import {
   testPrefix,
 } from "../apps/server/test/support/control.js";
 import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
+import { type RunningDaemon, startTestDaemon, stopTestDaemons } from "./support/daemons.js";
 import { repoRoot, runTs } from "./support/processes.js";
 
 // The real agent daemon (bulwark-agent run, in-process) against two real server nodes (agent
@@ -29,24 +29,10 @@ let b: ControlNode;
 let dir: string;
 const loops = new LoopDevices();
 
-interface RunningDaemon {
-  daemon: AgentDaemon;
-  exit: Promise<DaemonExit>;
-  agent: TestAgent;
-}
 const daemons: RunningDaemon[] = [];
 
 async function startDaemon(agent: TestAgent, imageFiles: string[] = []): Promise<RunningDaemon> {
-  const daemon = new AgentDaemon({
-    serverUrl: `https://127.0.0.1:${a.listener.port}`,
-    tls: h.writeAgentTls(join(dir, agent.id), agent),
-    stateDir: join(dir, agent.id, "state"),
-    agentVersion: "0.1.0-test",
-    imageFiles,
-    log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
-    progressIntervalMs: 0,
-  });
-  const running = { daemon, exit: daemon.run(), agent };
+  const running = startTestDaemon(h, agent, a.listener.port, dir, { imageFiles });
   daemons.push(running);
   await eventually(() => b.plane.dispatcher.isOnline(agent.id));
   return running;
@@ -95,10 +81,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterEach(async () => {
-  for (const d of daemons.splice(0)) {
-    await d.daemon.stop();
-    await d.exit;
-  }
+  await stopTestDaemons(daemons);
   loops.cleanup();
 });
 

@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
 import { MiB } from "../apps/agent/test/helpers/system.js";
 import { eventually } from "../apps/server/test/support/control.js";
 import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
@@ -15,6 +14,7 @@ import {
   settledJob,
   startJobNode,
 } from "../apps/server/test/support/job-agent.js";
+import { type RunningDaemon, startTestDaemon, stopTestDaemons } from "./support/daemons.js";
 
 // The job system's automatic retry reaching the real agent daemon: a backup job whose first
 // attempt ends FAILED BULWARK_AGENT_INTERRUPTED (the daemon is stopped mid-transfer, as SIGTERM
@@ -27,19 +27,13 @@ const h = new Harness();
 let prefix: string;
 let node: JobNode;
 let dir: string;
-const daemons: { daemon: AgentDaemon; exit: Promise<DaemonExit> }[] = [];
+const daemons: RunningDaemon[] = [];
 
-function startDaemon(agent: TestAgent, stateDir: string, image: string) {
-  const daemon = new AgentDaemon({
-    serverUrl: `https://127.0.0.1:${node.control.listener.port}`,
-    tls: h.writeAgentTls(join(dir, agent.id), agent),
-    stateDir,
-    agentVersion: "0.1.0-test",
+function startDaemon(agent: TestAgent, stateDir: string, image: string): RunningDaemon {
+  const running = startTestDaemon(h, agent, node.control.listener.port, dir, {
     imageFiles: [image],
-    log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
-    progressIntervalMs: 0,
+    stateDir,
   });
-  const running = { daemon, exit: daemon.run() };
   daemons.push(running);
   return running;
 }
@@ -62,10 +56,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const d of daemons) {
-    await d.daemon.stop();
-    await d.exit;
-  }
+  await stopTestDaemons(daemons);
   await node?.stop({ force: true });
   if (prefix) await flushPrefix(prefix);
   await h.tearDown();

@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
 import { MiB } from "../apps/agent/test/helpers/system.js";
 import { eventually } from "../apps/server/test/support/control.js";
 import { Harness, type TestAgent } from "../apps/server/test/support/harness.js";
@@ -14,6 +13,7 @@ import {
   policyFor,
   startJobNode,
 } from "../apps/server/test/support/job-agent.js";
+import { type RunningDaemon, startTestDaemon, stopTestDaemons } from "./support/daemons.js";
 
 // Cancelling jobs that run on a real agent daemon (bulwark-agent run, in-process, backing up an
 // image file) through the real job system on two server nodes: node A holds the agent's stream
@@ -43,23 +43,10 @@ let nodeA: JobNode;
 let nodeB: JobNode;
 let dir: string;
 
-interface RunningDaemon {
-  daemon: AgentDaemon;
-  exit: Promise<DaemonExit>;
-}
 const daemons: RunningDaemon[] = [];
 
 async function startDaemon(agent: TestAgent, image: string): Promise<RunningDaemon> {
-  const daemon = new AgentDaemon({
-    serverUrl: `https://127.0.0.1:${nodeA.control.listener.port}`,
-    tls: h.writeAgentTls(join(dir, agent.id), agent),
-    stateDir: join(dir, agent.id, "state"),
-    agentVersion: "0.1.0-test",
-    imageFiles: [image],
-    log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
-    progressIntervalMs: 0,
-  });
-  const running = { daemon, exit: daemon.run() };
+  const running = startTestDaemon(h, agent, nodeA.control.listener.port, dir, { imageFiles: [image] });
   daemons.push(running);
   await eventually(() => nodeB.control.plane.dispatcher.isOnline(agent.id), 30_000);
   return running;
@@ -113,10 +100,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  for (const d of daemons.splice(0)) {
-    await d.daemon.stop();
-    await d.exit;
-  }
+  await stopTestDaemons(daemons);
 });
 
 afterAll(async () => {

@@ -3,9 +3,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AgentDaemon, type DaemonExit, stderrLog } from "../apps/agent/src/daemon/daemon.js";
-import { createCommandRestoreRunner } from "../apps/agent/src/restore/runner.js";
-import { mtlsCredentials } from "../apps/agent/src/upload/transport.js";
 import { isRoot, LoopDevices, MiB, ROOT_REASON, sh } from "../apps/agent/test/helpers/system.js";
 import { buildApp } from "../apps/server/src/app.js";
 import { hashPassword } from "../apps/server/src/auth/password.js";
@@ -22,6 +19,7 @@ import {
   policyFor,
   startJobNode,
 } from "../apps/server/test/support/job-agent.js";
+import { type RunningDaemon, startTestDaemon, stopTestDaemons } from "./support/daemons.js";
 
 // The restore a help-desk user starts, end to end with real parts only: REST (a HELPDESK user
 // logged in with a session cookie) → RESTORE job in Postgres → BullMQ restore queue on real Redis
@@ -43,7 +41,7 @@ let dir: string;
 let app: ReturnType<typeof buildApp>;
 let redis: ReturnType<typeof createRequestRedis>;
 let agent: TestAgent;
-let daemon: { daemon: AgentDaemon; exit: Promise<DaemonExit> } | undefined;
+const daemons: RunningDaemon[] = [];
 let sourcePath: string;
 let image: Buffer;
 let backupId: string;
@@ -179,26 +177,9 @@ beforeAll(async () => {
   image = randomBytes(VOLUME_BYTES);
   image.fill(0, 4 * MiB, 7 * MiB);
   writeFileSync(sourcePath, image);
-  const tls = h.writeAgentTls(join(dir, agent.id), agent);
-  const serverUrl = `https://127.0.0.1:${nodeA.control.listener.port}`;
-  const stateDir = join(dir, agent.id, "state");
-  const d = new AgentDaemon({
-    serverUrl,
-    tls,
-    stateDir,
-    agentVersion: "0.1.0-test",
-    imageFiles: [sourcePath],
-    // As `bulwark-agent run` wires it (apps/agent/src/daemon/run-command.ts).
-    restoreRunner: createCommandRestoreRunner({
-      serverUrl,
-      credentials: () => mtlsCredentials(tls),
-      stateDir,
-      threads: 2,
-    }),
-    log: process.env.BULWARK_TEST_LOG ? stderrLog : () => undefined,
-    progressIntervalMs: 0,
-  });
-  daemon = { daemon: d, exit: d.run() };
+  daemons.push(
+    startTestDaemon(h, agent, nodeA.control.listener.port, dir, { imageFiles: [sourcePath], restores: true }),
+  );
   await eventually(() => nodeB.control.plane.dispatcher.isOnline(agent.id), 60_000);
   const key = `file:${sourcePath}`;
   await eventually(
@@ -222,10 +203,7 @@ beforeAll(async () => {
 afterEach(() => loops.cleanup());
 
 afterAll(async () => {
-  if (daemon) {
-    await daemon.daemon.stop();
-    await daemon.exit;
-  }
+  await stopTestDaemons(daemons);
   await app?.close();
   redis?.disconnect();
   await nodeB?.stop({ force: true });
