@@ -21,6 +21,19 @@ export function chunkKey(id: ChunkId | string): string {
   return `chunks/${hex.slice(0, 2)}/${hex}`;
 }
 
+/**
+ * Confirms an existing chunk for an ingest: touching it makes it young, so GC keeps it (spec, "Why
+ * GC never deletes a chunk an ingest needs"). A chunk GC just moved to the trash is moved back.
+ * False if the chunk is not there. What every index hit goes through before an ingest relies on it.
+ */
+export async function claimChunk(backend: Backend, id: ChunkId): Promise<boolean> {
+  const key = chunkKey(id);
+  // Local files: utimes(2) on this thread; a thread-pool round trip per dedup hit cost more.
+  if (backend instanceof LocalBackend ? backend.touchSync(key) : await backend.touch(key)) return true;
+  if (await backend.rename(`trash/${idToHex(id)}`, key)) return backend.touch(key);
+  return false;
+}
+
 /** Stats requested at once, so a batch of lookups uses the I/O thread pool without flooding it. */
 const STAT_CONCURRENCY = 16;
 

@@ -1,6 +1,6 @@
 export type { Backend, ObjectStat } from "./backend.js";
 export { BLOB_OVERHEAD, BlobKind, chunkIdOf, decodeBlob, encodeBlob } from "./blob.js";
-export { type ChunkIndex, chunkKey, StoreChunkIndex } from "./chunk-index.js";
+export { type ChunkIndex, chunkKey, claimChunk, StoreChunkIndex } from "./chunk-index.js";
 export { type Clock, systemClock } from "./clock.js";
 export { CodecPool, type HashTicket } from "./codec-pool.js";
 export * from "./constants.js";

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { BulwarkError } from "@bulwark/errors";
 import { BlobKind } from "./blob.js";
-import { chunkKey } from "./chunk-index.js";
+import { chunkKey, claimChunk } from "./chunk-index.js";
 import type { HashTicket } from "./codec-pool.js";
 import {
   CODEC_BATCH_BYTES,
@@ -242,26 +242,12 @@ export class IngestSession {
     const hex = idToHex(id);
     const pending = this.known.get(hex);
     if (pending) await pending;
-    else if (!(await this.claim(id))) {
+    else if (!(await claimChunk(this.repo.backend, id))) {
       throw new BulwarkError("BULWARK_REPO_CHUNK_MISSING", `chunk ${hex} is not in the repository`, {
         details: { id: hex },
       });
     } else this.known.set(hex, Promise.resolve());
     this.setEntry(index, Buffer.from(id));
-  }
-
-  /**
-   * Confirms an existing chunk for this session: touching it makes it young, so GC keeps it
-   * (spec, "Why GC never deletes a chunk an ingest needs"). A chunk GC just moved to the trash is
-   * moved back. False if the chunk is not there.
-   */
-  private async claim(id: ChunkId): Promise<boolean> {
-    const key = chunkKey(id);
-    const b = this.repo.backend;
-    if (b instanceof LocalBackend ? b.touchSync(key) : await b.touch(key)) return true;
-    const trash = `trash/${idToHex(id)}`;
-    if (await this.repo.backend.rename(trash, key)) return this.repo.backend.touch(key);
-    return false;
   }
 
   private dispatch(batch: { index: number; data: Uint8Array }[], bytes: number): void {
@@ -307,7 +293,9 @@ export class IngestSession {
       fresh.push(i);
     }
     const exists = await this.repo.chunkIndex.has(fresh.map((i) => ticket.ids[i]!));
-    const claimed = await Promise.all(fresh.map((i, k) => (exists[k] ? this.claim(ticket.ids[i]!) : false)));
+    const claimed = await Promise.all(
+      fresh.map((i, k) => (exists[k] ? claimChunk(this.repo.backend, ticket.ids[i]!) : false)),
+    );
     const toEncode = fresh.filter((_, k) => !claimed[k]);
     const staging = this.stage(ticket, toEncode);
     let settle!: (err?: unknown) => void;

@@ -2,6 +2,7 @@ import { BulwarkError } from "@bulwark/errors";
 import { ownsUploadBuffer } from "@bulwark/protocol";
 import {
   chunkKey,
+  claimChunk,
   type HashTicket,
   idToHex,
   LocalBackend,
@@ -97,13 +98,7 @@ export async function storeChunks(
   try {
     const known = await index.has(unique.map((i) => chunks[i]!.id));
     const confirmed = await Promise.all(
-      unique.map(async (i, k) => {
-        if (!known[k]) return false;
-        const key = chunkKey(chunks[i]!.id);
-        if (await repo.backend.touch(key)) return true;
-        // GC may be sweeping it right now: take it back from the trash (spec, GC step 4).
-        return (await repo.backend.rename(`trash/${idToHex(chunks[i]!.id)}`, key)) && repo.backend.touch(key);
-      }),
+      unique.map((i, k) => (known[k] ? claimChunk(repo.backend, chunks[i]!.id) : false)),
     );
     toWrite = unique.filter((_, k) => !confirmed[k]);
   } catch (err) {
