@@ -9,6 +9,7 @@ import { collectGarbage, ingestFile, MTIME_SKEW_MARGIN_MS, PointReader } from "@
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NbdListener, startNbdListener } from "../src/exports/listener.js";
+import { EXPORT_PIN_LEASE_MS } from "../src/exports/manager.js";
 import { insertOrGetJob } from "../src/jobs/index.js";
 import { JobSystem } from "../src/jobs/system.js";
 import { initRepository, RepositoryRegistry } from "../src/repositories/registry.js";
@@ -211,6 +212,49 @@ describe("ExportManager", { timeout: 180_000 }, () => {
     await expect(listener.exports.closeExport(e.id, user)).rejects.toMatchObject({
       code: "BULWARK_NBD_EXPORT_NOT_FOUND",
     });
+  });
+
+  it("pins for a lease renewed while open, never past its expiry; a lost pin is made again, or the export closed once its point is being deleted", async () => {
+    const pins = () => db.catalog.exportPin.findMany({ where: { backupId } });
+    const opened = clock.getTime();
+    const e = await listener.exports.openExport({ backupId, ttlSeconds: 3600, requestedBy: user });
+    const [first] = await pins();
+    // A lease, not the export's hour: a node that dies holds the point from prune this long only.
+    expect(first!.expiresAt.getTime()).toBe(opened + EXPORT_PIN_LEASE_MS);
+
+    clock = new Date(opened + 5 * 60_000);
+    await listener.exports.renewPins();
+    expect((await pins()).map((p) => [p.id, p.expiresAt.getTime()])).toEqual([
+      [first!.id, clock.getTime() + EXPORT_PIN_LEASE_MS],
+    ]);
+    clock = new Date(opened + 55 * 60_000);
+    await listener.exports.renewPins();
+    expect((await pins())[0]!.expiresAt.getTime()).toBe(e.expiresAt.getTime());
+
+    // The pin row vanished (a prune removed it after renewals failed for a whole lease): pinned again.
+    await db.catalog.exportPin.deleteMany({ where: { id: first!.id } });
+    await listener.exports.renewPins();
+    const [again] = await pins();
+    expect(again!.id).not.toBe(first!.id);
+    await run("qemu-img", ["info", e.uri]);
+
+    // Gone again while the point is being deleted: the export must not outlive its index.
+    const closesBefore = (await audits("export.nbd.close")).length;
+    await db.catalog.exportPin.deleteMany({ where: { id: again!.id } });
+    await db.catalog.backup.update({ where: { id: backupId }, data: { status: "DELETING" } });
+    try {
+      await listener.exports.renewPins();
+      expect(await pins()).toEqual([]);
+      expect(listener.exports.listExports()).toEqual([]);
+      await expect(run("qemu-img", ["info", e.uri])).rejects.toThrow();
+      const closes = await audits("export.nbd.close");
+      expect(closes).toHaveLength(closesBefore + 1);
+      expect(closes.at(-1)).toMatchObject({ actorType: "SYSTEM", targetId: backupId });
+      expect(closes.at(-1)!.details).toMatchObject({ exportId: e.id, reason: "pin lost" });
+    } finally {
+      await db.catalog.backup.update({ where: { id: backupId }, data: { status: "AVAILABLE" } });
+      clock = new Date(opened);
+    }
   });
 
   it("validates its input and refuses backups that are missing, deleting or another tenant's (audited)", async () => {

@@ -11,6 +11,13 @@ import type { RepositoryRegistry } from "../repositories/registry.js";
 // node's NBD listener, optionally writable through a copy-on-write overlay, for a limited time.
 // Opening, closing and expiry are audited with the export's non-secret ID; the export name (the
 // capability) goes back to the caller once and is never logged or stored.
+//
+// The export's pin (catalog ExportPin, docs/nbd.md "A pin") is a short lease renewed on a timer
+// while the export is open, never longer than the export's expiry: a node that dies with exports
+// open holds their points from prune for at most EXPORT_PIN_LEASE_MS, not for up to 7 days. A
+// renewal that finds its pin gone (the catalog was unreachable for longer than the lease and a
+// prune removed the expired row) pins the point again if it is still AVAILABLE, and otherwise
+// closes the export: its index may be deleted at any moment, and a read must not fail half-way.
 
 /** Longest an export may live: long enough to boot and inspect a VM for days, short enough to be forgotten safely. */
 export const MAX_EXPORT_TTL_SECONDS = 7 * 24 * 3600;
@@ -19,6 +26,10 @@ export const MIN_EXPORT_TTL_SECONDS = 60;
 export const DEFAULT_EXPORT_TTL_SECONDS = 3600;
 /** Open exports per node: each holds a restore point's reader cache and maybe an overlay file. */
 export const DEFAULT_MAX_EXPORTS = 32;
+/** How long a pin holds without renewal: what a dead node's exports cost prune (a delay, no loss). */
+export const EXPORT_PIN_LEASE_MS = 10 * 60_000;
+/** Renewal period: several tries fit in one lease, so a short catalog outage loses no pin. */
+export const EXPORT_PIN_RENEW_MS = 60_000;
 
 /** Who asks; the REST layer fills it from the authenticated principal. */
 export const exportRequester = z.object({
@@ -75,6 +86,8 @@ interface Tracked {
   backupId: string;
   /** The ExportPin row that keeps prune away from the backup while the export is open. */
   pinId: string;
+  /** The export's own expiry: the pin is never renewed past it. */
+  expiresAt: Date;
   tenantId: string;
   requestedBy: ExportSummary["requestedBy"];
 }
@@ -89,6 +102,8 @@ export interface ExportManagerOptions {
   log?: NbdLogger;
   /** This node's name, recorded on the export's pin (default: the host name). */
   node?: string;
+  /** Period of the pin renewal (default EXPORT_PIN_RENEW_MS). */
+  pinRenewMs?: number;
 }
 
 function invalid(err: z.ZodError): BulwarkError {
@@ -101,10 +116,17 @@ export class ExportManager {
   private readonly tracked = new Map<string, Tracked>();
   private readonly now: () => Date;
   private readonly log: NbdLogger | undefined;
+  private readonly renewTimer: NodeJS.Timeout;
+  private renewal: Promise<void> = Promise.resolve();
+  private pendingRenewals = 0;
 
   constructor(private readonly opts: ExportManagerOptions) {
     this.now = opts.now ?? (() => new Date());
     this.log = opts.log;
+    this.renewTimer = setInterval(() => {
+      if (this.pendingRenewals === 0) void this.renewPins();
+    }, opts.pinRenewMs ?? EXPORT_PIN_RENEW_MS);
+    this.renewTimer.unref();
   }
 
   async openExport(input: OpenExportInput): Promise<OpenedNbdExport> {
@@ -186,7 +208,13 @@ export class ExportManager {
       return fail(e);
     }
     const requester = { actorType: actor.actorType, actorId: actor.actorId, actorName: actor.actorName };
-    this.tracked.set(opened.id, { backupId, pinId, tenantId: row.tenantId, requestedBy: requester });
+    this.tracked.set(opened.id, {
+      backupId,
+      pinId,
+      expiresAt,
+      tenantId: row.tenantId,
+      requestedBy: requester,
+    });
     try {
       await writeAudit(this.opts.catalog, {
         tenantId: row.tenantId,
@@ -258,6 +286,7 @@ export class ExportManager {
 
   /** Closes every export (server shutdown), audited as the system. */
   async close(): Promise<void> {
+    clearInterval(this.renewTimer);
     for (const [id, t] of [...this.tracked]) {
       this.tracked.delete(id);
       const info = await this.opts.nbd.removeExport(id).catch(() => undefined);
@@ -277,8 +306,69 @@ export class ExportManager {
     }
   }
 
-  /** Pins an AVAILABLE backup until expiresAt; undefined when it is not AVAILABLE (any more). */
-  private async pin(backupId: string, expiresAt: Date): Promise<string | undefined> {
+  /**
+   * Extends every open export's pin by a lease (run on a timer; public for tests). A pin found
+   * gone is made again while its point is AVAILABLE; otherwise the export is closed.
+   */
+  renewPins(): Promise<void> {
+    // One pass at a time; a timer tick that finds one running is skipped (a slow catalog).
+    this.pendingRenewals++;
+    this.renewal = this.renewal.then(async () => {
+      try {
+        for (const [id, t] of [...this.tracked]) await this.renewPin(id, t);
+      } finally {
+        this.pendingRenewals--;
+      }
+    });
+    return this.renewal;
+  }
+
+  private async renewPin(id: string, t: Tracked): Promise<void> {
+    try {
+      const renewed = await this.opts.catalog.exportPin.updateMany({
+        where: { id: t.pinId },
+        data: { expiresAt: this.pinUntil(t.expiresAt) },
+      });
+      if (renewed.count === 1 || !this.tracked.has(id)) return;
+      const again = await this.pin(t.backupId, t.expiresAt);
+      if (again && !this.tracked.has(id)) {
+        await this.unpin(again); // closed meanwhile
+      } else if (again) {
+        t.pinId = again;
+        this.log?.warn({ export: id }, "export pin was gone; pinned again");
+      } else {
+        await this.lostPin(id, t);
+      }
+    } catch (err) {
+      // The next renewal tries again; the pin holds until its current expiresAt meanwhile.
+      this.log?.warn({ export: id, err: (err as Error).message }, "export pin not renewed");
+    }
+  }
+
+  /** A pin lasts one lease from now, never past the export's expiry. */
+  private pinUntil(exportExpiresAt: Date): Date {
+    return new Date(Math.min(this.now().getTime() + EXPORT_PIN_LEASE_MS, exportExpiresAt.getTime()));
+  }
+
+  /** Closes an export whose point lost its pin and is no longer AVAILABLE (audited as the system). */
+  private async lostPin(id: string, t: Tracked): Promise<void> {
+    if (!this.tracked.delete(id)) return;
+    const info = await this.opts.nbd.removeExport(id).catch(() => undefined);
+    this.log?.warn({ export: id }, "export closed: its pin was gone and its restore point is being deleted");
+    await writeAudit(this.opts.catalog, {
+      tenantId: t.tenantId,
+      actorType: "SYSTEM",
+      action: "export.nbd.close",
+      targetType: "backup",
+      targetId: t.backupId,
+      outcome: "SUCCESS",
+      details: { exportId: id, connections: info?.connections ?? 0, reason: "pin lost" },
+    });
+  }
+
+  /** Pins an AVAILABLE backup for one lease; undefined when it is not AVAILABLE (any more). */
+  private async pin(backupId: string, exportExpiresAt: Date): Promise<string | undefined> {
+    const expiresAt = this.pinUntil(exportExpiresAt);
     return this.opts.catalog.$transaction(async (tx) => {
       const locked = await tx.$queryRaw<{ status: string }[]>`
         SELECT status::text AS status FROM backups WHERE id = ${backupId}::uuid FOR UPDATE`;
