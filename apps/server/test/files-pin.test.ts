@@ -155,4 +155,50 @@ describe("file-level restore pins the restore point it has open", { timeout: 180
       code: "BULWARK_API_INVALID_STATE",
     });
   });
+
+  it("a held point whose pin vanished is pinned again; not once prune has marked it for deletion", async () => {
+    const tree = join(dir, "tree-lost");
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, "held.txt"), "held while its pin vanished\n");
+    const image = join(dir, "lost.img");
+    await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, image, "8M"]);
+    // A tenant of its own: the support's agent row is one per tenant.
+    const tenant = await db.catalog.tenant.create({ data: { slug: "lost", name: "Lost" } });
+    const location = join(dir, "repo-lost");
+    const repoRow = await initRepository({
+      catalog: db.catalog,
+      secret,
+      tenantSlug: "lost",
+      name: "lost",
+      location,
+    });
+    const point = await storeRestorePoint(db.catalog, {
+      tenantId: tenant.id,
+      repositoryId: repoRow.id,
+      location,
+      secret,
+      image,
+      name: "vol-lost",
+    });
+    const pins = () => db.catalog.exportPin.findMany({ where: { backupId: point.backupId } });
+    const files = new RestorePointFiles({ catalog: db.catalog, repositories: registry, now: () => clock });
+    try {
+      const lease = await files.lease(tenant.id, point.backupId);
+      const [first] = await pins();
+      // Renewals failed for a whole pin life and a prune removed the expired row.
+      await db.catalog.exportPin.deleteMany({ where: { id: first!.id } });
+      await files.sweep();
+      const [again] = await pins();
+      expect(again!.id).not.toBe(first!.id);
+      expect(again!.expiresAt.getTime()).toBe(clock + OPEN_POINT_PIN_MS);
+
+      await db.catalog.exportPin.deleteMany({ where: { id: again!.id } });
+      await db.catalog.backup.update({ where: { id: point.backupId }, data: { status: "DELETING" } });
+      await files.sweep();
+      expect(await pins()).toEqual([]);
+      lease.release();
+    } finally {
+      await files.close();
+    }
+  });
 });

@@ -6,6 +6,7 @@ import { PointReader } from "@bulwark/repository";
 import { z } from "zod";
 import { writeAudit } from "../audit/write.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
+import { pinBackup, renewPin } from "./pins.js";
 
 // Instant access (docs/nbd.md, "bulwark-server"): a catalog backup served read-only over the
 // node's NBD listener, optionally writable through a copy-on-write overlay, for a limited time.
@@ -325,11 +326,8 @@ export class ExportManager {
 
   private async renewPin(id: string, t: Tracked): Promise<void> {
     try {
-      const renewed = await this.opts.catalog.exportPin.updateMany({
-        where: { id: t.pinId },
-        data: { expiresAt: this.pinUntil(t.expiresAt) },
-      });
-      if (renewed.count === 1 || !this.tracked.has(id)) return;
+      if (await renewPin(this.opts.catalog, t.pinId, this.pinUntil(t.expiresAt))) return;
+      if (!this.tracked.has(id)) return;
       const again = await this.pin(t.backupId, t.expiresAt);
       if (again && !this.tracked.has(id)) {
         await this.unpin(again); // closed meanwhile
@@ -367,18 +365,13 @@ export class ExportManager {
   }
 
   /** Pins an AVAILABLE backup for one lease; undefined when it is not AVAILABLE (any more). */
-  private async pin(backupId: string, exportExpiresAt: Date): Promise<string | undefined> {
-    const expiresAt = this.pinUntil(exportExpiresAt);
-    return this.opts.catalog.$transaction(async (tx) => {
-      const locked = await tx.$queryRaw<{ status: string }[]>`
-        SELECT status::text AS status FROM backups WHERE id = ${backupId}::uuid FOR UPDATE`;
-      if (locked[0]?.status !== "AVAILABLE") return undefined;
-      const pin = await tx.exportPin.create({
-        data: { backupId, node: this.opts.node ?? hostname(), expiresAt },
-        select: { id: true },
-      });
-      return pin.id;
-    });
+  private pin(backupId: string, exportExpiresAt: Date): Promise<string | undefined> {
+    return pinBackup(
+      this.opts.catalog,
+      backupId,
+      this.opts.node ?? hostname(),
+      this.pinUntil(exportExpiresAt),
+    );
   }
 
   /** Best effort: a pin left behind (catalog down) stops counting at its expiresAt anyway. */

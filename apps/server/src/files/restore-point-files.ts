@@ -20,6 +20,7 @@ import { BulwarkError } from "@bulwark/errors";
 import { type FileSystemReader, openVolume, type Volume } from "@bulwark/filesystems";
 import { PointReader } from "@bulwark/repository";
 import type { Logger } from "pino";
+import { pinBackup, renewPin } from "../exports/pins.js";
 import type { RepositoryRegistry } from "../repositories/registry.js";
 
 /** Restore points kept open per node: each holds a chunk cache (a few MiB), so only a handful. */
@@ -141,7 +142,7 @@ export class RestorePointFiles {
     try {
       const point = await held.point;
       held.lastUsed = this.now();
-      if (held.pinnedUntil - held.lastUsed < OPEN_POINT_PIN_MS / 2) await this.renew(held);
+      if (held.pinnedUntil - held.lastUsed < OPEN_POINT_PIN_MS / 2) await this.renew(held, row.id);
       return {
         volume: point.volume,
         filesystem: (partition) => this.filesystemOf(point, row.id, partition),
@@ -194,7 +195,7 @@ export class RestorePointFiles {
   /** Closes idle points and renews the pins of held ones; run on a timer. */
   async sweep(): Promise<void> {
     this.closeIdle();
-    await Promise.all([...this.open.values()].filter((s) => s.users > 0).map((s) => this.renew(s)));
+    await Promise.all([...this.open].filter(([, s]) => s.users > 0).map(([id, s]) => this.renew(s, id)));
   }
 
   private async filesystemOf(
@@ -250,17 +251,13 @@ export class RestorePointFiles {
     slot: Slot,
   ): Promise<OpenPoint> {
     const pinnedUntil = this.now() + OPEN_POINT_PIN_MS;
-    const pinId = await this.opts.catalog.$transaction(async (tx) => {
-      // The lock orders this against prune marking the point DELETING (as for NBD exports).
-      const locked = await tx.$queryRaw<{ status: string }[]>`
-        SELECT status::text AS status FROM backups WHERE id = ${row.id}::uuid FOR UPDATE`;
-      if (locked[0]?.status !== "AVAILABLE") return undefined;
-      const pin = await tx.exportPin.create({
-        data: { backupId: row.id, node: this.opts.node ?? hostname(), expiresAt: new Date(pinnedUntil) },
-        select: { id: true },
-      });
-      return pin.id;
-    });
+    // The lock in pinBackup orders this against prune marking the point DELETING (as for NBD exports).
+    const pinId = await pinBackup(
+      this.opts.catalog,
+      row.id,
+      this.opts.node ?? hostname(),
+      new Date(pinnedUntil),
+    );
     if (!pinId) {
       throw new BulwarkError("BULWARK_API_INVALID_STATE", `backup ${row.id} is being deleted`, {
         details: { backupId: row.id },
@@ -278,14 +275,26 @@ export class RestorePointFiles {
     }
   }
 
-  private async renew(slot: Slot): Promise<void> {
+  private async renew(slot: Slot, backupId: string): Promise<void> {
     if (!slot.pinId) return;
     const until = this.now() + OPEN_POINT_PIN_MS;
     try {
-      await this.opts.catalog.exportPin.updateMany({
-        where: { id: slot.pinId },
-        data: { expiresAt: new Date(until) },
-      });
+      if (!(await renewPin(this.opts.catalog, slot.pinId, new Date(until)))) {
+        // Gone: renewals failed for a whole pin life and a prune removed the expired row. Pin the
+        // point again if prune has not claimed it; otherwise no new lease may use it.
+        const again = await pinBackup(
+          this.opts.catalog,
+          backupId,
+          this.opts.node ?? hostname(),
+          new Date(until),
+        );
+        if (!again) {
+          this.opts.log?.warn({ backup: backupId }, "file restore point lost its pin and is being deleted");
+          if (this.open.get(backupId) === slot) this.open.delete(backupId);
+          return;
+        }
+        slot.pinId = again;
+      }
       slot.pinnedUntil = until;
     } catch (err) {
       // The next sweep tries again; the pin still holds until its current expiresAt.
