@@ -58,13 +58,19 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A small real ext4 image holding one text file. */
+async function ext4Image(name: string, text: string): Promise<string> {
+  const tree = join(dir, `${name}-tree`);
+  await mkdir(tree, { recursive: true });
+  await writeFile(join(tree, "notes.txt"), text);
+  const image = join(dir, `${name}.img`);
+  await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, image, "8M"]);
+  return image;
+}
+
 describe("file-level restore pins the restore point it has open", { timeout: 180_000 }, () => {
   it("prune keeps a point being browsed and deletes it once it was idle and closed", async () => {
-    const tree = join(dir, "tree");
-    await mkdir(tree, { recursive: true });
-    await writeFile(join(tree, "notes.txt"), "pinned while browsed\n");
-    const image = join(dir, "vol.img");
-    await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, image, "8M"]);
+    const image = await ext4Image("vol", "pinned while browsed\n");
     const location = join(dir, "repo");
     const tenant = await db.catalog.tenant.findUniqueOrThrow({ where: { slug: "default" } });
     const repoRow = await initRepository({
@@ -157,11 +163,7 @@ describe("file-level restore pins the restore point it has open", { timeout: 180
   });
 
   it("a held point whose pin vanished is pinned again; not once prune has marked it for deletion", async () => {
-    const tree = join(dir, "tree-lost");
-    await mkdir(tree, { recursive: true });
-    await writeFile(join(tree, "held.txt"), "held while its pin vanished\n");
-    const image = join(dir, "lost.img");
-    await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, image, "8M"]);
+    const image = await ext4Image("lost", "held while its pin vanished\n");
     // A tenant of its own: the support's agent row is one per tenant.
     const tenant = await db.catalog.tenant.create({ data: { slug: "lost", name: "Lost" } });
     const location = join(dir, "repo-lost");

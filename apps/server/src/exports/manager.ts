@@ -288,23 +288,26 @@ export class ExportManager {
   /** Closes every export (server shutdown), audited as the system. */
   async close(): Promise<void> {
     clearInterval(this.renewTimer);
-    for (const [id, t] of [...this.tracked]) {
-      this.tracked.delete(id);
-      const info = await this.opts.nbd.removeExport(id).catch(() => undefined);
-      await this.unpin(t.pinId);
-      if (!info) continue;
-      await writeAudit(this.opts.catalog, {
-        tenantId: t.tenantId,
-        actorType: "SYSTEM",
-        action: "export.nbd.close",
-        targetType: "backup",
-        targetId: t.backupId,
-        outcome: "SUCCESS",
-        details: { exportId: id, reason: "server shutdown" },
-      }).catch((err) =>
-        this.log?.warn({ export: id, err: (err as Error).message }, "audit of export close failed"),
-      );
-    }
+    for (const [id, t] of [...this.tracked]) await this.closeAsSystem(id, t, "server shutdown");
+  }
+
+  /** Ends an export for a reason of the node's own (shutdown, a lost pin), audited as the system. */
+  private async closeAsSystem(id: string, t: Tracked, reason: string): Promise<void> {
+    if (!this.tracked.delete(id)) return;
+    const info = await this.opts.nbd.removeExport(id).catch(() => undefined);
+    await this.unpin(t.pinId);
+    if (!info) return;
+    await writeAudit(this.opts.catalog, {
+      tenantId: t.tenantId,
+      actorType: "SYSTEM",
+      action: "export.nbd.close",
+      targetType: "backup",
+      targetId: t.backupId,
+      outcome: "SUCCESS",
+      details: { exportId: id, connections: info.connections, reason },
+    }).catch((err) =>
+      this.log?.warn({ export: id, err: (err as Error).message }, "audit of export close failed"),
+    );
   }
 
   /**
@@ -335,7 +338,8 @@ export class ExportManager {
         t.pinId = again;
         this.log?.warn({ export: id }, "export pin was gone; pinned again");
       } else {
-        await this.lostPin(id, t);
+        this.log?.warn({ export: id }, "export closed: its pin was gone and its point is being deleted");
+        await this.closeAsSystem(id, t, "pin lost");
       }
     } catch (err) {
       // The next renewal tries again; the pin holds until its current expiresAt meanwhile.
@@ -346,22 +350,6 @@ export class ExportManager {
   /** A pin lasts one lease from now, never past the export's expiry. */
   private pinUntil(exportExpiresAt: Date): Date {
     return new Date(Math.min(this.now().getTime() + EXPORT_PIN_LEASE_MS, exportExpiresAt.getTime()));
-  }
-
-  /** Closes an export whose point lost its pin and is no longer AVAILABLE (audited as the system). */
-  private async lostPin(id: string, t: Tracked): Promise<void> {
-    if (!this.tracked.delete(id)) return;
-    const info = await this.opts.nbd.removeExport(id).catch(() => undefined);
-    this.log?.warn({ export: id }, "export closed: its pin was gone and its restore point is being deleted");
-    await writeAudit(this.opts.catalog, {
-      tenantId: t.tenantId,
-      actorType: "SYSTEM",
-      action: "export.nbd.close",
-      targetType: "backup",
-      targetId: t.backupId,
-      outcome: "SUCCESS",
-      details: { exportId: id, connections: info?.connections ?? 0, reason: "pin lost" },
-    });
   }
 
   /** Pins an AVAILABLE backup for one lease; undefined when it is not AVAILABLE (any more). */
