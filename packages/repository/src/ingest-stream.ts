@@ -1,5 +1,6 @@
 import { open } from "node:fs/promises";
 import { BulwarkError } from "@bulwark/errors";
+import { dataExtents, dataSpan } from "./extents.js";
 import { type IngestOptions, IngestSession } from "./ingest.js";
 import type { RestorePoint } from "./records.js";
 import type { Repository } from "./repository.js";
@@ -44,11 +45,22 @@ export async function ingestFile(
     const size = st.isBlockDevice() ? await blockDeviceSize(fh) : st.size;
     const chunkSize = opts.chunkSize ?? repo.config.chunkSize;
     const block = Math.max(chunkSize, Math.floor(READ_BLOCK / chunkSize) * chunkSize);
+    // Holes of a regular file are not read: their chunks are zero (extents.ts). Listed before the
+    // session opens, while nothing of it is in flight.
+    const extents = st.isFile() ? await dataExtents(path) : undefined;
     // The codec workers read the file themselves (see IngestSession.writeFromFile).
     const session = await IngestSession.open(repo, { ...opts, volumeSize: size });
     try {
       for (let offset = 0; offset < size; offset += block) {
-        await session.writeFromFile(fh.fd, offset, Math.min(block, size - offset), path);
+        const end = Math.min(size, offset + block);
+        const data = extents ? dataSpan(extents, offset, end, chunkSize) : { start: offset, end };
+        if (!data) {
+          session.zero(offset, end - offset);
+          continue;
+        }
+        if (data.start > offset) session.zero(offset, data.start - offset);
+        await session.writeFromFile(fh.fd, data.start, data.end - data.start, path);
+        if (data.end < end) session.zero(data.end, end - data.end);
       }
       return await session.commit();
     } catch (err) {

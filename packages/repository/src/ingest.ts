@@ -220,6 +220,32 @@ export class IngestSession {
     await this.belowInFlightLimit();
   }
 
+  /**
+   * Volume bytes [offset, offset + length) are zero (a hole of the image), with the alignment
+   * `write` requires: their chunks become zero markers, as a write of zeros would make them,
+   * without the bytes being read or compared.
+   */
+  zero(offset: number, length: number): void {
+    this.ensureOpen();
+    const { chunkSize, volumeSize } = this.geometry;
+    const end = offset + length;
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset % chunkSize !== 0 ||
+      end > volumeSize ||
+      (length % chunkSize !== 0 && end !== volumeSize)
+    ) {
+      throw new BulwarkError(
+        "BULWARK_REPO_INVALID_ARGUMENT",
+        `zero range at ${offset} of ${length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
+      );
+    }
+    for (let i = offset / chunkSize; i * chunkSize < end; i++) this.setEntry(i, ZERO_ID);
+  }
+
   private async belowInFlightLimit(): Promise<void> {
     while (this.inFlight > INGEST_MAX_IN_FLIGHT_BYTES && !this.failure) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
