@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants as fsc, openSync, readSync, writeSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
 import { BLOB_OVERHEAD, BlobKind, chunkIdOf, decodeBlob } from "./blob.js";
@@ -21,12 +21,30 @@ let runBuf = Buffer.alloc(0);
 /** One blob file at a time. */
 let blobBuf = Buffer.alloc(0);
 
+/**
+ * Chunk files are opened with O_NOATIME: the first read of a file written since its last access
+ * would otherwise update its atime (relatime), dirtying one inode per chunk for the flusher to
+ * write back. Refused (EPERM) for files the process neither owns nor may override, and then not
+ * asked again.
+ */
+let openFlags = fsc.O_RDONLY | (fsc.O_NOATIME ?? 0);
+
+function openChunk(path: string): number {
+  try {
+    return openSync(path, openFlags);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPERM" || openFlags === fsc.O_RDONLY) throw err;
+    openFlags = fsc.O_RDONLY;
+    return openSync(path, openFlags);
+  }
+}
+
 /** Reads at most `cap` bytes of a chunk file: a longer file is refused by the decoder anyway. */
 function readBlob(path: string, cap: number, what: string): Buffer {
   if (blobBuf.length < cap) blobBuf = Buffer.allocUnsafeSlow(Math.max(cap, 128 * 1024));
   let fd: number;
   try {
-    fd = openSync(path, "r");
+    fd = openChunk(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
       throw new BulwarkError("BULWARK_REPO_CHUNK_MISSING", `chunk ${what} is missing`, {

@@ -1,4 +1,4 @@
-import { open, readdir, readFile, stat, truncate, unlink, utimes } from "node:fs/promises";
+import { open, readdir, readFile, stat, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -193,6 +193,35 @@ describe("restore into a file (PointReader.writeInto)", () => {
     }
     return readFile(out);
   }
+
+  it("reads chunk files without updating their access times (O_NOATIME)", async () => {
+    const { repo, dir } = await newRepo();
+    const image = randomImage(40 * CHUNK);
+    const point = await ingestStream(repo, writesOf(image, 16 * CHUNK), {
+      name: "v",
+      volumeSize: image.length,
+    });
+    // An old atime (before the ctime utimes sets) is one relatime would update on the next read.
+    const old = new Date(Date.now() - 3600_000);
+    const reader = new PointReader(repo, point);
+    // The data chunks (the restore workers read them; the index nodes are read by the main thread).
+    const chunkFiles = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => join(dir, chunkKey(await reader.tree.chunkId(i)))),
+    );
+    for (const f of chunkFiles) await utimes(f, old, old);
+    // Whether this filesystem updates atimes at all (not on a noatime mount): a control file.
+    const control = join(dir, "control");
+    await writeFile(control, "x");
+    await utimes(control, old, old);
+    await readFile(control);
+    const fresh = async (f: string) => (await stat(f)).atimeMs > old.getTime() + 60_000;
+    const updates = await fresh(control);
+    const out = await restoreToFile(reader, join(dir, "restored.img"), image.length);
+    expect(out.equals(image)).toBe(true);
+    if (updates) {
+      for (const f of chunkFiles) expect(await fresh(f)).toBe(false);
+    }
+  });
 
   it("writes runs longer than one pwrite, and chunks larger than a run, byte for byte", async () => {
     // 64 KiB chunks × 64 per leaf: batches of RESTORE_BATCH_CHUNKS chunks whose runs pass
