@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ProcessCommandRunner } from "../src/command-runner.js";
-import { dataExtents, inHole, parseFilefrag } from "../src/restore/extents.js";
+import { dataExtents, inHole } from "../src/restore/extents.js";
 
 // A file target's holes are not read by a restore: the extent list comes from filefrag (FIEMAP),
 // and a chunk counts as a hole only when it touches no listed extent.
@@ -32,25 +32,6 @@ describe("file extents of a restore target", () => {
     const c4k = Math.floor((5000 * 4096) / 65536);
     expect(inHole(ext, c4k * 65536, (c4k + 1) * 65536)).toBe(false);
     expect(inHole(ext, 1000 * 65536, 1001 * 65536)).toBe(true);
-  });
-
-  it("parses filefrag's table and refuses output it does not recognise", () => {
-    const text = [
-      "Filesystem type is: ef53",
-      "File size of t.img is 67108864 (16384 blocks of 4096 bytes)",
-      " ext:     logical_offset:        physical_offset: length:   expected: flags:",
-      "   0:     1600..    1647:          0..         0:      0:             unknown_loc,delalloc",
-      "   1:     1648..    1650:      34816..     34818:      3:             ",
-      "   2:     5000..    5000:          0..         0:      0:             last,unknown_loc,delalloc",
-      "t.img: 3 extents found",
-    ].join("\n");
-    expect(parseFilefrag(text)).toEqual([
-      [1600 * 4096, 1651 * 4096],
-      [5000 * 4096, 5001 * 4096],
-    ]);
-    expect(parseFilefrag(text.replace("3 extents found", "4 extents found"))).toBeUndefined();
-    expect(parseFilefrag("t.img: FIBMAP/FIEMAP unsupported")).toBeUndefined();
-    expect(parseFilefrag(text.replace(" (16384 blocks of 4096 bytes)", ""))).toBeUndefined();
   });
 
   it("a range is a hole only when it touches no extent", () => {

@@ -1,3 +1,4 @@
+import { type DataExtents, parseFilefrag } from "@bulwark/repository";
 import type { CommandRunner } from "../command-runner.js";
 
 // Where a regular-file target holds data, so that a restore need not read its holes: reading a
@@ -10,37 +11,7 @@ import type { CommandRunner } from "../command-runner.js";
 /** How long the extent listing may take before the restore reads everything instead. */
 const FILEFRAG_TIMEOUT_MS = 30_000;
 
-/** Byte ranges [start, end) that may hold data, sorted and disjoint. */
-export type DataExtents = [number, number][];
-
-/** Parses `filefrag -v -e` output; undefined when it is not what that tool prints. */
-export function parseFilefrag(text: string): DataExtents | undefined {
-  const size = /blocks of (\d+) bytes\)/.exec(text);
-  if (!size) return undefined;
-  const block = Number(size[1]);
-  if (!Number.isSafeInteger(block) || block < 1) return undefined;
-  const found = /: (\d+) extents? found/.exec(text);
-  if (!found) return undefined;
-  const out: DataExtents = [];
-  for (const line of text.split("\n")) {
-    const m = /^\s*\d+:\s*(\d+)\.\.\s*(\d+):/.exec(line);
-    if (!m) continue;
-    const first = Number(m[1]);
-    const last = Number(m[2]);
-    if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last) || last < first) return undefined;
-    out.push([first * block, (last + 1) * block]);
-  }
-  if (out.length !== Number(found[1])) return undefined;
-  out.sort((a, b) => a[0] - b[0]);
-  // Merge overlaps and neighbours: the ranges are only ever asked "does [a, b) touch data?".
-  const merged: DataExtents = [];
-  for (const r of out) {
-    const prev = merged[merged.length - 1];
-    if (prev && r[0] <= prev[1]) prev[1] = Math.max(prev[1], r[1]);
-    else merged.push([r[0], r[1]]);
-  }
-  return merged;
-}
+export type { DataExtents };
 
 /** The data extents of a regular file, or undefined when they cannot be listed. */
 export async function dataExtents(runner: CommandRunner, path: string): Promise<DataExtents | undefined> {
