@@ -14,6 +14,7 @@ import { decompress } from "zstd-napi";
 import { buildReadPlan } from "../src/plan/read-plan.js";
 import { BatchEncoder, type EncodedBatch, frameBatch, headerRoom } from "../src/upload/batch-codec.js";
 import { ENCODING_RAW, ENCODING_ZSTD, encodeChunk, hashChunk, isAllZero } from "../src/upload/chunk-codec.js";
+import { GcPacer } from "../src/upload/gc-pacer.js";
 import { IndexSpool, toRuns } from "../src/upload/index-spool.js";
 import { GROUP_BYTES, groups } from "../src/upload/pipeline.js";
 import { type LimiterClock, TokenBucket } from "../src/upload/token-bucket.js";
@@ -240,6 +241,56 @@ describe("groups and batches", () => {
     expect(() =>
       new BatchEncoder().encode(data, [{ ...parts[0]!, volumeOffsets: [] }], chunk, headerRoom("s")),
     ).toThrow(/0 offsets/);
+  });
+});
+
+describe("batch buffers and GC pacing", () => {
+  it("sizes each batch's buffer for the parts it can hold, not for the batch limit", () => {
+    const key = randomBytes(32);
+    const chunk = 64 * KiB;
+    const data = Buffer.concat([realData(chunk), randomBytes(chunk)]);
+    const parts = [0, 1].map((i) => ({
+      offset: i * chunk,
+      length: chunk,
+      id: chunkIdOf(key, data.subarray(i * chunk, (i + 1) * chunk)),
+      volumeOffsets: [i * chunk],
+    }));
+    const room = headerRoom("s");
+    // Two chunks under a 4 MiB limit: one batch in a buffer of about their size (the encoder used
+    // to write into a 4 MiB scratch and copy out; now nothing batch-sized outlives the call).
+    const [only, ...rest] = new BatchEncoder().encode(data, parts, 4 * MiB, room);
+    expect(rest).toEqual([]);
+    expect(only!.chunks).toBe(2);
+    expect(only!.bytes.buffer.byteLength).toBeLessThanOrEqual(room + 2 * chunk + 2 * 256);
+    expect(only!.bytes.byteOffset).toBe(0);
+    const decoded = UploadChunksRequest.decode(frameBatch(only!, "s", 1));
+    expect(decoded.chunks.map((c) => c.plainSize)).toEqual([chunk, chunk]);
+    // Every batch its own buffer (each is transferred to the main thread alone).
+    const single = new BatchEncoder().encode(data, parts, 1000, room);
+    expect(single).toHaveLength(2);
+    expect(single[0]!.bytes.buffer).not.toBe(single[1]!.bytes.buffer);
+  });
+
+  it("frees dead young payload buffers with a minor GC, and runs a full GC at its own interval", async () => {
+    const pacer = new GcPacer(4 * MiB, 16 * MiB);
+    const before = process.memoryUsage().arrayBuffers;
+    // A sent batch's bytes, detached as the pipeline does: 32 MiB of garbage in a young buffer.
+    let sent: ArrayBuffer | undefined = new ArrayBuffer(32 * MiB);
+    new Uint8Array(sent).fill(1);
+    structuredClone(sent, { transfer: [sent] });
+    sent = undefined;
+    expect(process.memoryUsage().arrayBuffers - before).toBeGreaterThanOrEqual(32 * MiB);
+    pacer.released(4 * MiB);
+    await expect.poll(() => pacer.runs.minor).toBe(1);
+    expect(pacer.runs.full).toBe(0);
+    await expect.poll(() => process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * MiB);
+    // Below the threshold nothing runs; every 16 MiB one of the collections is a full one.
+    pacer.released(1 * MiB);
+    for (let i = 0; i < 3; i++) {
+      pacer.released(4 * MiB);
+      await expect.poll(() => pacer.runs.minor + pacer.runs.full).toBe(2 + i);
+    }
+    expect(pacer.runs).toEqual({ minor: 3, full: 1 });
   });
 });
 

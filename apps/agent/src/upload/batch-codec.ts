@@ -74,29 +74,34 @@ const CHUNK_OVERHEAD = 1 + 5 + (1 + 1 + 32) + (1 + 5 + 16 * 10) + (1 + 1) + (1 +
 /**
  * Compresses every part (zstd at `level`, or raw when that is not smaller) and packs the parts in
  * order into batches whose payloads sum to at most `batchBytes` (a lone larger chunk goes alone).
- * Each batch is its own exact-size ArrayBuffer, ready to transfer.
+ * Each batch is written straight into an ArrayBuffer of its own, ready to transfer, sized for the
+ * worst case of what is left (a payload is never larger than its plaintext) and allocated without
+ * zero-filling, so the unused tail is never touched: the worker keeps no batch-sized scratch (it
+ * kept 4 MiB per worker, resident for the agent's life) and the batch is not copied again to an
+ * exact size.
  */
 export class BatchEncoder {
   private readonly cctx = new zstd.CCtx();
   private scratch = new Uint8Array(0);
-  private batch = new Uint8Array(0);
 
   constructor(private readonly level = UPLOAD_ZSTD_LEVEL) {}
 
   encode(plain: Uint8Array, parts: BatchPart[], batchBytes: number, room: number): EncodedBatch[] {
     const out: EncodedBatch[] = [];
+    let batch = new Uint8Array(0);
     let pos = room;
     let chunks = 0;
     let payloadBytes = 0;
     let plainBytes = 0;
     const flush = () => {
       if (chunks === 0) return;
-      // Exact size, so a half-empty scratch never travels (nor stays resident on the other side).
-      out.push({ bytes: this.batch.slice(0, pos), room, chunks, payloadBytes, plainBytes });
+      out.push({ bytes: batch.subarray(0, pos), room, chunks, payloadBytes, plainBytes });
+      batch = new Uint8Array(0);
       pos = room;
       chunks = payloadBytes = plainBytes = 0;
     };
-    for (const part of parts) {
+    for (let index = 0; index < parts.length; index++) {
+      const part = parts[index]!;
       if (part.id.length !== 32) throw new Error(`chunk ID of ${part.id.length} bytes`);
       if (part.volumeOffsets.length === 0 || part.volumeOffsets.length > 16)
         throw new Error(`${part.volumeOffsets.length} offsets for one chunk`);
@@ -108,10 +113,22 @@ export class BatchEncoder {
       const payload = zstdWins ? this.scratch.subarray(0, packed) : data;
       if (chunks > 0 && payloadBytes + payload.length > batchBytes) flush();
       const need = pos + CHUNK_OVERHEAD + payload.length;
-      if (this.batch.length < need) {
-        const grown = new Uint8Array(Math.max(need, room + batchBytes + 64 * CHUNK_OVERHEAD));
-        grown.set(this.batch.subarray(0, pos));
-        this.batch = grown;
+      if (batch.length < need) {
+        // At a batch's start (or, defensively, if the bound below were ever short): room for every
+        // part left, payloads at most their plaintext, up to the batch limit (or one larger chunk).
+        let plainLeft = 0;
+        let largest = 0;
+        for (let i = index; i < parts.length; i++) {
+          plainLeft += parts[i]!.length;
+          largest = Math.max(largest, parts[i]!.length);
+        }
+        const size = Math.max(
+          need,
+          pos + Math.min(plainLeft, Math.max(batchBytes, largest)) + (parts.length - index) * CHUNK_OVERHEAD,
+        );
+        const grown = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
+        grown.set(batch.subarray(0, pos));
+        batch = grown;
       }
       let offsetsLen = 0;
       for (const o of part.volumeOffsets) offsetsLen += varintLength(o);
@@ -124,7 +141,7 @@ export class BatchEncoder {
         (1 + varintLength(encoding)) +
         (1 + varintLength(data.length)) +
         (1 + varintLength(payload.length) + payload.length);
-      const b = this.batch;
+      const b = batch;
       b[pos++] = REQ_CHUNK;
       pos = writeVarint(b, pos, body);
       b[pos++] = CHUNK_ID;

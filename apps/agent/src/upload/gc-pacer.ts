@@ -4,16 +4,36 @@ import { runInNewContext } from "node:vm";
 /**
  * Every batch leaves multi-MiB garbage behind on the main thread (the batch's buffer and grpc-js's
  * framed copy of it). V8 collects ArrayBuffers only once external memory has grown ~64 MB since the
- * last GC, so that much dead payload sat in the agent's RSS on top of the live pipeline. A full
- * GC after every `everyBytes` (4 MiB) sent bounds it to about that much instead; the agent's JS
- * heap is small (~20 MB), so each collection costs a few milliseconds on a thread that mostly
- * waits for acks.
+ * last GC, so that much dead payload sat in the agent's RSS on top of the live pipeline. Collecting
+ * after every `everyBytes` (4 MiB) sent bounds it to about that much instead.
+ *
+ * A minor GC (scavenge) does it: both buffers are young (the batch arrives from a worker just
+ * before it is sent, grpc-js frames its copy at the write, and a sent batch is detached into a new,
+ * young ArrayBuffer), and a scavenge frees dead young ArrayBuffers' memory in ~1 ms, where the full
+ * GC this used to force costs several ms and marks the whole heap (the biggest part of the main
+ * thread's CPU in a profile of the 1 GiB bench backup). A buffer that outlived two scavenges (a
+ * slow write) is promoted and only a full GC frees it: one runs every `fullEveryBytes` (64 MiB).
  */
 export const DEFAULT_GC_EVERY_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_FULL_GC_EVERY_BYTES = 64 * 1024 * 1024;
 
-type Collect = () => void;
+type Collect = (options?: { type: "minor" | "major" }) => void;
 
 let collect: Collect | null | undefined;
+
+/**
+ * The young generation stays at its initial size (1 MiB semi-spaces) in a process that uploads: V8
+ * grows the semi-spaces up to 16 MiB each when allocation is busy, and they then sat mostly empty
+ * (33.5 MB of new space committed, ~1 MB in use, at the peak of a 1 GiB bench backup; a grown
+ * young generation never shrinks back, so this is set when the module loads, before the upload
+ * allocates). More frequent scavenges of a young generation that mostly dies cost no measurable CPU
+ * (A/B in docs/benchmarks.md, issue 4).
+ */
+try {
+  setFlagsFromString("--semi-space-growth-factor=1");
+} catch {
+  // a runtime that refuses: the young generation grows as V8 decides, nothing breaks
+}
 
 /** V8's gc(), exposed at run time (the agent is started as plain `node cli.js`, without flags). */
 function collector(): Collect | null {
@@ -30,9 +50,15 @@ function collector(): Collect | null {
 
 export class GcPacer {
   private since = 0;
+  private sinceFull = 0;
   private scheduled = false;
+  /** Collections run so far (for tests). */
+  readonly runs = { minor: 0, full: 0 };
 
-  constructor(private readonly everyBytes = DEFAULT_GC_EVERY_BYTES) {}
+  constructor(
+    private readonly everyBytes = DEFAULT_GC_EVERY_BYTES,
+    private readonly fullEveryBytes = DEFAULT_FULL_GC_EVERY_BYTES,
+  ) {}
 
   /** Counts bytes whose buffers just became garbage; collects (on the next turn) when due. */
   released(bytes: number): void {
@@ -40,12 +66,20 @@ export class GcPacer {
     if (this.since < this.everyBytes || this.scheduled) return;
     const gc = collector();
     if (!gc) return;
+    this.sinceFull += this.since;
     this.since = 0;
     this.scheduled = true;
     // Next turn: the buffers just released may still be on the stack of the write callback.
     setImmediate(() => {
       this.scheduled = false;
-      gc();
+      if (this.sinceFull >= this.fullEveryBytes) {
+        this.sinceFull = 0;
+        this.runs.full++;
+        gc({ type: "major" });
+      } else {
+        this.runs.minor++;
+        gc({ type: "minor" });
+      }
     });
   }
 }

@@ -7,6 +7,18 @@ import type { BatchPart, EncodedBatch } from "./batch-codec.js";
 import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
 import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from "./worker-messages.js";
 
+/**
+ * One worker per core but the main thread's, at most two. A worker hashes (keyed SHA-256, ~1.3 GB/s
+ * with SHA-NI) and compresses (zstd level 1) far faster than a server stores what it sends: on the
+ * 2-core bench machine one worker served the 1 GiB full backup at the same wall time as two, and
+ * every worker costs ~10 MB of RSS (its isolate, malloc arena and batches), so one per core made
+ * the agent's memory grow with the machine (8 cores: 8 workers) against a fixed 200 MB target.
+ * `--threads N` overrides it.
+ */
+export function defaultChunkThreads(): number {
+  return Math.max(1, Math.min(2, availableParallelism() - 1));
+}
+
 /** A group's plaintext (the whole transferred buffer) and, per chunk, its ID (null = all zero). */
 export interface HashedGroup {
   buffer: Buffer;
@@ -25,8 +37,9 @@ interface Pending {
 }
 
 /**
- * Worker threads that hash chunk groups and compress and serialize upload batches (one per core by
- * default), so hashing and zstd run on every core while the main thread reads and drives gRPC.
+ * Worker threads that hash chunk groups and compress and serialize upload batches
+ * (`defaultChunkThreads()` by default), so hashing and zstd run beside the main thread, which reads
+ * and drives TLS and gRPC.
  * Buffers are transferred, never copied: a group's buffer goes to a worker and comes back with the
  * answer, and each batch comes back in a buffer of its own.
  */
@@ -37,7 +50,7 @@ export class ChunkWorkerPool {
   private closed = false;
 
   constructor(idKey: Buffer, opts: { threads?: number; zstdLevel?: number } = {}) {
-    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const threads = Math.max(1, opts.threads ?? defaultChunkThreads());
     const data: ChunkWorkerData = {
       idKey: Uint8Array.from(idKey),
       zstdLevel: opts.zstdLevel ?? UPLOAD_ZSTD_LEVEL,
