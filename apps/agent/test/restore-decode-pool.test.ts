@@ -70,6 +70,38 @@ describe("DecodePool", () => {
     expect(framed.buffer.byteLength).toBe(0);
   });
 
+  it("decodes into a recycled output buffer: the written group's views empty, the next content exact over stale bytes", async () => {
+    const one = new DecodePool(idKey, { threads: 1 });
+    try {
+      const first = [randomBytes(65536), Buffer.from("e".repeat(30000))];
+      const a = await one.decode(
+        first.map((p) => ({ encoding: ZSTD, payload: compress(p), length: p.length })),
+      );
+      expect(Buffer.concat(a.chunks).equals(Buffer.concat(first))).toBe(true);
+      expect(a.buffers).toHaveLength(1);
+      one.recycle(a.buffers);
+      // Shorter, and partly zero, so bytes the buffer still held from the first group would show.
+      const second = [Buffer.from("f".repeat(5000)), Buffer.concat([Buffer.alloc(2000), randomBytes(96)])];
+      const b = await one.decode(
+        second.map((p, k) =>
+          k === 0
+            ? { encoding: ZSTD, payload: compress(p), length: p.length }
+            : { encoding: RAW, payload: p, length: p.length },
+        ),
+      );
+      // The first group's buffer went back to the worker (its views here are empty) ...
+      expect(a.buffers[0]!.byteLength).toBe(0);
+      expect(a.chunks[0]!.length).toBe(0);
+      // ... which decoded into it (the same size class) and wrote every byte of the second group.
+      expect(b.chunks.map((c) => c.length)).toEqual(second.map((p) => p.length));
+      expect(Buffer.concat(b.chunks).equals(Buffer.concat(second))).toBe(true);
+      expect(b.ids.map((id) => id?.toString("hex"))).toEqual(second.map((p) => idOf(p).toString("hex")));
+      expect(b.buffers[0]!.byteLength).toBeGreaterThanOrEqual(65536 + 30000);
+    } finally {
+      await one.close();
+    }
+  });
+
   it("refuses a frame that decodes to another length and a raw payload of the wrong size, by position", async () => {
     const good = { encoding: RAW, payload: randomBytes(100), length: 100 };
     const long = Buffer.from("c".repeat(8192));

@@ -125,9 +125,14 @@ export function encodeRestoreResponse(message: RestoreResponse | Uint8Array): Bu
 
 /**
  * Several RestoreResponse{chunks} messages, one per batch, back to back in one buffer (one
- * transferable allocation for a worker thread), and each message's length.
+ * transferable allocation for a worker thread), and each message's length. `alloc` gives the
+ * buffer for a total size (at least that long; the messages start at its offset 0, `bytes` is
+ * the part they fill): bulwark-server's read workers reuse buffers the main thread has sent.
  */
-export function encodeChunksResponses(batches: RestoreChunk[][]): { bytes: Buffer; lengths: number[] } {
+export function encodeChunksResponses(
+  batches: RestoreChunk[][],
+  alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow,
+): { bytes: Buffer; lengths: number[] } {
   const layouts = batches.map(chunksLayout);
   const fallback = batches.map((chunks, k) =>
     layouts[k]
@@ -135,7 +140,10 @@ export function encodeChunksResponses(batches: RestoreChunk[][]): { bytes: Buffe
       : Buffer.from(RestoreResponse.encode({ message: { $case: "chunks", value: { chunks } } }).finish()),
   );
   const lengths = batches.map((_, k) => layouts[k]?.size ?? fallback[k]!.length);
-  const bytes = Buffer.allocUnsafeSlow(lengths.reduce((n, l) => n + l, 0));
+  const total = lengths.reduce((n, l) => n + l, 0);
+  const room = alloc(total);
+  if (room.length < total) throw new Error(`restore response buffer of ${room.length} bytes for ${total}`);
+  const bytes = room.subarray(0, total);
   let at = 0;
   batches.forEach((chunks, k) => {
     const layout = layouts[k];

@@ -108,6 +108,34 @@ describe("encodeChunksResponses", () => {
     );
   });
 
+  it("writes into a reused buffer from its start, whatever the buffer held (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(chunk, { maxLength: 4 }), { minLength: 1, maxLength: 4 }),
+        fc.nat({ max: 64 }),
+        (batches, slack) => {
+          const fresh = encodeChunksResponses(batches);
+          const reused = Buffer.alloc(fresh.bytes.length + slack, 0xa5);
+          const { bytes, lengths } = encodeChunksResponses(batches, (size) => {
+            expect(size).toBe(fresh.bytes.length);
+            return reused;
+          });
+          expect(lengths).toEqual(fresh.lengths);
+          expect(bytes.buffer).toBe(reused.buffer);
+          expect(bytes.byteOffset).toBe(0);
+          expect(bytes.equals(fresh.bytes)).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it("refuses a buffer shorter than the messages", () => {
+    const batches = [
+      [{ indexes: [1], id: randomBytes(32), encoding: 1, plainSize: 9, payload: randomBytes(9) }],
+    ];
+    expect(() => encodeChunksResponses(batches, (size) => Buffer.alloc(size - 1))).toThrow(/buffer of/);
+  });
+
   it("passes its messages through the serializer unchanged and uncopied", () => {
     const { bytes, lengths } = encodeChunksResponses([
       [{ indexes: [3], id: randomBytes(32), encoding: 1, plainSize: 9, payload: randomBytes(9) }],

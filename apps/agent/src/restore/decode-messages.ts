@@ -27,11 +27,17 @@ export type DecodeRequest =
       payloadLengths: number[];
       encodings: number[];
       lengths: number[];
+      /**
+       * Output buffers of earlier decodes that the main thread has written (transferred back): the
+       * worker decodes into one that fits instead of allocating, so neither thread's heap sees a
+       * new external buffer per message (every 64 MB of those costs a garbage collection).
+       */
+      spare?: ArrayBuffer[];
     };
 
 export interface DecodeResponse {
   job: number;
-  /** decode: the plaintext of every chunk, in order. */
+  /** decode: the plaintext of every chunk, in order from offset 0 (a reused buffer may be longer). */
   buffer?: ArrayBuffer;
   /** Per chunk: its 32-byte ID, or null when it is all zeros (scan without hash: empty when not). */
   ids?: (Uint8Array | null)[];

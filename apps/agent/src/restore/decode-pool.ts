@@ -10,6 +10,8 @@ import type { DecodeRequest, DecodeResponse, DecodeWorkerData } from "./decode-m
 export interface DecodedGroup {
   chunks: Buffer[];
   ids: (Buffer | null)[];
+  /** The workers' output buffers behind `chunks`: DecodePool.recycle takes them once written. */
+  buffers: ArrayBuffer[];
 }
 
 /** One received chunk to decode: its wire encoding, payload and the length the agent expects. */
@@ -46,8 +48,14 @@ interface Pending {
  * zero check. A message's chunks are split over the workers so
  * both cores work on it, and several messages may be in flight (the caller reads ahead).
  */
+/** Output buffers handed back by recycle() and not yet sent to a worker; at most this many are kept. */
+const MAX_SPARE = 16;
+/** Spare buffers sent along with each decode request (it uses one). */
+const SPARE_PER_REQUEST = 2;
+
 export class DecodePool {
   private readonly slots: Slot[] = [];
+  private readonly spare: ArrayBuffer[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextJob = 1;
   private closed = false;
@@ -116,6 +124,7 @@ export class DecodePool {
           at += it.payload.length;
         }
       }
+      const spare = this.spare.splice(0, SPARE_PER_REQUEST);
       const req: DecodeRequest = {
         op: "decode",
         job: this.nextJob++,
@@ -124,8 +133,9 @@ export class DecodePool {
         payloadLengths,
         encodings: part.map((it) => it.encoding),
         lengths: part.map((it) => it.length),
+        ...(spare.length > 0 ? { spare } : {}),
       };
-      calls.push(this.send(req, [payloads]));
+      calls.push(this.send(req, [payloads, ...spare]));
     }
     const results = await Promise.all(calls);
     results.forEach((r, p) => {
@@ -141,7 +151,18 @@ export class DecodePool {
         at += item.length;
       }
     });
-    return { chunks, ids: results.flatMap(idsOf) };
+    return { chunks, ids: results.flatMap(idsOf), buffers: results.map((r) => r.buffer!) };
+  }
+
+  /**
+   * Output buffers of a decoded group whose chunks are written and no longer read: the workers
+   * decode into them again (every view of them on this thread becomes empty).
+   */
+  recycle(buffers: ArrayBuffer[]): void {
+    for (const b of buffers) {
+      if (this.closed || this.spare.length >= MAX_SPARE) return;
+      if (b.byteLength > 0 && !this.spare.includes(b)) this.spare.push(b);
+    }
   }
 
   async close(): Promise<void> {

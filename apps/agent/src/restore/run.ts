@@ -438,6 +438,8 @@ class RestoreState {
             const verified = await finishVerify(entry.pending!, expected);
             this.counters.bytesFetched += entry.pending!.payloadBytes;
             await this.writeVerified(verified);
+            // Written: the workers decode later messages into these buffers.
+            this.pool!.recycle((await entry.pending!.decoded).buffers);
             for (const v of verified) {
               for (const i of v.indexes) {
                 deliver(i, v.id);

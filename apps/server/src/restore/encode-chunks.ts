@@ -24,12 +24,21 @@ export interface EncodedChunks {
   lengths: number[];
   /** Payload bytes in all the messages (what the stream's bytesSent counts). */
   payloadBytes: number;
+  /**
+   * Hands `bytes`' buffer back for reuse (the read pool's workers encode into it again): call it
+   * once grpc-js has taken every message (its write callbacks ran), and use `bytes` no more.
+   */
+  recycle?: () => void;
 }
 
-/** `wanted` with their stored payloads as Chunks messages of about CHUNKS_MESSAGE_BYTES each. */
+/**
+ * `wanted` with their stored payloads as Chunks messages of about CHUNKS_MESSAGE_BYTES each, in a
+ * buffer from `alloc` (see encodeChunksResponses) or a new one.
+ */
 export function encodeChunks(
   wanted: readonly { id: Uint8Array; indexes: number[] }[],
   stored: StoredPayload[],
+  alloc?: (size: number) => Buffer,
 ): EncodedChunks {
   const batches: RestoreChunk[][] = [];
   let batch: RestoreChunk[] = [];
@@ -53,7 +62,7 @@ export function encodeChunks(
     payloadBytes += s.payload.length;
   });
   if (batch.length > 0) batches.push(batch);
-  return { ...encodeChunksResponses(batches), payloadBytes };
+  return { ...encodeChunksResponses(batches, alloc), payloadBytes };
 }
 
 /** The messages of `encoded` as views of its bytes. */

@@ -162,11 +162,17 @@ export async function prepareRange(
   return range;
 }
 
-/** Sends a prepared range: Zeros, each group's encoded Chunks messages, then RangeDone. */
-export async function sendRange(
-  range: PreparedRange,
-  send: (message: RestoreResponse | Buffer) => Promise<void>,
-): Promise<RangeTotals> {
+/**
+ * Sends one message; `taken`, if given, runs once grpc-js has serialized (copied) it and written
+ * it to the HTTP/2 stream, never if the write failed.
+ */
+export type SendMessage = (message: RestoreResponse | Buffer, taken?: () => void) => Promise<void>;
+
+/**
+ * Sends a prepared range: Zeros, each group's encoded Chunks messages, then RangeDone. A group's
+ * buffer goes back to the read pool once grpc-js has taken its last message.
+ */
+export async function sendRange(range: PreparedRange, send: SendMessage): Promise<RangeTotals> {
   const totals: RangeTotals = {
     chunksSent: 0,
     chunksUnchanged: range.chunksUnchanged,
@@ -176,7 +182,9 @@ export async function sendRange(
   for (const run of range.zeros) await send({ message: { $case: "zeros", value: run } });
   for (const group of range.groups) {
     const encoded = await group.encoded;
-    for (const message of encodedMessages(encoded)) await send(message);
+    const messages = encodedMessages(encoded);
+    for (let k = 0; k < messages.length; k++)
+      await send(messages[k]!, k === messages.length - 1 ? encoded.recycle : undefined);
     totals.chunksSent += group.chunks;
     totals.bytesSent += encoded.payloadBytes;
   }

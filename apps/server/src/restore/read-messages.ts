@@ -15,6 +15,12 @@ export interface ReadRequest {
   job: number;
   dataKey: Uint8Array;
   items: ReadItem[];
+  /**
+   * Buffers of earlier responses whose messages grpc-js has taken (transferred back): the worker
+   * encodes into them instead of allocating, so the main thread's heap does not see a new
+   * external buffer per message (each 64 MB of those cost it a full garbage collection).
+   */
+  spare?: ArrayBuffer[];
 }
 
 export interface ReadFailure {
@@ -27,7 +33,10 @@ export interface ReadFailure {
 
 export interface ReadResponse {
   job: number;
-  /** The items as encoded Chunks messages back to back (encode-chunks.ts), and each one's length. */
+  /**
+   * The items as encoded Chunks messages back to back from offset 0 (encode-chunks.ts; the buffer
+   * may be longer: a reused one), and each one's length.
+   */
   messages?: ArrayBuffer;
   lengths?: number[];
   /** Payload bytes in the messages. */

@@ -26,8 +26,14 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** Buffers handed back by recycle() and not yet sent to a worker; at most this many are kept. */
+const MAX_SPARE = 16;
+/** Spare buffers sent along with each request (a job uses one). */
+const SPARE_PER_REQUEST = 2;
+
 export class RestoreReadPool {
   private readonly slots: Slot[] = [];
+  private readonly spare: ArrayBuffer[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextJob = 1;
   private closed = false;
@@ -75,10 +81,18 @@ export class RestoreReadPool {
     const slot = this.slots.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
     slot.outstanding++;
     if (slot.outstanding === 1) slot.worker.ref();
+    const spare = this.spare.splice(0, SPARE_PER_REQUEST);
+    if (spare.length > 0) req.spare = spare;
     return new Promise<EncodedChunks>((resolve, reject) => {
       this.pending.set(req.job, { slot, items: req.items, resolve, reject });
-      slot.worker.postMessage(req);
+      slot.worker.postMessage(req, spare);
     });
+  }
+
+  /** A response buffer whose messages grpc-js has taken: a worker may encode into it again. */
+  private recycle(buffer: ArrayBuffer): void {
+    if (this.closed || buffer.byteLength === 0 || this.spare.length >= MAX_SPARE) return;
+    this.spare.push(buffer);
   }
 
   private settle(res: ReadResponse): void {
@@ -92,7 +106,19 @@ export class RestoreReadPool {
       p.reject(new BulwarkError(code, f.message, f.details ? { details: f.details } : {}));
       return;
     }
-    p.resolve({ bytes: Buffer.from(res.messages!), lengths: res.lengths!, payloadBytes: res.payloadBytes! });
+    const buffer = res.messages!;
+    const size = res.lengths!.reduce((n, l) => n + l, 0);
+    let recycled = false;
+    p.resolve({
+      bytes: Buffer.from(buffer, 0, size),
+      lengths: res.lengths!,
+      payloadBytes: res.payloadBytes!,
+      recycle: () => {
+        if (recycled) return;
+        recycled = true;
+        this.recycle(buffer);
+      },
+    });
   }
 
   private release(slot: Slot): void {

@@ -120,7 +120,8 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     state.resumeFrom = start.resumeFromIndex;
     state.next = start.resumeFromIndex;
     // A refused stream stops sending at once, even from ranges that are still being sent.
-    const send = (m: RestoreResponse | Buffer) => write(call, m, () => gone || stopped);
+    const send = (m: RestoreResponse | Buffer, taken?: () => void) =>
+      write(call, m, () => gone || stopped, taken);
     // A cut TCP connection does not always reach us: a session whose HTTP/2 send is blocked by
     // flow control can miss the peer's FIN until a keepalive PING fails (minutes). The agent's
     // reconnect proves it: end the old stream (its FAILURE row, its last progress) before this
@@ -363,14 +364,24 @@ async function markSucceeded(
   );
 }
 
-/** Writes one message, waiting for 'drain' when grpc-js / HTTP/2 flow control says the agent is behind. */
+/**
+ * Writes one message, waiting for 'drain' when grpc-js / HTTP/2 flow control says the agent is
+ * behind. `taken` runs after grpc-js has serialized and written it (its write callback without an
+ * error): from then on nothing reads the message's bytes.
+ */
 async function write(
   call: RestoreCall,
   message: RestoreResponse | Buffer,
   gone: () => boolean,
+  taken?: () => void,
 ): Promise<void> {
   if (gone()) throw new BulwarkError("BULWARK_PROTO_TRANSPORT_FAILED", "the restore stream was cut");
-  if (!call.write(message)) {
+  const written = taken
+    ? (err: Error | null | undefined) => {
+        if (!err) taken();
+      }
+    : undefined;
+  if (!call.write(message, written)) {
     // Both listeners go away again: events.once would leave a "cancelled" listener per wait.
     await new Promise<void>((resolve) => {
       const done = () => {

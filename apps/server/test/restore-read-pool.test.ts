@@ -1,0 +1,85 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ChunkEncoding, decodeRestoreResponse, type RestoreChunk } from "@bulwark/protocol";
+import { BlobKind, chunkIdOf, chunkKey, encodeBlob, LocalBackend, Repository } from "@bulwark/repository";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decompress } from "zstd-napi";
+import { type EncodedChunks, encodedMessages } from "../src/restore/encode-chunks.js";
+import { RestoreReadPool } from "../src/restore/read-pool.js";
+
+// The server's restore read pool (docs/protocol.md §3, "Answers to a Want"): its worker reads a
+// local repository's chunk files, opens them and encodes Chunks messages; a response buffer the
+// stream has sent goes back to the worker (recycle) and the next messages are encoded into it.
+
+let dir: string;
+let repo: Repository;
+const pool = new RestoreReadPool(1);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bulwark-read-pool-"));
+  repo = await Repository.init(
+    new LocalBackend(dir),
+    { passphrase: "restore read pool" },
+    { scrypt: { N: 1024, r: 8, p: 1 }, chunkSize: 65536 },
+  );
+});
+
+afterAll(async () => {
+  await pool.close();
+  await repo?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Stores `plain` as the repository stores a data chunk; returns its ID. */
+async function store(plain: Buffer): Promise<Buffer> {
+  const id = chunkIdOf(repo.keys.idKey, plain);
+  await repo.backend.putIfAbsent(chunkKey(id), encodeBlob(BlobKind.Data, id, plain, repo.keys.dataKey));
+  return id;
+}
+
+/** The chunks of every message, payloads decoded to plaintext. */
+function chunksOf(encoded: EncodedChunks): { chunk: RestoreChunk; plain: Buffer }[] {
+  return encodedMessages(encoded).flatMap((bytes) => {
+    const m = decodeRestoreResponse(bytes);
+    if (m.message?.$case !== "chunks") throw new Error("expected chunks");
+    return m.message.value.chunks.map((chunk) => ({
+      chunk,
+      plain:
+        chunk.encoding === ChunkEncoding.CHUNK_ENCODING_ZSTD
+          ? decompress(chunk.payload)
+          : Buffer.from(chunk.payload),
+    }));
+  });
+}
+
+describe("RestoreReadPool", () => {
+  it("encodes the next group into a recycled buffer: the sent group's bytes are gone, the next one exact", async () => {
+    const first = [randomBytes(65536), Buffer.from("the help desk ".repeat(4000)), randomBytes(40000)];
+    const firstIds = await Promise.all(first.map(store));
+    const a = await pool.read(
+      repo,
+      firstIds.map((id, k) => ({ id, indexes: [k] })),
+    );
+    expect(chunksOf(a).map((c) => c.plain.equals(first[c.chunk.indexes[0]!]!))).toEqual([true, true, true]);
+    expect(a.recycle).toBeTypeOf("function");
+    a.recycle!();
+
+    // Fewer and smaller chunks: bytes the buffer still held from the first group would show.
+    const second = [Buffer.from("bare metal ".repeat(900)), randomBytes(3000)];
+    const secondIds = await Promise.all(second.map(store));
+    const b = await pool.read(repo, [
+      { id: secondIds[0]!, indexes: [7, 9] },
+      { id: secondIds[1]!, indexes: [8] },
+    ]);
+    // The first buffer went to the worker with this request (empty here now) ...
+    expect(a.bytes.length).toBe(0);
+    // ... and the second group's messages are exactly what was stored, at their indexes.
+    const got = chunksOf(b);
+    expect(got.map((c) => c.chunk.indexes)).toEqual([[7, 9], [8]]);
+    expect(got.map((c, k) => Buffer.from(c.chunk.id).equals(secondIds[k]!))).toEqual([true, true]);
+    expect(got.map((c, k) => c.plain.equals(second[k]!))).toEqual([true, true]);
+    expect(b.payloadBytes).toBe(got.reduce((n, c) => n + c.chunk.payload.length, 0));
+  });
+});
