@@ -10,9 +10,10 @@ import { runInNewContext } from "node:vm";
  * A minor GC (scavenge) does it: both buffers are young (the batch arrives from a worker just
  * before it is sent, grpc-js frames its copy at the write, and a sent batch is detached into a new,
  * young ArrayBuffer), and a scavenge frees dead young ArrayBuffers' memory in ~1 ms, where the full
- * GC this used to force costs several ms and marks the whole heap (the biggest part of the main
- * thread's CPU in a profile of the 1 GiB bench backup). A buffer that outlived two scavenges (a
- * slow write) is promoted and only a full GC frees it: one runs every `fullEveryBytes` (64 MiB).
+ * GC this used to force costs several ms and marks the whole heap (first in a wall-clock profile of
+ * the main thread under load; the agent's CPU in A/B runs did not change measurably either way). A
+ * buffer that outlived two scavenges (a slow write) is promoted and only a full GC frees it: one
+ * runs every `fullEveryBytes` (64 MiB).
  */
 export const DEFAULT_GC_EVERY_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_FULL_GC_EVERY_BYTES = 64 * 1024 * 1024;
