@@ -28,7 +28,9 @@ let collect: Collect | null | undefined;
  * (33.5 MB of new space committed, ~1 MB in use, at the peak of a 1 GiB bench backup; a grown
  * young generation never shrinks back, so this is set when the module loads, before the upload
  * allocates). More frequent scavenges of a young generation that mostly dies cost no measurable CPU
- * (A/B in docs/benchmarks.md, issue 4).
+ * (A/B in docs/benchmarks.md, issue 4). It helps only if the young generation has not grown yet:
+ * on a quiet machine it had already grown to 16 MiB semi-spaces while the CLI's modules loaded, so
+ * the 33.5 MB was back (only a node flag at start, `--max-semi-space-size`, would hold it then).
  */
 try {
   setFlagsFromString("--semi-space-growth-factor=1");
