@@ -29,8 +29,9 @@ let collect: Collect | null | undefined;
  * young generation never shrinks back, so this is set when the module loads, before the upload
  * allocates). More frequent scavenges of a young generation that mostly dies cost no measurable CPU
  * (A/B in docs/benchmarks.md, issue 4). It helps only if the young generation has not grown yet:
- * on a quiet machine it had already grown to 16 MiB semi-spaces while the CLI's modules loaded, so
- * the 33.5 MB was back (only a node flag at start, `--max-semi-space-size`, would hold it then).
+ * on a quiet machine it had grown to 16 MiB semi-spaces while the CLI's modules loaded, so cli.ts
+ * imports this module first and the rest at run time (new space 2 MB after loading, not 16.8 MB).
+ * In a quiet backup it still reached 8 MiB semi-spaces at the peak (cause not found).
  */
 try {
   setFlagsFromString("--semi-space-growth-factor=1");
