@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -109,7 +109,7 @@ describe("NBD exports over the REST API", () => {
     const operator = await h.bearer("OPERATOR");
     const post = (url: string, payload: object) =>
       h.app.inject({ method: "POST", url: `/api/v1${url}`, headers: { authorization: operator }, payload });
-    expect((await post(`/backups/${backupId.replace(/.$/, "0")}/exports`, {})).statusCode).toBe(404);
+    expect((await post(`/backups/${randomUUID()}/exports`, {})).statusCode).toBe(404);
     expect((await post(`/backups/${backupId}/exports`, { ttlSeconds: 10 })).statusCode).toBe(400);
   });
 });
