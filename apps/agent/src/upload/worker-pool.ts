@@ -8,16 +8,15 @@ import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
 import type { ChunkWorkerData, ChunkWorkerRequest, ChunkWorkerResponse } from "./worker-messages.js";
 
 /**
- * One worker per core, at most two. A worker hashes (keyed SHA-256, ~1.3 GB/s with SHA-NI) and
- * compresses (zstd level 1) faster than a server stores what it sends, so a full backup is served
- * as fast by one; but an incremental hashes every allocated block and sends little, and with one
- * worker on the 2-core bench machine it took 9.1 s against restic's 7.7 s (3 GiB run of record,
- * b542952) where two had taken 5.2 s against 6.9 s. Every worker costs ~10 MB of RSS (its isolate,
- * malloc arena and batches), so the count does not grow with the machine against the fixed 200 MB
- * target. `--threads N` overrides it.
+ * One worker per core but the main thread's, at most two. A worker hashes (keyed SHA-256, ~1.3 GB/s
+ * with SHA-NI) and compresses (zstd level 1) far faster than a server stores what it sends: on the
+ * 2-core bench machine one worker served the 1 GiB full backup at the same wall time as two, and
+ * every worker costs ~10 MB of RSS (its isolate, malloc arena and batches), so one per core made
+ * the agent's memory grow with the machine (8 cores: 8 workers) against a fixed 200 MB target.
+ * `--threads N` overrides it.
  */
 export function defaultChunkThreads(): number {
-  return Math.max(1, Math.min(2, availableParallelism()));
+  return Math.max(1, Math.min(2, availableParallelism() - 1));
 }
 
 /** A group's plaintext (the whole transferred buffer) and, per chunk, its ID (null = all zero). */
