@@ -1,6 +1,8 @@
 import { readSync } from "node:fs";
 import { createRequire } from "node:module";
 import { parentPort, workerData } from "node:worker_threads";
+// The subpath alone: a worker need not load the generated protocol code.
+import { SpareBuffers } from "@bulwark/protocol/spare-buffers";
 import { chunkId, hashChunk, isAllZero } from "../upload/chunk-codec.js";
 import {
   type DecodeRequest,
@@ -66,54 +68,24 @@ function scan(fd: number, offset: number, lengths: number[], hash: boolean): (Ui
   return ids;
 }
 
-/** Output buffers kept for reuse (the main thread sends back those it has written). */
-const MAX_SPARE = 8;
-/** Output buffers are allocated in powers of two from this size up, so a reused one usually fits. */
-const MIN_OUTPUT_BYTES = 64 * 1024;
-const spare: ArrayBuffer[] = [];
-
-function keep(buffers: ArrayBuffer[] | undefined): void {
-  for (const b of buffers ?? []) {
-    if (spare.length >= MAX_SPARE) {
-      // Keep the larger ones: a small buffer is the one that does not fit.
-      let smallest = 0;
-      for (let k = 1; k < spare.length; k++)
-        if (spare[k]!.byteLength < spare[smallest]!.byteLength) smallest = k;
-      if (spare[smallest]!.byteLength >= b.byteLength) continue;
-      spare.splice(smallest, 1);
-    }
-    spare.push(b);
-  }
-}
-
-/** An output buffer of at least `size` bytes: the smallest spare that fits, else a new one. */
-function outputBuffer(size: number): ArrayBuffer {
-  let best = -1;
-  for (let k = 0; k < spare.length; k++) {
-    const b = spare[k]!;
-    if (b.byteLength >= size && (best < 0 || b.byteLength < spare[best]!.byteLength)) best = k;
-  }
-  if (best >= 0) return spare.splice(best, 1)[0]!;
-  let bytes = MIN_OUTPUT_BYTES;
-  while (bytes < size) bytes *= 2;
-  return new ArrayBuffer(bytes);
-}
+/** Output buffers kept for reuse (the main thread sends back those it has written): at most 8, from 64 KiB. */
+const spares = new SpareBuffers(8, 64 * 1024, (bytes) => new ArrayBuffer(bytes));
 
 function handle(req: DecodeRequest): { res: DecodeResponse; transfer: ArrayBuffer[] } {
   if (req.op === "scan") {
     return { res: { job: req.job, ids: scan(req.fd, req.offset, req.lengths, req.hash) }, transfer: [] };
   }
-  keep(req.spare);
+  spares.keep(req.spare);
   const total = req.lengths.reduce((n, l) => n + l, 0);
   // Every byte of [0, total) is written below (each chunk decodes or copies to exactly its length).
-  const out = outputBuffer(total);
+  const out = spares.take(total);
   let at = 0;
   for (let k = 0; k < req.lengths.length; k++) {
     const length = req.lengths[k]!;
     const payload = new Uint8Array(req.payloads, req.payloadOffsets[k]!, req.payloadLengths[k]!);
     const target = new Uint8Array(out, at, length);
     const invalid = (message: string) => {
-      keep([out]);
+      spares.keep([out]);
       return { res: { job: req.job, invalid: { position: k, message } }, transfer: [] };
     };
     if (req.encodings[k] === WIRE_RAW) {

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 import { isBulwarkError } from "@bulwark/errors";
+// The subpath alone: a worker need not load the generated protocol code.
+import { SpareBuffers } from "@bulwark/protocol/spare-buffers";
 import { encodeChunks } from "./encode-chunks.js";
 import type { ReadRequest, ReadResponse } from "./read-messages.js";
 import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
@@ -11,41 +13,15 @@ import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
 // read is fine here: this thread has nothing else to do, and several workers keep several reads
 // in flight.
 
-/** Buffers kept for reuse (the main thread sends back those grpc-js is done with). */
-const MAX_SPARE = 8;
-/** Buffers are allocated in powers of two from this size up, so a reused one usually fits. */
-const MIN_BUFFER_BYTES = 64 * 1024;
-const spare: ArrayBuffer[] = [];
-
-/** A buffer of at least `size` bytes: the smallest spare that fits, else a new one. */
-function messageBuffer(size: number): Buffer {
-  let best = -1;
-  for (let k = 0; k < spare.length; k++) {
-    const b = spare[k]!;
-    if (b.byteLength >= size && (best < 0 || b.byteLength < spare[best]!.byteLength)) best = k;
-  }
-  if (best >= 0) return Buffer.from(spare.splice(best, 1)[0]!);
-  let bytes = MIN_BUFFER_BYTES;
-  while (bytes < size) bytes *= 2;
-  return Buffer.allocUnsafeSlow(bytes);
-}
-
-function keep(buffers: ArrayBuffer[] | undefined): void {
-  for (const b of buffers ?? []) {
-    if (spare.length >= MAX_SPARE) {
-      // Keep the larger ones: a small buffer is the one that does not fit.
-      let smallest = 0;
-      for (let k = 1; k < spare.length; k++)
-        if (spare[k]!.byteLength < spare[smallest]!.byteLength) smallest = k;
-      if (spare[smallest]!.byteLength >= b.byteLength) continue;
-      spare.splice(smallest, 1);
-    }
-    spare.push(b);
-  }
-}
+/**
+ * Message buffers kept for reuse (the main thread sends back those grpc-js is done with): at most
+ * 8, in powers of two from 64 KiB; new ones uninitialised (encodeChunks writes every byte it sends).
+ */
+const spares = new SpareBuffers(8, 64 * 1024, (bytes) => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer);
+const messageBuffer = (size: number): Buffer => Buffer.from(spares.take(size));
 
 function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] } {
-  keep(req.spare);
+  spares.keep(req.spare);
   const stored: StoredPayload[] = [];
   for (let k = 0; k < req.items.length; k++) {
     const item = req.items[k]!;
