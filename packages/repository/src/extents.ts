@@ -85,14 +85,7 @@ export function dataSpan(
   end: number,
   chunkSize: number,
 ): { start: number; end: number } | null {
-  // The first extent that ends after start.
-  let lo = 0;
-  let hi = extents.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (extents[mid]![1] <= start) lo = mid + 1;
-    else hi = mid;
-  }
+  const lo = firstEndingAfter(extents, start);
   const first = extents[lo];
   if (first === undefined || first[0] >= end) return null;
   let last = lo;
@@ -100,4 +93,22 @@ export function dataSpan(
   const from = Math.max(start, Math.floor(first[0] / chunkSize) * chunkSize);
   const to = Math.min(end, Math.ceil(extents[last]![1] / chunkSize) * chunkSize);
   return { start: from, end: to };
+}
+
+/** True when [start, end) touches no data extent (it lies in a hole: reads as zeros). */
+export function inHole(extents: DataExtents, start: number, end: number): boolean {
+  const e = extents[firstEndingAfter(extents, start)];
+  return e === undefined || e[0] >= end;
+}
+
+/** Index of the first extent that ends after `start` (binary search; extents.length if none). */
+function firstEndingAfter(extents: DataExtents, start: number): number {
+  let lo = 0;
+  let hi = extents.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (extents[mid]![1] <= start) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

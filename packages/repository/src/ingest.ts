@@ -147,20 +147,8 @@ export class IngestSession {
    */
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.ensureOpen();
-    const { chunkSize, volumeSize } = this.geometry;
-    const end = offset + data.length;
-    if (
-      !Number.isSafeInteger(offset) ||
-      offset < 0 ||
-      offset % chunkSize !== 0 ||
-      end > volumeSize ||
-      (data.length % chunkSize !== 0 && end !== volumeSize)
-    ) {
-      throw new BulwarkError(
-        "BULWARK_REPO_INVALID_ARGUMENT",
-        `write at ${offset} of ${data.length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
-      );
-    }
+    this.requireAlignedRange("write", offset, data.length);
+    const { chunkSize } = this.geometry;
     let batch: { index: number; data: Uint8Array }[] = [];
     let batchBytes = 0;
     for (let off = 0; off < data.length; off += chunkSize) {
@@ -190,24 +178,9 @@ export class IngestSession {
    */
   async writeFromFile(fd: number, offset: number, length: number, what: string): Promise<void> {
     this.ensureOpen();
-    const { chunkSize, volumeSize } = this.geometry;
+    const { chunkSize } = this.geometry;
     const end = offset + length;
-    if (
-      !Number.isSafeInteger(fd) ||
-      fd < 0 ||
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset % chunkSize !== 0 ||
-      end > volumeSize ||
-      (length % chunkSize !== 0 && end !== volumeSize)
-    ) {
-      throw new BulwarkError(
-        "BULWARK_REPO_INVALID_ARGUMENT",
-        `write at ${offset} of ${length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
-      );
-    }
+    this.requireAlignedRange("write", offset, length, Number.isSafeInteger(fd) && fd >= 0);
     const step = Math.max(chunkSize, Math.floor(FILE_SCAN_BATCH_BYTES / chunkSize) * chunkSize);
     for (let off = offset; off < end; off += step) {
       const n = Math.min(step, end - off);
@@ -220,16 +193,12 @@ export class IngestSession {
     await this.belowInFlightLimit();
   }
 
-  /**
-   * Volume bytes [offset, offset + length) are zero (a hole of the image), with the alignment
-   * `write` requires: their chunks become zero markers, as a write of zeros would make them,
-   * without the bytes being read or compared.
-   */
-  zero(offset: number, length: number): void {
-    this.ensureOpen();
+  /** Refuses a range (and `alsoValid` false) that is not whole chunks within the volume. */
+  private requireAlignedRange(what: string, offset: number, length: number, alsoValid = true): void {
     const { chunkSize, volumeSize } = this.geometry;
     const end = offset + length;
     if (
+      !alsoValid ||
       !Number.isSafeInteger(offset) ||
       !Number.isSafeInteger(length) ||
       offset < 0 ||
@@ -240,9 +209,21 @@ export class IngestSession {
     ) {
       throw new BulwarkError(
         "BULWARK_REPO_INVALID_ARGUMENT",
-        `zero range at ${offset} of ${length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
+        `${what} at ${offset} of ${length} bytes is not chunk-aligned within the ${volumeSize}-byte volume`,
       );
     }
+  }
+
+  /**
+   * Volume bytes [offset, offset + length) are zero (a hole of the image), with the alignment
+   * `write` requires: their chunks become zero markers, as a write of zeros would make them,
+   * without the bytes being read or compared.
+   */
+  zero(offset: number, length: number): void {
+    this.ensureOpen();
+    const { chunkSize } = this.geometry;
+    const end = offset + length;
+    this.requireAlignedRange("zero range", offset, length);
     for (let i = offset / chunkSize; i * chunkSize < end; i++) this.setEntry(i, ZERO_ID);
   }
 

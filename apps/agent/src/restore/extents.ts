@@ -1,4 +1,4 @@
-import { type DataExtents, parseFilefrag } from "@bulwark/repository";
+import { type DataExtents, inHole, parseFilefrag } from "@bulwark/repository";
 import type { CommandRunner } from "../command-runner.js";
 
 // Where a regular-file target holds data, so that a restore need not read its holes: reading a
@@ -11,7 +11,7 @@ import type { CommandRunner } from "../command-runner.js";
 /** How long the extent listing may take before the restore reads everything instead. */
 const FILEFRAG_TIMEOUT_MS = 30_000;
 
-export type { DataExtents };
+export { type DataExtents, inHole };
 
 /** The data extents of a regular file, or undefined when they cannot be listed. */
 export async function dataExtents(runner: CommandRunner, path: string): Promise<DataExtents | undefined> {
@@ -26,18 +26,4 @@ export async function dataExtents(runner: CommandRunner, path: string): Promise<
   } catch {
     return undefined;
   }
-}
-
-/** True when [start, end) touches no data extent (it lies in a hole: reads as zeros). */
-export function inHole(extents: DataExtents, start: number, end: number): boolean {
-  // Binary search for the first extent that ends after start.
-  let lo = 0;
-  let hi = extents.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (extents[mid]![1] <= start) lo = mid + 1;
-    else hi = mid;
-  }
-  const e = extents[lo];
-  return e === undefined || e[0] >= end;
 }
