@@ -33,6 +33,8 @@ export class BackupPeer {
     { token: string; jobId: string; volumeId: string; chunkSize: number; size: number; committed?: string }
   >();
   readonly aborted: string[] = [];
+  /** Payload bytes of every batch received, in order. */
+  readonly batchPayloads: number[] = [];
   counts = {
     begin: 0,
     resumed: 0,
@@ -152,6 +154,7 @@ export class BackupPeer {
           }
           if (bytes > this.maxBatchBytes)
             throw new BulwarkError("BULWARK_PROTO_CHUNK_INVALID", "batch too big");
+          this.batchPayloads.push(bytes);
           this.counts.chunksStored += stored;
           this.counts.chunksAlreadyPresent += present;
           const ack = () => call.write({ batchSeq: req.batchSeq, stored, alreadyPresent: present });
