@@ -17,7 +17,11 @@ import type { AgentPathStep, AgentRestoreRun } from "../results.js";
 import { REPO_ROOT } from "./bulwark-repo.js";
 import type { AfterRestoreContext, BackupTool, ToolContext } from "./tool.js";
 
-const AGENT_CLI = join(REPO_ROOT, "apps", "agent", "dist", "cli.js");
+/**
+ * BULWARK_BENCH_AGENT_CLI runs another build of the agent, for A/B pairs against one server build
+ * (e.g. a copy of apps/agent/dist made before a change; kept inside apps/agent so its packages resolve).
+ */
+const AGENT_CLI = process.env.BULWARK_BENCH_AGENT_CLI ?? join(REPO_ROOT, "apps", "agent", "dist", "cli.js");
 const SERVER_MAIN = join(REPO_ROOT, "apps", "server", "dist", "main.js");
 const REPO_TOOL = join(REPO_ROOT, "apps", "repo-tool", "dist", "main.js");
 const REGISTER_AGENT = join(REPO_ROOT, "scripts", "demo", "register-agent.mjs");
@@ -384,6 +388,7 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
       return {
         argv: [
           "node",
+          ...nodeArgs("BULWARK_BENCH_AGENT_NODE_ARGS"),
           AGENT_CLI,
           "backup",
           image,
@@ -461,7 +466,7 @@ export function createBulwarkAgent(ctx: ToolContext, opts: AgentToolOptions): Ba
 
 /**
  * Profiling aid: extra node flags from the environment for the server (BULWARK_BENCH_SERVER_NODE_ARGS)
- * or the restoring agent (BULWARK_BENCH_AGENT_NODE_ARGS), e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
+ * or the agent, backing up and restoring (BULWARK_BENCH_AGENT_NODE_ARGS), e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
  * (node refuses --cpu-prof in NODE_OPTIONS). Space-separated; empty when unset.
  */
 function nodeArgs(variable: string): string[] {
