@@ -7,6 +7,7 @@ import { isRoot, LoopDevices, MiB, ROOT_REASON, sh } from "../apps/agent/test/he
 import { buildApp } from "../apps/server/src/app.js";
 import { hashPassword } from "../apps/server/src/auth/password.js";
 import { apiServices } from "../apps/server/src/http/services.js";
+import { RESTORE_RESULT_AUDIT_ACTION } from "../apps/server/src/jobs/sink.js";
 import { createRequestRedis } from "../apps/server/src/redis.js";
 import { RESTORE_AUDIT_ACTION } from "../apps/server/src/restore/service.js";
 import { PASSWORD, sessionCookieHeader } from "../apps/server/test/support/api.js";
@@ -253,7 +254,7 @@ describe("a help-desk restore, REST to target bytes", () => {
     const stream = await streams();
     expect(stream).toHaveLength(1);
     expect(stream[0]).toMatchObject({ actorType: "AGENT", actorId: agent.id, outcome: "SUCCESS" });
-    expect(stream[0]?.details).toMatchObject({ restorePointId: backupId, mode: "FULL" });
+    expect(stream[0]?.details).toMatchObject({ restorePointId: backupId, mode: "full" });
   }, 240_000);
 
   it("rolls the machine's own image back in place (delta, no confirmation needed): only the changed chunks travel", async () => {
@@ -289,6 +290,60 @@ describe("a help-desk restore, REST to target bytes", () => {
     const after = readFileSync(target);
     expect([after.length, after.every((b) => b === 0)]).toEqual([VOLUME_BYTES / 2, true]);
   }, 240_000);
+
+  it("a restored volume that fails the end-to-end check: FAILED with BULWARK_RESTORE_VERIFY_FAILED on every attempt (a retry does not resume past the check), never SUCCEEDED, and the audit says why", async () => {
+    // The digest the server hands out no longer matches the restore point's index: every chunk
+    // still verifies on its own, only the agent's final check (before its half-close) can fail.
+    const original = await h.db.catalog.backup.findUniqueOrThrow({ where: { id: backupId } });
+    await h.db.catalog.backup.update({ where: { id: backupId }, data: { indexDigest: randomBytes(32) } });
+    try {
+      const target = blankTarget("unverifiable.img");
+      const queued = await startRestore({ targetPath: target, mode: "full", allowForeignTarget: true });
+      const done = await settledOverRest(helpdesk, queued.id);
+      expect(done, JSON.stringify(done)).toMatchObject({
+        state: "FAILED",
+        errorCode: "BULWARK_RESTORE_VERIFY_FAILED",
+        // Each retry restored from chunk 0 and failed the check again.
+        attempts: 3,
+      });
+      const log = await logOverRest(helpdesk, queued.id);
+      expect(log.items.filter((e) => e.event === "finished")).toMatchObject([
+        { code: "BULWARK_RESTORE_VERIFY_FAILED" },
+      ]);
+      // Every attempt fetched the whole volume again (none resumed from the unverified end).
+      const streams = () =>
+        h.db.catalog.auditEvent.findMany({
+          where: { action: RESTORE_AUDIT_ACTION, targetId: queued.id },
+          orderBy: { id: "asc" },
+        });
+      await eventually(async () => (await streams()).length >= 3);
+      const rows = await streams();
+      expect(rows.map((r) => r.outcome)).toEqual(["FAILURE", "FAILURE", "FAILURE"]);
+      expect(rows.map((r) => (r.details as { resumeFromIndex: number }).resumeFromIndex)).toEqual([0, 0, 0]);
+      // The agent's verdict of each attempt is audited with its code (the stream only saw a cut).
+      const results = () =>
+        h.db.catalog.auditEvent.findMany({
+          where: { action: RESTORE_RESULT_AUDIT_ACTION, targetId: queued.id },
+          orderBy: { id: "asc" },
+        });
+      await eventually(async () => (await results()).length >= 3);
+      const verdicts = await results();
+      expect(verdicts).toHaveLength(3);
+      for (const v of verdicts) {
+        expect(v).toMatchObject({ actorType: "AGENT", actorId: agent.id, outcome: "FAILURE" });
+        expect(v.details).toMatchObject({
+          errorCode: "BULWARK_RESTORE_VERIFY_FAILED",
+          restorePointId: backupId,
+          mode: "full",
+        });
+      }
+    } finally {
+      await h.db.catalog.backup.update({
+        where: { id: backupId },
+        data: { indexDigest: original.indexDigest },
+      });
+    }
+  }, 300_000);
 
   it.skipIf(!isRoot)(
     `a target in use (the image is attached as a loop device): FAILED with BULWARK_RESTORE_TARGET_BUSY over REST; freed and retried, it succeeds (${ROOT_REASON})`,

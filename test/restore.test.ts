@@ -209,9 +209,13 @@ describe("volume restore through the agent", () => {
     });
     expect(audit[0]!.details).toMatchObject({
       restorePointId: backupId,
-      mode: "FULL",
+      // The REST API's word for the mode, as in restore.volume.start.
+      mode: "full",
       chunksSent: dataChunks,
+      // The agent confirmed the target with Complete, after its end-to-end check.
+      indexVerified: true,
     });
+    expect(job.result).toMatchObject({ indexVerified: true });
 
     // The job is done: a new stream is refused, except a resume at the very end (an agent that
     // lost the Finished message), which transfers nothing.

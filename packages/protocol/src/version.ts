@@ -5,8 +5,10 @@ import { Metadata } from "@grpc/grpc-js";
  * Version of the agent/server contract (docs/protocol.md §1). `major` is the protobuf package
  * version (bulwark.v1); `minor` grows by one with every addition a peer may need to know about.
  * Minor 1: job commands and results carry the attempt number (`attempt`), the agent's dedupe key.
+ * Minor 2: a restore ends with the agent's `RestoreComplete` before its half-close; only that
+ * finishes the job SUCCEEDED (a cancelled call can look like a half-close to the server).
  */
-export const PROTOCOL_VERSION = { major: 1, minor: 1 } as const;
+export const PROTOCOL_VERSION = { major: 1, minor: 2 } as const;
 
 /** "major.minor", as sent in the `bulwark-protocol` header and in the hellos. */
 export const PROTOCOL_VERSION_STRING = `${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`;

@@ -29,8 +29,9 @@ import { beginVerify, finishVerify, type VerifiedChunk } from "./verify.js";
 // Header (size, foreign source), then keep a window of Want ranges in flight — for a delta
 // restore each Want carries the IDs of what the target holds there, hashed on worker threads —
 // verify every chunk before writing it at its offset, write zeros only where the target is not
-// already zero, fsync before a range counts as a resume point, and half-close once everything is
-// written and synced. A cut connection resumes from the last synced range.
+// already zero, fsync before a range counts as a resume point, and send Complete and half-close
+// once everything is written, synced and checked. A cut connection resumes from the last synced
+// range.
 
 /** Chunks per Want: a quarter of the window, so four ranges overlap (server reads while we write). */
 const WANTS_PER_WINDOW = 4;
@@ -78,7 +79,10 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** First chunk to ask for (a resume index persisted by an earlier run of the same job); default 0. */
   resumeFromIndex?: number;
-  /** Called with each new resume index after an fsync, so a caller can persist it (awaited). */
+  /**
+   * Called with each new resume index after an fsync, so a caller can persist it (awaited); with
+   * 0 after a failed end-to-end check (nothing written may be skipped by a later attempt).
+   */
   onResumePoint?: (index: number) => void | Promise<void>;
   /** RestoreCommand.restore_point_id: refuse a stream that describes another restore point. */
   expectedRestorePointId?: string;
@@ -216,6 +220,14 @@ class RestoreState {
       } catch (err) {
         const e =
           err instanceof BulwarkError ? err : agentError("BULWARK_GENERAL_INTERNAL", String(err), {}, err);
+        if (e.code === "BULWARK_RESTORE_VERIFY_FAILED") {
+          // What was written does not add up to the restore point: no resume index may vouch for
+          // it, so the job's next attempt starts at chunk 0 and checks everything again (after a
+          // background fsync, which would save its own index).
+          await this.settleSync().catch(() => {});
+          await this.opts.onResumePoint?.(0);
+          throw e;
+        }
         // Whatever was written is made durable, so the resume skips it.
         await this.sync().catch(() => {});
         if (!RETRYABLE.has(e.code) || this.opts.signal?.aborted) throw e;
@@ -291,6 +303,11 @@ class RestoreState {
       await this.transfer(stream);
       this.checkDigest();
       await this.finishTarget();
+      // Only Complete lets the server finish the job: a call we cancel (any failure above) can
+      // reach it as a half-close.
+      await stream.send({
+        message: { $case: "complete", value: { indexVerified: this.digest !== undefined } },
+      });
       stream.end();
       const last = await stream.next();
       if (last?.message?.$case !== "finished") {

@@ -8,6 +8,7 @@ import {
   LogLevel,
   type LogRecord,
 } from "@bulwark/protocol";
+import { writeAudit } from "../audit/write.js";
 import type { JobEventSink } from "../control/contracts.js";
 import type { StoredOutcome } from "./agent-jobs.js";
 import type { JobContext } from "./context.js";
@@ -19,6 +20,9 @@ import { enqueuePrune } from "./prune.js";
 // Job row is updated first (it is the record), then every node is told through Redis so the
 // worker waiting for this job wakes up. A success is checked against the catalog: a backup
 // succeeded only if the Backup row of this job exists (the ingest path created it at commit).
+
+/** The audit action of an agent's verdict on a restore job (one row per JobResult it sends). */
+export const RESTORE_RESULT_AUDIT_ACTION = "restore.volume.result";
 
 const OUTCOMES: Partial<Record<JobOutcome, StoredOutcome["outcome"]>> = {
   [JobOutcome.JOB_OUTCOME_SUCCEEDED]: "SUCCEEDED",
@@ -130,6 +134,7 @@ export class CatalogJobEventSink implements JobEventSink {
   async result(agentId: string, result: JobResult): Promise<void> {
     const row = await ownedJob(this.ctx.catalog, agentId, result.jobId);
     this.phases.delete(row.id);
+    if (row.kind === "RESTORE") await this.auditRestoreResult(agentId, row, result);
     if (TERMINAL_STATES.includes(row.state)) {
       // A success that lost to a stall check's FAILED: the committed restore point decides.
       if (row.kind === "BACKUP" && result.outcome === JobOutcome.JOB_OUTCOME_SUCCEEDED) {
@@ -212,5 +217,35 @@ export class CatalogJobEventSink implements JobEventSink {
       });
     }
     await this.ctx.wakeups.notify(row.id);
+  }
+
+  /**
+   * The agent's verdict on a restore, one row per JobResult (also one the job no longer takes):
+   * the stream's own row cannot tell why an agent ended it (a failed check looks like a cut).
+   */
+  private async auditRestoreResult(
+    agentId: string,
+    row: { id: string; tenantId: string; attempts: number; params: unknown },
+    result: JobResult,
+  ): Promise<void> {
+    const params = (row.params ?? {}) as { backupId?: unknown; mode?: unknown };
+    const outcome = OUTCOMES[result.outcome];
+    await writeAudit(this.ctx.catalog, {
+      tenantId: row.tenantId,
+      actorType: "AGENT",
+      actorId: agentId,
+      action: RESTORE_RESULT_AUDIT_ACTION,
+      targetType: "job",
+      targetId: row.id,
+      outcome: outcome === "SUCCEEDED" ? "SUCCESS" : "FAILURE",
+      at: this.ctx.now(),
+      details: {
+        result: outcome ?? "UNKNOWN",
+        attempt: result.attempt,
+        ...(typeof params.backupId === "string" ? { restorePointId: params.backupId } : {}),
+        ...(typeof params.mode === "string" ? { mode: params.mode.toLowerCase() } : {}),
+        ...(result.error ? { errorCode: result.error.code } : {}),
+      },
+    });
   }
 }

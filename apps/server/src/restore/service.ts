@@ -3,6 +3,7 @@ import {
   type CallWithAuthContext,
   failStream,
   negotiateProtocol,
+  type RestoreComplete,
   type RestoreRequest,
   type RestoreResponse,
   type RestoreServiceServer,
@@ -20,15 +21,19 @@ import { restoreReadPool } from "./read-pool.js";
 
 // RestoreService.Restore on the agent listener (docs/protocol.md §3): Start → Header, then each
 // Want answered in order with Zeros / Chunks / RangeDone (reads of later Wants under way while
-// earlier ones are sent), then (after the agent half-closes,
-// which it does once everything is written and synced) Finished and OK. The catalog job follows
-// along: RUNNING at Start, bytesDone as ranges complete, SUCCEEDED when the whole point has been
-// covered. Every stream that names a job leaves one audit row, `restore.volume.stream`.
+// earlier ones are sent), then (after the agent's Complete and half-close, which it sends once
+// everything is written, synced and checked) Finished and OK. The catalog job follows along:
+// RUNNING at Start, bytesDone as ranges complete, SUCCEEDED when the whole point has been covered
+// and the agent confirmed it. A half-close alone proves nothing: grpc-js ends the request stream
+// of a call the agent cancels (its restore failed) before it reports the cancel. Every stream
+// that names a job leaves one audit row, `restore.volume.stream`.
 // A new stream of a job supersedes the one still open for it: an agent runs one stream per job, so
 // the old one lost its connection even if its socket never told us (docs/protocol.md §3).
 
 /** Oldest protocol minor this service accepts. */
 const MIN_SUPPORTED_MINOR = 0;
+/** From this minor on the agent confirms a restore with Complete (older agents only half-close). */
+const COMPLETE_MINOR = 2;
 /** Job progress is written at most this often: a row update per range would load the catalog. */
 const PROGRESS_WRITE_INTERVAL_MS = 1_000;
 /** How often a running stream re-checks the agent's certificate (revocation). */
@@ -66,6 +71,8 @@ interface StreamState {
   next: number;
   totals: ReturnType<typeof emptyTotals>;
   startedAt: number;
+  /** The agent's Complete, once it came. */
+  complete?: RestoreComplete;
 }
 
 async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResolver, call: RestoreCall) {
@@ -105,7 +112,10 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
     startedAt: ctx.now().getTime(),
   };
   try {
-    negotiateProtocol((call as unknown as { metadata: Metadata }).metadata, MIN_SUPPORTED_MINOR);
+    const minor = negotiateProtocol(
+      (call as unknown as { metadata: Metadata }).metadata,
+      MIN_SUPPORTED_MINOR,
+    );
     agent = await identity.resolve(call as unknown as CallWithAuthContext);
     const known = agent;
     const input = messages<RestoreRequest>(call);
@@ -175,8 +185,18 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
         await identity.resolve(call as unknown as CallWithAuthContext);
         lastIdentityCheck = checkedAt;
       }
+      if (state.complete) {
+        throw new BulwarkError("BULWARK_PROTO_MALFORMED", "nothing may follow a restore's complete");
+      }
+      if (req.message?.$case === "complete") {
+        state.complete = req.message.value;
+        continue;
+      }
       if (req.message?.$case !== "want") {
-        throw new BulwarkError("BULWARK_PROTO_MALFORMED", "after start, a restore takes only want messages");
+        throw new BulwarkError(
+          "BULWARK_PROTO_MALFORMED",
+          "after start, a restore takes only want messages and complete",
+        );
       }
       const want = req.message.value;
       checkWant(want.startIndex, want.count, expected, total, window);
@@ -218,9 +238,18 @@ async function restoreCall(ctx: RestoreServiceDeps, identity: AgentIdentityResol
         { details: { nextIndex: state.next, totalChunks: total } },
       );
     }
+    if (!state.complete && minor >= COMPLETE_MINOR) {
+      // Every chunk was served, but the agent did not say the target is complete: its restore
+      // failed after the last range (a check, a sync) or it was cut; its JobResult decides.
+      throw new BulwarkError(
+        "BULWARK_RESTORE_INCOMPLETE",
+        "the agent ended the restore without confirming the target complete",
+        { details: { nextIndex: state.next, totalChunks: total, confirmed: false } },
+      );
+    }
     const stats = statsOf(opened, state, ctx.now().getTime());
     await send({ message: { $case: "finished", value: { stats } } });
-    await markSucceeded(ctx, opened, stats);
+    await markSucceeded(ctx, opened, stats, state.complete?.indexVerified);
     await audit(ctx, known, state, "SUCCESS");
     call.end();
   } catch (err) {
@@ -302,13 +331,15 @@ async function audit(
       ...(opened
         ? {
             restorePointId: opened.backupId,
-            mode: opened.params.mode,
+            // The REST API's and the rest of the audit log's words ("full" / "delta").
+            mode: opened.params.mode.toLowerCase(),
             resumeFromIndex: state.resumeFrom,
             nextIndex: state.next,
             totalChunks: opened.header.totalChunks,
             chunksSent: state.totals.chunksSent,
             chunksUnchanged: state.totals.chunksUnchanged,
             bytesSent: state.totals.bytesSent,
+            ...(state.complete ? { indexVerified: state.complete.indexVerified } : {}),
           }
         : {}),
       ...(code ? { errorCode: code } : {}),
@@ -347,6 +378,7 @@ async function markSucceeded(
   ctx: RestoreServiceDeps,
   opened: OpenedRestore,
   stats: RestoreStats,
+  indexVerified: boolean | undefined,
 ): Promise<void> {
   // Through finishJob, which writes the job log's "finished" line: the worker's own finishJob
   // then finds the row final and writes nothing, so a plain update left restores without one.
@@ -358,7 +390,9 @@ async function markSucceeded(
       progress: 1,
       bytesDone: BigInt(opened.point.volumeSize),
       finishedAt: ctx.now(),
-      result: { restore: { ...stats } },
+      // indexVerified: the agent checked the whole volume against the index digest (absent: an
+      // agent before minor 2 did not say).
+      result: { restore: { ...stats }, ...(indexVerified === undefined ? {} : { indexVerified }) },
     },
     { log: ctx.log },
   );

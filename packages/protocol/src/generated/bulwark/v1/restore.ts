@@ -35,6 +35,9 @@ export interface RestoreRequest {
     | //
     /** A range of chunks to transfer. */
     { $case: "want"; value: RestoreWant }
+    | //
+    /** Last message before the half-close (minor 2): the target is complete (docs/protocol.md §3). */
+    { $case: "complete"; value: RestoreComplete }
     | undefined;
 }
 
@@ -59,6 +62,20 @@ export interface RestoreWant {
    * skips chunks whose ID equals the target's. Empty for a full restore.
    */
   have: IndexRun[];
+}
+
+/**
+ * The agent's confirmation that the target is complete: every chunk written and synced, a whole
+ * disk's backup GPT moved, and the end-to-end index check passed where it could run. Only this
+ * lets the server finish the job SUCCEEDED; a half-close without it (an agent that failed or was
+ * cut after its last range) leaves the job to the agent's JobResult.
+ */
+export interface RestoreComplete {
+  /**
+   * True when the agent checked the whole written volume against Header.index_digest; false when
+   * it resumed from an index persisted by an earlier process or the point has no digest.
+   */
+  indexVerified: boolean;
 }
 
 /** One server -> agent message of a restore. */
@@ -172,6 +189,9 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
       case "want":
         RestoreWant.encode(message.message.value, writer.uint32(18).fork()).join();
         break;
+      case "complete":
+        RestoreComplete.encode(message.message.value, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
@@ -205,6 +225,14 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.message = { $case: "want", value: RestoreWant.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = { $case: "complete", value: RestoreComplete.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -232,6 +260,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
       case "want": {
         if (object.message?.value !== undefined && object.message?.value !== null) {
           message.message = { $case: "want", value: RestoreWant.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "complete": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "complete", value: RestoreComplete.fromPartial(object.message.value) };
         }
         break;
       }
@@ -394,6 +428,61 @@ export const RestoreWant: MessageFns<RestoreWant> = {
     message.startIndex = object.startIndex ?? 0;
     message.count = object.count ?? 0;
     message.have = object.have?.map((e) => IndexRun.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRestoreComplete(): RestoreComplete {
+  return { indexVerified: false };
+}
+
+export const RestoreComplete: MessageFns<RestoreComplete> = {
+  encode(message: RestoreComplete, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.indexVerified !== false) {
+      writer.uint32(8).bool(message.indexVerified);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreComplete {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreComplete();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.indexVerified = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RestoreComplete>, I>>(base?: I): RestoreComplete {
+    return RestoreComplete.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreComplete>, I>>(object: I): RestoreComplete {
+    const message = createBaseRestoreComplete();
+    message.indexVerified = object.indexVerified ?? false;
     return message;
   },
 };
