@@ -75,7 +75,9 @@ export function createCommandRestoreRunner(opts: CommandRestoreRunnerOptions) {
             bytesTransferred: p.bytesFetched,
           }),
       });
-      await resume.remove();
+      // Best effort: the server has the agent's Complete, so the job is SUCCEEDED; a file left
+      // behind is only read by a later attempt of this job, which a finished job never gets.
+      await resume.remove().catch(() => undefined);
       return restoreStatsOf(report);
     },
   };

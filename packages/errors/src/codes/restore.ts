@@ -39,7 +39,8 @@ export const restoreCodes = defineCodes("RESTORE", {
   BULWARK_RESTORE_INCOMPLETE: {
     http: 409,
     grpc: "FAILED_PRECONDITION",
-    summary: "The agent ended the restore stream before every chunk of the restore point was covered.",
+    summary:
+      "The agent ended the restore stream before every chunk of the restore point was covered, or (protocol minor 2) without confirming the target complete (RestoreComplete).",
   },
   BULWARK_RESTORE_TARGET_INVALID: {
     http: 400,
