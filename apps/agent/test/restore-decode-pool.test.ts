@@ -145,4 +145,35 @@ describe("DecodePool", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("reads only the given ranges of a scan and counts the rest as zeros, whatever the file holds there", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bulwark-scan-"));
+    const path = join(dir, "target.img");
+    // Garbage everywhere: what the scan does not read must hash as zeros, not as the file's
+    // bytes, nor as an earlier scan's (the worker reuses its buffer: scan all of it first).
+    const file = randomBytes(4 * 16384);
+    writeFileSync(path, file);
+    const fh = await open(path, "r");
+    try {
+      const lengths = [16384, 16384, 16384];
+      const all = await pool.hashTarget(fh.fd, 16384, lengths);
+      expect(all[1]?.equals(idOf(file.subarray(2 * 16384, 3 * 16384)))).toBe(true);
+      for (let k = 0; k < 4; k++) await pool.hashTarget(fh.fd, 0, [16384, 16384, 16384, 16384]);
+      const reads: [number, number][] = [
+        [16384 + 4096, 16384 + 8192],
+        [2 * 16384 + 12288, 3 * 16384 + 100],
+      ];
+      const expected = Buffer.alloc(3 * 16384);
+      for (const [a, b] of reads) file.copy(expected, a - 16384, a, b);
+      const ids = await pool.hashTarget(fh.fd, 16384, lengths, reads);
+      expect(ids[0]?.equals(idOf(expected.subarray(0, 16384)))).toBe(true);
+      expect(ids[1]?.equals(idOf(expected.subarray(16384, 32768)))).toBe(true);
+      expect(ids[2]?.equals(idOf(expected.subarray(32768)))).toBe(true);
+      // No reads at all: every chunk is zero.
+      expect(await pool.hashTarget(fh.fd, 16384, lengths, [])).toEqual([null, null, null]);
+    } finally {
+      await fh.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

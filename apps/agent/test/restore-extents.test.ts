@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ProcessCommandRunner } from "../src/command-runner.js";
-import { dataExtents, inHole } from "../src/restore/extents.js";
+import { dataExtents, dataPieces, inHole } from "../src/restore/extents.js";
 
 // A file target's holes are not read by a restore: the extent list comes from filefrag (FIEMAP),
 // and a chunk counts as a hole only when it touches no listed extent.
@@ -46,5 +46,26 @@ describe("file extents of a restore target", () => {
     expect(inHole(ext, 250, 350)).toBe(false);
     expect(inHole(ext, 400, 10_000)).toBe(true);
     expect(inHole([], 0, 10)).toBe(true);
+  });
+
+  it("the data pieces of a range are its intersections with the extents, in order", () => {
+    const ext: [number, number][] = [
+      [100, 200],
+      [300, 400],
+      [500, 600],
+    ];
+    expect(dataPieces(ext, 0, 100)).toEqual([]);
+    expect(dataPieces(ext, 200, 300)).toEqual([]);
+    expect(dataPieces(ext, 150, 350)).toEqual([
+      [150, 200],
+      [300, 350],
+    ]);
+    expect(dataPieces(ext, 0, 1000)).toEqual(ext);
+    expect(dataPieces(ext, 320, 380)).toEqual([[320, 380]]);
+    expect(dataPieces(ext, 399, 501)).toEqual([
+      [399, 400],
+      [500, 501],
+    ]);
+    expect(dataPieces([], 0, 10)).toEqual([]);
   });
 });

@@ -12,9 +12,19 @@ export type DecodeRequest =
   /**
    * Read consecutive chunks of `lengths` from `offset` of the open target `fd` (the process's fd
    * table is shared) and say, per chunk, whether it is all zero and (with `hash`) its keyed hash:
-   * the target's have runs of a delta restore, and the zero check of a full restore.
+   * the target's have runs of a delta restore, and the zero check of a full restore. With
+   * `reads` (absolute [start, end) byte ranges inside the scan), only those are read and the rest
+   * counts as zeros: the holes of a file target.
    */
-  | { op: "scan"; job: number; fd: number; offset: number; lengths: number[]; hash: boolean }
+  | {
+      op: "scan";
+      job: number;
+      fd: number;
+      offset: number;
+      lengths: number[];
+      hash: boolean;
+      reads?: [number, number][];
+    }
   /**
    * Decode chunk k's payload (`payloads` from `payloadOffsets[k]`, `payloadLengths[k]` bytes, encoding
    * `encodings[k]`) into exactly `lengths[k]` bytes of a fresh buffer, then hash it.

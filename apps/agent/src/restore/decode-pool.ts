@@ -78,9 +78,18 @@ export class DecodePool {
   /**
    * Reads consecutive chunks of `lengths` at `offset` of the open target `fd` on a worker and
    * returns each one's keyed hash, or null for an all-zero chunk (a delta restore's have runs).
+   * With `reads` (absolute byte ranges), only those are read; the rest counts as zeros.
    */
-  async hashTarget(fd: number, offset: number, lengths: number[]): Promise<(Buffer | null)[]> {
-    const res = await this.send({ op: "scan", job: this.nextJob++, fd, offset, lengths, hash: true }, []);
+  async hashTarget(
+    fd: number,
+    offset: number,
+    lengths: number[],
+    reads?: [number, number][],
+  ): Promise<(Buffer | null)[]> {
+    const res = await this.send(
+      { op: "scan", job: this.nextJob++, fd, offset, lengths, hash: true, ...(reads ? { reads } : {}) },
+      [],
+    );
     return idsOf(res);
   }
 

@@ -37,25 +37,50 @@ const NOT_ZERO = new Uint8Array(0);
 /** The scan buffer, kept between requests (a restore scans the whole target). */
 let scanBuffer = Buffer.alloc(0);
 
-/** Reads [offset, offset + sum(lengths)) of fd; past the end of a file reads as zeros. */
-function readTarget(fd: number, offset: number, total: number): Buffer {
-  if (scanBuffer.length < total) scanBuffer = Buffer.allocUnsafe(total);
-  const buf = scanBuffer.subarray(0, total);
-  let done = 0;
-  while (done < total) {
-    const n = readSync(fd, buf, done, total - done, offset + done);
+/** Reads [from, to) of fd into buf at from - base; past the end of a file reads as zeros. */
+function readRange(fd: number, buf: Buffer, base: number, from: number, to: number): void {
+  let done = from;
+  while (done < to) {
+    const n = readSync(fd, buf, done - base, to - done, done);
     if (n === 0) break;
     done += n;
   }
-  buf.fill(0, done);
+  buf.fill(0, done - base, to - base);
+}
+
+/**
+ * [offset, offset + total) of fd: all of it, or only `reads` with zeros between (a file's holes:
+ * reading one makes the kernel allocate and zero page cache for it).
+ */
+function readTarget(fd: number, offset: number, total: number, reads?: [number, number][]): Buffer {
+  if (scanBuffer.length < total) scanBuffer = Buffer.allocUnsafe(total);
+  const buf = scanBuffer.subarray(0, total);
+  if (!reads) {
+    readRange(fd, buf, offset, offset, offset + total);
+    return buf;
+  }
+  let at = offset;
+  for (const [from, to] of reads) {
+    buf.fill(0, at - offset, from - offset);
+    readRange(fd, buf, offset, from, to);
+    at = to;
+  }
+  buf.fill(0, at - offset);
   return buf;
 }
 
-function scan(fd: number, offset: number, lengths: number[], hash: boolean): (Uint8Array | null)[] {
+function scan(
+  fd: number,
+  offset: number,
+  lengths: number[],
+  hash: boolean,
+  reads?: [number, number][],
+): (Uint8Array | null)[] {
   const buf = readTarget(
     fd,
     offset,
     lengths.reduce((n, l) => n + l, 0),
+    reads,
   );
   const ids: (Uint8Array | null)[] = [];
   let at = 0;
@@ -73,7 +98,10 @@ const spares = new SpareBuffers(8, 64 * 1024, (bytes) => new ArrayBuffer(bytes))
 
 function handle(req: DecodeRequest): { res: DecodeResponse; transfer: ArrayBuffer[] } {
   if (req.op === "scan") {
-    return { res: { job: req.job, ids: scan(req.fd, req.offset, req.lengths, req.hash) }, transfer: [] };
+    return {
+      res: { job: req.job, ids: scan(req.fd, req.offset, req.lengths, req.hash, req.reads) },
+      transfer: [],
+    };
   }
   spares.keep(req.spare);
   const total = req.lengths.reduce((n, l) => n + l, 0);

@@ -95,8 +95,9 @@ export class ResponsePump {
 /**
  * A delta restore's view of its target: chunks read and hashed on the workers (SCAN_CHUNKS per
  * job, SCANS_AHEAD jobs in flight) in order from `start`, so the IDs for the next Want are
- * usually ready when it is sent; chunks in a hole of a file target are zero without a read. Per
- * chunk: its keyed hash, or null when it reads as zeros.
+ * usually ready when it is sent; chunks in a hole of a file target are zero without a read, and of
+ * chunks partly in a hole only the data is read. Per chunk: its keyed hash, or null when it reads
+ * as zeros.
  */
 export class TargetScan {
   private readonly scans: { start: number; ids: Promise<(Buffer | null)[]> }[] = [];
@@ -112,8 +113,11 @@ export class TargetScan {
     private readonly total: number,
     private readonly chunkSize: number,
     private readonly lengthOf: (i: number) => number,
-    /** True when chunk i lies in a hole of the target (reads as zeros without reading). */
-    private readonly hole: (i: number) => boolean = () => false,
+    /**
+     * The data parts of target bytes [from, to) (a file's extents; the rest reads as zeros), or
+     * undefined when not known (everything is read).
+     */
+    private readonly dataIn: (from: number, to: number) => [number, number][] | undefined = () => undefined,
   ) {
     this.scanned = start;
     this.readyFrom = start;
@@ -140,6 +144,12 @@ export class TargetScan {
     this.stopped = true;
   }
 
+  /** True when chunk i lies wholly in a hole of the target (reads as zeros without reading). */
+  private hole(i: number): boolean {
+    const from = i * this.chunkSize;
+    return this.dataIn(from, from + this.lengthOf(i))?.length === 0;
+  }
+
   private fill(): void {
     while (!this.stopped && this.scans.length < SCANS_AHEAD && this.scanned < this.total) {
       const start = this.scanned;
@@ -151,7 +161,12 @@ export class TargetScan {
       if (inHole) ids = Promise.resolve(new Array<null>(n).fill(null));
       else {
         const lengths = Array.from({ length: n }, (_, k) => this.lengthOf(start + k));
-        ids = this.pool.hashTarget(this.fd, start * this.chunkSize, lengths);
+        const from = start * this.chunkSize;
+        const to = from + lengths.reduce((a, b) => a + b, 0);
+        // Only the data of chunks that are partly hole is read (a few blocks in free space).
+        const reads = this.dataIn(from, to);
+        const whole = !reads || (reads.length === 1 && reads[0]![0] === from && reads[0]![1] === to);
+        ids = this.pool.hashTarget(this.fd, from, lengths, whole ? undefined : reads);
         ids.catch(() => {}); // raised by take, in order
       }
       this.scans.push({ start, ids });

@@ -18,7 +18,7 @@ import { agentError } from "../errors.js";
 import { grpcTarget } from "../upload/transport.js";
 import { RestoreStream } from "./connection.js";
 import { DecodePool } from "./decode-pool.js";
-import { type DataExtents, dataExtents, inHole as liesInHole } from "./extents.js";
+import { type DataExtents, dataExtents, dataPieces, inHole as liesInHole } from "./extents.js";
 import { type GptRelocation, relocateBackupGpt } from "./gpt.js";
 import { haveRuns, ResponsePump, remainder, TargetScan } from "./pipeline.js";
 import { checkForeignTarget, checkTargetSize, type OpenTarget, openTarget } from "./target.js";
@@ -415,7 +415,7 @@ class RestoreState {
             this.total,
             this.chunkSize,
             (i) => this.lengthOf(i),
-            (i) => this.inHole(i),
+            (from, to) => (this.extents ? dataPieces(this.extents, from, to) : undefined),
           )
         : undefined;
     try {
@@ -570,6 +570,9 @@ class RestoreState {
         k += n;
       }
       zero = (await Promise.all(parts)).flat();
+    } else if (this.extents) {
+      await this.zeroData(start, count);
+      return;
     } else zero = new Array<boolean>(count).fill(false);
     let k = 0;
     while (k < count) {
@@ -584,6 +587,24 @@ class RestoreState {
       await this.writeAt(run, (start + first) * this.chunkSize);
       this.counters.chunksZeroWritten += run.length;
     }
+  }
+
+  /**
+   * Delta, file target with known extents: zeros are written only over the data of the run (its
+   * holes already read as zeros), so a chunk with a few blocks written into free space costs those
+   * blocks, not a chunk of new allocation. The extents are the stream's start: only this chunk's
+   * own delivery writes its range, and it has not happened yet.
+   */
+  private async zeroData(start: number, count: number): Promise<void> {
+    const from = start * this.chunkSize;
+    const to = Math.min(this.volumeSize, (start + count) * this.chunkSize);
+    for (const [a, b] of dataPieces(this.extents!, from, to)) {
+      const run: Buffer[] = [];
+      for (let at = a; at < b; at += this.chunkSize) run.push(this.zeros(Math.min(this.chunkSize, b - at)));
+      for (let k = 0; k < run.length; k += MAX_IOVECS)
+        await this.writeAt(run.slice(k, k + MAX_IOVECS), a + k * this.chunkSize);
+    }
+    this.counters.chunksZeroWritten += count;
   }
 
   /** True when chunk i lies wholly in a hole of a file target (listed at the stream's start). */
