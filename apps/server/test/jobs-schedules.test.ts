@@ -3,7 +3,7 @@ import { loadServerConfig } from "@bulwark/config";
 import { isBulwarkError } from "@bulwark/errors";
 import { JobOutcome } from "@bulwark/protocol";
 import pino from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   assignmentSchedulerId,
   backupIdempotencyKey,
@@ -144,6 +144,31 @@ describe("job schedulers", () => {
     expect(await syncPolicySchedules(db.catalog, n3, p.id)).toEqual({ upserted: 0, removed: 1 });
     expect(await ids(n3)).not.toContain(assignmentSchedulerId(a2.id));
     expect(await n3.queue("schedule").getDelayedCount()).toBe((await ids(n3)).length);
+  });
+});
+
+describe("scheduler run times across DST", () => {
+  it("a Lord Howe scheduler's next run is @bulwark/schedule's: 02:15 on the day of the fall-back fires at its first occurrence, not never", async () => {
+    // 2027-04-04 02:00 +11:00 → 01:30 +10:30 (Lord Howe shifts by 30 minutes). cron-parser's tz
+    // mode found no run on that day, so BullMQ's default strategy scheduled nothing and the policy
+    // stopped firing. Only Date is faked: BullMQ reads the time from it, Redis timers stay real.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.parse("2027-04-03T12:00:00Z") });
+    try {
+      const q = node();
+      await q
+        .queue("schedule")
+        .upsertJobScheduler(
+          "dst:lord-howe",
+          { pattern: "15 2 * * *", tz: "Australia/Lord_Howe" },
+          { name: "tick" },
+        );
+      const s = await q.queue("schedule").getJobScheduler("dst:lord-howe");
+      // 02:15 happens once that night (after the change, +10:30): 15:45 UTC.
+      expect(s?.next && new Date(s.next).toISOString()).toBe("2027-04-03T15:45:00.000Z");
+      await q.queue("schedule").removeJobScheduler("dst:lord-howe");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -1,4 +1,12 @@
-export { assertValidSchedule, isValidCron, MAX_RUNS, nextRun, nextRuns, previousRun } from "./cron.js";
+export {
+  assertValidSchedule,
+  isValidCron,
+  MAX_RUNS,
+  nextRun,
+  nextRuns,
+  previousRun,
+  scheduleRepeatStrategy,
+} from "./cron.js";
 export {
   backupWindowSchema,
   FIXED_VOLUME_KINDS,

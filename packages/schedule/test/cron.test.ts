@@ -2,9 +2,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { instantOf, nextRun, nextRuns, previousRun, wallClock } from "../src/index.js";
 
-// Zones with DST (both hemispheres), half-hour offsets, and fixed offsets. Not Lord Howe or
-// Chatham: cron-parser 5.10 misplaces runs next to their DST changes, which are not on the hour
-// (docs/jobs.md, known limitations).
+// Zones with DST (both hemispheres), half-hour offsets, fixed offsets, a 30-minute DST shift
+// (Lord Howe) and changes that are not on the hour (Chatham, at 02:45/03:45 local).
 const zones = [
   "UTC",
   "Europe/Berlin",
@@ -12,6 +11,8 @@ const zones = [
   "Australia/Sydney",
   "Asia/Kolkata",
   "America/St_Johns",
+  "Australia/Lord_Howe",
+  "Pacific/Chatham",
 ] as const;
 const zoneArb = fc.constantFrom(...zones);
 const FROM = Date.parse("2024-01-01T00:00:00Z");
@@ -90,5 +91,46 @@ describe("cron run times", () => {
       "2026-10-25T00:30:00.000Z",
       "2026-10-26T01:30:00.000Z",
     ]);
+  });
+
+  it("Lord Howe's 30-minute shifts, pinned: a skipped time fires 30 minutes later, a repeated one once, and nothing stops", () => {
+    const tz = "Australia/Lord_Howe";
+    const runs = (cron: string, from: string, n: number) =>
+      nextRuns(cron, tz, new Date(from), n).map((d) => d.toISOString());
+    // 2026-10-04 02:00 +10:30 → 02:30 +11:00: 02:00–02:29 do not exist.
+    expect(runs("15 2 * * *", "2026-10-02T00:00:00Z", 3)).toEqual([
+      "2026-10-02T15:45:00.000Z", // 02:15 +10:30
+      "2026-10-03T15:45:00.000Z", // 02:15 skipped: 02:45 +11:00
+      "2026-10-04T15:15:00.000Z", // 02:15 +11:00
+    ]);
+    // Every quarter hour: 02:00 and 02:15 fire at 02:30 and 02:45, which are runs themselves: once each.
+    expect(runs("*/15 * * * *", "2026-10-03T15:00:00Z", 4)).toEqual([
+      "2026-10-03T15:15:00.000Z", // 01:45 +10:30
+      "2026-10-03T15:30:00.000Z", // 02:30 +11:00
+      "2026-10-03T15:45:00.000Z", // 02:45 +11:00
+      "2026-10-03T16:00:00.000Z", // 03:00 +11:00
+    ]);
+    // 2026-04-05 02:00 +11:00 → 01:30 +10:30: 01:30–01:59 happen twice, and fire at the first.
+    expect(runs("*/15 * * * *", "2026-04-04T14:20:00Z", 4)).toEqual([
+      "2026-04-04T14:30:00.000Z", // 01:30 +11:00
+      "2026-04-04T14:45:00.000Z", // 01:45 +11:00
+      "2026-04-04T15:30:00.000Z", // 02:00 +10:30 (01:30 and 01:45 +10:30 do not fire again)
+      "2026-04-04T15:45:00.000Z",
+    ]);
+    // cron-parser's tz mode returned one run here and then nothing (and BullMQ would stop firing).
+    expect(runs("15 2 * * *", "2026-04-03T00:00:00Z", 3)).toEqual([
+      "2026-04-03T15:15:00.000Z",
+      "2026-04-04T15:45:00.000Z",
+      "2026-04-05T15:45:00.000Z",
+    ]);
+    expect(runs("0 */6 * * *", "2026-04-04T00:00:00Z", 6)).toHaveLength(6);
+    // previousRun agrees: the run before 02:50 +11:00 on the day of the gap is the shifted 02:15.
+    expect(previousRun("15 2 * * *", tz, new Date("2026-10-03T15:50:00Z"))?.toISOString()).toBe(
+      "2026-10-03T15:45:00.000Z",
+    );
+    // And a second pass of a repeated time does not count as a run.
+    expect(previousRun("45 1 * * *", tz, new Date("2026-04-04T15:20:00Z"))?.toISOString()).toBe(
+      "2026-04-04T14:45:00.000Z",
+    );
   });
 });

@@ -1,4 +1,5 @@
 import { BulwarkError } from "@bulwark/errors";
+import { scheduleRepeatStrategy } from "@bulwark/schedule";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 
@@ -35,6 +36,8 @@ export function createJobQueues(opts: { redisUrl: string; prefix: string }): Job
         connection,
         prefix: bullPrefix,
         defaultJobOptions: { removeOnComplete: KEEP_FINISHED, removeOnFail: KEEP_FINISHED },
+        // Scheduled runs at @bulwark/schedule's times (its DST rule), not cron-parser's tz mode.
+        settings: { repeatStrategy: scheduleRepeatStrategy },
       }),
     ]),
   );

@@ -1,5 +1,5 @@
 import type { Catalog } from "@bulwark/catalog";
-import { assertValidSchedule } from "@bulwark/schedule";
+import { assertValidSchedule, scheduleRepeatStrategy } from "@bulwark/schedule";
 import { type Job as BullJob, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -111,6 +111,8 @@ export class JobSystem {
       lockDuration: s.lockDurationMs,
       stalledInterval: s.stalledIntervalMs,
       maxStalledCount: s.maxStalledCount,
+      // The worker schedules a scheduler's next run when it takes one: the queues' strategy.
+      settings: { repeatStrategy: scheduleRepeatStrategy },
     });
     worker.on("failed", (job, err) => {
       if (!job) return;
