@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -290,6 +290,28 @@ describe("a help-desk restore, REST to target bytes", () => {
     const after = readFileSync(target);
     expect([after.length, after.every((b) => b === 0)]).toEqual([VOLUME_BYTES / 2, true]);
   }, 240_000);
+
+  it("a result the daemon cannot record (its state directory is broken) still reaches the server: FAILED at once, not at the deadline", async () => {
+    // The records directory replaced by a file: every record write fails (ENOTDIR, even as root).
+    const records = join(dir, agent.id, "state", "control", "jobs");
+    const saved = `${records}.saved`;
+    mkdirSync(records, { recursive: true });
+    renameSync(records, saved);
+    writeFileSync(records, "");
+    try {
+      const target = blankTarget("small-unrecorded.img", VOLUME_BYTES / 2);
+      const queued = await startRestore({ targetPath: target, mode: "full", allowForeignTarget: true });
+      // Well before the 15-minute deadline the job would otherwise wait for.
+      const done = await settledOverRest(helpdesk, queued.id, 60_000);
+      expect(done, JSON.stringify(done)).toMatchObject({
+        state: "FAILED",
+        errorCode: "BULWARK_RESTORE_TARGET_TOO_SMALL",
+      });
+    } finally {
+      rmSync(records, { force: true });
+      renameSync(saved, records);
+    }
+  }, 120_000);
 
   it("a restored volume that fails the end-to-end check: FAILED with BULWARK_RESTORE_VERIFY_FAILED on every attempt (a retry does not resume past the check), never SUCCEEDED, and the audit says why", async () => {
     // The digest the server hands out no longer matches the restore point's index: every chunk

@@ -598,20 +598,21 @@ export class AgentDaemon {
       done: Promise.resolve(),
     };
     this.running.set(jobId, job);
-    job.done = work(job)
-      .then(async (result) => {
-        // A later attempt the server sent while the job ran (see isRepeat) is what it waits for.
-        result.attempt = job.attempt;
+    job.done = work(job).then(async (result) => {
+      // A later attempt the server sent while the job ran (see isRepeat) is what it waits for.
+      result.attempt = job.attempt;
+      try {
         await this.records.finish(result, this.now());
-        this.running.delete(jobId);
-        this.log("info", "job finished", { jobId, outcome: JobOutcome[result.outcome] });
-        if (this.stream) this.sendResult(this.stream, result);
-      })
-      .catch((err: unknown) => {
-        // Only the result could not be saved: it is still sent; a restart may run the job again.
-        this.running.delete(jobId);
+      } catch (err) {
+        // Only the result could not be saved (a full or broken state directory): it is still
+        // sent, or the server would wait for it until the job's deadline; a restart may run the
+        // job again.
         this.log("error", "could not record a job result", { jobId, error: (err as Error).message });
-      });
+      }
+      this.running.delete(jobId);
+      this.log("info", "job finished", { jobId, outcome: JobOutcome[result.outcome] });
+      if (this.stream) this.sendResult(this.stream, result);
+    });
   }
 
   private progress(
