@@ -510,6 +510,82 @@ describe("volume restore through the agent", () => {
     }
   });
 
+  it("every chunk served and a half-close without Complete: not SUCCEEDED from minor 2 (INCOMPLETE, job RUNNING); a minor-1 agent's half-close still finishes the job", async () => {
+    /** A raw agent of `version` that fetches every range, ignores the data and half-closes. */
+    const fetchAll = async (jobId: string, version: string, complete: boolean) => {
+      const raw = new RestoreServiceClient(
+        `127.0.0.1:${h.listener!.port}`,
+        h.credentialsFor(agent),
+        h.channelOptions(),
+      );
+      try {
+        const call = raw.restore(protocolMetadata(version));
+        const responses: RestoreResponse[] = [];
+        let arrived: (() => void) | undefined;
+        let ended: { code: number; details: string } | undefined;
+        call.on("data", (m: RestoreResponse) => {
+          responses.push(m);
+          arrived?.();
+        });
+        call.on("error", (e: { code: number; details: string }) => {
+          ended = e;
+          arrived?.();
+        });
+        call.on("end", () => {
+          ended ??= { code: 0, details: "" };
+          arrived?.();
+        });
+        const next = async (): Promise<RestoreResponse | undefined> => {
+          while (responses.length === 0 && !ended) await new Promise<void>((r) => (arrived = r));
+          return responses.shift();
+        };
+        call.write({
+          message: {
+            $case: "start",
+            value: { jobId, mode: RestoreMode.RESTORE_MODE_FULL, resumeFromIndex: 0 },
+          },
+        });
+        const header = await next();
+        if (header?.message?.$case !== "header") throw new Error("expected a header");
+        const { windowChunks, totalChunks } = header.message.value;
+        for (let at = 0; at < totalChunks; at += windowChunks) {
+          const count = Math.min(windowChunks, totalChunks - at);
+          call.write({ message: { $case: "want", value: { startIndex: at, count, have: [] } } });
+          while ((await next())?.message?.$case !== "rangeDone");
+        }
+        if (complete) call.write({ message: { $case: "complete", value: { indexVerified: false } } });
+        call.end();
+        const last = await next();
+        while (!ended) await next();
+        return { finished: last?.message?.$case === "finished", ended };
+      } finally {
+        raw.close();
+      }
+    };
+    const unconfirmed = await restoreJob(agent, "FULL", emptyFile("unconfirmed.img"));
+    const a = await fetchAll(unconfirmed, "1.2", false);
+    expect(a.finished).toBe(false);
+    expect(a.ended.details).toContain("without confirming");
+    const [row] = await auditOutcomes(unconfirmed, 1);
+    expect(row).toMatchObject({ outcome: "FAILURE" });
+    expect(row!.details).toMatchObject({ errorCode: "BULWARK_RESTORE_INCOMPLETE", mode: "full" });
+    expect((await h.db.catalog.job.findUniqueOrThrow({ where: { id: unconfirmed } })).state).toBe("RUNNING");
+
+    // Confirmed: SUCCEEDED, and the job says the agent did not check the index.
+    const confirmed = await restoreJob(agent, "FULL", emptyFile("confirmed.img"));
+    expect((await fetchAll(confirmed, "1.2", true)).finished).toBe(true);
+    const done = await h.db.catalog.job.findUniqueOrThrow({ where: { id: confirmed } });
+    expect([done.state, (done.result as { indexVerified?: boolean }).indexVerified]).toEqual([
+      "SUCCEEDED",
+      false,
+    ]);
+
+    // An agent before minor 2 knows no Complete: its half-close after the last range still counts.
+    const legacy = await restoreJob(agent, "FULL", emptyFile("legacy.img"));
+    expect((await fetchAll(legacy, "1.1", false)).finished).toBe(true);
+    expect((await h.db.catalog.job.findUniqueOrThrow({ where: { id: legacy } })).state).toBe("SUCCEEDED");
+  });
+
   it("bulwark-agent restore runs a job from the command line (the bare-metal path)", async () => {
     const tls = join(h.dir, "cli-tls");
     mkdirSync(tls, { recursive: true });
