@@ -38,6 +38,7 @@ import { RedisRestartWatcher } from "./redis-restarts.js";
 import { repoCommand } from "./repo-cli.js";
 import { RepositoryRegistry } from "./repositories/registry.js";
 import { loadRepositorySecret } from "./repositories/secret.js";
+import { restoreReadPool } from "./restore/read-pool.js";
 import { serverVersion } from "./version.js";
 
 /** The console built in this checkout (apps/web/dist), the same path from src/ and dist/. */
@@ -174,6 +175,13 @@ async function main(): Promise<void> {
     control,
   });
   log.info({ address: `${config.grpcHost}:${agents.port}` }, "agent listener (gRPC, mTLS) listening");
+  // The restore read pool's threads start and warm up now, in the background, rather than during
+  // the first restore of the process (docs/protocol.md §3).
+  void restoreReadPool()
+    .warmUp()
+    .then(({ ok }) => {
+      if (!ok) log.warn("restore read pool: warm-up failed; its workers are replaced as they fail");
+    });
   // The job system (docs/jobs.md): schedulers, queues and this node's workers. Started in the
   // background like the control plane: with Redis down the node still serves, and jobs start once
   // Redis answers. Every node syncs the schedulers and re-queues the catalog's open jobs, which is

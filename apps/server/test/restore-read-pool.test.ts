@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChunkEncoding, decodeRestoreResponse, type RestoreChunk } from "@bulwark/protocol";
@@ -81,5 +81,84 @@ describe("RestoreReadPool", () => {
     expect(got.map((c, k) => Buffer.from(c.chunk.id).equals(secondIds[k]!))).toEqual([true, true]);
     expect(got.map((c, k) => c.plain.equals(second[k]!))).toEqual([true, true]);
     expect(b.payloadBytes).toBe(got.reduce((n, c) => n + c.chunk.payload.length, 0));
+  });
+});
+
+describe("RestoreReadPool: chunk files, warm-up, idle trim", () => {
+  it("reads chunk files of any size through one reused scratch, bigger and smaller than it, in one job", async () => {
+    // 128 KiB is the worker's scratch: a blob of exactly that size (56 bytes of blob overhead), a
+    // larger one (grows it), then small ones that must not show the larger one's bytes.
+    const plains = [
+      randomBytes(128 * 1024 - 56),
+      randomBytes(1024 * 1024 + 3),
+      randomBytes(5000),
+      Buffer.from("grown scratch, short chunk ".repeat(300)),
+    ];
+    const ids = await Promise.all(plains.map(store));
+    const got = chunksOf(
+      await pool.read(
+        repo,
+        ids.map((id, k) => ({ id, indexes: [k] })),
+      ),
+    );
+    expect(got.map((c) => c.plain.equals(plains[c.chunk.indexes[0]!]!))).toEqual([true, true, true, true]);
+    expect(got.map((c) => c.chunk.plainSize)).toEqual(plains.map((p) => p.length));
+  });
+
+  it("says which chunk is missing, and refuses a chunk file whose bytes changed", async () => {
+    const plain = randomBytes(20000);
+    const id = await store(plain);
+    const absent = chunkIdOf(repo.keys.idKey, randomBytes(100));
+    await expect(
+      pool.read(repo, [
+        { id, indexes: [0] },
+        { id: absent, indexes: [1] },
+      ]),
+    ).rejects.toMatchObject({
+      code: "BULWARK_REPO_CHUNK_MISSING",
+      details: { object: chunkKey(absent) },
+    });
+    const file = (repo.backend as LocalBackend).filePath(chunkKey(id));
+    const bytes = await readFile(file);
+    bytes[bytes.length - 100]! ^= 1;
+    await writeFile(file, bytes);
+    await expect(pool.read(repo, [{ id, indexes: [0] }])).rejects.toMatchObject({
+      code: "BULWARK_REPO_CORRUPT",
+    });
+  });
+
+  it("warms every worker up with synthetic chunks through the real open-and-encode path", async () => {
+    const fresh = new RestoreReadPool(2);
+    try {
+      // ok is false if any warm-up job failed (e.g. its blobs stopped matching what the workers open).
+      await expect(fresh.warmUp()).resolves.toEqual({ ok: true });
+      const plain = Buffer.from("after the warm-up ".repeat(1000));
+      const id = await store(plain);
+      const got = chunksOf(await fresh.read(repo, [{ id, indexes: [4] }]));
+      expect(got.map((c) => c.plain.equals(plain))).toEqual([true]);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it("drops its spare buffers once idle: a recycled buffer is not handed to a worker after the trim", async () => {
+    const idle = new RestoreReadPool(1, { idleTrimMs: 50 });
+    try {
+      const ids = await Promise.all([randomBytes(30000), randomBytes(30000)].map(store));
+      const a = await idle.read(repo, [{ id: ids[0]!, indexes: [0] }]);
+      a.recycle!();
+      await new Promise((r) => setTimeout(r, 300));
+      await idle.read(repo, [{ id: ids[1]!, indexes: [1] }]);
+      // Not transferred (a transfer detaches it, as in the first test): the pool let it go.
+      expect(a.bytes.length).toBeGreaterThan(0);
+
+      // Within the idle time the next job takes it, as before.
+      const b = await idle.read(repo, [{ id: ids[0]!, indexes: [0] }]);
+      b.recycle!();
+      await idle.read(repo, [{ id: ids[1]!, indexes: [1] }]);
+      expect(b.bytes.length).toBe(0);
+    } finally {
+      await idle.close();
+    }
   });
 });

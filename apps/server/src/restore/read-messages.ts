@@ -23,6 +23,14 @@ export interface ReadRequest {
   spare?: ArrayBuffer[];
 }
 
+/**
+ * Sent to an idle worker (the pool had no job for a while): drop the spare message buffers and the
+ * read scratch, so an idle server holds only the threads themselves.
+ */
+export interface TrimRequest {
+  trim: true;
+}
+
 export interface ReadFailure {
   /** Position of the failing item in the request. */
   position: number;

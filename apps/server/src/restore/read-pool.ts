@@ -1,18 +1,28 @@
+import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { BulwarkError, type ErrorCode, errorCatalogue } from "@bulwark/errors";
-import { chunkKey, LocalBackend, type Repository } from "@bulwark/repository";
+import {
+  BlobKind,
+  chunkKey,
+  DEFAULT_CHUNK_SIZE,
+  encodeBlob,
+  LocalBackend,
+  type Repository,
+} from "@bulwark/repository";
 import type { EncodedChunks, WantedChunk } from "./encode-chunks.js";
-import type { ReadItem, ReadRequest, ReadResponse } from "./read-messages.js";
+import type { ReadItem, ReadRequest, ReadResponse, TrimRequest } from "./read-messages.js";
 
 // The server half of a restore's read-ahead (docs/protocol.md §3, "Answers to a Want"): worker
 // threads read stored chunk files, authenticate and decrypt them and encode them as Chunks
 // messages, so that the main thread is left with planning ranges and sending messages. One pool
 // per process, shared by every restore stream; idle workers do not keep the process alive. A
 // repository that is not a local directory is read on the main thread (Repository.getObject) and
-// only opened and encoded on a worker.
+// only opened and encoded on a worker. bulwark-server starts and warms the pool with its agent
+// listener (warmUp), so that no restore pays for starting threads and compiling the read path; an
+// idle pool drops its buffers (IDLE_TRIM_MS).
 
 interface Slot {
   worker: Worker;
@@ -30,6 +40,17 @@ interface Pending {
 const MAX_SPARE = 16;
 /** Spare buffers sent along with each request (a job uses one). */
 const SPARE_PER_REQUEST = 2;
+/** After this long without a job the spare buffers go, here and in the workers. */
+const IDLE_TRIM_MS = 30_000;
+/**
+ * Warm-up per worker: WARM_JOBS synthetic jobs of WARM_CHUNKS chunks of the default chunk size
+ * (raw and zstd) in a throwaway key. Enough calls that V8 optimises the read path, and enough bytes
+ * that the thread's malloc arena and V8 heap have grown to a restore's working size: the first
+ * restore of a cold pool spent ~0.8 CPU s more per GiB than the next, much of it page faults in
+ * fresh memory (decrypted payloads, message buffers).
+ */
+const WARM_JOBS = 16;
+const WARM_CHUNKS = 8;
 
 export class RestoreReadPool {
   private readonly slots: Slot[] = [];
@@ -37,8 +58,13 @@ export class RestoreReadPool {
   private readonly pending = new Map<number, Pending>();
   private nextJob = 1;
   private closed = false;
+  private lastJob = 0;
+  private trimTimer: NodeJS.Timeout | undefined;
 
-  constructor(threads = availableParallelism()) {
+  private readonly idleTrimMs: number;
+
+  constructor(threads = availableParallelism(), opts: { idleTrimMs?: number } = {}) {
+    this.idleTrimMs = opts.idleTrimMs ?? IDLE_TRIM_MS;
     for (let i = 0; i < Math.max(1, threads); i++) {
       const slot: Slot = { worker: spawnWorker(), outstanding: 0 };
       slot.worker.unref();
@@ -68,9 +94,37 @@ export class RestoreReadPool {
     return await this.send({ job: this.nextJob++, dataKey: repo.keys.dataKey, items });
   }
 
+  /**
+   * Runs WARM_JOBS synthetic jobs through every worker (they started with the pool). Resolves when
+   * they are done; a failure there is not an error of any restore, so it resolves all the same and
+   * says so (a broken worker is replaced and fails its first real job anyway).
+   */
+  async warmUp(): Promise<{ ok: boolean }> {
+    const dataKey = randomBytes(32);
+    const chunk = (k: number) => {
+      // Half incompressible (stored raw), half text (stored as a zstd frame): both branches.
+      const plain =
+        k % 2
+          ? randomBytes(DEFAULT_CHUNK_SIZE)
+          : Buffer.alloc(DEFAULT_CHUNK_SIZE, `restore read pool warm-up ${k} `);
+      const id = randomBytes(32);
+      return { id, indexes: [k], blob: encodeBlob(BlobKind.Data, id, plain, dataKey), what: "warm-up" };
+    };
+    const items: ReadItem[] = Array.from({ length: WARM_CHUNKS }, (_, k) => chunk(k));
+    const perSlot = this.slots.map(async () => {
+      for (let j = 0; j < WARM_JOBS; j++) {
+        const encoded = await this.send({ job: this.nextJob++, dataKey, items });
+        encoded.recycle?.();
+      }
+    });
+    const results = await Promise.allSettled(perSlot);
+    return { ok: results.every((r) => r.status === "fulfilled") };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.trimTimer);
     for (const p of this.pending.values()) p.reject(new Error("restore read pool closed"));
     this.pending.clear();
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
@@ -78,6 +132,7 @@ export class RestoreReadPool {
 
   private send(req: ReadRequest): Promise<EncodedChunks> {
     if (this.closed) return Promise.reject(new Error("restore read pool closed"));
+    this.lastJob = performance.now();
     const slot = this.slots.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
     slot.outstanding++;
     if (slot.outstanding === 1) slot.worker.ref();
@@ -93,6 +148,7 @@ export class RestoreReadPool {
   private recycle(buffer: ArrayBuffer): void {
     if (this.closed || buffer.byteLength === 0 || this.spare.length >= MAX_SPARE) return;
     this.spare.push(buffer);
+    if (this.pending.size === 0) this.scheduleTrim(this.idleTrimMs);
   }
 
   private settle(res: ReadResponse): void {
@@ -124,6 +180,22 @@ export class RestoreReadPool {
   private release(slot: Slot): void {
     slot.outstanding--;
     if (slot.outstanding === 0) slot.worker.unref();
+    if (this.pending.size === 0) this.scheduleTrim(this.idleTrimMs);
+  }
+
+  /** One timer at a time, re-armed for what is left when jobs came in meanwhile. */
+  private scheduleTrim(ms: number): void {
+    if (this.trimTimer || this.closed) return;
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = undefined;
+      if (this.pending.size > 0) return; // the last of those jobs re-arms it
+      const idle = performance.now() - this.lastJob;
+      if (idle < this.idleTrimMs) return this.scheduleTrim(this.idleTrimMs - idle);
+      this.spare.length = 0;
+      const trim: TrimRequest = { trim: true };
+      for (const s of this.slots) s.worker.postMessage(trim);
+    }, ms);
+    this.trimTimer.unref();
   }
 
   private failSlot(slot: Slot, err: Error): void {
@@ -156,7 +228,7 @@ export class RestoreReadPool {
 
 let shared: RestoreReadPool | undefined;
 
-/** The process's pool, started on first use. */
+/** The process's pool, started on first use (bulwark-server starts it with its agent listener). */
 export function restoreReadPool(): RestoreReadPool {
   shared ??= new RestoreReadPool();
   return shared;

@@ -1,10 +1,11 @@
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
-import { isBulwarkError } from "@bulwark/errors";
+import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 // The subpath alone: a worker need not load the generated protocol code.
 import { SpareBuffers } from "@bulwark/protocol/spare-buffers";
+import { BLOB_OVERHEAD, MAX_BLOB_PLAINTEXT } from "@bulwark/repository";
 import { encodeChunks } from "./encode-chunks.js";
-import type { ReadRequest, ReadResponse } from "./read-messages.js";
+import type { ReadRequest, ReadResponse, TrimRequest } from "./read-messages.js";
 import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
 
 // Worker thread of the server's restore read pool: reads stored chunk files, authenticates and
@@ -17,8 +18,45 @@ import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
  * Message buffers kept for reuse (the main thread sends back those grpc-js is done with): at most
  * 8, in powers of two from 64 KiB; new ones uninitialised (encodeChunks writes every byte it sends).
  */
-const spares = new SpareBuffers(8, 64 * 1024, (bytes) => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer);
+const newSpares = () =>
+  new SpareBuffers(8, 64 * 1024, (bytes) => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer);
+let spares = newSpares();
 const messageBuffer = (size: number): Buffer => Buffer.from(spares.take(size));
+
+/** Holds a stored 64 KiB chunk's blob; a larger one grows it (powers of two). */
+const SCRATCH_BYTES = 128 * 1024;
+/** No blob is longer (docs/repository-format.md, "Blobs"). */
+const MAX_BLOB_BYTES = MAX_BLOB_PLAINTEXT + BLOB_OVERHEAD;
+let scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
+/**
+ * The bytes of a chunk file, as a view of `scratch` (valid until the next call). readFileSync
+ * allocated a buffer per chunk (external memory: a full garbage collection of this thread every
+ * ~64 MB) and asked for the size first; a short read of a regular file is its end, so a read into
+ * a reused buffer needs no fstat.
+ */
+function readChunkFile(file: string, what: string): Buffer {
+  const fd = openSync(file, "r");
+  try {
+    let n = readSync(fd, scratch, 0, scratch.length, 0);
+    while (n === scratch.length) {
+      if (n > MAX_BLOB_BYTES) throw corrupt(what, "blob is longer than any blob");
+      const grown = Buffer.allocUnsafeSlow(scratch.length * 2);
+      scratch.copy(grown, 0, 0, n);
+      scratch = grown;
+      n += readSync(fd, scratch, n, scratch.length - n, n);
+    }
+    return scratch.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function corrupt(what: string, why: string): BulwarkError {
+  return new BulwarkError("BULWARK_REPO_CORRUPT", `${what}: ${why}`, {
+    details: { object: what, reason: why },
+  });
+}
 
 function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] } {
   spares.keep(req.spare);
@@ -30,8 +68,9 @@ function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] 
       if (item.blob) blob = item.blob;
       else {
         try {
-          blob = readFileSync(item.file!);
+          blob = readChunkFile(item.file!, item.what);
         } catch (err) {
+          if (isBulwarkError(err)) throw err;
           const errno = (err as NodeJS.ErrnoException).code;
           // What Repository.getObject says for an object a point references.
           if (errno === "ENOENT")
@@ -43,6 +82,7 @@ function handle(req: ReadRequest): { res: ReadResponse; transfer: ArrayBuffer[] 
           });
         }
       }
+      // The payload is decrypted into a buffer of its own, so the scratch is free again after this.
       stored.push(openStoredPayload(blob, item.id, req.dataKey, item.what));
     } catch (err) {
       if (isBulwarkError(err))
@@ -74,7 +114,12 @@ function fail(
   };
 }
 
-parentPort?.on("message", (req: ReadRequest) => {
+parentPort?.on("message", (req: ReadRequest | TrimRequest) => {
+  if ("trim" in req) {
+    spares = newSpares();
+    scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    return;
+  }
   const reply = handle(req);
   parentPort?.postMessage(reply.res, reply.transfer);
 });
