@@ -151,6 +151,8 @@ describe("RestoreReadPool: chunk files, warm-up, idle trim", () => {
       await idle.read(repo, [{ id: ids[1]!, indexes: [1] }]);
       // Not transferred (a transfer detaches it, as in the first test): the pool let it go.
       expect(a.bytes.length).toBeGreaterThan(0);
+      // The worker, which runs no collection while idle, handed its read scratch (at least) back.
+      expect(idle.trimmedBuffers).toBeGreaterThanOrEqual(1);
 
       // Within the idle time the next job takes it, as before.
       const b = await idle.read(repo, [{ id: ids[0]!, indexes: [0] }]);

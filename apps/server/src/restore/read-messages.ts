@@ -24,11 +24,16 @@ export interface ReadRequest {
 }
 
 /**
- * Sent to an idle worker (the pool had no job for a while): drop the spare message buffers and the
- * read scratch, so an idle server holds only the threads themselves.
+ * Sent to an idle worker (the pool had no job for a while): give up the spare message buffers and
+ * the read scratch, so an idle server holds only the threads themselves.
  */
 export interface TrimRequest {
   trim: true;
+}
+
+/** A worker's answer to a trim: its buffers, transferred, for the main thread to drop. */
+export interface TrimmedResponse {
+  trimmed: number;
 }
 
 export interface ReadFailure {

@@ -13,7 +13,7 @@ import {
   type Repository,
 } from "@bulwark/repository";
 import type { EncodedChunks, WantedChunk } from "./encode-chunks.js";
-import type { ReadItem, ReadRequest, ReadResponse, TrimRequest } from "./read-messages.js";
+import type { ReadItem, ReadRequest, ReadResponse, TrimmedResponse, TrimRequest } from "./read-messages.js";
 
 // The server half of a restore's read-ahead (docs/protocol.md §3, "Answers to a Want"): worker
 // threads read stored chunk files, authenticate and decrypt them and encode them as Chunks
@@ -62,13 +62,15 @@ export class RestoreReadPool {
   private trimTimer: NodeJS.Timeout | undefined;
 
   private readonly idleTrimMs: number;
+  /** Buffers workers gave up at idle trims (their scratch and spare message buffers). */
+  trimmedBuffers = 0;
 
   constructor(threads = availableParallelism(), opts: { idleTrimMs?: number } = {}) {
     this.idleTrimMs = opts.idleTrimMs ?? IDLE_TRIM_MS;
     for (let i = 0; i < Math.max(1, threads); i++) {
       const slot: Slot = { worker: spawnWorker(), outstanding: 0 };
       slot.worker.unref();
-      slot.worker.on("message", (res: ReadResponse) => this.settle(res));
+      slot.worker.on("message", (res: ReadResponse | TrimmedResponse) => this.settle(res));
       slot.worker.on("error", (err) => this.failSlot(slot, err));
       slot.worker.on("exit", (code) => {
         if (!this.closed) this.failSlot(slot, new Error(`restore read worker exited with code ${code}`));
@@ -151,7 +153,12 @@ export class RestoreReadPool {
     if (this.pending.size === 0) this.scheduleTrim(this.idleTrimMs);
   }
 
-  private settle(res: ReadResponse): void {
+  private settle(res: ReadResponse | TrimmedResponse): void {
+    // A trimmed worker's buffers: dropped here, freed by this thread's next collection.
+    if ("trimmed" in res) {
+      this.trimmedBuffers += res.trimmed;
+      return;
+    }
     const p = this.pending.get(res.job);
     if (!p) return;
     this.pending.delete(res.job);
@@ -216,7 +223,7 @@ export class RestoreReadPool {
       void slot.worker.terminate().catch(() => {});
       const fresh: Slot = { worker: spawnWorker(), outstanding: 0 };
       fresh.worker.unref();
-      fresh.worker.on("message", (res: ReadResponse) => this.settle(res));
+      fresh.worker.on("message", (res: ReadResponse | TrimmedResponse) => this.settle(res));
       fresh.worker.on("error", (e) => this.failSlot(fresh, e));
       fresh.worker.on("exit", (code) => {
         if (!this.closed) this.failSlot(fresh, new Error(`restore read worker exited with code ${code}`));

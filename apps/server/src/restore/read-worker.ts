@@ -5,7 +5,7 @@ import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 import { SpareBuffers } from "@bulwark/protocol/spare-buffers";
 import { BLOB_OVERHEAD, MAX_BLOB_PLAINTEXT } from "@bulwark/repository";
 import { encodeChunks } from "./encode-chunks.js";
-import type { ReadRequest, ReadResponse, TrimRequest } from "./read-messages.js";
+import type { ReadRequest, ReadResponse, TrimmedResponse, TrimRequest } from "./read-messages.js";
 import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
 
 // Worker thread of the server's restore read pool: reads stored chunk files, authenticates and
@@ -19,9 +19,19 @@ import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
  * 8, in powers of two from 64 KiB; new ones uninitialised (encodeChunks writes every byte it sends).
  */
 const newSpares = () =>
-  new SpareBuffers(8, 64 * 1024, (bytes) => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer);
+  new SpareBuffers(8, 64 * 1024, (bytes) => {
+    const b = Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer;
+    held.push(b);
+    return b;
+  });
 let spares = newSpares();
 const messageBuffer = (size: number): Buffer => Buffer.from(spares.take(size));
+/**
+ * Every message buffer this thread got or made; those sent back to the main thread are detached
+ * (length 0). At a trim the rest go to the main thread too: an idle worker runs no garbage
+ * collection, so buffers it merely dropped would stay allocated until the next restore.
+ */
+let held: ArrayBuffer[] = [];
 
 /** Holds a stored 64 KiB chunk's blob; a larger one grows it (powers of two). */
 const SCRATCH_BYTES = 128 * 1024;
@@ -116,10 +126,16 @@ function fail(
 
 parentPort?.on("message", (req: ReadRequest | TrimRequest) => {
   if ("trim" in req) {
+    const back = [...held.filter((b) => b.byteLength > 0), scratch.buffer as ArrayBuffer];
+    held = [];
     spares = newSpares();
     scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    const trimmed: TrimmedResponse = { trimmed: back.length };
+    parentPort?.postMessage(trimmed, back);
     return;
   }
+  held = held.filter((b) => b.byteLength > 0);
+  for (const b of req.spare ?? []) held.push(b);
   const reply = handle(req);
   parentPort?.postMessage(reply.res, reply.transfer);
 });
