@@ -103,7 +103,9 @@ export async function restoreCommand(
       );
     },
   });
-  await resume.remove();
+  // Best effort, as in the daemon's runner: the server has the agent's Complete and the job is
+  // SUCCEEDED; a file left behind is read only by a later run of this job, which it never gets.
+  await resume.remove().catch(() => undefined);
   return report;
 }
 
