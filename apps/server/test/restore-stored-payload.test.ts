@@ -1,9 +1,14 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { isBulwarkError } from "@bulwark/errors";
-import { BlobKind, encodeBlob } from "@bulwark/repository";
+import {
+  BlobKind,
+  encodeBlob,
+  BLOB_OVERHEAD as REPO_BLOB_OVERHEAD,
+  MAX_BLOB_PLAINTEXT as REPO_MAX_BLOB_PLAINTEXT,
+} from "@bulwark/repository";
 import { describe, expect, it } from "vitest";
 import { decompress } from "zstd-napi";
-import { openStoredPayload } from "../src/restore/stored-payload.js";
+import { BLOB_OVERHEAD, MAX_BLOB_PLAINTEXT, openStoredPayload } from "../src/restore/stored-payload.js";
 
 // The restore stream sends a chunk as stored (docs/protocol.md §3, "Payloads travel as stored"):
 // blobs written by the repository's own encoder open to their zstd frame or raw plaintext, and any
@@ -24,6 +29,10 @@ function codeOf(fn: () => unknown): string {
 }
 
 describe("openStoredPayload", () => {
+  it("has the repository's blob limits (its own copies keep the package out of the read workers)", () => {
+    expect([MAX_BLOB_PLAINTEXT, BLOB_OVERHEAD]).toEqual([REPO_MAX_BLOB_PLAINTEXT, REPO_BLOB_OVERHEAD]);
+  });
+
   const text = Buffer.from("the help desk restores a volume ".repeat(2048));
   const random = randomBytes(64 * 1024);
 

@@ -3,10 +3,14 @@ import { parentPort } from "node:worker_threads";
 import { BulwarkError, isBulwarkError } from "@bulwark/errors";
 // The subpath alone: a worker need not load the generated protocol code.
 import { SpareBuffers } from "@bulwark/protocol/spare-buffers";
-import { BLOB_OVERHEAD, MAX_BLOB_PLAINTEXT } from "@bulwark/repository";
 import { encodeChunks } from "./encode-chunks.js";
 import type { ReadRequest, ReadResponse, TrimmedResponse, TrimRequest } from "./read-messages.js";
-import { openStoredPayload, type StoredPayload } from "./stored-payload.js";
+import {
+  BLOB_OVERHEAD,
+  MAX_BLOB_PLAINTEXT,
+  openStoredPayload,
+  type StoredPayload,
+} from "./stored-payload.js";
 
 // Worker thread of the server's restore read pool: reads stored chunk files, authenticates and
 // decrypts them (openStoredPayload) and encodes them as Chunks messages (encode-chunks.ts), so the

@@ -1,6 +1,5 @@
 import { createDecipheriv, createHmac } from "node:crypto";
 import { BulwarkError } from "@bulwark/errors";
-import { MAX_BLOB_PLAINTEXT } from "@bulwark/repository";
 
 // Opens a stored chunk blob (docs/repository-format.md, "Blobs") only as far as the wire needs:
 // checks the header, authenticates and decrypts with the data key (AES-256-GCM bound to the chunk
@@ -19,6 +18,13 @@ const OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
 const FLAG_ZSTD = 0x01;
 const KIND_DATA = 1;
 const SUBKEY_LABEL = Buffer.from("bulwark blob subkey v1", "utf8");
+/**
+ * packages/repository's MAX_BLOB_PLAINTEXT and BLOB_OVERHEAD (a test keeps them equal): importing
+ * the package would load all of it, zstd's native binding included, into every read worker
+ * (≈ 3 MiB of RSS each).
+ */
+export const MAX_BLOB_PLAINTEXT = 16 * 1024 * 1024;
+export const BLOB_OVERHEAD = OVERHEAD;
 
 export interface StoredPayload {
   /** True when `payload` is a zstd frame (the blob's FLAG_ZSTD), false for raw plaintext. */
