@@ -101,6 +101,20 @@ export function inHole(extents: DataExtents, start: number, end: number): boolea
   return e === undefined || e[0] >= end;
 }
 
+/**
+ * The parts of [start, end) that lie in data extents, as [start, end) byte ranges in order (empty
+ * when the range lies in a hole); the rest reads as zeros. A chunk that is mostly hole (a few
+ * blocks written into free space) is then read, or zeroed, only where it has data (the agent's
+ * delta restore).
+ */
+export function dataPieces(extents: DataExtents, start: number, end: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let k = firstEndingAfter(extents, start); k < extents.length && extents[k]![0] < end; k++) {
+    out.push([Math.max(start, extents[k]![0]), Math.min(end, extents[k]![1])]);
+  }
+  return out;
+}
+
 /** Index of the first extent that ends after `start` (binary search; extents.length if none). */
 function firstEndingAfter(extents: DataExtents, start: number): number {
   let lo = 0;

@@ -4,7 +4,7 @@ export { type ChunkIndex, chunkKey, claimChunk, StoreChunkIndex } from "./chunk-
 export { type Clock, systemClock } from "./clock.js";
 export { CodecPool, type HashTicket } from "./codec-pool.js";
 export * from "./constants.js";
-export { type DataExtents, inHole, parseFilefrag } from "./extents.js";
+export { type DataExtents, dataPieces, inHole, parseFilefrag } from "./extents.js";
 export { type Fault, FaultyBackend } from "./fault-backend.js";
 export { collectGarbage, type GcOptions, type GcReport } from "./gc.js";
 export { type ChunkId, idFromHex, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";

@@ -1,4 +1,4 @@
-import { type DataExtents, inHole, parseFilefrag } from "@bulwark/repository";
+import { type DataExtents, dataPieces, inHole, parseFilefrag } from "@bulwark/repository";
 import type { CommandRunner } from "../command-runner.js";
 
 // Where a regular-file target holds data, so that a restore need not read its holes: reading a
@@ -11,27 +11,7 @@ import type { CommandRunner } from "../command-runner.js";
 /** How long the extent listing may take before the restore reads everything instead. */
 const FILEFRAG_TIMEOUT_MS = 30_000;
 
-export { type DataExtents, inHole };
-
-/**
- * The parts of [start, end) that lie in data extents, as [start, end) byte ranges in order (empty
- * when the range lies in a hole); the rest reads as zeros. A chunk that is mostly hole (a few
- * blocks written into free space) is then read, or zeroed, only where it has data.
- */
-export function dataPieces(extents: DataExtents, start: number, end: number): [number, number][] {
-  let lo = 0;
-  let hi = extents.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (extents[mid]![1] <= start) lo = mid + 1;
-    else hi = mid;
-  }
-  const out: [number, number][] = [];
-  for (let k = lo; k < extents.length && extents[k]![0] < end; k++) {
-    out.push([Math.max(start, extents[k]![0]), Math.min(end, extents[k]![1])]);
-  }
-  return out;
-}
+export { type DataExtents, dataPieces, inHole };
 
 /** The data extents of a regular file, or undefined when they cannot be listed. */
 export async function dataExtents(runner: CommandRunner, path: string): Promise<DataExtents | undefined> {
