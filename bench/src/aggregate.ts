@@ -73,8 +73,11 @@ export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
     const failed = all.find((r) => !r.restore.verified);
     const agent = all.map((r) => r.agentPath).filter((a) => a !== undefined);
     const restores = all.map((r) => r.agentRestore).filter((a) => a !== undefined);
+    const floors = all.map((r) => r.floor).filter((f) => f !== undefined);
+    // The optional measurements are kept only when every run has them (below), not from run 0 alone.
+    const { agentPath: _path, agentRestore: _restore, floor: _floor, ...common } = template;
     return {
-      ...template,
+      ...common,
       ingest: { ...medianStep(all.map((r) => r.ingest)), repoBytes: ingestBytes },
       incremental: { ...medianStep(all.map((r) => r.incremental)), repoBytes: ingestBytes + growth },
       restore: {
@@ -93,6 +96,14 @@ export function aggregateRuns(runs: ToolRun[][]): ToolRun[] {
         : {}),
       ...(restores.length === all.length && restores.length > 0
         ? { agentRestore: medianAgentRestore(restores) }
+        : {}),
+      ...(floors.length === all.length && floors.length > 0
+        ? {
+            floor: {
+              packed: medianStep(floors.map((f) => f.packed)),
+              files: medianStep(floors.map((f) => f.files)),
+            },
+          }
         : {}),
     };
   });

@@ -77,6 +77,7 @@ export function resultTables(results: BenchResults): Table[] {
         cpu(t.ingest),
       ]),
     },
+    ...floorTables(results, base),
     {
       title: `b. Incremental after ${results.writes.count} scattered 4 KiB writes (${formatBytes(changed)} changed)`,
       header: [
@@ -144,6 +145,42 @@ export function resultTables(results: BenchResults): Table[] {
   const restoreRuns = results.tools.filter((t) => t.agentRestore);
   if (restoreRuns.length > 0) tables.push(...restoreTables(results, restoreRuns));
   return tables;
+}
+
+/**
+ * Issue 3's ingest floor (floor.ts) beside restic and bulwark-repo put: how close the repository
+ * comes to the least its primitives cost, and what a file per blob costs on this filesystem.
+ */
+function floorTables(results: BenchResults, base: ToolRun | undefined): Table[] {
+  const withFloor = results.tools.filter((t) => t.floor);
+  if (withFloor.length === 0) return [];
+  const size = results.image.sizeBytes;
+  const row = (
+    label: string,
+    what: string,
+    m: ToolRun["ingest"] | NonNullable<ToolRun["floor"]>["packed"],
+  ) => [
+    label,
+    what,
+    formatSeconds(m.wallSeconds),
+    formatRate(throughput(size, m.wallSeconds)),
+    base ? formatRatio(base.ingest.wallSeconds / m.wallSeconds) : "–",
+    `${formatSeconds(m.userSeconds + m.systemSeconds)} (${((m.userSeconds + m.systemSeconds) / m.wallSeconds).toFixed(2)})`,
+  ];
+  const rows: string[][] = [];
+  if (base) rows.push(row(base.tool, `\`${base.backupLabel}\``, base.ingest));
+  for (const t of withFloor) {
+    rows.push(row(t.tool, `\`${t.backupLabel}\``, t.ingest));
+    rows.push(row("floor", "primitives only, one file per thread", t.floor!.packed));
+    rows.push(row("floor", "primitives only, one file per blob", t.floor!.files));
+  }
+  return [
+    {
+      title: "a2. Ingest floor: the repository's primitives without a repository (issue 3)",
+      header: ["tool", "what", "wall", "throughput", "speed vs restic", "CPU (cores busy)"],
+      rows,
+    },
+  ];
 }
 
 /** Issue 6: restores through bulwark-server → gRPC → bulwark-agent, and one file over REST. */

@@ -80,12 +80,13 @@ async function main(): Promise<number> {
   }
 
   try {
-    // Image, three repositories of up to about the image's size, and one restored copy at a time.
+    // Image, three repositories of up to about the image's size, the ingest floor's two outputs and
+    // one restored copy at a time.
     const fs = await statfs(runDir);
     const free = fs.bavail * fs.bsize;
-    if (free < opts.size * 5) {
+    if (free < opts.size * 6) {
       throw new Error(
-        `${runDir} has ${formatBytes(free)} free; this run needs about ${formatBytes(opts.size * 5)}`,
+        `${runDir} has ${formatBytes(free)} free; this run needs about ${formatBytes(opts.size * 6)}`,
       );
     }
 

@@ -53,6 +53,8 @@ export interface ToolRun {
   restore: StepMeasurement & { verified: boolean; restoredSha256: string; mismatch?: string };
   /** Only for the agent → server path: bytes the agent sent and the server's peak RSS. */
   agentPath?: { ingest: AgentPathStep; incremental: AgentPathStep };
+  /** Only for bulwark-repo: the ingest floor (floor.ts), measured right after its full ingest. */
+  floor?: { packed: StepMeasurement; files: StepMeasurement };
   /** Only for the agent → server path: the issue-6 restore measurements. */
   agentRestore?: AgentRestoreRun;
   /** The exact commands, work directory shown as $WORK. */
@@ -62,6 +64,7 @@ export interface ToolRun {
     incremental: string;
     restore: string;
     deltaRestore?: string;
+    floor?: string;
     fileDownload?: string;
   };
 }

@@ -39,6 +39,10 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
   const { tools, image, log } = opts;
   const scratch = join(opts.runDir, "scratch");
   await mkdir(scratch, { recursive: true });
+  // The floor's outputs stay until the run ends: deleting tens of thousands of files just before
+  // another tool writes its own costs that tool (ext4 without a journal skips recently freed
+  // inodes one by one when it allocates).
+  const floorDir = join(opts.runDir, "floor");
   const show = (spec: CommandSpec) => displayCommand(spec, opts.runDir, opts.passphrase, opts.repoRoot);
 
   const partial = new Map<string, Partial<ToolRun>>();
@@ -66,6 +70,21 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     if (extra) result.agentPath = { ingest: extra, incremental: extra };
     result.commands!.backup = show(spec);
     log(`   ${m.elapsedSeconds.toFixed(2)} s, repository ${result.ingest.repoBytes} bytes`);
+    if (tool.floor) {
+      const floor = await tool.floor(
+        image,
+        join(floorDir, `${tool.id}-packed`),
+        join(floorDir, `${tool.id}-files`),
+      );
+      log(`a. ${tool.id} floor: ${show(floor.packed)}; ${show(floor.files)}`);
+      const packed = await measure(floor.packed, scratch);
+      const files = await measure(floor.files, scratch);
+      result.floor = { packed: step(packed), files: step(files) };
+      result.commands!.floor = `${show(floor.packed)}; ${show(floor.files)}`;
+      log(
+        `   floor ${packed.elapsedSeconds.toFixed(2)} s packed, ${files.elapsedSeconds.toFixed(2)} s a file per blob`,
+      );
+    }
   }
 
   const offsets = planScatteredWrites(opts.seed, (await stat(image)).size, opts.writes);
@@ -138,6 +157,7 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
     await rm(outDir, { recursive: true, force: true });
   }
 
+  await rm(floorDir, { recursive: true, force: true });
   // Put the image back as it was, so a further run starts from the same bytes.
   await writeBlocks(image, offsets, original);
   if ((await sha256File(image)) !== opts.imageSha256)

@@ -38,6 +38,19 @@ describe("aggregateRuns", () => {
     expect(folded[1]!.restore.verified).toBe(true);
   });
 
+  it("folds the ingest floor into medians, and keeps it only if every run measured it", () => {
+    const withFloor = (wall: number) => {
+      const r = run("bulwark", 1, 1, 1);
+      const step = { wallSeconds: wall, userSeconds: wall, systemSeconds: 0, maxRssBytes: 1 };
+      r.floor = { packed: step, files: { ...step, wallSeconds: wall * 2 } };
+      return r;
+    };
+    const folded = aggregateRuns([[withFloor(4)], [withFloor(1)], [withFloor(2)]]);
+    expect(folded[0]!.floor!.packed.wallSeconds).toBe(2);
+    expect(folded[0]!.floor!.files.wallSeconds).toBe(4);
+    expect(aggregateRuns([[withFloor(4)], [run("bulwark", 1, 1, 1)]])[0]!.floor).toBeUndefined();
+  });
+
   it("marks a restore unverified if any run returned wrong bytes", () => {
     const folded = aggregateRuns([[run("bulwark", 1, 1, 1)], [run("bulwark", 1, 1, 1, false)]]);
     expect(folded[0]!.restore.verified).toBe(false);

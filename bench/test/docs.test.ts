@@ -74,6 +74,25 @@ describe("docs rendering", () => {
     expect(md).toMatch(/\| 1\.00× \| 2\.00 s \(1\.00\) \|\n/);
   });
 
+  it("adds the ingest floor's table beside restic and bulwark's ingest only when measured", () => {
+    const bulwark = run("bulwark", 2, 3, 16 * MIB);
+    bulwark.floor = { packed: step(1), files: step(4) };
+    const md = renderResults({ ...results, tools: [results.tools[0]!, bulwark] }).replace(/ {2,}\|/g, " |");
+    expect(md).toContain("### a2. Ingest floor: the repository's primitives without a repository (issue 3)");
+    // restic took 8 s: the floor at 1 s is 8×, a file per blob at 4 s 2×.
+    expect(md).toMatch(
+      /\| restic \| `restic backup` \| 8\.00 s \| 32\.0 MiB\/s \| 1\.00× \| 2\.00 s \(0\.25\) \|/,
+    );
+    expect(md).toMatch(/\| bulwark \| `bulwark backup` \| 2\.00 s \| 128\.0 MiB\/s \| 4\.00× \|/);
+    expect(md).toMatch(
+      /\| floor \| primitives only, one file per thread \| 1\.00 s \| 256\.0 MiB\/s \| 8\.00× \| 2\.00 s \(2\.00\) \|/,
+    );
+    expect(md).toMatch(
+      /\| floor \| primitives only, one file per blob \| 4\.00 s \| 64\.0 MiB\/s \| 2\.00× \|/,
+    );
+    expect(renderResults(results)).not.toContain("Ingest floor");
+  });
+
   it("adds the agent path's table, issue 4's verdicts and why a restore differed", () => {
     const agent = run("bulwark-agent", 4, 3, 8 * MIB);
     agent.agentPath = {

@@ -94,6 +94,21 @@ export function createBulwarkRepo(ctx: ToolContext, opts: { build: boolean }): B
       const restoredPath = join(outDir, "image.img");
       return { command: { argv: cli("cat", ref, "-o", restoredPath) }, restoredPath };
     },
+    async floor(image, packedDir, filesDir) {
+      // floor.ts runs compiled (no TypeScript loader in the measured process): build it when the
+      // bench builds, or when it has never been built.
+      const floorEntry = join(REPO_ROOT, "bench", "dist", "floor.js");
+      const missing = await access(floorEntry).then(
+        () => false,
+        () => true,
+      );
+      if (opts.build || missing)
+        await run({ argv: ["pnpm", "--filter", "@bulwark/bench", "run", "build"], cwd: REPO_ROOT });
+      return {
+        packed: { argv: ["node", floorEntry, image, packedDir, "packed"] },
+        files: { argv: ["node", floorEntry, image, filesDir, "files"] },
+      };
+    },
     repositoryDirs: () => [repo],
   };
 }

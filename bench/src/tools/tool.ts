@@ -69,6 +69,16 @@ export interface BackupTool {
   afterRestore?(
     ctx: AfterRestoreContext,
   ): Promise<{ run: AgentRestoreRun; commands: { deltaRestore: string; fileDownload: string } }>;
+  /**
+   * Unmeasured set-up, then the two measured commands of the ingest floor (floor.ts): the
+   * repository's primitives on `image` without a repository, blobs written into one file per
+   * thread (`packed`) or one file per blob (`files`), into the empty directories given.
+   */
+  floor?(
+    image: string,
+    packedDir: string,
+    filesDir: string,
+  ): Promise<{ packed: CommandSpec; files: CommandSpec }>;
   /** Directories whose total size is the repository's size (caches and temp files excluded). */
   repositoryDirs(): string[];
   /** Unmeasured, every run, before `init` (the harness has just emptied `dir`): e.g. a database. */

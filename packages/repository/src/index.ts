@@ -1,10 +1,10 @@
 export type { Backend, ObjectStat } from "./backend.js";
-export { BLOB_OVERHEAD, BlobKind, chunkIdOf, decodeBlob, encodeBlob } from "./blob.js";
+export { BLOB_OVERHEAD, BlobKind, chunkIdOf, decodeBlob, encodeBlob, encodeBlobParts } from "./blob.js";
 export { type ChunkIndex, chunkKey, claimChunk, StoreChunkIndex } from "./chunk-index.js";
 export { type Clock, systemClock } from "./clock.js";
 export { CodecPool, type HashTicket } from "./codec-pool.js";
 export * from "./constants.js";
-export { type DataExtents, dataPieces, inHole, parseFilefrag } from "./extents.js";
+export { type DataExtents, dataExtents, dataPieces, dataSpan, inHole, parseFilefrag } from "./extents.js";
 export { type Fault, FaultyBackend } from "./fault-backend.js";
 export { collectGarbage, type GcOptions, type GcReport } from "./gc.js";
 export { type ChunkId, idFromHex, idToHex, isAllZero, isZeroId, ZERO_ID } from "./ids.js";
