@@ -26,8 +26,6 @@ const CHUNK = 64 * 1024;
 const BLOCK = 4 * 1024 * 1024;
 /** One worker per core, as put's codec pool; the main thread only waits. */
 const THREADS = availableParallelism();
-/** Slots of the shared dedup table (8 bytes of each chunk ID); ≥ 4× the chunks of a 3 GiB image. */
-const TABLE_SLOTS = 1 << 20;
 
 interface Job {
   image: string;
@@ -61,7 +59,10 @@ async function main(): Promise<void> {
     const span = extents ? dataSpan(extents, at, end, CHUNK) : { start: at, end };
     if (span) ranges[i % THREADS]!.push([span.start, span.end]);
   }
-  const table = new SharedArrayBuffer(TABLE_SLOTS * 8);
+  // The shared dedup table (8 bytes of each chunk ID): at least twice the image's chunks, so an
+  // open-addressing probe always ends.
+  const slots = 2 ** Math.ceil(Math.log2(Math.max(1024, (2 * size) / CHUNK)));
+  const table = new SharedArrayBuffer(slots * 8);
   const { randomBytes } = await import("node:crypto");
   const idKey = randomBytes(32);
   const dataKey = randomBytes(32);
@@ -92,7 +93,12 @@ function work(job: Job): void {
   let chunks = 0;
   let stored = 0;
   for (const [start, end] of job.ranges) {
-    const n = readSync(fd, buf, 0, end - start, start);
+    let n = 0;
+    while (n < end - start) {
+      const got = readSync(fd, buf, n, end - start - n, start + n);
+      if (got === 0) break; // the file shrank: hash what was there
+      n += got;
+    }
     for (let at = 0; at < n; at += CHUNK) {
       const chunk = buf.subarray(at, Math.min(n, at + CHUNK));
       if (isAllZero(chunk)) continue;

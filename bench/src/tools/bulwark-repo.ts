@@ -25,6 +25,7 @@ export async function repoToolEntry(): Promise<string> {
 export function createBulwarkRepo(ctx: ToolContext, opts: { build: boolean }): BackupTool {
   const repo = join(ctx.dir, "repo");
   let entry = "";
+  let floorBuilt = false;
   const cli = (...args: string[]) => [
     "node",
     entry,
@@ -102,8 +103,10 @@ export function createBulwarkRepo(ctx: ToolContext, opts: { build: boolean }): B
         () => false,
         () => true,
       );
-      if (opts.build || missing)
+      if ((opts.build && !floorBuilt) || missing) {
         await run({ argv: ["pnpm", "--filter", "@bulwark/bench", "run", "build"], cwd: REPO_ROOT });
+        floorBuilt = true;
+      }
       return {
         packed: { argv: ["node", floorEntry, image, packedDir, "packed"] },
         files: { argv: ["node", floorEntry, image, filesDir, "files"] },
