@@ -75,6 +75,19 @@ afterAll(async () => {
 
 const row = (id: string) => h.db.catalog.job.findUniqueOrThrow({ where: { id } });
 
+/**
+ * The job log's events once its `finished` line is there: finishJob writes that line in the
+ * statement after the one that sets the final state, so a reader can see the state a moment first.
+ */
+async function eventsOnceFinished(jobId: string): Promise<string[]> {
+  const read = async () =>
+    (await h.db.catalog.jobLogEntry.findMany({ where: { jobId }, orderBy: { seq: "asc" } })).map(
+      (e) => e.event,
+    );
+  await eventually(async () => (await read()).includes("finished"), 10_000);
+  return read();
+}
+
 describe("cancelling running maintenance", () => {
   for (const kind of ["GC", "VERIFY"] as const) {
     it(`a running ${kind} stops on the cancel of another node and ends CANCELLED`, async () => {
@@ -105,10 +118,7 @@ describe("cancelling running maintenance", () => {
       // Stopped by the cancel check between steps, not by some other error.
       expect(done.errorMessage).toMatch(/stopped between steps on a cancel request/);
       expect(done.result).toBeNull();
-      const events = (
-        await h.db.catalog.jobLogEntry.findMany({ where: { jobId: job.id }, orderBy: { seq: "asc" } })
-      ).map((e) => e.event);
-      expect(events).toEqual(["created", "cancel_requested", "finished"]);
+      expect(await eventsOnceFinished(job.id)).toEqual(["created", "cancel_requested", "finished"]);
     });
   }
 
@@ -146,10 +156,7 @@ describe("cancelling running maintenance", () => {
     const done = await row(job.id);
     expect(done.attempts).toBe(3);
     expect(done.errorCode).not.toBeNull();
-    const events = (
-      await h.db.catalog.jobLogEntry.findMany({ where: { jobId: job.id }, orderBy: { seq: "asc" } })
-    ).map((e) => e.event);
-    expect(events).toEqual(["created", "finished"]);
+    expect(await eventsOnceFinished(job.id)).toEqual(["created", "finished"]);
   });
 
   it("without a cancel the same gated run completes (the gate itself stops nothing)", async () => {

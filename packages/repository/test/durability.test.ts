@@ -140,8 +140,11 @@ describe("batched durability (spec, Write ordering and crash safety)", () => {
     });
     const image = randomImage(200 * CHUNK);
     await ingestStream(repo, writesOf(image, 16 * CHUNK), { name: "v", volumeSize: image.length });
-    // Leaves are stored level by level at commit: a handful of publishes, each two barriers.
-    expect(gated.barrierCalls).toBeLessThan(40);
+    // One publish (two barriers) per chunk would be over 400. Batched, it is a handful during the
+    // ingest, then at commit one publish each time the last one ends (28 barriers on a quiet
+    // machine, 40 seen under load: the chunks trickle in more slowly, so the commit's publishes
+    // are smaller and more of them).
+    expect(gated.barrierCalls).toBeLessThan(100);
 
     const session = await IngestSession.open(repo, { name: "w", volumeSize: image.length });
     await session.write(0, randomImage(32 * CHUNK));
