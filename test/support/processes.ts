@@ -54,8 +54,10 @@ export function runTs(entry: string, args: string[], env: Record<string, string>
   child.stderr?.on("data", (d: Buffer) => {
     output += d.toString();
   });
+  // "close", not "exit": at "exit" the child's stdout and stderr may still hold unread output, and
+  // a test that parses it right after (an agent's --json report) would find it cut short.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
+    child.once("close", (code, signal) => resolve({ code, signal }));
   });
   return { child, output: () => output, exited };
 }
