@@ -59,6 +59,7 @@ export function renderResults(results: BenchResults): string {
       `# ${t.tool}`,
       t.commands.init,
       t.commands.backup,
+      ...(t.commands.floor ? ["# (ingest floor: the primitives alone, table a2)", ...t.commands.floor] : []),
       "# (scattered writes)",
       t.commands.incremental,
       t.commands.restore,

@@ -64,7 +64,8 @@ export interface ToolRun {
     incremental: string;
     restore: string;
     deltaRestore?: string;
-    floor?: string;
+    /** The ingest floor's two commands, one file per thread then one file per blob. */
+    floor?: string[];
     fileDownload?: string;
   };
 }

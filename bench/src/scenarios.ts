@@ -80,7 +80,7 @@ export async function runScenarios(opts: ScenarioOptions): Promise<ScenarioOutco
       const packed = await measure(floor.packed, scratch);
       const files = await measure(floor.files, scratch);
       result.floor = { packed: step(packed), files: step(files) };
-      result.commands!.floor = `${show(floor.packed)}; ${show(floor.files)}`;
+      result.commands!.floor = [show(floor.packed), show(floor.files)];
       log(
         `   floor ${packed.elapsedSeconds.toFixed(2)} s packed, ${files.elapsedSeconds.toFixed(2)} s a file per blob`,
       );

@@ -77,6 +77,7 @@ describe("docs rendering", () => {
   it("adds the ingest floor's table beside restic and bulwark's ingest only when measured", () => {
     const bulwark = run("bulwark", 2, 3, 16 * MIB);
     bulwark.floor = { packed: step(1), files: step(4) };
+    bulwark.commands.floor = ["floor packed", "floor files"];
     const md = renderResults({ ...results, tools: [results.tools[0]!, bulwark] }).replace(/ {2,}\|/g, " |");
     expect(md).toContain("### a2. Ingest floor: the repository's primitives without a repository (issue 3)");
     // restic took 8 s: the floor at 1 s is 8×, a file per blob at 4 s 2×.
@@ -90,7 +91,11 @@ describe("docs rendering", () => {
     expect(md).toMatch(
       /\| floor \| primitives only, one file per blob \| 4\.00 s \| 64\.0 MiB\/s \| 2\.00× \|/,
     );
+    expect(md).toContain(
+      "bulwark backup $WORK/image.img\n# (ingest floor: the primitives alone, table a2)\nfloor packed\nfloor files\n# (scattered writes)",
+    );
     expect(renderResults(results)).not.toContain("Ingest floor");
+    expect(renderResults(results)).not.toContain("ingest floor:");
   });
 
   it("adds the agent path's table, issue 4's verdicts and why a restore differed", () => {
