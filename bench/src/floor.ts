@@ -14,13 +14,20 @@
  * The difference between the two rows is the price of a file per chunk on this filesystem.
  */
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, statSync, writevSync } from "node:fs";
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { BlobKind, chunkIdOf, dataExtents, dataSpan, encodeBlobParts, isAllZero } from "@bulwark/repository";
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
+import {
+  BlobKind,
+  chunkIdOf,
+  dataExtents,
+  dataSpan,
+  encodeBlobParts,
+  isAllZero,
+  spawnModuleWorker,
+} from "@bulwark/repository";
 
 const CHUNK = 64 * 1024;
 const BLOCK = 4 * 1024 * 1024;
@@ -63,7 +70,6 @@ async function main(): Promise<void> {
   // open-addressing probe always ends.
   const slots = 2 ** Math.ceil(Math.log2(Math.max(1024, (2 * size) / CHUNK)));
   const table = new SharedArrayBuffer(slots * 8);
-  const { randomBytes } = await import("node:crypto");
   const idKey = randomBytes(32);
   const dataKey = randomBytes(32);
   const totals = await Promise.all(
@@ -71,7 +77,8 @@ async function main(): Promise<void> {
       (r, thread) =>
         new Promise<{ chunks: number; stored: number }>((resolve, reject) => {
           const job: Job = { image, out, mode, thread, ranges: r, table, idKey, dataKey };
-          const w = spawnWorker(job);
+          // Compiled in the bench; from the TypeScript source in the tests (spawnModuleWorker loads tsx).
+          const w = spawnModuleWorker(new URL(import.meta.url), { workerData: job });
           w.once("message", resolve);
           w.once("error", reject);
         }),
@@ -123,21 +130,6 @@ function work(job: Job): void {
   }
   closeSync(fd);
   parentPort!.postMessage({ chunks, stored });
-}
-
-/**
- * The bench runs this compiled (dist/floor.js), a plain module; tests run the TypeScript source,
- * which the worker loads through tsx's loader, registered inside the worker before the import.
- */
-function spawnWorker(job: Job): Worker {
-  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL(import.meta.url), { workerData: job });
-  const api = pathToFileURL(
-    createRequire(import.meta.url)
-      .resolve("tsx/esm/api")
-      .replace(/index\.cjs$/, "index.mjs"),
-  );
-  const code = `import(${JSON.stringify(api.href)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-  return new Worker(code, { eval: true, workerData: job });
 }
 
 /** Inserts the ID's first 8 bytes into the shared open-addressing table; false if already there. */

@@ -1,12 +1,11 @@
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
 import type { BlobKind } from "./blob.js";
 import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
 import { DEFAULT_ZSTD_LEVEL } from "./constants.js";
 import type { MasterKey } from "./keys.js";
+import { spawnModuleWorker } from "./spawn-worker.js";
 import { fromWorkerError } from "./worker-error.js";
 
 /**
@@ -288,16 +287,10 @@ export function exact(id: Uint8Array): Uint8Array {
   return new Uint8Array(id);
 }
 
-/**
- * Compiled (dist/*.js) the worker is a plain module; run from TypeScript sources (tests, tsx) it is
- * loaded through tsx's loader, registered inside the worker before the import.
- */
+/** The codec worker: compiled or, from TypeScript sources, through tsx (spawn-worker.ts). */
 function spawnWorker(data: WorkerKeys | null): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSource ? "./codec-worker.ts" : "./codec-worker.js", import.meta.url);
-  if (!fromSource) return new Worker(entry, { workerData: data });
-  const require = createRequire(import.meta.url);
-  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true, workerData: data });
+  return spawnModuleWorker(new URL(fromSource ? "./codec-worker.ts" : "./codec-worker.js", import.meta.url), {
+    workerData: data,
+  });
 }

@@ -1,9 +1,8 @@
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
 import type { MasterKey } from "./keys.js";
+import { spawnModuleWorker } from "./spawn-worker.js";
 import { fromWorkerError, type WorkerError } from "./worker-error.js";
 
 /** Messages between the restore pool and its workers (restore-worker.ts). */
@@ -136,13 +135,10 @@ export class RestorePool {
   }
 }
 
-/** As the codec pool does: compiled, a plain module; from TypeScript sources, through tsx's loader. */
+/** The restore worker: compiled or, from TypeScript sources, through tsx (spawn-worker.ts). */
 function spawnWorker(): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSource ? "./restore-worker.ts" : "./restore-worker.js", import.meta.url);
-  if (!fromSource) return new Worker(entry);
-  const require = createRequire(import.meta.url);
-  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true });
+  return spawnModuleWorker(
+    new URL(fromSource ? "./restore-worker.ts" : "./restore-worker.js", import.meta.url),
+  );
 }
