@@ -33,6 +33,16 @@ export function formatSeconds(seconds: number): string {
   return `${seconds.toFixed(2)} s`;
 }
 
+/** CPU seconds and, in brackets, how many cores were busy on average (CPU time ÷ wall time). */
+export function formatCpuBusy(m: {
+  userSeconds: number;
+  systemSeconds: number;
+  wallSeconds: number;
+}): string {
+  const cpu = m.userSeconds + m.systemSeconds;
+  return `${formatSeconds(cpu)} (${(cpu / m.wallSeconds).toFixed(2)})`;
+}
+
 /** A table as rows of cells; rendered as Markdown (the docs) or aligned text (the terminal). */
 export interface Table {
   title: string;
@@ -46,9 +56,6 @@ export function resultTables(results: BenchResults): Table[] {
   const changed = results.writes.changedBytes;
   const ratio = (run: ToolRun, pick: (r: ReturnType<typeof ratiosAgainst>) => number) =>
     base ? formatRatio(pick(ratiosAgainst(base, run, changed))) : "–";
-  // CPU seconds and, in brackets, how many cores were busy on average (CPU time ÷ wall time).
-  const cpu = (m: { userSeconds: number; systemSeconds: number; wallSeconds: number }) =>
-    `${formatSeconds(m.userSeconds + m.systemSeconds)} (${((m.userSeconds + m.systemSeconds) / m.wallSeconds).toFixed(2)})`;
   const tables: Table[] = [
     {
       title: `a. Full ingest of the ${formatBytes(size)} image`,
@@ -74,7 +81,7 @@ export function resultTables(results: BenchResults): Table[] {
         ratio(t, (r) => r.repoSize),
         formatBytes(t.ingest.maxRssBytes),
         ratio(t, (r) => r.ingestRss),
-        cpu(t.ingest),
+        formatCpuBusy(t.ingest),
       ]),
     },
     ...floorTables(results, base),
@@ -98,7 +105,7 @@ export function resultTables(results: BenchResults): Table[] {
         `${growthFactor(t, changed).toFixed(1)}×`,
         ratio(t, (r) => r.growth),
         formatBytes(t.incremental.maxRssBytes),
-        cpu(t.incremental),
+        formatCpuBusy(t.incremental),
       ]),
     },
     {
@@ -122,7 +129,7 @@ export function resultTables(results: BenchResults): Table[] {
         ratio(t, (r) => r.restoreSpeed),
         formatBytes(t.restore.maxRssBytes),
         ratio(t, (r) => r.restoreRss),
-        cpu(t.restore),
+        formatCpuBusy(t.restore),
         !t.restore.verified
           ? "**NO**"
           : t.restore.mismatch
@@ -165,7 +172,7 @@ function floorTables(results: BenchResults, base: ToolRun | undefined): Table[] 
     formatSeconds(m.wallSeconds),
     formatRate(throughput(size, m.wallSeconds)),
     base ? formatRatio(base.ingest.wallSeconds / m.wallSeconds) : "–",
-    `${formatSeconds(m.userSeconds + m.systemSeconds)} (${((m.userSeconds + m.systemSeconds) / m.wallSeconds).toFixed(2)})`,
+    formatCpuBusy(m),
   ];
   const rows: string[][] = [];
   if (base) rows.push(row(base.tool, `\`${base.backupLabel}\``, base.ingest));
