@@ -1,8 +1,7 @@
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { takeTransferable } from "@bulwark/protocol";
+import { spawnModuleWorker } from "@bulwark/repository";
 import { agentError } from "../errors.js";
 import type { DecodeRequest, DecodeResponse, DecodeWorkerData } from "./decode-messages.js";
 
@@ -223,11 +222,10 @@ function idsOf(res: DecodeResponse): (Buffer | null)[] {
 
 function spawnWorker(data: DecodeWorkerData): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSource ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url);
-  if (!fromSource) return new Worker(entry, { workerData: data });
-  // Tests run the TypeScript sources: the worker registers tsx before loading its entry.
-  const require = createRequire(import.meta.url);
-  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true, workerData: data });
+  return spawnModuleWorker(
+    new URL(fromSource ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url),
+    {
+      workerData: data,
+    },
+  );
 }

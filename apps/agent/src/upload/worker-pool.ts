@@ -1,7 +1,6 @@
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { spawnModuleWorker } from "@bulwark/repository";
 import { agentError } from "../errors.js";
 import type { BatchPart, EncodedBatch } from "./batch-codec.js";
 import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
@@ -167,16 +166,9 @@ function ownArrayBuffer(buffer: Buffer): ArrayBuffer {
   return copy;
 }
 
-/**
- * Compiled (dist/*.js) the worker is a plain module; run from TypeScript sources (tests, tsx) it is
- * loaded through tsx's loader, registered inside the worker before the import.
- */
 function spawnWorker(data: ChunkWorkerData): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSource ? "./chunk-worker.ts" : "./chunk-worker.js", import.meta.url);
-  if (!fromSource) return new Worker(entry, { workerData: data });
-  const require = createRequire(import.meta.url);
-  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true, workerData: data });
+  return spawnModuleWorker(new URL(fromSource ? "./chunk-worker.ts" : "./chunk-worker.js", import.meta.url), {
+    workerData: data,
+  });
 }

@@ -1,8 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { BulwarkError, type ErrorCode, errorCatalogue } from "@bulwark/errors";
 import {
   BlobKind,
@@ -11,6 +9,7 @@ import {
   encodeBlob,
   LocalBackend,
   type Repository,
+  spawnModuleWorker,
 } from "@bulwark/repository";
 import type { EncodedChunks, WantedChunk } from "./encode-chunks.js";
 import type { ReadItem, ReadRequest, ReadResponse, TrimmedResponse, TrimRequest } from "./read-messages.js";
@@ -243,11 +242,5 @@ export function restoreReadPool(): RestoreReadPool {
 
 function spawnWorker(): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSource ? "./read-worker.ts" : "./read-worker.js", import.meta.url);
-  if (!fromSource) return new Worker(entry);
-  // Tests run the TypeScript sources: the worker registers tsx before loading its entry.
-  const require = createRequire(import.meta.url);
-  const api = pathToFileURL(require.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true });
+  return spawnModuleWorker(new URL(fromSource ? "./read-worker.ts" : "./read-worker.js", import.meta.url));
 }
