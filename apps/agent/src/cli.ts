@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import "./upload/gc-pacer.js";
 import type { BackupReport } from "./backup.js";
 import type { CommandRunner } from "./command-runner.js";
+import { runMain } from "./run-main.js";
 import type { TlsFiles } from "./upload/transport.js";
 
 const { isBulwarkError } = await import("@bulwark/errors");
@@ -365,11 +366,7 @@ async function hasCommand(runner: CommandRunner, command: string): Promise<boole
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (isBulwarkError(err)) process.stderr.write(`${err.code}: ${err.message}\n`);
-    else process.stderr.write(`bulwark-agent: ${(err as Error).message}\n`);
-    process.exit(1);
-  },
+runMain(
+  () => main(process.argv.slice(2)),
+  (err) => (isBulwarkError(err) ? `${err.code}: ${err.message}` : `bulwark-agent: ${(err as Error).message}`),
 );

@@ -70,7 +70,8 @@ export class RestoreStream {
         ),
       this.responseTimeoutMs,
     );
-    this.watchdog.unref();
+    // Not unref'd: while a response is awaited, this timer keeps the process alive (see the
+    // upload stream's ack watchdog: a dropped connection may go unseen until it fires).
   }
 
   private fail(err: BulwarkError): void {

@@ -269,7 +269,10 @@ export class UploadStream {
         ),
       this.ackTimeoutMs,
     );
-    this.watchdog.unref();
+    // Not unref'd: while acks are awaited, this timer may be all that keeps the process alive. Under
+    // load, the TCP-cut e2e test caught Node's HTTP/2 session with its socket not being read, writes
+    // done and batches unacked: the dropped connection went unseen until a keepalive PING (~80 s),
+    // and with nothing else pending the event loop ran dry and the agent ended mid-upload.
   }
 
   private fail(err: BulwarkError): void {

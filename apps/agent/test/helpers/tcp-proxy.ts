@@ -2,7 +2,8 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 
 /**
  * A TCP forwarder between the agent and a server, so a test can cut every live connection mid-stream
- * (both sockets destroyed: the agent sees a reset, exactly like a dropped network path).
+ * (both sockets destroyed: the agent sees a reset, or an orderly close when the proxy had already
+ * read all it was sent, as from a dropped path or a middlebox closing the connection).
  */
 export class TcpProxy {
   private server: Server | undefined;

@@ -35,6 +35,12 @@ export const agentCodes = defineCodes("AGENT", {
     summary:
       "The agent was stopped (SIGTERM/SIGINT) during the job: it released the snapshot, ran the post hooks and committed nothing; the job may be run again.",
   },
+  BULWARK_AGENT_STALLED: {
+    http: 500,
+    grpc: "INTERNAL",
+    summary:
+      "An agent command was left waiting with nothing that could wake it (a bug): it exits non-zero, unfinished, never as a success; a backup run again resumes its session.",
+  },
   BULWARK_AGENT_CACHE_INVALID: {
     http: 500,
     grpc: "DATA_LOSS",
