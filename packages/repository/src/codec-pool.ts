@@ -5,7 +5,7 @@ import type { BlobKind } from "./blob.js";
 import type { CodecRequest, CodecResponse, WorkerKeys } from "./codec-protocol.js";
 import { DEFAULT_ZSTD_LEVEL } from "./constants.js";
 import type { MasterKey } from "./keys.js";
-import { spawnModuleWorker } from "./spawn-worker.js";
+import { siblingModule, spawnModuleWorker } from "./spawn-worker.js";
 import { fromWorkerError } from "./worker-error.js";
 
 /**
@@ -289,8 +289,5 @@ export function exact(id: Uint8Array): Uint8Array {
 
 /** The codec worker: compiled or, from TypeScript sources, through tsx (spawn-worker.ts). */
 function spawnWorker(data: WorkerKeys | null): Worker {
-  const fromSource = import.meta.url.endsWith(".ts");
-  return spawnModuleWorker(new URL(fromSource ? "./codec-worker.ts" : "./codec-worker.js", import.meta.url), {
-    workerData: data,
-  });
+  return spawnModuleWorker(siblingModule(import.meta.url, "codec-worker"), { workerData: data });
 }

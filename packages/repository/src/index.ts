@@ -18,7 +18,7 @@ export { PointReader } from "./reader.js";
 export type { RestorePoint, SessionRecord } from "./records.js";
 export { type InitOptions, type OpenOptions, Repository, type RepositoryConfig } from "./repository.js";
 export { RestorePool } from "./restore-pool.js";
-export { spawnModuleWorker } from "./spawn-worker.js";
+export { siblingModule, spawnModuleWorker } from "./spawn-worker.js";
 export { StagedWriter } from "./staged-writer.js";
 export { TreeReader } from "./tree-reader.js";
 export { type VerifyProblem, type VerifyReport, verifyRepository } from "./verify.js";

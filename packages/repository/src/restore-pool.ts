@@ -2,7 +2,7 @@ import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import { BulwarkError } from "@bulwark/errors";
 import type { MasterKey } from "./keys.js";
-import { spawnModuleWorker } from "./spawn-worker.js";
+import { siblingModule, spawnModuleWorker } from "./spawn-worker.js";
 import { fromWorkerError, type WorkerError } from "./worker-error.js";
 
 /** Messages between the restore pool and its workers (restore-worker.ts). */
@@ -137,8 +137,5 @@ export class RestorePool {
 
 /** The restore worker: compiled or, from TypeScript sources, through tsx (spawn-worker.ts). */
 function spawnWorker(): Worker {
-  const fromSource = import.meta.url.endsWith(".ts");
-  return spawnModuleWorker(
-    new URL(fromSource ? "./restore-worker.ts" : "./restore-worker.js", import.meta.url),
-  );
+  return spawnModuleWorker(siblingModule(import.meta.url, "restore-worker"));
 }

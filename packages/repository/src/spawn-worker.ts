@@ -14,3 +14,11 @@ export function spawnModuleWorker(entry: URL, options: WorkerOptions = {}): Work
   const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
   return new Worker(code, { ...options, eval: true });
 }
+
+/**
+ * The module `name` beside the caller whose `import.meta.url` is `callerUrl`: `name.ts` when the
+ * caller runs from TypeScript sources, `name.js` when compiled.
+ */
+export function siblingModule(callerUrl: string, name: string): URL {
+  return new URL(`./${name}${callerUrl.endsWith(".ts") ? ".ts" : ".js"}`, callerUrl);
+}

@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import { takeTransferable } from "@bulwark/protocol";
-import { spawnModuleWorker } from "@bulwark/repository";
+import { siblingModule, spawnModuleWorker } from "@bulwark/repository";
 import { agentError } from "../errors.js";
 import type { DecodeRequest, DecodeResponse, DecodeWorkerData } from "./decode-messages.js";
 
@@ -221,11 +221,5 @@ function idsOf(res: DecodeResponse): (Buffer | null)[] {
 }
 
 function spawnWorker(data: DecodeWorkerData): Worker {
-  const fromSource = import.meta.url.endsWith(".ts");
-  return spawnModuleWorker(
-    new URL(fromSource ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url),
-    {
-      workerData: data,
-    },
-  );
+  return spawnModuleWorker(siblingModule(import.meta.url, "decode-worker"), { workerData: data });
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
-import { spawnModuleWorker } from "@bulwark/repository";
+import { siblingModule, spawnModuleWorker } from "@bulwark/repository";
 import { agentError } from "../errors.js";
 import type { BatchPart, EncodedBatch } from "./batch-codec.js";
 import { UPLOAD_ZSTD_LEVEL } from "./chunk-codec.js";
@@ -167,8 +167,5 @@ function ownArrayBuffer(buffer: Buffer): ArrayBuffer {
 }
 
 function spawnWorker(data: ChunkWorkerData): Worker {
-  const fromSource = import.meta.url.endsWith(".ts");
-  return spawnModuleWorker(new URL(fromSource ? "./chunk-worker.ts" : "./chunk-worker.js", import.meta.url), {
-    workerData: data,
-  });
+  return spawnModuleWorker(siblingModule(import.meta.url, "chunk-worker"), { workerData: data });
 }

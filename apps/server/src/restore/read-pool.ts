@@ -9,6 +9,7 @@ import {
   encodeBlob,
   LocalBackend,
   type Repository,
+  siblingModule,
   spawnModuleWorker,
 } from "@bulwark/repository";
 import type { EncodedChunks, WantedChunk } from "./encode-chunks.js";
@@ -241,6 +242,5 @@ export function restoreReadPool(): RestoreReadPool {
 }
 
 function spawnWorker(): Worker {
-  const fromSource = import.meta.url.endsWith(".ts");
-  return spawnModuleWorker(new URL(fromSource ? "./read-worker.ts" : "./read-worker.js", import.meta.url));
+  return spawnModuleWorker(siblingModule(import.meta.url, "read-worker"));
 }
